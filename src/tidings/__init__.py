@@ -1,0 +1,1 @@
+"""Tidings: a distributed notification system."""

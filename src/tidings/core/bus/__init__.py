@@ -1,0 +1,94 @@
+"""The message bus port: publish with confirmation, consume with manual acknowledgement.
+
+Adapters: :class:`~tidings.core.bus.rabbit.RabbitBus` (RabbitMQ through aio-pika) and
+:class:`~tidings.core.bus.memory.MemoryBus` (in-process, same routing and dead-letter rules).
+
+The contract, which both adapters keep (tests/contract/test_bus.py runs against both):
+
+* ``publish`` returns only once the message is stored by the broker (publisher confirm);
+  a routing key with no queue is an error, never a silent drop.
+* A handler that returns acknowledges the message.
+* A handler that raises :class:`DeadLetter` sends the message to ``failed.queue`` with the
+  reason in the ``x-tidings-reason`` header, then acknowledges it.
+* A handler that raises anything else returns the message to its queue; after
+  ``delivery_limit`` deliveries it is dead-lettered instead.
+* The correlation id travels with the message and is set while its handler runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tidings.core.logs import correlation_id
+
+log = logging.getLogger("tidings.bus")
+
+
+@dataclass
+class BusMessage:
+    body: bytes
+    routing_key: str
+    message_id: str
+    correlation_id: str | None = None
+    headers: dict[str, Any] = field(default_factory=dict)
+    delivery_count: int = 0
+
+
+class DeadLetter(Exception):
+    """Raised by a handler: this message goes to failed.queue with ``reason``."""
+
+    def __init__(self, reason: str, headers: dict[str, Any] | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.headers = headers or {}
+
+
+Handler = Callable[[BusMessage], Awaitable[None]]
+
+
+class Bus(ABC):
+    @abstractmethod
+    async def start(self) -> None:
+        """Connect and declare the topology (idempotent)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    @abstractmethod
+    async def publish(
+        self,
+        routing_key: str,
+        body: bytes,
+        *,
+        message_id: str,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish to ``notifications.direct``; returns once confirmed."""
+
+    @abstractmethod
+    async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> None:
+        """Start delivering ``queue``'s messages to ``handler``, at most ``prefetch`` at once."""
+
+    @abstractmethod
+    async def ping(self) -> None: ...
+
+
+async def run_handler(handler: Handler, message: BusMessage) -> DeadLetter | None:
+    """Run ``handler`` under the message's correlation id.
+
+    Returns the DeadLetter the handler raised (the adapter then dead-letters the message),
+    None when the message is done, and re-raises anything else (the adapter requeues).
+    """
+    token = correlation_id.set(message.correlation_id)
+    try:
+        await handler(message)
+        return None
+    except DeadLetter as dead:
+        log.warning("dead-lettering %s: %s", message.message_id, dead.reason)
+        return dead
+    finally:
+        correlation_id.reset(token)

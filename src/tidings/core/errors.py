@@ -1,0 +1,81 @@
+"""The one error tree of Tidings.
+
+Adapters translate third-party exceptions into these at their edge; HTTP handlers turn them
+into the envelope with ``status_code``; workers classify delivery failures by ``DeliveryError``
+subclass (transient, permanent, recipient-invalid, provider-auth).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+
+class TidingsError(Exception):
+    """Base of every error Tidings raises on purpose."""
+
+    status_code: ClassVar[int] = 500
+    default_message: ClassVar[str] = "internal error"
+
+    def __init__(self, message: str | None = None) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+
+
+class InvalidInput(TidingsError):
+    status_code = 422
+    default_message = "invalid input"
+
+
+class NotFound(TidingsError):
+    status_code = 404
+    default_message = "not found"
+
+
+class Conflict(TidingsError):
+    status_code = 409
+    default_message = "conflict"
+
+
+class PayloadTooLarge(TidingsError):
+    status_code = 413
+    default_message = "request body too large"
+
+
+class DependencyUnavailable(TidingsError):
+    """A service or store this one depends on cannot be reached."""
+
+    status_code = 503
+    default_message = "a dependency is unavailable"
+
+
+FailureKind = Literal["transient", "permanent", "recipient_invalid", "provider_auth"]
+
+
+class DeliveryError(TidingsError):
+    """A failure to deliver a notification, classified once for every channel."""
+
+    kind: ClassVar[FailureKind] = "permanent"
+
+
+class TransientError(DeliveryError):
+    """Worth retrying later: timeouts, refused connections, 4xx SMTP replies."""
+
+    kind = "transient"
+
+
+class PermanentError(DeliveryError):
+    """Retrying cannot help: a bad template, a 5xx reply about the message."""
+
+    kind = "permanent"
+
+
+class RecipientInvalid(DeliveryError):
+    """The address or device token is dead: stop using it."""
+
+    kind = "recipient_invalid"
+
+
+class ProviderAuthError(DeliveryError):
+    """The provider refused our credentials: alert and hold."""
+
+    kind = "provider_auth"

@@ -1,0 +1,271 @@
+"""HTTP plumbing shared by every service: the app factory, middleware, error handlers,
+/health, and the client one service uses to call another.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tidings.core.envelope import Envelope, failure, ok
+from tidings.core.errors import (
+    DependencyUnavailable,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    TidingsError,
+)
+from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
+
+log = logging.getLogger("tidings.http")
+
+HealthCheck = Callable[[], Awaitable[Any]]
+_SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_REASONS = {400: "bad request", 404: "not found", 405: "method not allowed", 409: "conflict",
+            413: "request body too large", 422: "validation failed", 503: "unavailable"}
+
+
+class CorrelationMiddleware:
+    """Sets the correlation id for the request (from the header, or a new one), echoes it in
+    the response, and logs one line per request with its duration."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(CORRELATION_HEADER.lower().encode(), b"").decode("latin-1")
+        cid = given if _SAFE_ID.match(given) else new_correlation_id()
+        token = correlation_id.set(cid)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append(
+                    (CORRELATION_HEADER.lower().encode(), cid.encode())
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                scope["path"],
+                status,
+                extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1e3, 2)},
+            )
+            correlation_id.reset(token)
+
+
+class BodyLimitMiddleware:
+    """Refuses request bodies over ``max_bytes`` with 413, by Content-Length or as they stream."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            response = JSONResponse(
+                failure(f"request body exceeds {self.max_bytes} bytes", _REASONS[413]), 413
+            )
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes")
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[int, str]:
+    parts = []
+    status = 422
+    for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            return 400, f"malformed JSON: {err.get('ctx', {}).get('error', 'cannot parse body')}"
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        where = ".".join(loc) or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return status, "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error leaves as the envelope with a readable ``error``."""
+
+    @app.exception_handler(TidingsError)
+    async def _tidings(_: Request, exc: TidingsError) -> JSONResponse:
+        return JSONResponse(
+            failure(exc.message, _REASONS.get(exc.status_code, "error")), exc.status_code
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, error = _describe_validation(exc)
+        return JSONResponse(failure(error, _REASONS[status]), status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            failure(str(exc.detail), _REASONS.get(exc.status_code, "error")),
+            exc.status_code,
+            headers=exc.headers,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error", exc_info=exc)
+        return JSONResponse(failure("internal error", "internal error"), 500)
+
+
+class HealthRegistry:
+    """Named checks a service registers at start; /health runs them all."""
+
+    def __init__(self) -> None:
+        self.checks: dict[str, HealthCheck] = {}
+
+    def add(self, name: str, check: HealthCheck) -> None:
+        self.checks[name] = check
+
+    async def run(self) -> dict[str, str]:
+        results: dict[str, str] = {}
+        for name, check in self.checks.items():
+            try:
+                detail = await check()
+                results[name] = "ok" if detail in (None, True) else str(detail)
+            except Exception as exc:  # a health check reports, never raises
+                results[name] = f"error: {exc.__class__.__name__}: {exc}"[:300]
+        return results
+
+
+def create_service_app(
+    service: str,
+    *,
+    max_body_bytes: int,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    description: str = "",
+) -> FastAPI:
+    """A FastAPI app with the envelope, correlation ids, body limits and /health."""
+    app = FastAPI(
+        title=f"Tidings {service}",
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    app.state.health = HealthRegistry()
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(CorrelationMiddleware)
+
+    @app.get("/health", response_model=Envelope[dict[str, Any]], tags=["health"])
+    async def health(request: Request) -> JSONResponse:
+        checks = await request.app.state.health.run()
+        healthy = all(v == "ok" for v in checks.values())
+        body = ok(
+            {"service": service, "status": "ok" if healthy else "degraded", "checks": checks},
+            "healthy" if healthy else "degraded",
+        )
+        if not healthy:
+            body["success"] = False
+            body["error"] = "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
+        return JSONResponse(body, 200 if healthy else 503)
+
+    return app
+
+
+async def _add_correlation(request: httpx.Request) -> None:
+    cid = correlation_id.get()
+    if cid:
+        request.headers[CORRELATION_HEADER] = cid
+
+
+def make_http_client(base_url: str, timeout_s: float) -> httpx.AsyncClient:
+    """A pooled client that carries the correlation id on every request."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=timeout_s,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
+        event_hooks={"request": [_add_correlation]},
+    )
+
+
+class ServiceClient:
+    """Calls another Tidings service and unwraps its envelope.
+
+    httpx's exceptions stop here: a refused connection or a 5xx becomes
+    ``DependencyUnavailable``, a 404 ``NotFound``, a 4xx ``InvalidInput``.
+    """
+
+    def __init__(self, name: str, client: httpx.AsyncClient) -> None:
+        self.name = name
+        self.client = client
+
+    async def request(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None
+    ) -> Any:
+        try:
+            response = await self.client.request(method, path, json=json, params=params)
+        except httpx.HTTPError as exc:
+            raise DependencyUnavailable(f"{self.name} service unreachable: {exc!r}") from exc
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise DependencyUnavailable(
+                f"{self.name} service answered {response.status_code} without an envelope"
+            ) from exc
+        if response.status_code == 404:
+            raise NotFound(body.get("error") or f"not found at {self.name} service")
+        if response.status_code >= 500:
+            raise DependencyUnavailable(
+                f"{self.name} service answered {response.status_code}: {body.get('error')}"
+            )
+        if response.status_code >= 400:
+            raise InvalidInput(body.get("error") or f"{self.name} service refused the request")
+        return body.get("data")
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> Any:
+        return await self.request("GET", path, params=params)
+
+    async def post(self, path: str, json: Any) -> Any:
+        return await self.request("POST", path, json=json)
+
+    async def ping(self) -> None:
+        await self.get("/health")
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+async def aiter_bytes(response: httpx.Response) -> AsyncIterator[bytes]:
+    async for chunk in response.aiter_raw():
+        yield chunk

@@ -1,0 +1,63 @@
+"""What travels on the bus: notification work for the workers, status events for the gateway.
+
+Timestamps travel as integer milliseconds (aio-pika sends float headers as 32-bit floats, and
+integers are exact in JSON too).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, Field
+
+Channel = Literal["email", "push"]
+StatusValue = Literal["pending", "queued", "sending", "delivered", "failed", "skipped"]
+TERMINAL_STATUSES: frozenset[str] = frozenset({"delivered", "failed", "skipped"})
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Recipient(BaseModel):
+    user_id: str
+    name: str
+    email: str | None = None
+    push_token: str | None = None
+    language: str = "en"
+
+
+class NotificationMessage(BaseModel):
+    """One notification for a worker to render and deliver."""
+
+    notification_id: str
+    request_id: str
+    notification_type: Channel
+    template_code: str
+    language: str
+    variables: dict[str, Any]
+    recipient: Recipient
+    priority: int = 5
+    metadata: dict[str, Any] | None = None
+    attempt: int = 1
+    created_at_ms: int = Field(default_factory=now_ms)
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+class StatusEvent(BaseModel):
+    """A worker's report about one notification; the gateway records it."""
+
+    notification_id: str
+    status: StatusValue
+    channel: Channel
+    error: str | None = None
+    detail: str | None = None
+    attempt: int = 1
+    at_ms: int = Field(default_factory=now_ms)
+
+    def dumps(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))

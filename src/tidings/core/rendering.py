@@ -1,0 +1,136 @@
+"""Template rendering, shared by the templates service (render endpoint, validation on
+save) and the workers: Jinja2's sandbox, ``{{ name }}`` syntax, StrictUndefined so a missing
+variable is an error that names it, autoescape for HTML only, and compiled templates cached.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from html.parser import HTMLParser
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from tidings.core.errors import InvalidInput
+
+_HTML_ENV = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
+_TEXT_ENV = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+_UNDEFINED = re.compile(r"'([^']+)' is undefined")
+
+
+def _env(html: bool) -> SandboxedEnvironment:
+    return _HTML_ENV if html else _TEXT_ENV
+
+
+def check_template(source: str, *, field: str = "template") -> None:
+    """Refuse a template that does not parse or reaches for Python internals.
+
+    The sandbox already blocks ``__class__`` and friends at render time; refusing them when
+    the template is saved gives the author the error at once instead of at the first send.
+    """
+    try:
+        tree = _TEXT_ENV.parse(source)
+    except TemplateSyntaxError as exc:
+        raise InvalidInput(f"{field}: syntax error on line {exc.lineno}: {exc.message}") from exc
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        if isinstance(name, str) and name.startswith("_"):
+            raise InvalidInput(f"{field}: access to internal attribute {name!r} is not allowed")
+
+
+@lru_cache(maxsize=4096)
+def _compiled(source: str, html: bool) -> Any:
+    return _env(html).from_string(source)
+
+
+def render(source: str, variables: dict[str, Any], *, html: bool, field: str = "template") -> str:
+    """Render ``source``; a missing variable or a sandbox violation is ``InvalidInput``."""
+    try:
+        return str(_compiled(source, html).render(variables))
+    except UndefinedError as exc:
+        found = _UNDEFINED.search(str(exc.message))
+        name = found.group(1) if found else str(exc.message)
+        raise InvalidInput(f"{field}: missing variable {name!r}") from exc
+    except SecurityError as exc:
+        raise InvalidInput(f"{field}: not allowed: {exc}") from exc
+    except TemplateSyntaxError as exc:
+        raise InvalidInput(f"{field}: syntax error on line {exc.lineno}: {exc.message}") from exc
+
+
+class _TextExtractor(HTMLParser):
+    _SKIP = {"script", "style", "head"}
+    _BREAK = {"br", "p", "div", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skipping = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self._SKIP:
+            self._skipping += 1
+        elif tag in self._BREAK:
+            self.parts.append("\n")
+        elif tag == "a":
+            href = dict(attrs).get("href")
+            if href:
+                self.parts.append(f"[{href}] ")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self._SKIP and self._skipping:
+            self._skipping -= 1
+        elif tag in self._BREAK:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skipping:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """A plain-text alternative for templates saved without ``text_body``."""
+    parser = _TextExtractor()
+    parser.feed(html)
+    parser.close()
+    text = "".join(parser.parts)
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+
+
+def strip_header_breaks(value: str) -> str:
+    """A value bound for a mail header never creates a header: CR and LF become spaces."""
+    return " ".join(value.replace("\r", " ").replace("\n", " ").split())
+
+
+EMAIL_FIELDS = ("subject", "body", "text_body")
+PUSH_FIELDS = ("title", "body", "image_url", "link")
+
+
+def render_content(channel: str, template: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+    """Render every field of a template version for ``channel``.
+
+    Email: ``subject`` (text), ``body`` (HTML, autoescaped), ``text_body`` (text; derived from
+    the rendered HTML when the template has none). Push: ``title``, ``body``, ``image_url``,
+    ``link``, all text; the optional ones stay None when the template leaves them out.
+    """
+    if channel == "email":
+        body = render(template["body"], variables, html=True, field="body")
+        text_source = template.get("text_body")
+        return {
+            "subject": strip_header_breaks(
+                render(template["subject"], variables, html=False, field="subject")
+            ),
+            "body": body,
+            "text_body": (
+                render(text_source, variables, html=False, field="text_body")
+                if text_source
+                else html_to_text(body)
+            ),
+        }
+    rendered: dict[str, Any] = {}
+    for name in PUSH_FIELDS:
+        source = template.get(name)
+        rendered[name] = render(source, variables, html=False, field=name) if source else None
+    return rendered

@@ -1,0 +1,100 @@
+"""One settings base for every service; each service subclasses it with its own fields.
+
+Settings are read from ``TIDINGS_*`` environment variables once, at the entry point, and
+passed down. Nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES = ("gateway", "users", "templates", "email", "push")
+ServiceName = Literal["gateway", "users", "templates", "email", "push"]
+
+
+class TidingsSettings(BaseSettings):
+    """Settings every service shares. Each field is ``TIDINGS_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDINGS_", extra="ignore")
+
+    # The three infrastructure URLs. With none of them set, Tidings runs on its embedded
+    # default (SQLite, in-process bus, in-process cache) in one process.
+    database_url: str | None = None
+    amqp_url: str | None = None
+    redis_url: str | None = None
+    smtp_url: str | None = None
+
+    host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    users_port: int = 8001
+    templates_port: int = 8002
+    email_port: int = 8003
+    push_port: int = 8004
+    # Where services find each other; default: the host and port above.
+    users_url: str | None = None
+    templates_url: str | None = None
+
+    data_dir: Path = Path(".tidings")
+    smtp_capture_port: int = 1025
+
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    http_timeout_s: float = 5.0
+    cache_namespace: str = "tidings"
+    user_cache_ttl_s: int = 60
+    template_cache_ttl_s: int = 30
+    prefetch: int = Field(default=50, ge=1)
+    delivery_limit: int = Field(default=20, ge=1)
+
+    email_from: str = "Tidings <no-reply@tidings.localhost>"
+    smtp_pool_size: int = Field(default=4, ge=1)
+    smtp_timeout_s: float = 10.0
+    smtp_password: SecretStr | None = None
+
+    @property
+    def embedded(self) -> bool:
+        """True when no infrastructure URL is set: the single-process embedded default."""
+        return not (self.database_url or self.amqp_url or self.redis_url)
+
+    def port_of(self, service: ServiceName) -> int:
+        ports: dict[str, int] = {
+            "gateway": self.gateway_port,
+            "users": self.users_port,
+            "templates": self.templates_port,
+            "email": self.email_port,
+            "push": self.push_port,
+        }
+        return ports[service]
+
+    def url_of(self, service: Literal["users", "templates"]) -> str:
+        explicit = self.users_url if service == "users" else self.templates_url
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return (explicit or f"http://{host}:{self.port_of(service)}").rstrip("/")
+
+    def database_for(self, schema: str, override: str | None = None) -> str:
+        """The SQLAlchemy URL a service's store uses.
+
+        On PostgreSQL every service keeps its tables in its own schema (``schema``) of the
+        configured database, or in the database named by its own override. On the embedded
+        default each service has its own SQLite file.
+        """
+        url = override or self.database_url
+        if url is None:
+            return f"sqlite+aiosqlite:///{(self.data_dir / f'{schema}.db').resolve()}"
+        return async_database_url(url)
+
+
+def async_database_url(url: str) -> str:
+    """Accept a plain ``postgresql://`` URL and name the async driver for SQLAlchemy."""
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    return url

@@ -1,0 +1,42 @@
+"""Every exchange, queue and routing key of Tidings, named once.
+
+DESIGN §1 fixes the first four names. ``declare`` in each bus adapter builds exactly this.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EXCHANGE = "notifications.direct"
+
+EMAIL_QUEUE = "email.queue"
+PUSH_QUEUE = "push.queue"
+FAILED_QUEUE = "failed.queue"
+STATUS_QUEUE = "status.queue"
+
+EMAIL_ROUTE = "email"
+PUSH_ROUTE = "push"
+FAILED_ROUTE = "failed"
+STATUS_ROUTE = "status"
+
+# Header names the bus adds when it dead-letters a message itself.
+REASON_HEADER = "x-tidings-reason"
+SOURCE_QUEUE_HEADER = "x-tidings-source-queue"
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    routing_key: str
+    # Messages refused too often, or dead-lettered on purpose, go to failed.queue.
+    dead_letters: bool = True
+
+
+QUEUES: tuple[QueueSpec, ...] = (
+    QueueSpec(EMAIL_QUEUE, EMAIL_ROUTE),
+    QueueSpec(PUSH_QUEUE, PUSH_ROUTE),
+    QueueSpec(STATUS_QUEUE, STATUS_ROUTE),
+    QueueSpec(FAILED_QUEUE, FAILED_ROUTE, dead_letters=False),
+)
+
+CHANNEL_ROUTES: dict[str, str] = {"email": EMAIL_ROUTE, "push": PUSH_ROUTE}

@@ -1,0 +1,1 @@
+"""users service: users, contact data, preferences, passwords."""

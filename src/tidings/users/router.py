@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+
+from tidings.core.envelope import Envelope, ok
+from tidings.users.dependencies import Users
+from tidings.users.schemas import UserCreate, UserOut, UserUpdate
+
+router = APIRouter(prefix="/api/v1/users", tags=["users"])
+
+
+@router.post("/", status_code=201, response_model=Envelope[UserOut])
+async def create_user(body: UserCreate, users: Users) -> dict[str, Any]:
+    return ok(await users.create(body), "user created")
+
+
+@router.get("/{user_id}/", response_model=Envelope[UserOut])
+async def get_user(user_id: uuid.UUID, users: Users) -> dict[str, Any]:
+    return ok(await users.get(user_id), "user found")
+
+
+@router.patch("/{user_id}/", response_model=Envelope[UserOut])
+async def update_user(user_id: uuid.UUID, body: UserUpdate, users: Users) -> dict[str, Any]:
+    return ok(await users.update(user_id, body), "user updated")

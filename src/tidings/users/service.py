@@ -1,0 +1,80 @@
+"""What the users service does, apart from HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from argon2 import PasswordHasher
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from tidings.core.db import Database
+from tidings.core.errors import Conflict, NotFound
+from tidings.users.models import User
+from tidings.users.schemas import UserCreate, UserOut, UserUpdate
+
+
+def to_out(user: User) -> UserOut:
+    return UserOut(
+        user_id=user.id,
+        name=user.name,
+        email=user.email,
+        push_token=user.push_token,
+        preferences=user.preferences,
+        language=user.language,
+        created_at=user.created_at,
+        updated_at=user.updated_at,
+    )
+
+
+class UserService:
+    def __init__(self, db: Database, hasher: PasswordHasher) -> None:
+        self.db = db
+        self.hasher = hasher
+
+    async def create(self, body: UserCreate) -> UserOut:
+        # argon2 is deliberately slow (tens of ms of CPU): keep it off the event loop.
+        password_hash = await asyncio.to_thread(self.hasher.hash, body.password)
+        user = User(
+            id=uuid.uuid4(),
+            name=body.name,
+            email=body.email,
+            email_normalized=body.email.lower(),
+            password_hash=password_hash,
+            push_token=body.push_token,
+            preferences=body.preferences.model_dump(),
+            language=body.language,
+        )
+        async with self.db.sessions() as session:
+            session.add(user)
+            try:
+                await session.commit()
+            except IntegrityError as exc:
+                raise Conflict(f"a user with email {body.email} already exists") from exc
+        return to_out(user)
+
+    async def get(self, user_id: uuid.UUID) -> UserOut:
+        async with self.db.sessions() as session:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound(f"user {user_id} not found")
+            return to_out(user)
+
+    async def update(self, user_id: uuid.UUID, body: UserUpdate) -> UserOut:
+        async with self.db.sessions() as session:
+            user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
+            if user is None:
+                raise NotFound(f"user {user_id} not found")
+            changes = body.model_dump(exclude_unset=True)
+            if "name" in changes and body.name is not None:
+                user.name = body.name
+            if "push_token" in changes:
+                user.push_token = body.push_token
+            if "language" in changes and body.language is not None:
+                user.language = body.language
+            if body.preferences is not None:
+                patch = body.preferences.model_dump(exclude_none=True)
+                user.preferences = {**user.preferences, **patch}
+            await session.commit()
+            return to_out(user)
