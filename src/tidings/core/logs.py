@@ -67,3 +67,4 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command lines

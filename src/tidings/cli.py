@@ -1,0 +1,82 @@
+"""The ``tidings`` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from tidings.core.settings import SERVICES, TidingsSettings
+
+
+def _up(_: argparse.Namespace) -> int:
+    from tidings import runner
+
+    if TidingsSettings().embedded:
+        runner.run_embedded()
+    else:
+        runner.run_supervised()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from tidings import runner
+
+    runner.run_service(args.service)
+    return 0
+
+
+def _migrate(_: argparse.Namespace) -> int:
+    from tidings import runner
+
+    runner.migrate_all()
+    print("migrated: " + ", ".join(runner.STORES))
+    return 0
+
+
+def _mail(args: argparse.Namespace) -> int:
+    from tidings.mailcapture import read_mailbox
+
+    messages = read_mailbox(TidingsSettings().data_dir / "mailbox")
+    if args.json:
+        print(json.dumps(messages, indent=2))
+    elif args.show is not None:
+        if not 1 <= args.show <= len(messages):
+            print(f"no message {args.show}; the mailbox has {len(messages)}", file=sys.stderr)
+            return 1
+        m = messages[args.show - 1]
+        for key in ("date", "from", "to", "subject", "message_id", "request_id", "correlation_id"):
+            print(f"{key}: {m[key]}")
+        print(f"\n{m['text'] or ''}")
+    else:
+        for i, m in enumerate(messages, 1):
+            print(f"{i:4}  {m['date']}  {m['to']}  {m['subject']}")
+        print(f"{len(messages)} message(s)")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tidings", description="Tidings: a distributed notification system.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "up",
+        help="run every service (embedded in one process when no TIDINGS_*_URL is set)",
+    ).set_defaults(func=_up)
+    run = sub.add_parser("run", help="run one service")
+    run.add_argument("service", choices=SERVICES)
+    run.set_defaults(func=_run)
+    sub.add_parser("migrate", help="create or upgrade every service's schema").set_defaults(func=_migrate)
+    mail = sub.add_parser("mail", help="show the mail the built-in capture server received")
+    mail.add_argument("--show", type=int, metavar="N", help="print message N in full")
+    mail.add_argument("--json", action="store_true", help="every message as JSON")
+    mail.set_defaults(func=_mail)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,35 @@
+"""Look-ups of other services' data, cached: shared by the gateway and both workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from tidings.core.cache import MemoryCache
+from tidings.core.web import ServiceClient
+
+
+class TemplateDirectory:
+    """Active template versions from the templates service, cached in process.
+
+    Compiled Jinja templates are cached by :mod:`tidings.core.rendering` on their source, so
+    a cached version is also compiled once.
+    """
+
+    def __init__(self, client: ServiceClient, ttl_s: float) -> None:
+        self.client = client
+        self.ttl_s = ttl_s
+        self._local = MemoryCache(max_entries=10_000)
+
+    async def get(self, code: str, channel: str, language: str) -> dict[str, Any]:
+        key = f"{code}\x00{channel}\x00{language}"
+        cached = await self._local.get(key)
+        if cached is not None:
+            found: dict[str, Any] = orjson.loads(cached)
+            return found
+        template: dict[str, Any] = await self.client.get(
+            f"/api/v1/templates/{code}/", params={"channel": channel, "language": language}
+        )
+        await self._local.set(key, orjson.dumps(template), self.ttl_s)
+        return template

@@ -1,0 +1,40 @@
+"""Building the email: multipart text + HTML, and the headers DESIGN §1 fixes."""
+
+from __future__ import annotations
+
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import formatdate
+from typing import Any
+
+from tidings.core.messages import NotificationMessage
+from tidings.core.rendering import strip_header_breaks
+
+
+def message_id(notification_id: str, domain: str) -> str:
+    """The same on every attempt, so receivers can de-duplicate."""
+    return f"<{notification_id}@{domain}>"
+
+
+def compose(
+    n: NotificationMessage,
+    rendered: dict[str, Any],
+    *,
+    sender: Address,
+    correlation_id: str,
+) -> EmailMessage:
+    msg = EmailMessage(policy=SMTP)
+    msg["From"] = sender
+    msg["To"] = Address(
+        display_name=strip_header_breaks(n.recipient.name), addr_spec=n.recipient.email or ""
+    )
+    msg["Subject"] = strip_header_breaks(rendered["subject"])
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = message_id(n.notification_id, sender.domain)
+    msg["X-Request-ID"] = strip_header_breaks(n.request_id)
+    msg["X-Correlation-ID"] = strip_header_breaks(correlation_id)
+    msg["X-Tidings-Notification-ID"] = n.notification_id
+    msg.set_content(rendered["text_body"])
+    msg.add_alternative(rendered["body"], subtype="html")
+    return msg

@@ -1,0 +1,22 @@
+"""The email sender port. Adapters: ``smtp.SmtpSender`` (aiosmtplib) and
+``memory.MemorySender`` (keeps what it was given; for tests of the handler)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from email.message import EmailMessage
+
+
+class EmailSender(ABC):
+    @abstractmethod
+    async def send(self, message: EmailMessage) -> str:
+        """Hand ``message`` over; returns the receiving server's reply.
+
+        Raises a ``tidings.core.errors.DeliveryError`` subclass, classified.
+        """
+
+    async def ping(self) -> None:  # noqa: B027 - nothing to check by default
+        pass
+
+    async def close(self) -> None:  # noqa: B027 - nothing to release by default
+        pass

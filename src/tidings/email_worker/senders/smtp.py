@@ -1,0 +1,109 @@
+"""SMTP through aiosmtplib, over a small pool of reused connections.
+
+Reusing connections matters: a new SMTP dialogue per message costs more than the message
+(DESIGN §6). Every aiosmtplib exception is classified here, into the core taxonomy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from email.message import EmailMessage
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+
+from tidings.core.errors import (
+    DeliveryError,
+    PermanentError,
+    ProviderAuthError,
+    RecipientInvalid,
+    TransientError,
+)
+from tidings.email_worker.senders import EmailSender
+
+_RECIPIENT_CODES = {550, 551, 553}
+_AUTH_CODES = {530, 534, 535}
+
+
+def classify_reply(code: int, text: str) -> DeliveryError:
+    """An SMTP reply code, in the one taxonomy of core."""
+    reason = f"SMTP {code} {text}".strip()
+    if 400 <= code < 500:
+        return TransientError(reason)
+    if code in _RECIPIENT_CODES:
+        return RecipientInvalid(reason)
+    if code in _AUTH_CODES:
+        return ProviderAuthError(reason)
+    return PermanentError(reason)
+
+
+def classify(exc: Exception) -> DeliveryError:
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused) and exc.recipients:
+        first = exc.recipients[0]
+        return classify_reply(first.code, first.message)
+    if isinstance(exc, aiosmtplib.SMTPResponseException) and not isinstance(
+        exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError
+    ):
+        return classify_reply(exc.code, exc.message)
+    return TransientError(f"SMTP connection failed: {exc.__class__.__name__}: {exc}")
+
+
+class SmtpSender(EmailSender):
+    def __init__(self, url: str, *, pool_size: int, timeout_s: float, password: str | None = None) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps"):
+            raise ValueError(f"TIDINGS_SMTP_URL must be smtp:// or smtps://, not {parts.scheme}://")
+        self.host = parts.hostname or "127.0.0.1"
+        self.port = parts.port or (465 if parts.scheme == "smtps" else 25)
+        self.implicit_tls = parts.scheme == "smtps"
+        self.username = unquote(parts.username) if parts.username else None
+        self.password = password or (unquote(parts.password) if parts.password else None)
+        self.timeout_s = timeout_s
+        self._pool: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
+        for _ in range(pool_size):
+            self._pool.put_nowait(None)
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        smtp = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            use_tls=self.implicit_tls,
+            timeout=self.timeout_s,
+            username=self.username,
+            password=self.password,
+        )
+        await smtp.connect()
+        return smtp
+
+    async def send(self, message: EmailMessage) -> str:
+        smtp = await self._pool.get()
+        try:
+            for fresh in (False, True):
+                if smtp is None or not smtp.is_connected or fresh:
+                    if smtp is not None:
+                        smtp.close()
+                    smtp = await self._connect()
+                try:
+                    _, reply = await smtp.send_message(message)
+                    return reply
+                except aiosmtplib.SMTPServerDisconnected:
+                    # A pooled connection the server closed while idle: one fresh try.
+                    if fresh:
+                        raise
+            raise AssertionError("unreachable")
+        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+            classified = classify(exc)
+            if isinstance(classified, TransientError) and smtp is not None:
+                smtp.close()
+                smtp = None
+            raise classified from exc
+        finally:
+            self._pool.put_nowait(smtp)
+
+    async def close(self) -> None:
+        while not self._pool.empty():
+            smtp = self._pool.get_nowait()
+            if smtp is not None and smtp.is_connected:
+                with contextlib.suppress(Exception):
+                    await smtp.quit()

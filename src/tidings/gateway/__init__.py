@@ -1,0 +1,1 @@
+"""gateway service: the public entry point."""

@@ -1,0 +1,65 @@
+"""The gateway's view of users: cached in process and in Redis, with the last known copy
+kept to serve while the users service is down."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import orjson
+
+from tidings.core.cache import Cache, MemoryCache
+from tidings.core.errors import DependencyUnavailable
+from tidings.core.web import ServiceClient
+
+log = logging.getLogger("tidings.gateway.lookups")
+
+# The in-process layer is short-lived: other replicas' updates reach it within this time.
+LOCAL_TTL_S = 5.0
+
+
+class UserDirectory:
+    def __init__(self, client: ServiceClient, cache: Cache, ttl_s: float) -> None:
+        self.client = client
+        self.cache = cache
+        self.ttl_s = ttl_s
+        self._local = MemoryCache(max_entries=50_000)
+        self.degraded: str | None = None
+
+    async def _cache_get(self, key: str) -> bytes | None:
+        try:
+            return await self.cache.get(key)
+        except DependencyUnavailable as exc:
+            log.warning("cache unavailable, reading through: %s", exc)
+            return None
+
+    async def _cache_set(self, key: str, value: bytes, ttl_s: float | None) -> None:
+        try:
+            await self.cache.set(key, value, ttl_s)
+        except DependencyUnavailable as exc:
+            log.warning("cache unavailable, not storing %s: %s", key, exc)
+
+    async def get(self, user_id: uuid.UUID) -> dict[str, Any]:
+        """The user's contact data and preferences; raises NotFound for an unknown user."""
+        key = f"user:{user_id}"
+        raw = await self._local.get(key) or await self._cache_get(key)
+        if raw is None:
+            try:
+                user: dict[str, Any] = await self.client.get(f"/api/v1/users/{user_id}/")
+            except DependencyUnavailable as exc:
+                stale = await self._cache_get(f"user-last:{user_id}")
+                if stale is None:
+                    raise
+                self.degraded = f"users service unreachable, serving last known data: {exc}"
+                log.warning("serving last known data for user %s: %s", user_id, exc)
+                return dict(orjson.loads(stale))
+            self.degraded = None
+            raw = orjson.dumps(user)
+            await self._cache_set(key, raw, self.ttl_s)
+            await self._cache_set(f"user-last:{user_id}", raw, None)
+        await self._local.set(key, raw, LOCAL_TTL_S)
+        return dict(orjson.loads(raw))
+
+    async def health(self) -> str | None:
+        return self.degraded

@@ -1,0 +1,97 @@
+"""The outbox relay: publishes what the gateway committed, then deletes it.
+
+Woken at once by ``wake()`` after each commit in this process; a slow poll catches rows other
+replicas left behind or whose publish failed. Rows are claimed with ``FOR UPDATE SKIP
+LOCKED`` so relays of several replicas share the work. A crash between the broker's confirm
+and the delete publishes a row twice (the workers de-duplicate), never loses one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy import delete, select
+
+from tidings.core.bus import Bus
+from tidings.core.db import Database, utcnow
+from tidings.core.errors import DependencyUnavailable
+from tidings.core.logs import correlation_id
+from tidings.gateway.models import NotificationEvent, OutboxMessage
+
+log = logging.getLogger("tidings.gateway.relay")
+
+
+class OutboxRelay:
+    def __init__(self, db: Database, bus: Bus, *, batch_size: int, poll_s: float) -> None:
+        self.db = db
+        self.bus = bus
+        self.batch_size = batch_size
+        self.poll_s = poll_s
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+            self._wake.clear()
+            try:
+                while await self.flush() == self.batch_size:
+                    pass
+            except (DependencyUnavailable, OSError) as exc:
+                log.warning("relay could not publish, will retry: %s", exc)
+            except Exception:
+                log.exception("relay failed, will retry")
+
+    async def _publish(self, row: OutboxMessage) -> None:
+        token = correlation_id.set(row.correlation_id)
+        try:
+            await self.bus.publish(
+                row.routing_key, row.payload, message_id=str(row.notification_id)
+            )
+        finally:
+            correlation_id.reset(token)
+
+    async def flush(self) -> int:
+        """Publish one batch; returns how many rows it published."""
+        async with self.db.sessions() as session, session.begin():
+            rows = (
+                await session.scalars(
+                    select(OutboxMessage)
+                    .order_by(OutboxMessage.id)
+                    .limit(self.batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            queued_at = utcnow()
+            # Confirms are awaited concurrently: one round trip for the batch, not per row.
+            await asyncio.gather(*(self._publish(row) for row in rows))
+            await session.execute(
+                delete(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows]))
+            )
+            session.add_all(
+                NotificationEvent(
+                    notification_id=r.notification_id, status="queued",
+                    detail=f"published to {r.routing_key}", created_at=queued_at,
+                )
+                for r in rows
+            )
+        self.published += len(rows)
+        return len(rows)

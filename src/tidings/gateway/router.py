@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, Response
+
+from tidings.core.envelope import Envelope, ok
+from tidings.gateway.dependencies import Notifications
+from tidings.gateway.proxy import forward
+from tidings.gateway.schemas import (
+    NotificationAccepted,
+    NotificationCreate,
+    NotificationOut,
+    StatusRecorded,
+    StatusUpdate,
+)
+
+router = APIRouter()
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@router.post(
+    "/api/v1/notifications/",
+    status_code=202,
+    response_model=Envelope[NotificationAccepted],
+    tags=["notifications"],
+)
+async def send_notification(body: NotificationCreate, notifications: Notifications) -> dict[str, Any]:
+    result, repeated = await notifications.accept(body)
+    if repeated:
+        return ok(result, "duplicate request_id: this is the notification it created")
+    return ok(result, "notification skipped" if result.status == "skipped" else "notification accepted")
+
+
+@router.get(
+    "/api/v1/notifications/{notification_id}/",
+    response_model=Envelope[NotificationOut],
+    tags=["notifications"],
+)
+async def get_notification(notification_id: uuid.UUID, notifications: Notifications) -> dict[str, Any]:
+    return ok(await notifications.get(notification_id), "notification found")
+
+
+@router.post(
+    "/api/v1/{channel}/status/",
+    response_model=Envelope[StatusRecorded],
+    tags=["status"],
+)
+async def report_status(
+    channel: Literal["email", "push"], body: StatusUpdate, notifications: Notifications
+) -> dict[str, Any]:
+    status = await notifications.record_status(
+        body.notification_id, channel, body.status, at=body.timestamp, error=body.error,
+        detail="reported through the status API",
+    )
+    return ok(StatusRecorded(notification_id=body.notification_id, status=status), "status recorded")
+
+
+@router.api_route("/api/v1/users/{path:path}", methods=_METHODS, include_in_schema=False)
+async def users_proxy(request: Request, path: str) -> Response:
+    """Forwarded to the users service; see its own schema."""
+    return await forward(request, request.app.state.users_http, "users")
+
+
+@router.api_route("/api/v1/templates/{path:path}", methods=_METHODS, include_in_schema=False)
+async def templates_proxy(request: Request, path: str) -> Response:
+    """Forwarded to the templates service; see its own schema."""
+    return await forward(request, request.app.state.templates_http, "templates")

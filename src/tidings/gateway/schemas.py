@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+
+RequestId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+_HTTP_URL = TypeAdapter(AnyHttpUrl)
+
+
+def _http_url(value: str) -> str:
+    """Checked as an http(s) URL, but kept exactly as the client wrote it."""
+    _HTTP_URL.validate_python(value)
+    return value
+
+
+HttpLink = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
+TemplateCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class UserData(BaseModel):
+    """The spec's ``variables``: ``name`` and ``link`` are required; templates may use more."""
+
+    model_config = ConfigDict(extra="allow")
+    name: Annotated[str, StringConstraints(max_length=500)]
+    link: HttpLink
+    meta: dict[str, Any] | None = None
+
+
+class NotificationCreate(BaseModel):
+    """POST /api/v1/notifications/ as the specification gives it."""
+
+    model_config = ConfigDict(extra="forbid")
+    notification_type: Literal["email", "push"]
+    user_id: uuid.UUID
+    template_code: TemplateCode
+    variables: UserData
+    request_id: RequestId
+    # 0 (lowest) to 9 (highest); see docs/api.md.
+    priority: Annotated[int, Field(ge=0, le=9)] = 5
+    metadata: dict[str, Any] | None = None
+
+
+class NotificationAccepted(BaseModel):
+    notification_id: uuid.UUID
+    request_id: str
+    status: str
+    notification_type: str
+    created_at: dt.datetime
+
+
+class HistoryEntry(BaseModel):
+    status: str
+    detail: str | None
+    error: str | None
+    attempt: int | None
+    timestamp: dt.datetime
+
+
+class NotificationOut(BaseModel):
+    notification_id: uuid.UUID
+    request_id: str
+    user_id: uuid.UUID
+    notification_type: str
+    template_code: str
+    language: str
+    priority: int
+    status: str
+    error: str | None
+    metadata: dict[str, Any] | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    history: list[HistoryEntry]
+
+
+class StatusUpdate(BaseModel):
+    """POST /api/v1/{email|push}/status/ as the specification gives it."""
+
+    model_config = ConfigDict(extra="forbid")
+    notification_id: uuid.UUID
+    status: Literal["delivered", "pending", "failed"]
+    timestamp: dt.datetime | None = None
+    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class StatusRecorded(BaseModel):
+    notification_id: uuid.UUID
+    status: str

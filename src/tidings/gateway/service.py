@@ -1,0 +1,244 @@
+"""Accepting notifications, answering their status, recording what workers report."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from typing import Any
+
+import orjson
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from tidings.core.db import Database, utcnow
+from tidings.core.errors import Conflict, NotFound
+from tidings.core.logs import current_correlation_id
+from tidings.core.lookups import TemplateDirectory
+from tidings.core.messages import TERMINAL_STATUSES, NotificationMessage, Recipient
+from tidings.core.topology import CHANNEL_ROUTES
+from tidings.gateway.lookups import UserDirectory
+from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
+from tidings.gateway.relay import OutboxRelay
+from tidings.gateway.schemas import NotificationAccepted, NotificationCreate, NotificationOut
+
+log = logging.getLogger("tidings.gateway")
+
+
+def body_hash(body: NotificationCreate) -> str:
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def accepted(n: Notification) -> NotificationAccepted:
+    return NotificationAccepted(
+        notification_id=n.id,
+        request_id=n.request_id,
+        status=n.status,
+        notification_type=n.notification_type,
+        created_at=n.created_at,
+    )
+
+
+def may_move(current: str, new: str) -> bool:
+    """Whether a report moves the status; every report is kept in the history anyway.
+
+    delivered and skipped are final; failed can still become delivered (a retry or replay
+    that succeeds) or pending again (a replay).
+    """
+    if current in ("delivered", "skipped"):
+        return False
+    if current == "failed":
+        return new in ("delivered", "pending")
+    return True
+
+
+class NotificationService:
+    def __init__(
+        self, db: Database, users: UserDirectory, templates: TemplateDirectory, relay: OutboxRelay
+    ) -> None:
+        self.db = db
+        self.users = users
+        self.templates = templates
+        self.relay = relay
+
+    async def _by_request_id(self, request_id: str) -> Notification | None:
+        async with self.db.sessions() as session:
+            found: Notification | None = await session.scalar(
+                select(Notification).where(Notification.request_id == request_id)
+            )
+            return found
+
+    @staticmethod
+    def _repeat(existing: Notification, digest: str) -> tuple[NotificationAccepted, bool]:
+        if existing.body_hash != digest:
+            raise Conflict(
+                f"request_id {existing.request_id!r} was already used with a different body"
+            )
+        return accepted(existing), True
+
+    async def accept(self, body: NotificationCreate) -> tuple[NotificationAccepted, bool]:
+        """Store the notification and its outgoing message in one transaction.
+
+        Returns the answer and whether it repeats an earlier request with the same id.
+        """
+        digest = body_hash(body)
+        existing = await self._by_request_id(body.request_id)
+        if existing is not None:
+            return self._repeat(existing, digest)
+
+        channel = body.notification_type
+        user = await self.users.get(body.user_id)
+        template = await self.templates.get(body.template_code, channel, user.get("language", "en"))
+        skip_reason = None
+        if not user.get("preferences", {}).get(channel, False):
+            skip_reason = f"the user's {channel} preference is off"
+        elif channel == "push" and not user.get("push_token"):
+            skip_reason = "the user has no push token"
+
+        now = utcnow()
+        correlation = current_correlation_id()
+        notification = Notification(
+            id=uuid.uuid4(),
+            request_id=body.request_id,
+            body_hash=digest,
+            user_id=body.user_id,
+            notification_type=channel,
+            template_code=body.template_code,
+            language=template["language"],
+            priority=body.priority,
+            variables=body.variables.model_dump(mode="json"),
+            extra=body.metadata,
+            status="skipped" if skip_reason else "pending",
+            error=None,
+            correlation_id=correlation,
+            created_at=now,
+            updated_at=now,
+        )
+        rows: list[Any] = [
+            notification,
+            NotificationEvent(
+                notification_id=notification.id,
+                status=notification.status,
+                detail=skip_reason or "accepted",
+                created_at=now,
+            ),
+        ]
+        if skip_reason is None:
+            message = NotificationMessage(
+                notification_id=str(notification.id),
+                request_id=body.request_id,
+                notification_type=channel,
+                template_code=body.template_code,
+                language=notification.language,
+                variables=notification.variables,
+                recipient=Recipient(
+                    user_id=str(body.user_id),
+                    name=user.get("name", ""),
+                    email=user.get("email"),
+                    push_token=user.get("push_token"),
+                    language=user.get("language", "en"),
+                ),
+                priority=body.priority,
+                metadata=body.metadata,
+            )
+            rows.append(
+                OutboxMessage(
+                    notification_id=notification.id,
+                    routing_key=CHANNEL_ROUTES[channel],
+                    payload=message.dumps(),
+                    correlation_id=correlation,
+                    created_at=now,
+                )
+            )
+        async with self.db.sessions() as session:
+            session.add_all(rows)
+            try:
+                await session.commit()
+            except IntegrityError:
+                # Another request with this request_id won the race: answer as a repeat.
+                await session.rollback()
+                existing = await self._by_request_id(body.request_id)
+                if existing is None:
+                    raise
+                return self._repeat(existing, digest)
+        if skip_reason is None:
+            self.relay.wake()
+        log.info(
+            "notification %s %s",
+            notification.id,
+            notification.status,
+            extra={"notification_id": str(notification.id), "request_id": body.request_id,
+                   "status": notification.status, "channel": channel},
+        )
+        return accepted(notification), False
+
+    async def get(self, notification_id: uuid.UUID) -> NotificationOut:
+        async with self.db.sessions() as session:
+            n = await session.get(Notification, notification_id)
+            if n is None:
+                raise NotFound(f"notification {notification_id} not found")
+            events = (
+                await session.scalars(
+                    select(NotificationEvent)
+                    .where(NotificationEvent.notification_id == notification_id)
+                    .order_by(NotificationEvent.created_at, NotificationEvent.id)
+                )
+            ).all()
+        return NotificationOut(
+            notification_id=n.id,
+            request_id=n.request_id,
+            user_id=n.user_id,
+            notification_type=n.notification_type,
+            template_code=n.template_code,
+            language=n.language,
+            priority=n.priority,
+            status=n.status,
+            error=n.error,
+            metadata=n.extra,
+            created_at=n.created_at,
+            updated_at=n.updated_at,
+            history=[
+                {"status": e.status, "detail": e.detail, "error": e.error,
+                 "attempt": e.attempt, "timestamp": e.created_at}
+                for e in events
+            ],
+        )
+
+    async def record_status(
+        self,
+        notification_id: uuid.UUID,
+        channel: str,
+        status: str,
+        *,
+        at: dt.datetime | None = None,
+        error: str | None = None,
+        detail: str | None = None,
+        attempt: int | None = None,
+    ) -> str:
+        """Record a report about a notification; returns its status afterwards."""
+        async with self.db.sessions() as session, session.begin():
+            n = await session.scalar(
+                select(Notification).where(Notification.id == notification_id).with_for_update()
+            )
+            if n is None:
+                raise NotFound(f"notification {notification_id} not found")
+            if n.notification_type != channel:
+                raise Conflict(f"notification {notification_id} is a {n.notification_type} notification")
+            session.add(
+                NotificationEvent(
+                    notification_id=n.id, status=status, detail=detail, error=error,
+                    attempt=attempt, created_at=at or utcnow(),
+                )
+            )
+            if may_move(n.status, status):
+                n.status = status
+                n.error = error if status == "failed" else None
+            if status in TERMINAL_STATUSES:
+                log.info(
+                    "notification %s %s", n.id, status,
+                    extra={"notification_id": str(n.id), "request_id": n.request_id,
+                           "status": status, "channel": channel, "attempt": attempt},
+                )
+            return n.status

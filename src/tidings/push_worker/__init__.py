@@ -1,0 +1,1 @@
+"""push worker: consumes push.queue, renders push notifications and sends them."""

@@ -1,0 +1,7 @@
+from __future__ import annotations
+
+from tidings.core.settings import TidingsSettings
+
+
+class PushSettings(TidingsSettings):
+    pass

@@ -1,0 +1,209 @@
+"""Starting Tidings: one service, every service in one process (the embedded default), or
+every service as its own supervised OS process. This is the composition root: the only
+module that imports every service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from tidings.core.bus.memory import MemoryBus
+from tidings.core.cache import MemoryCache
+from tidings.core.logs import configure_logging
+from tidings.core.migrations import migrate
+from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
+from tidings.mailcapture import start_capture
+
+log = logging.getLogger("tidings.runner")
+
+# Services with a store of their own, in the order they are migrated.
+STORES = ("users", "templates", "gateway")
+
+
+def store_url(service: str) -> str:
+    return service_settings(service).store_url  # type: ignore[no-any-return, attr-defined]
+
+
+def service_settings(service: str) -> Any:
+    if service == "gateway":
+        from tidings.gateway.settings import GatewaySettings
+
+        return GatewaySettings()
+    if service == "users":
+        from tidings.users.settings import UsersSettings
+
+        return UsersSettings()
+    if service == "templates":
+        from tidings.templates.settings import TemplatesSettings
+
+        return TemplatesSettings()
+    if service == "email":
+        from tidings.email_worker.settings import EmailSettings
+
+        return EmailSettings()
+    if service == "push":
+        from tidings.push_worker.settings import PushSettings
+
+        return PushSettings()
+    raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+
+
+def build_app(service: str, *, bus: Any = None, cache: Any = None) -> FastAPI:
+    settings = service_settings(service)
+    if service == "gateway":
+        from tidings.gateway.app import create_app as gateway
+
+        return gateway(settings, bus=bus, cache=cache)
+    if service == "users":
+        from tidings.users.app import create_app as users
+
+        return users(settings)
+    if service == "templates":
+        from tidings.templates.app import create_app as templates
+
+        return templates(settings)
+    if service == "email":
+        from tidings.email_worker.app import create_app as email
+
+        return email(settings, bus=bus)
+    from tidings.push_worker.app import create_app as push
+
+    return push(settings, bus=bus)
+
+
+def migrate_all() -> None:
+    for service in STORES:
+        migrate(f"tidings.{service}", store_url(service), service)
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signals to us, so several can share one loop."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _server(app: FastAPI, host: str, port: int) -> _Server:
+    return _Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on"))
+
+
+async def _serve_all(servers: list[_Server]) -> None:
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        for server in servers:
+            server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    tasks = [asyncio.create_task(s.serve()) for s in servers]
+    # If one server stops (a failed start, or a signal), stop them all.
+    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    stop()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run_service(service: ServiceName) -> None:
+    settings = TidingsSettings()
+    configure_logging(service, settings.log_level, settings.log_format)
+    app = build_app(service)
+    asyncio.run(_serve_all([_server(app, settings.host, settings.port_of(service))]))
+
+
+def run_embedded() -> None:
+    """Every service in this process: SQLite, the in-process bus and cache, and the SMTP
+    capture server unless TIDINGS_SMTP_URL is set."""
+    settings = TidingsSettings()
+    configure_logging("tidings", settings.log_level, settings.log_format)
+    migrate_all()
+
+    async def main() -> None:
+        bus = MemoryBus(delivery_limit=settings.delivery_limit)
+        await bus.start()
+        cache = MemoryCache()
+        capture = None
+        if not settings.smtp_url:
+            capture = await start_capture(
+                "127.0.0.1", settings.smtp_capture_port, settings.data_dir / "mailbox"
+            )
+        servers = [
+            _server(build_app(s, bus=bus, cache=cache), settings.host, settings.port_of(s))
+            for s in SERVICES
+        ]
+        log.info(
+            "Tidings (embedded) on http://%s:%s; data in %s%s",
+            settings.host, settings.gateway_port, settings.data_dir.resolve(),
+            f"; mail captured on 127.0.0.1:{settings.smtp_capture_port}" if capture else "",
+        )
+        try:
+            await _serve_all(servers)
+        finally:
+            await bus.close()
+            if capture is not None:
+                capture.close()
+                await capture.wait_closed()
+
+    asyncio.run(main())
+
+
+async def _supervise_one(service: str, stopping: asyncio.Event) -> None:
+    """Keep one service's process running until ``stopping``; restart it when it dies."""
+    backoff_s = 0.5
+    while not stopping.is_set():
+        started = time.monotonic()
+        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tidings", "run", service)
+        waiter = asyncio.create_task(proc.wait())
+        stop_waiter = asyncio.create_task(stopping.wait())
+        await asyncio.wait({waiter, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if stopping.is_set():
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(waiter, 15)
+                except TimeoutError:
+                    proc.kill()
+                    await waiter
+            return
+        stop_waiter.cancel()
+        if time.monotonic() - started > 30:
+            backoff_s = 0.5
+        log.error("%s exited with %s; restarting in %.1fs", service, proc.returncode, backoff_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), backoff_s)
+        backoff_s = min(backoff_s * 2, 30)
+
+
+def run_supervised() -> None:
+    """Every service as its own OS process, restarted when it crashes, all stopped on
+    SIGINT/SIGTERM."""
+    settings = TidingsSettings()
+    configure_logging("supervisor", settings.log_level, settings.log_format)
+    migrate_all()
+
+    async def main() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        capture = None
+        if not settings.smtp_url:
+            capture = await start_capture(
+                "127.0.0.1", settings.smtp_capture_port, settings.data_dir / "mailbox"
+            )
+        try:
+            await asyncio.gather(*(_supervise_one(s, stopping) for s in SERVICES))
+        finally:
+            if capture is not None:
+                capture.close()
+
+    asyncio.run(main())
