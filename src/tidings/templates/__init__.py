@@ -1,0 +1,1 @@
+"""templates service: templates per code, channel and language, with version history; rendering."""

@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+
+from tidings.core.envelope import Envelope, PaginationMeta, ok
+from tidings.templates.dependencies import Templates
+from tidings.templates.schemas import (
+    CODE_MAX_LENGTH,
+    CODE_PATTERN,
+    LANGUAGE_PATTERN,
+    Channel,
+    RenderOut,
+    RenderRequest,
+    TemplateCreate,
+    TemplateOut,
+)
+
+router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
+
+# A malformed code is refused as such (422) rather than looked up and reported missing.
+CodePath = Annotated[str, Path(min_length=1, max_length=CODE_MAX_LENGTH, pattern=CODE_PATTERN)]
+LanguageQuery = Annotated[str, Query(pattern=LANGUAGE_PATTERN)]
+Page = Annotated[int, Query(ge=1)]
+Limit = Annotated[int, Query(ge=1, le=100)]
+
+
+@router.post("/", status_code=201, response_model=Envelope[TemplateOut])
+async def create_template(body: TemplateCreate, templates: Templates) -> dict[str, Any]:
+    out = await templates.create(body)
+    return ok(out, f"template {out.code!r} version {out.version} created")
+
+
+@router.get("/", response_model=Envelope[list[TemplateOut]])
+async def list_templates(templates: Templates, page: Page = 1, limit: Limit = 20) -> dict[str, Any]:
+    items, total = await templates.list_active(page=page, limit=limit)
+    meta = PaginationMeta.of(total=total, page=page, limit=limit)
+    return ok(items, "active templates", meta)
+
+
+@router.get("/{code}/", response_model=Envelope[TemplateOut])
+async def get_template(
+    code: CodePath,
+    templates: Templates,
+    channel: Channel = "email",
+    language: LanguageQuery = "en",
+) -> dict[str, Any]:
+    return ok(await templates.active(code, channel, language), "template found")
+
+
+@router.get("/{code}/versions/", response_model=Envelope[list[TemplateOut]])
+async def list_versions(
+    code: CodePath,
+    templates: Templates,
+    channel: Channel | None = None,
+    language: Annotated[str | None, Query(pattern=LANGUAGE_PATTERN)] = None,
+    page: Page = 1,
+    limit: Limit = 20,
+) -> dict[str, Any]:
+    items, total = await templates.versions(code, channel, language, page=page, limit=limit)
+    meta = PaginationMeta.of(total=total, page=page, limit=limit)
+    return ok(items, f"versions of template {code!r}", meta)
+
+
+@router.post("/{code}/render/", response_model=Envelope[RenderOut])
+async def render_template(
+    code: CodePath, body: RenderRequest, templates: Templates
+) -> dict[str, Any]:
+    return ok(await templates.render(code, body), "template rendered")

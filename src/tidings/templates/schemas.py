@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+CODE_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
+CODE_MAX_LENGTH = 100
+
+Channel = Literal["email", "push"]
+Code = Annotated[
+    str, StringConstraints(min_length=1, max_length=CODE_MAX_LENGTH, pattern=CODE_PATTERN)
+]
+Language = Annotated[str, StringConstraints(pattern=LANGUAGE_PATTERN)]
+
+# Lengths match the columns in models.py. A subject is one header line (RFC 5322: 998).
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=998)]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=200_000)]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+# image_url and link are templates too ("{{ link }}"), so they are not checked as URLs here.
+UrlTemplate = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+
+
+class EmailTemplateCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: Code
+    channel: Literal["email"]
+    language: Language = "en"
+    subject: Subject
+    body: Body  # HTML, autoescaped when rendered
+    text_body: Body | None = None
+
+
+class PushTemplateCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: Code
+    channel: Literal["push"]
+    language: Language = "en"
+    title: Title
+    body: Body
+    image_url: UrlTemplate | None = None
+    link: UrlTemplate | None = None
+
+
+# The channel decides which fields are allowed; a body for one channel with another's fields
+# is refused (extra="forbid") instead of silently dropping them.
+TemplateCreate = Annotated[EmailTemplateCreate | PushTemplateCreate, Field(discriminator="channel")]
+
+
+class TemplateOut(BaseModel):
+    template_id: uuid.UUID
+    code: str
+    channel: Channel
+    language: str
+    version: int
+    subject: str | None
+    body: str
+    text_body: str | None
+    title: str | None
+    image_url: str | None
+    link: str | None
+    created_at: dt.datetime
+
+
+class RenderRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variables: dict[str, Any] = Field(default_factory=dict)
+    language: Language = "en"
+    channel: Channel = "email"
+
+
+class RenderOut(BaseModel):
+    code: str
+    channel: Channel
+    language: str  # the language actually served, after any fallback
+    version: int
+    rendered: dict[str, str | None]
