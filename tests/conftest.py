@@ -64,9 +64,9 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def amqp_vhost() -> Iterator[str]:
-    """A RabbitMQ vhost of its own for one test; yields its AMQP URL."""
+    """A RabbitMQ vhost of its own for one test module; yields its AMQP URL."""
     vhost = f"tidings-test-{RUN_ID}-{uuid.uuid4().hex[:6]}"
     _rabbitmqctl("add_vhost", vhost)
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
@@ -76,11 +76,11 @@ def amqp_vhost() -> Iterator[str]:
         _rabbitmqctl("delete_vhost", vhost)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cache_namespace() -> str:
     return f"tidings-test-{RUN_ID}-{uuid.uuid4().hex[:6]}"

@@ -28,3 +28,33 @@ def assert_envelope(body: dict, *, success: bool) -> None:
     else:
         assert isinstance(body["error"], str) and body["error"], body
         assert body["data"] is None
+
+
+async def wait_for_condition(check, *, timeout_s: float, interval_s: float = 0.05, what: str = ""):
+    """Poll ``check`` (an async callable) until it returns something truthy; return that.
+
+    Only for state that lives in another process (a service's HTTP answer, a file the
+    capture server writes), where there is no in-process event to wait on.
+    """
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    last_error: Exception | None = None
+    while True:
+        try:
+            result = await check()
+            if result:
+                return result
+        except Exception as exc:  # the other process may not be up yet
+            last_error = exc
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what or check}: {last_error!r}")
+        await asyncio.sleep(interval_s)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -85,7 +85,7 @@ def migrate_all() -> None:
         migrate(f"tidings.{service}", store_url(service), service)
 
 
-class _Server(uvicorn.Server):
+class Server(uvicorn.Server):
     """A uvicorn server that leaves signals to us, so several can share one loop."""
 
     @contextlib.contextmanager
@@ -93,11 +93,11 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _server(app: FastAPI, host: str, port: int) -> _Server:
-    return _Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on"))
+def _server(app: FastAPI, host: str, port: int) -> Server:
+    return Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on"))
 
 
-async def _serve_all(servers: list[_Server]) -> None:
+async def _serve_all(servers: list[Server]) -> None:
     loop = asyncio.get_running_loop()
 
     def stop() -> None:

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -192,7 +193,12 @@ def create_service_app(
         checks = await request.app.state.health.run()
         healthy = all(v == "ok" for v in checks.values())
         body = ok(
-            {"service": service, "status": "ok" if healthy else "degraded", "checks": checks},
+            {
+                "service": service,
+                "status": "ok" if healthy else "degraded",
+                "pid": os.getpid(),
+                "checks": checks,
+            },
             "healthy" if healthy else "degraded",
         )
         if not healthy:

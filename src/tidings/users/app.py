@@ -7,7 +7,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 
 from tidings.core.db import open_database
-from tidings.core.http import create_service_app
+from tidings.core.web import create_service_app
 from tidings.users.router import router
 from tidings.users.service import UserService
 from tidings.users.settings import UsersSettings

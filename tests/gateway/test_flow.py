@@ -1,0 +1,155 @@
+"""The email path through the real services, in process, on the real infrastructure."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from tests.helpers import assert_envelope
+from tests.scenario import create_template, create_user, notification, wait_for_status
+from tests.system import System
+
+
+async def test_email_is_rendered_sent_and_delivered(system: System) -> None:
+    gw = system.gateway
+    user = await create_user(gw, name="Grace Hopper")
+    template = await create_template(gw)
+    body = notification(user["user_id"], template["code"])
+    answer = await gw.post(
+        "/api/v1/notifications/", json=body, headers={"X-Correlation-ID": "corr-flow-1"}
+    )
+    assert answer.status_code == 202, answer.text
+    assert_envelope(answer.json(), success=True)
+    accepted = answer.json()["data"]
+    assert accepted["status"] == "pending"
+    assert accepted["request_id"] == body["request_id"]
+    assert accepted["notification_type"] == "email"
+    nid = accepted["notification_id"]
+
+    received = await system.smtp.next()
+    msg = received.message
+    assert received.rcpt_tos == [user["email"]]
+    assert msg["Subject"] == "Welcome, Grace!"
+    assert msg["Message-ID"] == f"<{nid}@tidings.localhost>"
+    assert msg["X-Request-ID"] == body["request_id"]
+    assert msg["X-Correlation-ID"] == "corr-flow-1"
+    assert msg.get_body(("plain",)).get_content().strip() == (
+        "Hello Grace, start here: https://example.com/start?x=1"
+    )
+    html = msg.get_body(("html",)).get_content()
+    assert "<h1>Hello Grace</h1>" in html and 'href="https://example.com/start?x=1"' in html
+
+    done = await wait_for_status(gw, nid, "delivered")
+    assert [h["status"] for h in done["history"]] == ["pending", "queued", "delivered"]
+    assert done["metadata"] == {"campaign": "test"}
+
+
+async def test_same_request_id_sends_once_and_conflicting_body_is_409(system: System) -> None:
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    body = notification(user["user_id"], template["code"])
+    first = await gw.post("/api/v1/notifications/", json=body)
+    again = await gw.post("/api/v1/notifications/", json=body)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["data"]["notification_id"] == first.json()["data"]["notification_id"]
+    assert "duplicate" in again.json()["message"]
+
+    conflicting = await gw.post(
+        "/api/v1/notifications/", json={**body, "variables": {**body["variables"], "name": "X"}}
+    )
+    assert conflicting.status_code == 409
+    assert_envelope(conflicting.json(), success=False)
+    assert body["request_id"] in conflicting.json()["error"]
+
+    # Concurrent repeats race on the unique request_id; all get the same answer.
+    racing = await asyncio.gather(
+        *(gw.post("/api/v1/notifications/", json={**body, "request_id": "race-" + body["request_id"]})
+          for _ in range(8))
+    )
+    assert {r.status_code for r in racing} == {202}
+    assert len({r.json()["data"]["notification_id"] for r in racing}) == 1
+
+    # Fence: a third, distinct notification; when it has arrived, count every message.
+    fence = notification(user["user_id"], template["code"])
+    assert (await gw.post("/api/v1/notifications/", json=fence)).status_code == 202
+    arrived = [await system.smtp.next() for _ in range(3)]
+    request_ids = sorted(r.message["X-Request-ID"] for r in arrived)
+    assert request_ids == sorted([body["request_id"], "race-" + body["request_id"], fence["request_id"]])
+    assert system.smtp.arrivals.empty()
+
+
+async def test_preference_off_is_skipped_and_nothing_is_sent(system: System) -> None:
+    gw = system.gateway
+    user = await create_user(gw, preferences={"email": False, "push": True})
+    template = await create_template(gw)
+    answer = await gw.post("/api/v1/notifications/", json=notification(user["user_id"], template["code"]))
+    assert answer.status_code == 202
+    data = answer.json()["data"]
+    assert data["status"] == "skipped"
+    got = (await gw.get(f"/api/v1/notifications/{data['notification_id']}/")).json()["data"]
+    assert got["history"][0]["detail"] == "the user's email preference is off"
+    # After a fence notification arrives, nothing else has.
+    other = await create_user(gw)
+    fence = notification(other["user_id"], template["code"])
+    assert (await gw.post("/api/v1/notifications/", json=fence)).status_code == 202
+    assert (await system.smtp.next()).message["X-Request-ID"] == fence["request_id"]
+    assert system.smtp.arrivals.empty()
+
+
+async def test_preference_change_reaches_the_gateway_through_the_proxy(system: System) -> None:
+    gw = system.gateway
+    user = await create_user(gw)
+    patched = await gw.patch(
+        f"/api/v1/users/{user['user_id']}/", json={"preferences": {"email": False}}
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["data"]["preferences"] == {"email": False, "push": True}
+
+
+async def test_status_endpoint_records_history(system: System) -> None:
+    gw = system.gateway
+    user = await create_user(gw, preferences={"email": False, "push": False})
+    template = await create_template(gw)
+    nid = (
+        await gw.post("/api/v1/notifications/", json=notification(user["user_id"], template["code"]))
+    ).json()["data"]["notification_id"]
+    # skipped is final: a report is kept in the history but does not move the status
+    answer = await gw.post(
+        "/api/v1/email/status/",
+        json={"notification_id": nid, "status": "failed", "timestamp": None, "error": "late"},
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"] == {"notification_id": nid, "status": "skipped"}
+    got = (await gw.get(f"/api/v1/notifications/{nid}/")).json()["data"]
+    assert got["history"][-1]["status"] == "failed" and got["history"][-1]["error"] == "late"
+
+    wrong_channel = await gw.post("/api/v1/push/status/", json={"notification_id": nid, "status": "delivered"})
+    assert wrong_channel.status_code == 409
+    unknown = await gw.post(
+        "/api/v1/email/status/", json={"notification_id": str(uuid.uuid4()), "status": "delivered"}
+    )
+    assert unknown.status_code == 404
+    bad = await gw.post("/api/v1/email/status/", json={"notification_id": nid, "status": "sent"})
+    assert bad.status_code == 422
+    for response in (wrong_channel, unknown, bad):
+        assert_envelope(response.json(), success=False)
+
+
+async def test_unknown_user_or_template_is_404_and_stores_nothing(system: System) -> None:
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    no_user = notification(str(uuid.uuid4()), template["code"])
+    no_template = notification(user["user_id"], "no-such-template")
+    for body in (no_user, no_template):
+        answer = await gw.post("/api/v1/notifications/", json=body)
+        assert answer.status_code == 404, answer.text
+        assert_envelope(answer.json(), success=False)
+        # nothing stored: the request_id is still free for a correct request
+        fixed = {**body, "user_id": user["user_id"], "template_code": template["code"]}
+        assert (await gw.post("/api/v1/notifications/", json=fixed)).json()["message"] == (
+            "notification accepted"
+        )
+    for _ in range(2):
+        await system.smtp.next()

@@ -1,0 +1,96 @@
+"""The five services in the test's own process, as real HTTP servers on free ports, against
+real PostgreSQL, RabbitMQ and Redis (or the embedded adapters), and a real SMTP peer."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import uvicorn
+
+from tests.helpers import free_port, wait_for_condition
+from tests.smtp_peer import SmtpPeer
+from tidings.core.migrations import migrate
+from tidings.email_worker.app import create_app as email_app
+from tidings.email_worker.settings import EmailSettings
+from tidings.gateway.app import create_app as gateway_app
+from tidings.gateway.settings import GatewaySettings
+from tidings.push_worker.app import create_app as push_app
+from tidings.push_worker.settings import PushSettings
+from tidings.runner import Server
+from tidings.templates.app import create_app as templates_app
+from tidings.templates.settings import TemplatesSettings
+from tidings.users.app import create_app as users_app
+from tidings.users.settings import UsersSettings
+
+
+@dataclass
+class System:
+    smtp: SmtpPeer
+    settings: dict[str, Any]
+    servers: list[Server] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    client: httpx.AsyncClient | None = None
+    apps: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> httpx.AsyncClient:
+        assert self.client is not None
+        return self.client
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.aclose()
+        for server in self.servers:
+            server.should_exit = True
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.smtp.stop()
+
+
+async def start_system(**common: Any) -> System:
+    smtp = await SmtpPeer().start()
+    ports = {s: free_port() for s in ("gateway", "users", "templates", "email", "push")}
+    base = {
+        **common,
+        "smtp_url": smtp.url,
+        "gateway_port": ports["gateway"],
+        "users_port": ports["users"],
+        "templates_port": ports["templates"],
+        "email_port": ports["email"],
+        "push_port": ports["push"],
+        "log_format": "text",
+    }
+    system = System(smtp=smtp, settings=base)
+    users = UsersSettings(**base)
+    templates = TemplatesSettings(**base)
+    gateway = GatewaySettings(**base)
+    for package, settings, schema in (
+        ("tidings.users", users, "users"),
+        ("tidings.templates", templates, "templates"),
+        ("tidings.gateway", gateway, "gateway"),
+    ):
+        await asyncio.to_thread(migrate, package, settings.store_url, schema)
+    system.apps = {
+        "users": users_app(users),
+        "templates": templates_app(templates),
+        "gateway": gateway_app(gateway),
+        "email": email_app(EmailSettings(**base)),
+        "push": push_app(PushSettings(**base)),
+    }
+    for name, app in system.apps.items():
+        server = Server(uvicorn.Config(app, host="127.0.0.1", port=ports[name], log_config=None))
+        system.servers.append(server)
+        system.tasks.append(asyncio.create_task(server.serve()))
+    system.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['gateway']}", timeout=10)
+
+    async def all_healthy() -> bool:
+        for name in system.apps:
+            answer = await system.gateway.get(f"http://127.0.0.1:{ports[name]}/health")
+            if answer.status_code != 200:
+                return False
+        return True
+
+    await wait_for_condition(all_healthy, timeout_s=30, what="every service healthy")
+    return system
