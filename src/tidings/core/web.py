@@ -24,7 +24,6 @@ from tidings.core.errors import (
     DependencyUnavailable,
     InvalidInput,
     NotFound,
-    PayloadTooLarge,
     TidingsError,
 )
 from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
@@ -77,7 +76,7 @@ class CorrelationMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over ``max_bytes`` with 413, by Content-Length or as they stream."""
+    """Refuses request bodies over ``max_bytes`` with 413, by Content-Length or by counting."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -94,18 +93,29 @@ class BodyLimitMiddleware:
             )
             await response(scope, receive, send)
             return
+        # No Content-Length (chunked): read the body here, up to the limit, then replay it.
+        # Refusing from inside the app's receive() would surface as a parse error instead.
+        buffered: list[Message] = []
         seen = 0
-
-        async def counting_receive() -> Message:
-            nonlocal seen
+        more = True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise PayloadTooLarge(f"request body exceeds {self.max_bytes} bytes")
-            return message
+            buffered.append(message)
+            if message["type"] != "http.request":
+                break
+            seen += len(message.get("body", b""))
+            more = message.get("more_body", False)
+            if seen > self.max_bytes:
+                response = JSONResponse(
+                    failure(f"request body exceeds {self.max_bytes} bytes", _REASONS[413]), 413
+                )
+                await response(scope, receive, send)
+                return
 
-        await self.app(scope, counting_receive, send)
+        async def replay() -> Message:
+            return buffered.pop(0) if buffered else await receive()
+
+        await self.app(scope, replay, send)
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[int, str]:
