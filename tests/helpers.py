@@ -48,7 +48,9 @@ async def wait_for_condition(check, *, timeout_s: float, interval_s: float = 0.0
         except Exception as exc:  # the other process may not be up yet
             last_error = exc
         if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what or check}: {last_error!r}")
+            raise TimeoutError(
+                f"timed out after {timeout_s}s waiting for {what or check}: {last_error!r}"
+            )
         await asyncio.sleep(interval_s)
 
 

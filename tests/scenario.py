@@ -13,7 +13,7 @@ WELCOME = {
     "channel": "email",
     "language": "en",
     "subject": "Welcome, {{ name }}!",
-    "body": "<h1>Hello {{ name }}</h1><p>Start here: <a href=\"{{ link }}\">{{ link }}</a></p>",
+    "body": '<h1>Hello {{ name }}</h1><p>Start here: <a href="{{ link }}">{{ link }}</a></p>',
     "text_body": "Hello {{ name }}, start here: {{ link }}",
 }
 
@@ -33,7 +33,9 @@ async def create_user(client: httpx.AsyncClient, **overrides: Any) -> dict[str, 
     return dict(answer.json()["data"])
 
 
-async def create_template(client: httpx.AsyncClient, code: str | None = None, **fields: Any) -> dict[str, Any]:
+async def create_template(
+    client: httpx.AsyncClient, code: str | None = None, **fields: Any
+) -> dict[str, Any]:
     body = {"code": code or f"welcome-{uuid.uuid4().hex[:8]}", **WELCOME, **fields}
     answer = await client.post("/api/v1/templates/", json=body)
     assert answer.status_code == 201, answer.text

@@ -56,7 +56,9 @@ def _mail(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tidings", description="Tidings: a distributed notification system.")
+    p = argparse.ArgumentParser(
+        prog="tidings", description="Tidings: a distributed notification system."
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser(
         "up",
@@ -65,7 +67,9 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one service")
     run.add_argument("service", choices=SERVICES)
     run.set_defaults(func=_run)
-    sub.add_parser("migrate", help="create or upgrade every service's schema").set_defaults(func=_migrate)
+    sub.add_parser("migrate", help="create or upgrade every service's schema").set_defaults(
+        func=_migrate
+    )
     mail = sub.add_parser("mail", help="show the mail the built-in capture server received")
     mail.add_argument("--show", type=int, metavar="N", help="print message N in full")
     mail.add_argument("--json", action="store_true", help="every message as JSON")

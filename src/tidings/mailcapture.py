@@ -19,7 +19,11 @@ class MailboxHandler:
         self.mailbox = mailbox
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        content = envelope.content if isinstance(envelope.content, bytes) else str(envelope.content).encode()
+        content = (
+            envelope.content
+            if isinstance(envelope.content, bytes)
+            else str(envelope.content).encode()
+        )
         name = f"{asyncio.get_running_loop().time():020.6f}-{uuid.uuid4().hex[:8]}.eml"
         await asyncio.to_thread(self._write, name, content)
         return "250 Message accepted for delivery"
@@ -32,7 +36,7 @@ class MailboxHandler:
 
 
 async def start_capture(host: str, port: int, mailbox: Path) -> asyncio.Server:
-    mailbox.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(mailbox.mkdir, parents=True, exist_ok=True)
     handler = MailboxHandler(mailbox)
     loop = asyncio.get_running_loop()
     return await loop.create_server(lambda: SMTP(handler, hostname="tidings-capture"), host, port)
@@ -43,8 +47,8 @@ def read_mailbox(mailbox: Path) -> list[dict[str, Any]]:
     items = []
     for path in sorted(mailbox.glob("*.eml")):
         msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
-        text = msg.get_body(preferencelist=("plain",))  # type: ignore[attr-defined]
-        html = msg.get_body(preferencelist=("html",))  # type: ignore[attr-defined]
+        text = msg.get_body(preferencelist=("plain",))
+        html = msg.get_body(preferencelist=("html",))
         items.append(
             {
                 "file": path.name,

@@ -30,7 +30,8 @@ STORES = ("users", "templates", "gateway")
 
 
 def store_url(service: str) -> str:
-    return service_settings(service).store_url  # type: ignore[no-any-return, attr-defined]
+    url: str = service_settings(service).store_url
+    return url
 
 
 def service_settings(service: str) -> Any:
@@ -142,7 +143,9 @@ def run_embedded() -> None:
         ]
         log.info(
             "Tidings (embedded) on http://%s:%s; data in %s%s",
-            settings.host, settings.gateway_port, settings.data_dir.resolve(),
+            settings.host,
+            settings.gateway_port,
+            settings.data_dir.resolve(),
             f"; mail captured on 127.0.0.1:{settings.smtp_capture_port}" if capture else "",
         )
         try:

@@ -30,10 +30,15 @@ class Tidings:
         self.log = tmp / "tidings.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
         self.env |= {f"TIDINGS_{s.upper()}_PORT": str(p) for s, p in self.ports.items()}
-        self.env |= {"TIDINGS_DATA_DIR": str(tmp / "data"), "TIDINGS_SMTP_CAPTURE_PORT": str(free_port())}
+        self.env |= {
+            "TIDINGS_DATA_DIR": str(tmp / "data"),
+            "TIDINGS_SMTP_CAPTURE_PORT": str(free_port()),
+        }
         self.env |= env
         self.proc: asyncio.subprocess.Process | None = None
-        self.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.ports['gateway']}", timeout=10)
+        self.client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.ports['gateway']}", timeout=10
+        )
 
     async def start(self) -> None:
         with self.log.open("wb") as log:
@@ -72,13 +77,21 @@ async def smtp() -> AsyncIterator[SmtpPeer]:
     await peer.stop()
 
 
-async def the_email_scenario(gw: httpx.AsyncClient, next_mail: Callable[[], Awaitable[EmailMessage]]) -> str:
+async def the_email_scenario(
+    gw: httpx.AsyncClient, next_mail: Callable[[], Awaitable[EmailMessage]]
+) -> str:
     """Create a user and a template through the gateway, send, receive, see it delivered;
     repeat the request (no second email), conflict (409), fence. Returns the notification id."""
     user = await create_user(gw, name="Katherine Johnson")
     template = await create_template(gw)
-    body = notification(user["user_id"], template["code"], variables={"name": "Katherine", "link": "https://nasa.example/go"})
-    answer = await gw.post("/api/v1/notifications/", json=body, headers={"X-Correlation-ID": "corr-e2e-1"})
+    body = notification(
+        user["user_id"],
+        template["code"],
+        variables={"name": "Katherine", "link": "https://nasa.example/go"},
+    )
+    answer = await gw.post(
+        "/api/v1/notifications/", json=body, headers={"X-Correlation-ID": "corr-e2e-1"}
+    )
     assert answer.status_code == 202, answer.text
     nid = answer.json()["data"]["notification_id"]
 
@@ -88,7 +101,10 @@ async def the_email_scenario(gw: httpx.AsyncClient, next_mail: Callable[[], Awai
     assert msg["Message-ID"] == f"<{nid}@tidings.localhost>"
     assert msg["X-Request-ID"] == body["request_id"]
     assert msg["X-Correlation-ID"] == "corr-e2e-1"
-    assert msg.get_body(("plain",)).get_content().strip() == "Hello Katherine, start here: https://nasa.example/go"
+    assert (
+        msg.get_body(("plain",)).get_content().strip()
+        == "Hello Katherine, start here: https://nasa.example/go"
+    )
     assert '<a href="https://nasa.example/go">' in msg.get_body(("html",)).get_content()
     await wait_for_status(gw, nid, "delivered")
 
@@ -99,14 +115,21 @@ async def the_email_scenario(gw: httpx.AsyncClient, next_mail: Callable[[], Awai
     fence = notification(user["user_id"], template["code"])
     fenced = await gw.post("/api/v1/notifications/", json=fence)
     assert fenced.status_code == 202
-    assert (await next_mail())["X-Request-ID"] == fence["request_id"], "the repeat sent a second email"
+    assert (await next_mail())["X-Request-ID"] == fence["request_id"], (
+        "the repeat sent a second email"
+    )
     # The worker acknowledges after reporting: once delivered is recorded, nothing is in flight.
     await wait_for_status(gw, fenced.json()["data"]["notification_id"], "delivered")
     return str(nid)
 
 
 async def test_five_processes_on_postgres_rabbitmq_redis(
-    tmp_path: Path, fresh_pg: str, amqp_vhost: str, redis_url: str, cache_namespace: str, smtp: SmtpPeer
+    tmp_path: Path,
+    fresh_pg: str,
+    amqp_vhost: str,
+    redis_url: str,
+    cache_namespace: str,
+    smtp: SmtpPeer,
 ) -> None:
     tidings = Tidings(
         tmp_path,
@@ -164,8 +187,13 @@ async def test_embedded_default_with_nothing_configured(tmp_path: Path) -> None:
 
         async def mailbox() -> list[dict[str, Any]]:
             out = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tidings", "mail", "--json",
-                env=tidings.env, stdout=asyncio.subprocess.PIPE,
+                sys.executable,
+                "-m",
+                "tidings",
+                "mail",
+                "--json",
+                env=tidings.env,
+                stdout=asyncio.subprocess.PIPE,
             )
             stdout, _ = await out.communicate()
             return list(json.loads(stdout))

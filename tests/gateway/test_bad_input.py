@@ -53,7 +53,12 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("missing field", lambda b: without(b, "template_code"), 422, "template_code"),
     ("missing variables.link", lambda b: {**b, "variables": {"name": "x"}}, 422, "variables.link"),
     ("wrong type", lambda b: {**b, "priority": "high"}, 422, "priority"),
-    ("unknown notification_type", lambda b: {**b, "notification_type": "sms"}, 422, "notification_type"),
+    (
+        "unknown notification_type",
+        lambda b: {**b, "notification_type": "sms"},
+        422,
+        "notification_type",
+    ),
     ("non-UUID user_id", lambda b: {**b, "user_id": "42"}, 422, "user_id"),
     ("ftp link", lambda b: variables(b, link="ftp://example.com/x"), 422, "variables.link"),
     ("javascript link", lambda b: variables(b, link="javascript:alert(1)"), 422, "variables.link"),
@@ -66,12 +71,19 @@ CASES: list[tuple[str, Any, int, str]] = [
 
 @pytest.mark.parametrize(("case", "make", "status", "fragment"), CASES, ids=[c[0] for c in CASES])
 async def test_bad_notification_is_refused_and_changes_nothing(
-    system: System, valid: dict[str, Any], pg_database: str,
-    case: str, make: Any, status: int, fragment: str,
+    system: System,
+    valid: dict[str, Any],
+    pg_database: str,
+    case: str,
+    make: Any,
+    status: int,
+    fragment: str,
 ) -> None:
     before = await counts(pg_database)
     if isinstance(make, bytes):
-        answer = await system.gateway.post(URL, content=make, headers={"content-type": "application/json"})
+        answer = await system.gateway.post(
+            URL, content=make, headers={"content-type": "application/json"}
+        )
     elif callable(make):
         body = make({**valid, "request_id": valid["request_id"] + case.replace(" ", "-")})
         answer = await system.gateway.post(URL, json=body)
@@ -83,7 +95,9 @@ async def test_bad_notification_is_refused_and_changes_nothing(
     assert await counts(pg_database) == before
 
 
-async def test_body_over_the_limit_is_413(system: System, valid: dict[str, Any], pg_database: str) -> None:
+async def test_body_over_the_limit_is_413(
+    system: System, valid: dict[str, Any], pg_database: str
+) -> None:
     before = await counts(pg_database)
     limit = GatewaySettings.model_fields["max_body_bytes"].default
     huge = {**valid, "metadata": {"blob": "x" * (limit + 10)}}
@@ -94,7 +108,9 @@ async def test_body_over_the_limit_is_413(system: System, valid: dict[str, Any],
     async def chunks():  # no Content-Length: counted as it streams
         yield json.dumps(huge).encode()
 
-    streamed = await system.gateway.post(URL, content=chunks(), headers={"content-type": "application/json"})
+    streamed = await system.gateway.post(
+        URL, content=chunks(), headers={"content-type": "application/json"}
+    )
     assert streamed.status_code == 413
     assert_envelope(streamed.json(), success=False)
     assert await counts(pg_database) == before
@@ -125,7 +141,8 @@ async def test_cr_lf_never_creates_a_header(system: System, valid: dict[str, Any
     user = await create_user(gw, name="Mallory\r\nBcc: victim@example.com")
     template = await create_template(gw, subject="Hi {{ name }}")
     body = notification(
-        user["user_id"], template["code"],
+        user["user_id"],
+        template["code"],
         request_id="req-crlf\r\nBcc: victim2@example.com",
         variables={"name": "Eve\r\nX-Injected: yes", "link": "https://example.com"},
     )

@@ -64,8 +64,12 @@ async def test_same_request_id_sends_once_and_conflicting_body_is_409(system: Sy
 
     # Concurrent repeats race on the unique request_id; all get the same answer.
     racing = await asyncio.gather(
-        *(gw.post("/api/v1/notifications/", json={**body, "request_id": "race-" + body["request_id"]})
-          for _ in range(8))
+        *(
+            gw.post(
+                "/api/v1/notifications/", json={**body, "request_id": "race-" + body["request_id"]}
+            )
+            for _ in range(8)
+        )
     )
     assert {r.status_code for r in racing} == {202}
     assert len({r.json()["data"]["notification_id"] for r in racing}) == 1
@@ -75,7 +79,9 @@ async def test_same_request_id_sends_once_and_conflicting_body_is_409(system: Sy
     assert (await gw.post("/api/v1/notifications/", json=fence)).status_code == 202
     arrived = [await system.smtp.next() for _ in range(3)]
     request_ids = sorted(r.message["X-Request-ID"] for r in arrived)
-    assert request_ids == sorted([body["request_id"], "race-" + body["request_id"], fence["request_id"]])
+    assert request_ids == sorted(
+        [body["request_id"], "race-" + body["request_id"], fence["request_id"]]
+    )
     assert system.smtp.arrivals.empty()
 
 
@@ -83,7 +89,9 @@ async def test_preference_off_is_skipped_and_nothing_is_sent(system: System) -> 
     gw = system.gateway
     user = await create_user(gw, preferences={"email": False, "push": True})
     template = await create_template(gw)
-    answer = await gw.post("/api/v1/notifications/", json=notification(user["user_id"], template["code"]))
+    answer = await gw.post(
+        "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
+    )
     assert answer.status_code == 202
     data = answer.json()["data"]
     assert data["status"] == "skipped"
@@ -112,7 +120,9 @@ async def test_status_endpoint_records_history(system: System) -> None:
     user = await create_user(gw, preferences={"email": False, "push": False})
     template = await create_template(gw)
     nid = (
-        await gw.post("/api/v1/notifications/", json=notification(user["user_id"], template["code"]))
+        await gw.post(
+            "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
+        )
     ).json()["data"]["notification_id"]
     # skipped is final: a report is kept in the history but does not move the status
     answer = await gw.post(
@@ -124,7 +134,9 @@ async def test_status_endpoint_records_history(system: System) -> None:
     got = (await gw.get(f"/api/v1/notifications/{nid}/")).json()["data"]
     assert got["history"][-1]["status"] == "failed" and got["history"][-1]["error"] == "late"
 
-    wrong_channel = await gw.post("/api/v1/push/status/", json={"notification_id": nid, "status": "delivered"})
+    wrong_channel = await gw.post(
+        "/api/v1/push/status/", json={"notification_id": nid, "status": "delivered"}
+    )
     assert wrong_channel.status_code == 409
     unknown = await gw.post(
         "/api/v1/email/status/", json={"notification_id": str(uuid.uuid4()), "status": "delivered"}

@@ -77,8 +77,8 @@ class RedisCache(Cache):
 
     async def get(self, key: str) -> bytes | None:
         try:
-            value: bytes | None = await self._redis.get(self._key(key))
-            return value
+            value = await self._redis.get(self._key(key))
+            return value.encode() if isinstance(value, str) else value
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
 

@@ -13,7 +13,12 @@ from typing import Any
 
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.types import TypeDecorator
 
 
@@ -64,7 +69,9 @@ def engine_for(url: str, schema: str, *, pool_size: int = 10) -> AsyncEngine:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=True,
-            connect_args={"server_settings": {"search_path": schema, "application_name": f"tidings-{schema}"}},
+            connect_args={
+                "server_settings": {"search_path": schema, "application_name": f"tidings-{schema}"}
+            },
         )
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:

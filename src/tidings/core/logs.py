@@ -54,7 +54,9 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
         )
     else:
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s [%(service)s %(correlation_id)s] %(message)s")
+            logging.Formatter(
+                "%(asctime)s %(levelname)s [%(service)s %(correlation_id)s] %(message)s"
+            )
         )
     handler.addFilter(_ContextFilter(service))
     root = logging.getLogger()

@@ -35,7 +35,11 @@ def check_template(source: str, *, field: str = "template") -> None:
     except TemplateSyntaxError as exc:
         raise InvalidInput(f"{field}: syntax error on line {exc.lineno}: {exc.message}") from exc
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
-        name = node.attr if isinstance(node, nodes.Getattr) else getattr(node.arg, "value", None)
+        name: object
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        else:
+            name = getattr(getattr(node, "arg", None), "value", None)
         if isinstance(name, str) and name.startswith("_"):
             raise InvalidInput(f"{field}: access to internal attribute {name!r} is not allowed")
 
@@ -108,7 +112,9 @@ EMAIL_FIELDS = ("subject", "body", "text_body")
 PUSH_FIELDS = ("title", "body", "image_url", "link")
 
 
-def render_content(channel: str, template: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+def render_content(
+    channel: str, template: dict[str, Any], variables: dict[str, Any]
+) -> dict[str, Any]:
     """Render every field of a template version for ``channel``.
 
     Email: ``subject`` (text), ``body`` (HTML, autoescaped), ``text_body`` (text; derived from

@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-SERVICES = ("gateway", "users", "templates", "email", "push")
 ServiceName = Literal["gateway", "users", "templates", "email", "push"]
+SERVICES: tuple[ServiceName, ...] = ("gateway", "users", "templates", "email", "push")
 
 
 class TidingsSettings(BaseSettings):

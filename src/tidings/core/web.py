@@ -32,8 +32,15 @@ log = logging.getLogger("tidings.http")
 
 HealthCheck = Callable[[], Awaitable[Any]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_REASONS = {400: "bad request", 404: "not found", 405: "method not allowed", 409: "conflict",
-            413: "request body too large", 422: "validation failed", 503: "unavailable"}
+_REASONS = {
+    400: "bad request",
+    404: "not found",
+    405: "method not allowed",
+    409: "conflict",
+    413: "request body too large",
+    422: "validation failed",
+    503: "unavailable",
+}
 
 
 class CorrelationMiddleware:
@@ -47,7 +54,9 @@ class CorrelationMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(CORRELATION_HEADER.lower().encode(), b"").decode("latin-1")
+        given = (
+            dict(scope["headers"]).get(CORRELATION_HEADER.lower().encode(), b"").decode("latin-1")
+        )
         cid = given if _SAFE_ID.match(given) else new_correlation_id()
         token = correlation_id.set(cid)
         started = time.perf_counter()
@@ -70,7 +79,10 @@ class CorrelationMiddleware:
                 scope["method"],
                 scope["path"],
                 status,
-                extra={"status": status, "duration_ms": round((time.perf_counter() - started) * 1e3, 2)},
+                extra={
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
+                },
             )
             correlation_id.reset(token)
 
@@ -280,4 +292,3 @@ class ServiceClient:
 
     async def aclose(self) -> None:
         await self.client.aclose()
-

@@ -32,14 +32,18 @@ def create_app(
                 settings.smtp_target,
                 pool_size=settings.smtp_pool_size,
                 timeout_s=settings.smtp_timeout_s,
-                password=settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                password=settings.smtp_password.get_secret_value()
+                if settings.smtp_password
+                else None,
             )
             stack.push_async_callback(the_sender.close)
             http = make_http_client(settings.url_of("templates"), settings.http_timeout_s)
             stack.push_async_callback(http.aclose)
             templates_client = ServiceClient("templates", http)
             handler = EmailHandler(
-                settings, the_bus, TemplateDirectory(templates_client, settings.template_cache_ttl_s),
+                settings,
+                the_bus,
+                TemplateDirectory(templates_client, settings.template_cache_ttl_s),
                 the_sender,
             )
             app.state.handler = handler

@@ -45,7 +45,9 @@ class EmailHandler:
                 raise DeliveryError(f"template {n.template_code!r}: {exc.message}") from exc
             if not n.recipient.email:
                 raise DeliveryError("the user has no email address")
-            email = compose(n, rendered, sender=self.from_address, correlation_id=current_correlation_id())
+            email = compose(
+                n, rendered, sender=self.from_address, correlation_id=current_correlation_id()
+            )
             reply = await self.sender.send(email)
         except TransientError:
             # Returned to the queue by the bus; retry tiers with backoff replace this.
@@ -54,22 +56,33 @@ class EmailHandler:
             await report(
                 self.bus,
                 StatusEvent(
-                    notification_id=n.notification_id, status="failed", channel="email",
-                    error=f"{exc.kind}: {exc.message}", attempt=n.attempt,
+                    notification_id=n.notification_id,
+                    status="failed",
+                    channel="email",
+                    error=f"{exc.kind}: {exc.message}",
+                    attempt=n.attempt,
                 ),
             )
             raise DeadLetter(f"{exc.kind}: {exc.message}") from exc
         self.sent += 1
         log.info(
-            "notification %s sent", n.notification_id,
-            extra={"notification_id": n.notification_id, "request_id": n.request_id,
-                   "channel": "email", "attempt": n.attempt,
-                   "duration_ms": round((time.perf_counter() - started) * 1e3, 2)},
+            "notification %s sent",
+            n.notification_id,
+            extra={
+                "notification_id": n.notification_id,
+                "request_id": n.request_id,
+                "channel": "email",
+                "attempt": n.attempt,
+                "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
+            },
         )
         await report(
             self.bus,
             StatusEvent(
-                notification_id=n.notification_id, status="delivered", channel="email",
-                detail=f"accepted by the mail server: {reply}"[:500], attempt=n.attempt,
+                notification_id=n.notification_id,
+                status="delivered",
+                channel="email",
+                detail=f"accepted by the mail server: {reply}"[:500],
+                attempt=n.attempt,
             ),
         )

@@ -19,7 +19,9 @@ from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.status import StatusConsumer
 
 
-def create_app(settings: GatewaySettings, *, bus: Bus | None = None, cache: Cache | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings, *, bus: Bus | None = None, cache: Cache | None = None
+) -> FastAPI:
     """The gateway. ``bus`` and ``cache`` are passed in when several services share them in
     one process (the embedded default); otherwise the gateway opens and closes its own."""
 
@@ -44,7 +46,9 @@ def create_app(settings: GatewaySettings, *, bus: Bus | None = None, cache: Cach
             app.state.users_http = users_http
             app.state.templates_http = templates_http
 
-            users = UserDirectory(ServiceClient("users", users_http), the_cache, settings.user_cache_ttl_s)
+            users = UserDirectory(
+                ServiceClient("users", users_http), the_cache, settings.user_cache_ttl_s
+            )
             templates_client = ServiceClient("templates", templates_http)
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
             relay = OutboxRelay(
@@ -63,7 +67,9 @@ def create_app(settings: GatewaySettings, *, bus: Bus | None = None, cache: Cach
 
             relay.start()
             stack.push_async_callback(relay.stop)
-            await the_bus.consume(STATUS_QUEUE, StatusConsumer(notifications), prefetch=settings.prefetch)
+            await the_bus.consume(
+                STATUS_QUEUE, StatusConsumer(notifications), prefetch=settings.prefetch
+            )
             relay.wake()  # publish whatever an earlier run left in the outbox
             yield
 
@@ -71,7 +77,7 @@ def create_app(settings: GatewaySettings, *, bus: Bus | None = None, cache: Cach
         "gateway",
         max_body_bytes=settings.max_body_bytes,
         lifespan=lifespan,
-        description="The public entry point of Tidings: send notifications and follow their status.",
+        description="The public entry point of Tidings: send notifications, follow their status.",
     )
     app.include_router(router)
     return app

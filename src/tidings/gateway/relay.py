@@ -88,8 +88,10 @@ class OutboxRelay:
             )
             session.add_all(
                 NotificationEvent(
-                    notification_id=r.notification_id, status="queued",
-                    detail=f"published to {r.routing_key}", created_at=queued_at,
+                    notification_id=r.notification_id,
+                    status="queued",
+                    detail=f"published to {r.routing_key}",
+                    created_at=queued_at,
                 )
                 for r in rows
             )

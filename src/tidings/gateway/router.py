@@ -26,11 +26,15 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     response_model=Envelope[NotificationAccepted],
     tags=["notifications"],
 )
-async def send_notification(body: NotificationCreate, notifications: Notifications) -> dict[str, Any]:
+async def send_notification(
+    body: NotificationCreate, notifications: Notifications
+) -> dict[str, Any]:
     result, repeated = await notifications.accept(body)
     if repeated:
         return ok(result, "duplicate request_id: this is the notification it created")
-    return ok(result, "notification skipped" if result.status == "skipped" else "notification accepted")
+    return ok(
+        result, "notification skipped" if result.status == "skipped" else "notification accepted"
+    )
 
 
 @router.get(
@@ -38,7 +42,9 @@ async def send_notification(body: NotificationCreate, notifications: Notificatio
     response_model=Envelope[NotificationOut],
     tags=["notifications"],
 )
-async def get_notification(notification_id: uuid.UUID, notifications: Notifications) -> dict[str, Any]:
+async def get_notification(
+    notification_id: uuid.UUID, notifications: Notifications
+) -> dict[str, Any]:
     return ok(await notifications.get(notification_id), "notification found")
 
 
@@ -51,10 +57,16 @@ async def report_status(
     channel: Literal["email", "push"], body: StatusUpdate, notifications: Notifications
 ) -> dict[str, Any]:
     status = await notifications.record_status(
-        body.notification_id, channel, body.status, at=body.timestamp, error=body.error,
+        body.notification_id,
+        channel,
+        body.status,
+        at=body.timestamp,
+        error=body.error,
         detail="reported through the status API",
     )
-    return ok(StatusRecorded(notification_id=body.notification_id, status=status), "status recorded")
+    return ok(
+        StatusRecorded(notification_id=body.notification_id, status=status), "status recorded"
+    )
 
 
 @router.api_route("/api/v1/users/{path:path}", methods=_METHODS, include_in_schema=False)

@@ -4,7 +4,15 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
 
 RequestId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 _HTTP_URL = TypeAdapter(AnyHttpUrl)
@@ -17,7 +25,9 @@ def _http_url(value: str) -> str:
 
 
 HttpLink = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
-TemplateCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+TemplateCode = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+]
 
 
 class UserData(BaseModel):

@@ -169,8 +169,12 @@ class NotificationService:
             "notification %s %s",
             notification.id,
             notification.status,
-            extra={"notification_id": str(notification.id), "request_id": body.request_id,
-                   "status": notification.status, "channel": channel},
+            extra={
+                "notification_id": str(notification.id),
+                "request_id": body.request_id,
+                "status": notification.status,
+                "channel": channel,
+            },
         )
         return accepted(notification), False
 
@@ -200,8 +204,13 @@ class NotificationService:
             created_at=n.created_at,
             updated_at=n.updated_at,
             history=[
-                {"status": e.status, "detail": e.detail, "error": e.error,
-                 "attempt": e.attempt, "timestamp": e.created_at}
+                {
+                    "status": e.status,
+                    "detail": e.detail,
+                    "error": e.error,
+                    "attempt": e.attempt,
+                    "timestamp": e.created_at,
+                }
                 for e in events
             ],
         )
@@ -225,11 +234,17 @@ class NotificationService:
             if n is None:
                 raise NotFound(f"notification {notification_id} not found")
             if n.notification_type != channel:
-                raise Conflict(f"notification {notification_id} is a {n.notification_type} notification")
+                raise Conflict(
+                    f"notification {notification_id} is a {n.notification_type} notification"
+                )
             session.add(
                 NotificationEvent(
-                    notification_id=n.id, status=status, detail=detail, error=error,
-                    attempt=attempt, created_at=at or utcnow(),
+                    notification_id=n.id,
+                    status=status,
+                    detail=detail,
+                    error=error,
+                    attempt=attempt,
+                    created_at=at or utcnow(),
                 )
             )
             if may_move(n.status, status):
@@ -237,8 +252,15 @@ class NotificationService:
                 n.error = error if status == "failed" else None
             if status in TERMINAL_STATUSES:
                 log.info(
-                    "notification %s %s", n.id, status,
-                    extra={"notification_id": str(n.id), "request_id": n.request_id,
-                           "status": status, "channel": channel, "attempt": attempt},
+                    "notification %s %s",
+                    n.id,
+                    status,
+                    extra={
+                        "notification_id": str(n.id),
+                        "request_id": n.request_id,
+                        "status": status,
+                        "channel": channel,
+                        "attempt": attempt,
+                    },
                 )
             return n.status

@@ -27,7 +27,9 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
             http = make_http_client(settings.url_of("templates"), settings.http_timeout_s)
             stack.push_async_callback(http.aclose)
             templates_client = ServiceClient("templates", http)
-            handler = PushHandler(the_bus, TemplateDirectory(templates_client, settings.template_cache_ttl_s))
+            handler = PushHandler(
+                the_bus, TemplateDirectory(templates_client, settings.template_cache_ttl_s)
+            )
             app.state.health.add("bus", the_bus.ping)
             app.state.health.add("templates_service", templates_client.ping)
             await the_bus.consume(PUSH_QUEUE, handler, prefetch=settings.prefetch)

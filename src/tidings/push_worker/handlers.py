@@ -40,8 +40,11 @@ class PushHandler:
             await report(
                 self.bus,
                 StatusEvent(
-                    notification_id=n.notification_id, status="failed", channel="push",
-                    error=f"{exc.kind}: {exc.message}", attempt=n.attempt,
+                    notification_id=n.notification_id,
+                    status="failed",
+                    channel="push",
+                    error=f"{exc.kind}: {exc.message}",
+                    attempt=n.attempt,
                 ),
             )
             raise DeadLetter(f"{exc.kind}: {exc.message}") from exc

@@ -103,14 +103,3 @@ def open_bus(amqp_url: str | None, *, delivery_limit: int) -> Bus:
     from tidings.core.bus.memory import MemoryBus
 
     return MemoryBus(delivery_limit=delivery_limit)
-
-
-def open_bus(amqp_url: str | None, *, delivery_limit: int) -> Bus:
-    """RabbitMQ when a URL is configured, the in-process bus otherwise."""
-    if amqp_url:
-        from tidings.core.bus.rabbit import RabbitBus
-
-        return RabbitBus(amqp_url, delivery_limit=delivery_limit)
-    from tidings.core.bus.memory import MemoryBus
-
-    return MemoryBus(delivery_limit=delivery_limit)

@@ -81,7 +81,9 @@ class MemoryBus(Bus):
                     dead_reason = f"delivery limit reached: {exc!r}"
                     await self._dead_letter(message, queue, dead_reason, {})
                 else:
-                    log.exception("handler failed on %s; returning it to %s", message.message_id, queue)
+                    log.exception(
+                        "handler failed on %s; returning it to %s", message.message_id, queue
+                    )
                     source.put_nowait(message)
                 continue
             finally:

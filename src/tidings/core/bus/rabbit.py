@@ -7,7 +7,6 @@ its own prefetch, and ``mandatory`` publishes so an unroutable message is an err
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -42,7 +41,9 @@ _BROKER_ERRORS = (
 
 
 class RabbitBus(Bus):
-    def __init__(self, url: str, *, delivery_limit: int = 20, publish_timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, delivery_limit: int = 20, publish_timeout_s: float = 10.0
+    ) -> None:
         self.url = url
         self.delivery_limit = delivery_limit
         self.publish_timeout_s = publish_timeout_s
@@ -58,7 +59,9 @@ class RabbitBus(Bus):
             raise DependencyUnavailable(f"RabbitMQ unreachable: {exc!r}") from exc
 
     async def _declare(self, channel: AbstractChannel) -> AbstractExchange:
-        exchange = await channel.declare_exchange(EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True)
+        exchange = await channel.declare_exchange(
+            EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
+        )
         for spec in QUEUES:
             arguments: dict[str, Any] = {"x-queue-type": "quorum"}
             if spec.dead_letters:
@@ -98,8 +101,10 @@ class RabbitBus(Bus):
             await self._exchange.publish(
                 message, routing_key, mandatory=True, timeout=self.publish_timeout_s
             )
-        except (*_BROKER_ERRORS, asyncio.TimeoutError) as exc:
-            raise DependencyUnavailable(f"publish to {routing_key!r} not confirmed: {exc!r}") from exc
+        except (TimeoutError, *_BROKER_ERRORS) as exc:
+            raise DependencyUnavailable(
+                f"publish to {routing_key!r} not confirmed: {exc!r}"
+            ) from exc
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> None:
         if self._connection is None:

@@ -50,7 +50,9 @@ def classify(exc: Exception) -> DeliveryError:
 
 
 class SmtpSender(EmailSender):
-    def __init__(self, url: str, *, pool_size: int, timeout_s: float, password: str | None = None) -> None:
+    def __init__(
+        self, url: str, *, pool_size: int, timeout_s: float, password: str | None = None
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps"):
             raise ValueError(f"TIDINGS_SMTP_URL must be smtp:// or smtps://, not {parts.scheme}://")
@@ -92,7 +94,7 @@ class SmtpSender(EmailSender):
                     if fresh:
                         raise
             raise AssertionError("unreachable")
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             classified = classify(exc)
             if isinstance(classified, TransientError) and smtp is not None:
                 smtp.close()
