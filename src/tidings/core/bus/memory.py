@@ -77,7 +77,7 @@ class MemoryBus(Bus):
                 dead = await run_handler(handler, message)
             except Exception as exc:
                 message.delivery_count += 1
-                if message.delivery_count >= self.delivery_limit:
+                if message.delivery_count > self.delivery_limit:
                     dead_reason = f"delivery limit reached: {exc!r}"
                     await self._dead_letter(message, queue, dead_reason, {})
                 else:

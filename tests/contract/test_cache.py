@@ -1,0 +1,59 @@
+"""The cache port's contract (tidings.core.cache), run against both adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tidings.core.cache import Cache, MemoryCache, RedisCache
+from tidings.core.errors import DependencyUnavailable
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def cache(
+    request: pytest.FixtureRequest, redis_url: str, cache_namespace: str
+) -> AsyncIterator[Cache]:
+    adapter: Cache = (
+        MemoryCache() if request.param == "memory" else RedisCache(redis_url, cache_namespace)
+    )
+    try:
+        yield adapter
+    finally:
+        await adapter.close()
+
+
+async def test_set_get_delete(cache: Cache) -> None:
+    key = uuid.uuid4().hex
+    assert await cache.get(key) is None
+    await cache.set(key, b"\x00value")
+    assert await cache.get(key) == b"\x00value"
+    await cache.set(key, b"other", ttl_s=60)
+    assert await cache.get(key) == b"other"
+    await cache.delete(key)
+    assert await cache.get(key) is None
+    await cache.delete(key)  # deleting a missing key is fine
+
+
+async def test_entries_expire(cache: Cache) -> None:
+    key = uuid.uuid4().hex
+    await cache.set(key, b"short", ttl_s=0.05)
+    assert await cache.get(key) == b"short"
+    # The expiry itself is what is under test here, so this test waits past it.
+    await asyncio.sleep(0.1)
+    assert await cache.get(key) is None
+
+
+async def test_ping(cache: Cache) -> None:
+    await cache.ping()
+
+
+async def test_unreachable_redis_is_dependency_unavailable() -> None:
+    dead = RedisCache("redis://127.0.0.1:1/0", "x")
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await dead.get("k")
+    finally:
+        await dead.close()
