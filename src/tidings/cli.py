@@ -34,6 +34,19 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _openapi(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tidings import runner
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for service, schema in runner.openapi_schemas().items():
+        (out / f"{service}.json").write_text(json.dumps(schema, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {len(SERVICES)} schemas to {out}")
+    return 0
+
+
 def _mail(args: argparse.Namespace) -> int:
     from tidings.mailcapture import read_mailbox
 
@@ -70,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="create or upgrade every service's schema").set_defaults(
         func=_migrate
     )
+    openapi = sub.add_parser("openapi", help="export every service's OpenAPI schema")
+    openapi.add_argument("--out", default="docs/openapi", help="folder (default: docs/openapi)")
+    openapi.set_defaults(func=_openapi)
     mail = sub.add_parser("mail", help="show the mail the built-in capture server received")
     mail.add_argument("--show", type=int, metavar="N", help="print message N in full")
     mail.add_argument("--json", action="store_true", help="every message as JSON")

@@ -81,6 +81,11 @@ def build_app(service: str, *, bus: Any = None, cache: Any = None) -> FastAPI:
     return push(settings, bus=bus)
 
 
+def openapi_schemas() -> dict[str, dict[str, Any]]:
+    """Every service's OpenAPI schema, built from its app (nothing is started)."""
+    return {service: build_app(service).openapi() for service in SERVICES}
+
+
 def migrate_all() -> None:
     for service in STORES:
         migrate(f"tidings.{service}", store_url(service), service)

@@ -1,0 +1,39 @@
+"""The README and the exported OpenAPI schemas stay true to the code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tidings.email_worker.settings import EmailSettings
+from tidings.gateway.settings import GatewaySettings
+from tidings.push_worker.settings import PushSettings
+from tidings.runner import openapi_schemas
+from tidings.templates.settings import TemplatesSettings
+from tidings.users.settings import UsersSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS = (GatewaySettings, UsersSettings, TemplatesSettings, EmailSettings, PushSettings)
+
+
+def test_every_setting_is_in_the_readme_configuration_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    variables = {f"TIDINGS_{name.upper()}" for cls in SETTINGS for name in cls.model_fields}
+    missing = sorted(v for v in variables if f"`{v}`" not in readme)
+    assert not missing, f"undocumented settings: {missing}"
+
+
+@pytest.mark.parametrize("service", ["gateway", "users", "templates", "email", "push"])
+def test_exported_openapi_schema_is_current(service: str) -> None:
+    exported = json.loads((ROOT / "docs" / "openapi" / f"{service}.json").read_text())
+    assert exported == openapi_schemas()[service], "docs/openapi is stale: run `tidings openapi`"
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Set up", 1)[1].split("\n## ", 1)[0]
+    commands = [line for line in section.splitlines() if line.startswith("python3 ")]
+    assert len(commands) == 2
+    assert commands[1] in (ROOT / ".ci" / "run").read_text()
