@@ -8,8 +8,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tidings.core.db import Database, open_database
 from tidings.core.envelope import Envelope, failure, ok
 from tidings.core.errors import (
     DependencyUnavailable,
@@ -188,6 +189,17 @@ class HealthRegistry:
             except Exception as exc:  # a health check reports, never raises
                 results[name] = f"error: {exc.__class__.__name__}: {exc}"[:300]
         return results
+
+
+@asynccontextmanager
+async def app_database(app: FastAPI, url: str, schema: str) -> AsyncIterator[Database]:
+    """The service's store for the app's lifetime, with its /health check."""
+    db = open_database(url, schema)
+    app.state.health.add("database", db.ping)
+    try:
+        yield db
+    finally:
+        await db.close()
 
 
 def create_service_app(

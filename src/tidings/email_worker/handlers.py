@@ -5,15 +5,20 @@ from __future__ import annotations
 import logging
 import time
 
-from pydantic import ValidationError
-
-from tidings.core.bus import Bus, BusMessage, DeadLetter
-from tidings.core.errors import DeliveryError, InvalidInput, NotFound, TransientError
+from tidings.core.bus import Bus, BusMessage, parse
+from tidings.core.errors import (
+    DeliveryError,
+    InvalidInput,
+    NotFound,
+    PermanentError,
+    TransientError,
+)
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import NotificationMessage, StatusEvent
 from tidings.core.rendering import render_content
 from tidings.core.status import report
+from tidings.core.worker import fail
 from tidings.email_worker.compose import compose
 from tidings.email_worker.senders import EmailSender
 from tidings.email_worker.settings import EmailSettings
@@ -32,19 +37,16 @@ class EmailHandler:
         self.sent = 0
 
     async def __call__(self, message: BusMessage) -> None:
-        try:
-            n = NotificationMessage.model_validate_json(message.body)
-        except ValidationError as exc:
-            raise DeadLetter(f"malformed notification message: {exc.errors()[0]['msg']}") from exc
+        n = parse(NotificationMessage, message)
         started = time.perf_counter()
         try:
             try:
                 template = await self.templates.get(n.template_code, "email", n.language)
                 rendered = render_content("email", template, n.variables)
             except (NotFound, InvalidInput) as exc:
-                raise DeliveryError(f"template {n.template_code!r}: {exc.message}") from exc
+                raise PermanentError(f"template {n.template_code!r}: {exc.message}") from exc
             if not n.recipient.email:
-                raise DeliveryError("the user has no email address")
+                raise PermanentError("the user has no email address")
             email = compose(
                 n, rendered, sender=self.from_address, correlation_id=current_correlation_id()
             )
@@ -53,17 +55,7 @@ class EmailHandler:
             # Returned to the queue by the bus; retry tiers with backoff replace this.
             raise
         except DeliveryError as exc:
-            await report(
-                self.bus,
-                StatusEvent(
-                    notification_id=n.notification_id,
-                    status="failed",
-                    channel="email",
-                    error=f"{exc.kind}: {exc.message}",
-                    attempt=n.attempt,
-                ),
-            )
-            raise DeadLetter(f"{exc.kind}: {exc.message}") from exc
+            raise await fail(self.bus, n, "email", exc) from exc
         self.sent += 1
         log.info(
             "notification %s sent",

@@ -7,10 +7,9 @@ from fastapi import FastAPI
 
 from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, open_cache
-from tidings.core.db import open_database
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.topology import STATUS_QUEUE
-from tidings.core.web import ServiceClient, create_service_app, make_http_client
+from tidings.core.web import ServiceClient, app_database, create_service_app, make_http_client
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.router import router
@@ -28,8 +27,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            db = open_database(settings.store_url, "gateway")
-            stack.push_async_callback(db.close)
+            db = await stack.enter_async_context(app_database(app, settings.store_url, "gateway"))
             the_bus = bus
             if the_bus is None:
                 the_bus = open_bus(settings.amqp_url, delivery_limit=settings.delivery_limit)
@@ -59,7 +57,6 @@ def create_app(
             app.state.relay = relay
 
             health = app.state.health
-            health.add("database", db.ping)
             health.add("bus", the_bus.ping)
             health.add("cache", the_cache.ping)
             health.add("users_service", users.health)

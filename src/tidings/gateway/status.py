@@ -6,9 +6,7 @@ import datetime as dt
 import logging
 import uuid
 
-from pydantic import ValidationError
-
-from tidings.core.bus import BusMessage, DeadLetter
+from tidings.core.bus import BusMessage, DeadLetter, parse
 from tidings.core.errors import Conflict, NotFound
 from tidings.core.messages import StatusEvent
 from tidings.gateway.service import NotificationService
@@ -21,10 +19,7 @@ class StatusConsumer:
         self.notifications = notifications
 
     async def __call__(self, message: BusMessage) -> None:
-        try:
-            event = StatusEvent.model_validate_json(message.body)
-        except ValidationError as exc:
-            raise DeadLetter(f"malformed status event: {exc.errors()[0]['msg']}") from exc
+        event = parse(StatusEvent, message)
         try:
             await self.notifications.record_status(
                 uuid.UUID(event.notification_id),

@@ -7,14 +7,12 @@ than being dropped or claimed delivered.
 
 from __future__ import annotations
 
-from pydantic import ValidationError
-
-from tidings.core.bus import Bus, BusMessage, DeadLetter
+from tidings.core.bus import Bus, BusMessage, parse
 from tidings.core.errors import DeliveryError, InvalidInput, NotFound, PermanentError
 from tidings.core.lookups import TemplateDirectory
-from tidings.core.messages import NotificationMessage, StatusEvent
+from tidings.core.messages import NotificationMessage
 from tidings.core.rendering import render_content
-from tidings.core.status import report
+from tidings.core.worker import fail
 
 NO_TRANSPORT = "no push transport is configured: Web Push and FCM are not available yet"
 
@@ -25,10 +23,7 @@ class PushHandler:
         self.templates = templates
 
     async def __call__(self, message: BusMessage) -> None:
-        try:
-            n = NotificationMessage.model_validate_json(message.body)
-        except ValidationError as exc:
-            raise DeadLetter(f"malformed notification message: {exc.errors()[0]['msg']}") from exc
+        n = parse(NotificationMessage, message)
         try:
             try:
                 template = await self.templates.get(n.template_code, "push", n.language)
@@ -37,14 +32,4 @@ class PushHandler:
                 raise PermanentError(f"template {n.template_code!r}: {exc.message}") from exc
             raise PermanentError(NO_TRANSPORT)
         except DeliveryError as exc:
-            await report(
-                self.bus,
-                StatusEvent(
-                    notification_id=n.notification_id,
-                    status="failed",
-                    channel="push",
-                    error=f"{exc.kind}: {exc.message}",
-                    attempt=n.attempt,
-                ),
-            )
-            raise DeadLetter(f"{exc.kind}: {exc.message}") from exc
+            raise await fail(self.bus, n, "push", exc) from exc

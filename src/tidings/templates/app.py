@@ -5,8 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from tidings.core.db import open_database
-from tidings.core.web import create_service_app
+from tidings.core.web import app_database, create_service_app
 from tidings.templates.router import router
 from tidings.templates.service import TemplateService
 from tidings.templates.settings import TemplatesSettings
@@ -15,13 +14,9 @@ from tidings.templates.settings import TemplatesSettings
 def create_app(settings: TemplatesSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = open_database(settings.store_url, "templates")
-        app.state.templates = TemplateService(db)
-        app.state.health.add("database", db.ping)
-        try:
+        async with app_database(app, settings.store_url, "templates") as db:
+            app.state.templates = TemplateService(db)
             yield
-        finally:
-            await db.close()
 
     app = create_service_app(
         "templates",

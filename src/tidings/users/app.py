@@ -6,8 +6,7 @@ from contextlib import asynccontextmanager
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 
-from tidings.core.db import open_database
-from tidings.core.web import create_service_app
+from tidings.core.web import app_database, create_service_app
 from tidings.users.router import router
 from tidings.users.service import UserService
 from tidings.users.settings import UsersSettings
@@ -16,13 +15,9 @@ from tidings.users.settings import UsersSettings
 def create_app(settings: UsersSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = open_database(settings.store_url, "users")
-        app.state.users = UserService(db, PasswordHasher())
-        app.state.health.add("database", db.ping)
-        try:
+        async with app_database(app, settings.store_url, "users") as db:
+            app.state.users = UserService(db, PasswordHasher())
             yield
-        finally:
-            await db.close()
 
     app = create_service_app(
         "users",

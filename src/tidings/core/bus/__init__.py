@@ -21,11 +21,15 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
 
 from tidings.core.logs import correlation_id
+from tidings.core.topology import FAILED_ROUTE, REASON_HEADER, SOURCE_QUEUE_HEADER
 
 log = logging.getLogger("tidings.bus")
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass
@@ -75,6 +79,36 @@ class Bus(ABC):
 
     @abstractmethod
     async def ping(self) -> None: ...
+
+    async def dead_letter(
+        self, message: BusMessage, queue: str, reason: str, extra: dict[str, Any] | None = None
+    ) -> None:
+        """Send ``message`` to failed.queue with the reason and the queue it came from."""
+        token = correlation_id.set(message.correlation_id)
+        try:
+            await self.publish(
+                FAILED_ROUTE,
+                message.body,
+                message_id=message.message_id,
+                headers={
+                    **message.headers,
+                    **(extra or {}),
+                    REASON_HEADER: reason[:1000],
+                    SOURCE_QUEUE_HEADER: queue,
+                },
+            )
+        finally:
+            correlation_id.reset(token)
+
+
+def parse(model: type[M], message: BusMessage) -> M:
+    """The message's JSON body as ``model``; a body that does not fit is dead-lettered."""
+    try:
+        return model.model_validate_json(message.body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "body"
+        raise DeadLetter(f"malformed {model.__name__}: {where}: {first['msg']}") from exc
 
 
 async def run_handler(handler: Handler, message: BusMessage) -> DeadLetter | None:

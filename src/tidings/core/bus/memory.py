@@ -15,7 +15,7 @@ from typing import Any
 from tidings.core.bus import Bus, BusMessage, Handler, run_handler
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
-from tidings.core.topology import FAILED_ROUTE, QUEUES, REASON_HEADER, SOURCE_QUEUE_HEADER
+from tidings.core.topology import QUEUES
 
 log = logging.getLogger("tidings.bus.memory")
 
@@ -79,7 +79,7 @@ class MemoryBus(Bus):
                 message.delivery_count += 1
                 if message.delivery_count > self.delivery_limit:
                     dead_reason = f"delivery limit reached: {exc!r}"
-                    await self._dead_letter(message, queue, dead_reason, {})
+                    await self.dead_letter(message, queue, dead_reason)
                 else:
                     log.exception(
                         "handler failed on %s; returning it to %s", message.message_id, queue
@@ -89,26 +89,7 @@ class MemoryBus(Bus):
             finally:
                 source.task_done()
             if dead is not None:
-                await self._dead_letter(message, queue, dead.reason, dead.headers)
-
-    async def _dead_letter(
-        self, message: BusMessage, queue: str, reason: str, extra: dict[str, Any]
-    ) -> None:
-        token = correlation_id.set(message.correlation_id)
-        try:
-            await self.publish(
-                FAILED_ROUTE,
-                message.body,
-                message_id=message.message_id,
-                headers={
-                    **message.headers,
-                    **extra,
-                    REASON_HEADER: reason[:1000],
-                    SOURCE_QUEUE_HEADER: queue,
-                },
-            )
-        finally:
-            correlation_id.reset(token)
+                await self.dead_letter(message, queue, dead.reason, dead.headers)
 
     async def ping(self) -> None:
         if not self._started:

@@ -22,13 +22,7 @@ from aio_pika.abc import (
 from tidings.core.bus import Bus, BusMessage, Handler, run_handler
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
-from tidings.core.topology import (
-    EXCHANGE,
-    FAILED_ROUTE,
-    QUEUES,
-    REASON_HEADER,
-    SOURCE_QUEUE_HEADER,
-)
+from tidings.core.topology import EXCHANGE, FAILED_ROUTE, QUEUES
 
 log = logging.getLogger("tidings.bus.rabbit")
 
@@ -126,21 +120,7 @@ class RabbitBus(Bus):
             try:
                 dead = await run_handler(handler, message)
                 if dead is not None:
-                    token = correlation_id.set(message.correlation_id)
-                    try:
-                        await self.publish(
-                            FAILED_ROUTE,
-                            message.body,
-                            message_id=message.message_id,
-                            headers={
-                                **headers,
-                                **dead.headers,
-                                REASON_HEADER: dead.reason[:1000],
-                                SOURCE_QUEUE_HEADER: queue,
-                            },
-                        )
-                    finally:
-                        correlation_id.reset(token)
+                    await self.dead_letter(message, queue, dead.reason, dead.headers)
             except Exception:
                 log.exception("handler failed on %s; returning it to %s", message.message_id, queue)
                 await incoming.nack(requeue=True)
