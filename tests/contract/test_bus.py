@@ -130,3 +130,37 @@ async def test_poison_message_is_dead_lettered_after_the_delivery_limit(bus: Bus
     message, _ = await failed.next()
     assert message.message_id == mid
     assert deliveries == LIMIT + 1, "RabbitMQ's rule: dead-lettered once failures exceed the limit"
+
+
+async def test_delayed_publish_waits_for_its_tier(bus: Bus) -> None:
+    mid = uuid.uuid4().hex
+    collector = Collector({mid})
+    await bus.consume(EMAIL_QUEUE, collector, prefetch=5)
+    loop = asyncio.get_running_loop()
+    sent_at = loop.time()
+    await bus.publish(EMAIL_ROUTE, b"{}", message_id=mid, delay_s=0.2)  # the 1 s tier
+    message, _ = await collector.next()
+    assert message.message_id == mid
+    assert loop.time() - sent_at >= 0.95, "a delayed message arrived before its tier's delay"
+
+
+async def test_close_lets_the_handler_in_flight_finish(bus: Bus) -> None:
+    mid = uuid.uuid4().hex
+    entered, release, finished = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def slow(message: BusMessage) -> None:
+        if message.message_id != mid:
+            return
+        entered.set()
+        await release.wait()
+        finished.set()
+
+    await bus.consume(PUSH_QUEUE, slow, prefetch=5)
+    await bus.publish(PUSH_ROUTE, b"{}", message_id=mid)
+    await asyncio.wait_for(entered.wait(), 20)
+    closing = asyncio.create_task(bus.close())
+    await asyncio.sleep(0)  # let close() start: it must now wait for the handler
+    assert not closing.done()
+    release.set()
+    await asyncio.wait_for(closing, 20)
+    assert finished.is_set()

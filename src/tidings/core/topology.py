@@ -8,6 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 EXCHANGE = "notifications.direct"
+# Messages waiting to be retried: one fixed-TTL queue per (work queue, delay tier), each
+# dead-lettering back to notifications.direct with the work queue's routing key.
+RETRY_EXCHANGE = "notifications.retry"
 
 EMAIL_QUEUE = "email.queue"
 PUSH_QUEUE = "push.queue"
@@ -40,3 +43,9 @@ QUEUES: tuple[QueueSpec, ...] = (
 )
 
 CHANNEL_ROUTES: dict[str, str] = {"email": EMAIL_ROUTE, "push": PUSH_ROUTE}
+
+# The delay tiers: powers of two from 1 s to 512 s (8.5 min). A wait is rounded down to a
+# tier, so the backoff's jitter survives as a spread across tiers.
+RETRY_TIERS_MS: tuple[int, ...] = tuple(1000 * 2**i for i in range(10))
+# Routing keys whose messages can be delayed (they have retry queues).
+DELAYABLE_ROUTES: tuple[str, ...] = (EMAIL_ROUTE, PUSH_ROUTE)

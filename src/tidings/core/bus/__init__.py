@@ -13,6 +13,8 @@ The contract, which both adapters keep (tests/contract/test_bus.py runs against 
 * A handler that raises anything else returns the message to its queue; after
   ``delivery_limit`` deliveries it is dead-lettered instead.
 * The correlation id travels with the message and is set while its handler runs.
+* A delayed publish reaches its queue after its tier's delay, not before.
+* ``close`` stops consuming and waits for the handlers in flight before disconnecting.
 """
 
 from __future__ import annotations
@@ -70,8 +72,13 @@ class Bus(ABC):
         *,
         message_id: str,
         headers: dict[str, Any] | None = None,
+        delay_s: float = 0,
     ) -> None:
-        """Publish to ``notifications.direct``; returns once confirmed."""
+        """Publish to ``notifications.direct``; returns once confirmed.
+
+        With ``delay_s`` > 0 (routing keys in ``DELAYABLE_ROUTES`` only) the message first
+        waits in the retry queue of the delay tier ``tier_for(delay_s)``.
+        """
 
     @abstractmethod
     async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> None:

@@ -1,12 +1,15 @@
 """RabbitMQ adapter of the bus port, on aio-pika.
 
-Quorum queues (replicated, with a delivery limit that dead-letters poison messages),
-persistent messages, publisher confirms on a dedicated channel, a channel per consumer with
-its own prefetch, and ``mandatory`` publishes so an unroutable message is an error.
+Quorum queues (replicated, with a delivery limit that dead-letters poison messages, at least
+once), persistent messages, publisher confirms on a dedicated channel, a channel per consumer
+with its own prefetch, ``mandatory`` publishes so an unroutable message is an error, and one
+fixed-TTL retry queue per (work queue, delay tier).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -16,13 +19,22 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustConnection,
 )
 
 from tidings.core.bus import Bus, BusMessage, Handler, run_handler
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
-from tidings.core.topology import EXCHANGE, FAILED_ROUTE, QUEUES
+from tidings.core.retry import retry_queue, tier_for
+from tidings.core.topology import (
+    DELAYABLE_ROUTES,
+    EXCHANGE,
+    FAILED_ROUTE,
+    QUEUES,
+    RETRY_EXCHANGE,
+    RETRY_TIERS_MS,
+)
 
 log = logging.getLogger("tidings.bus.rabbit")
 
@@ -34,41 +46,76 @@ _BROKER_ERRORS = (
 )
 
 
+def _dead_letter_to(routing_key: str) -> dict[str, Any]:
+    """Dead-letter to ``notifications.direct`` under ``routing_key``, at least once (the
+    quorum queue keeps a message until the target queue has confirmed it)."""
+    return {
+        "x-dead-letter-exchange": EXCHANGE,
+        "x-dead-letter-routing-key": routing_key,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }
+
+
 class RabbitBus(Bus):
     def __init__(
-        self, url: str, *, delivery_limit: int = 20, publish_timeout_s: float = 10.0
+        self,
+        url: str,
+        *,
+        delivery_limit: int = 20,
+        publish_timeout_s: float = 10.0,
+        grace_s: float = 30.0,
     ) -> None:
         self.url = url
         self.delivery_limit = delivery_limit
         self.publish_timeout_s = publish_timeout_s
+        self.grace_s = grace_s
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
+        self._retry_exchange: AbstractExchange | None = None
+        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._in_flight: set[asyncio.Task[Any]] = set()
 
     async def start(self) -> None:
         try:
             self._connection = await aio_pika.connect_robust(self.url)
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
-            self._exchange = await self._declare(channel)
+            await self._declare(channel)
         except _BROKER_ERRORS as exc:
             raise DependencyUnavailable(f"RabbitMQ unreachable: {exc!r}") from exc
 
-    async def _declare(self, channel: AbstractChannel) -> AbstractExchange:
-        exchange = await channel.declare_exchange(
-            EXCHANGE, aio_pika.ExchangeType.DIRECT, durable=True
-        )
+    async def _declare(self, channel: AbstractChannel) -> None:
+        direct = aio_pika.ExchangeType.DIRECT
+        self._exchange = await channel.declare_exchange(EXCHANGE, direct, durable=True)
+        self._retry_exchange = await channel.declare_exchange(RETRY_EXCHANGE, direct, durable=True)
         for spec in QUEUES:
             arguments: dict[str, Any] = {"x-queue-type": "quorum"}
             if spec.dead_letters:
-                arguments |= {
-                    "x-delivery-limit": self.delivery_limit,
-                    "x-dead-letter-exchange": EXCHANGE,
-                    "x-dead-letter-routing-key": FAILED_ROUTE,
+                arguments |= _dead_letter_to(FAILED_ROUTE) | {
+                    "x-delivery-limit": self.delivery_limit
                 }
             queue = await channel.declare_queue(spec.name, durable=True, arguments=arguments)
-            await queue.bind(exchange, spec.routing_key)
-        return exchange
+            await queue.bind(self._exchange, spec.routing_key)
+        for route in DELAYABLE_ROUTES:
+            for tier_ms in RETRY_TIERS_MS:
+                name = retry_queue(route, tier_ms)
+                arguments = {"x-queue-type": "quorum", "x-message-ttl": tier_ms}
+                queue = await channel.declare_queue(
+                    name, durable=True, arguments=arguments | _dead_letter_to(route)
+                )
+                await queue.bind(self._retry_exchange, name)
 
     async def close(self) -> None:
+        """Stop consuming, let the handlers in flight finish (up to ``grace_s``), disconnect.
+
+        Whatever is still unacknowledged when the connection closes goes back to its queue.
+        """
+        for queue, tag in self._consumers:
+            with contextlib.suppress(*_BROKER_ERRORS, asyncio.TimeoutError):
+                await queue.cancel(tag, timeout=5)
+        self._consumers.clear()
+        if self._in_flight:
+            await asyncio.wait(self._in_flight, timeout=self.grace_s)
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -80,9 +127,13 @@ class RabbitBus(Bus):
         *,
         message_id: str,
         headers: dict[str, Any] | None = None,
+        delay_s: float = 0,
     ) -> None:
-        if self._exchange is None:
+        exchange = self._retry_exchange if delay_s > 0 else self._exchange
+        if exchange is None:
             raise DependencyUnavailable("bus not started")
+        if delay_s > 0:
+            routing_key = retry_queue(routing_key, tier_for(delay_s))
         message = aio_pika.Message(
             body,
             content_type="application/json",
@@ -92,7 +143,7 @@ class RabbitBus(Bus):
             headers=headers or {},
         )
         try:
-            await self._exchange.publish(
+            await exchange.publish(
                 message, routing_key, mandatory=True, timeout=self.publish_timeout_s
             )
         except (TimeoutError, *_BROKER_ERRORS) as exc:
@@ -108,6 +159,10 @@ class RabbitBus(Bus):
         amqp_queue = await channel.get_queue(queue, ensure=True)
 
         async def on_message(incoming: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
             headers = dict(incoming.headers or {})
             message = BusMessage(
                 body=incoming.body,
@@ -123,11 +178,15 @@ class RabbitBus(Bus):
                     await self.dead_letter(message, queue, dead.reason, dead.headers)
             except Exception:
                 log.exception("handler failed on %s; returning it to %s", message.message_id, queue)
-                await incoming.nack(requeue=True)
+                with contextlib.suppress(*_BROKER_ERRORS):
+                    await incoming.nack(requeue=True)
                 return
-            await incoming.ack()
+            # If the channel died meanwhile the broker redelivers: at least once, as promised.
+            with contextlib.suppress(*_BROKER_ERRORS):
+                await incoming.ack()
 
-        await amqp_queue.consume(on_message, no_ack=False)
+        tag = await amqp_queue.consume(on_message, no_ack=False)
+        self._consumers.append((amqp_queue, tag))
 
     async def ping(self) -> None:
         if self._connection is None or self._connection.is_closed:
