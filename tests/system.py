@@ -66,18 +66,22 @@ async def start_system(**common: Any) -> System:
     users = UsersSettings(**base)
     templates = TemplatesSettings(**base)
     gateway = GatewaySettings(**base)
+    email = EmailSettings(**base)
+    push = PushSettings(**base)
     for package, settings, schema in (
         ("tidings.users", users, "users"),
         ("tidings.templates", templates, "templates"),
         ("tidings.gateway", gateway, "gateway"),
+        ("tidings.core.deliveries", email, "email"),
+        ("tidings.core.deliveries", push, "push"),
     ):
         await asyncio.to_thread(migrate, package, settings.store_url, schema)
     system.apps = {
         "users": users_app(users),
         "templates": templates_app(templates),
         "gateway": gateway_app(gateway),
-        "email": email_app(EmailSettings(**base)),
-        "push": push_app(PushSettings(**base)),
+        "email": email_app(email),
+        "push": push_app(push),
     }
     for name, app in system.apps.items():
         server = Server(uvicorn.Config(app, host="127.0.0.1", port=ports[name], log_config=None))

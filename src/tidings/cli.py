@@ -30,7 +30,7 @@ def _migrate(_: argparse.Namespace) -> int:
     from tidings import runner
 
     runner.migrate_all()
-    print("migrated: " + ", ".join(runner.STORES))
+    print("migrated: " + ", ".join(service for service, _ in runner.STORES))
     return 0
 
 

@@ -25,8 +25,15 @@ from tidings.mailcapture import start_capture
 
 log = logging.getLogger("tidings.runner")
 
-# Services with a store of their own, in the order they are migrated.
-STORES = ("users", "templates", "gateway")
+# Every store: (service, the package holding its migrations). Each service's schema is
+# named after it; both workers' delivery records share one set of migrations in core.
+STORES = (
+    ("users", "tidings.users"),
+    ("templates", "tidings.templates"),
+    ("gateway", "tidings.gateway"),
+    ("email", "tidings.core.deliveries"),
+    ("push", "tidings.core.deliveries"),
+)
 
 
 def store_url(service: str) -> str:
@@ -87,8 +94,8 @@ def openapi_schemas() -> dict[str, dict[str, Any]]:
 
 
 def migrate_all() -> None:
-    for service in STORES:
-        migrate(f"tidings.{service}", store_url(service), service)
+    for service, package in STORES:
+        migrate(package, store_url(service), service)
 
 
 class Server(uvicorn.Server):

@@ -26,6 +26,16 @@ class InvalidInput(TidingsError):
     default_message = "invalid input"
 
 
+class Unauthorized(TidingsError):
+    status_code = 401
+    default_message = "authentication required"
+
+
+class Forbidden(TidingsError):
+    status_code = 403
+    default_message = "not allowed"
+
+
 class NotFound(TidingsError):
     status_code = 404
     default_message = "not found"
@@ -58,9 +68,17 @@ class DeliveryError(TidingsError):
 
 
 class TransientError(DeliveryError):
-    """Worth retrying later: timeouts, refused connections, 4xx SMTP replies."""
+    """Worth retrying later: timeouts, refused connections, 4xx SMTP replies.
+
+    ``connection_level`` marks failures of the peer itself (refused, timed out, 421), which
+    trip its circuit breaker; a per-message rejection (451) does not.
+    """
 
     kind = "transient"
+
+    def __init__(self, message: str | None = None, *, connection_level: bool = False) -> None:
+        super().__init__(message)
+        self.connection_level = connection_level
 
 
 class PermanentError(DeliveryError):

@@ -32,6 +32,8 @@ class Recipient(BaseModel):
 class NotificationMessage(BaseModel):
     """One notification for a worker to render and deliver."""
 
+    # A message of another version is dead-lettered, not guessed at.
+    schema_version: Literal[1] = 1
     notification_id: str
     request_id: str
     notification_type: Channel
@@ -41,7 +43,12 @@ class NotificationMessage(BaseModel):
     recipient: Recipient
     priority: int = 5
     metadata: dict[str, Any] | None = None
-    attempt: int = 1
+    # 1 for the first try; each retry travels as a new message with attempt + 1.
+    attempt: int = Field(default=1, ge=1)
+    # The replay generation: 0, then 1 for the first replay of a dead letter, and so on.
+    round: int = Field(default=0, ge=0)
+    # One line per failed attempt so far, oldest first.
+    errors: list[str] = Field(default_factory=list)
     created_at_ms: int = Field(default_factory=now_ms)
 
     def dumps(self) -> bytes:
@@ -57,6 +64,7 @@ class StatusEvent(BaseModel):
     error: str | None = None
     detail: str | None = None
     attempt: int = 1
+    round: int = 0
     at_ms: int = Field(default_factory=now_ms)
 
     def dumps(self) -> bytes:

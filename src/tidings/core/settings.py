@@ -52,6 +52,28 @@ class TidingsSettings(BaseSettings):
     prefetch: int = Field(default=50, ge=1)
     delivery_limit: int = Field(default=20, ge=1)
 
+    # Retries of transient delivery failures (backoff with full jitter, fixed-TTL tiers).
+    max_attempts: int = Field(default=5, ge=1)
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_cap_s: float = Field(default=300.0, gt=0)
+    # A worker that claimed a notification and died holds it this long before another may
+    # send it again: the window of the one possible duplicate.
+    delivery_lease_s: float = Field(default=60.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+
+    # Circuit breakers: consecutive connection-level failures to open, seconds before a probe.
+    smtp_breaker_failures: int = Field(default=5, ge=1)
+    smtp_breaker_reset_s: float = Field(default=60.0, gt=0)
+    templates_breaker_failures: int = Field(default=3, ge=1)
+    templates_breaker_reset_s: float = Field(default=30.0, gt=0)
+    users_breaker_failures: int = Field(default=3, ge=1)
+    users_breaker_reset_s: float = Field(default=30.0, gt=0)
+
+    # The admin credential (dead letters, replays). Unset: the embedded default makes one and
+    # logs it; the separate-process mode refuses admin calls until it is set.
+    admin_api_key: SecretStr | None = None
+    gateway_url: str | None = None
+
     email_from: str = "Tidings <no-reply@tidings.localhost>"
     smtp_pool_size: int = Field(default=4, ge=1)
     smtp_timeout_s: float = 10.0
@@ -72,8 +94,12 @@ class TidingsSettings(BaseSettings):
         }
         return ports[service]
 
-    def url_of(self, service: Literal["users", "templates"]) -> str:
-        explicit = self.users_url if service == "users" else self.templates_url
+    def url_of(self, service: Literal["gateway", "users", "templates"]) -> str:
+        explicit = {
+            "gateway": self.gateway_url,
+            "users": self.users_url,
+            "templates": self.templates_url,
+        }[service]
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return (explicit or f"http://{host}:{self.port_of(service)}").rstrip("/")
 

@@ -43,6 +43,7 @@ QUEUES: tuple[QueueSpec, ...] = (
 )
 
 CHANNEL_ROUTES: dict[str, str] = {"email": EMAIL_ROUTE, "push": PUSH_ROUTE}
+CHANNEL_QUEUES: dict[str, str] = {"email": EMAIL_QUEUE, "push": PUSH_QUEUE}
 
 # The delay tiers: powers of two from 1 s to 512 s (8.5 min). A wait is rounded down to a
 # tier, so the backoff's jitter survives as a spread across tiers.

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import re
@@ -19,13 +20,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tidings.core.breaker import CircuitBreaker
 from tidings.core.db import Database, open_database
 from tidings.core.envelope import Envelope, failure, ok
 from tidings.core.errors import (
     DependencyUnavailable,
+    Forbidden,
     InvalidInput,
     NotFound,
     TidingsError,
+    Unauthorized,
 )
 from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
 
@@ -34,6 +38,8 @@ log = logging.getLogger("tidings.http")
 HealthCheck = Callable[[], Awaitable[Any]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 _REASONS = {
+    401: "unauthorized",
+    403: "forbidden",
     400: "bad request",
     404: "not found",
     405: "method not allowed",
@@ -202,6 +208,20 @@ async def app_database(app: FastAPI, url: str, schema: str) -> AsyncIterator[Dat
         await db.close()
 
 
+def require_admin(request: Request) -> None:
+    """The admin credential: ``Authorization: Bearer <TIDINGS_ADMIN_API_KEY>``.
+
+    ``app.state.admin_key`` holds the key; None means admin calls are disabled."""
+    expected: str | None = getattr(request.app.state, "admin_key", None)
+    if expected is None:
+        raise Forbidden("the admin API is disabled: set TIDINGS_ADMIN_API_KEY")
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not given:
+        raise Unauthorized("send Authorization: Bearer <admin key>")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise Forbidden("that key is not the admin key")
+
+
 def create_service_app(
     service: str,
     *,
@@ -266,11 +286,23 @@ class ServiceClient:
     ``DependencyUnavailable``, a 404 ``NotFound``, a 4xx ``InvalidInput``.
     """
 
-    def __init__(self, name: str, client: httpx.AsyncClient) -> None:
+    def __init__(
+        self, name: str, client: httpx.AsyncClient, breaker: CircuitBreaker | None = None
+    ) -> None:
         self.name = name
         self.client = client
+        self.breaker = breaker
 
     async def request(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None
+    ) -> Any:
+        """The answer's ``data``; through the breaker, where unreachability counts."""
+        if self.breaker is None:
+            return await self._request(method, path, json=json, params=params)
+        async with self.breaker.guard(lambda e: isinstance(e, DependencyUnavailable)):
+            return await self._request(method, path, json=json, params=params)
+
+    async def _request(
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None
     ) -> Any:
         try:
@@ -300,7 +332,10 @@ class ServiceClient:
         return await self.request("POST", path, json=json)
 
     async def ping(self) -> None:
-        await self.get("/health")
+        """For /health: reachable, and its breaker (if any) closed."""
+        await self._request("GET", "/health")
+        if self.breaker is not None and (problem := await self.breaker.health()):
+            raise DependencyUnavailable(problem)
 
     async def aclose(self) -> None:
         await self.client.aclose()

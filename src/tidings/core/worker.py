@@ -1,50 +1,163 @@
-"""What both delivery workers share: their process (a small HTTP app for /health and /docs
-whose lifespan runs the consumer), and how a failed delivery is reported and dead-lettered."""
+"""What both delivery workers share: the flow of one message (claim, deliver, retry or
+dead-letter, report) and their process (a small HTTP app for /health and /docs whose lifespan
+runs the consumer). A channel supplies only ``deliver``: render and send one notification."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
-from tidings.core.bus import Bus, DeadLetter, Handler, open_bus
-from tidings.core.errors import DeliveryError
+from tidings.core.breaker import BreakerOpen, CircuitBreaker
+from tidings.core.bus import Bus, BusMessage, DeadLetter, Handler, open_bus, parse
+from tidings.core.db import open_database
+from tidings.core.deliveries import DeliveryStore
+from tidings.core.errors import (
+    DeliveryError,
+    DependencyUnavailable,
+    ProviderAuthError,
+    TransientError,
+)
 from tidings.core.lookups import TemplateDirectory
-from tidings.core.messages import Channel, NotificationMessage, StatusEvent
+from tidings.core.messages import Channel, NotificationMessage, StatusEvent, StatusValue
+from tidings.core.retry import RetryPolicy, tier_for
 from tidings.core.settings import TidingsSettings
 from tidings.core.status import report
+from tidings.core.topology import CHANNEL_QUEUES, CHANNEL_ROUTES
 from tidings.core.web import ServiceClient, create_service_app, make_http_client
 
-# Builds a worker's handler once its bus and template directory exist; ``stack`` takes
-# whatever the handler needs closed at shutdown.
-HandlerFactory = Callable[[AsyncExitStack, Bus, TemplateDirectory], Awaitable[Handler]]
+log = logging.getLogger("tidings.worker")
+
+# Render and send one notification; returns the receiving side's reply. Raises a
+# DeliveryError (classified) or DependencyUnavailable (a breaker is open, a service is down:
+# the message waits without spending an attempt).
+Deliver = Callable[[NotificationMessage], Awaitable[str]]
 
 
-async def fail(
-    bus: Bus, n: NotificationMessage, channel: Channel, exc: DeliveryError
-) -> DeadLetter:
-    """Report ``n`` failed with the classified reason; the caller raises what this returns."""
-    reason = f"{exc.kind}: {exc.message}"
-    await report(
-        bus,
-        StatusEvent(
+class DeliveryFlow:
+    def __init__(
+        self,
+        channel: Channel,
+        bus: Bus,
+        deliveries: DeliveryStore,
+        policy: RetryPolicy,
+        deliver: Deliver,
+    ) -> None:
+        self.channel = channel
+        self.route = CHANNEL_ROUTES[channel]
+        self.bus = bus
+        self.deliveries = deliveries
+        self.policy = policy
+        self.deliver = deliver
+
+    async def _report(self, n: NotificationMessage, status: StatusValue, **fields: Any) -> None:
+        event = StatusEvent(
             notification_id=n.notification_id,
-            status="failed",
-            channel=channel,
-            error=reason,
+            status=status,
+            channel=self.channel,
             attempt=n.attempt,
-        ),
-    )
-    return DeadLetter(reason)
+            round=n.round,
+            **fields,
+        )
+        await report(self.bus, event)
+
+    async def _later(self, n: NotificationMessage, delay_s: float) -> None:
+        await self.bus.publish(self.route, n.dumps(), message_id=n.notification_id, delay_s=delay_s)
+
+    async def __call__(self, message: BusMessage) -> None:
+        n = parse(NotificationMessage, message)
+        claim = await self.deliveries.claim(n.notification_id, n.round)
+        if claim.result == "sent":
+            # A redelivery or a duplicate: never send again; repeat the report, which may
+            # be what was lost.
+            await self._report(
+                n, "delivered", detail=f"duplicate message suppressed: {claim.reply}"
+            )
+            return
+        if claim.result == "failed":
+            log.info("duplicate of failed notification %s dropped", n.notification_id)
+            return
+        if claim.result == "busy":
+            await self._later(n, claim.wait_s + 1)
+            return
+        started = time.perf_counter()
+        try:
+            reply = await self.deliver(n)
+        except DependencyUnavailable as exc:
+            await self.deliveries.release(n.notification_id, exc.message)
+            wait_s = exc.retry_after_s if isinstance(exc, BreakerOpen) else self.policy.base_s
+            await self._report(
+                n, "pending", detail=f"waiting {tier_for(wait_s) / 1000:g}s: {exc.message}"
+            )
+            await self._later(n, wait_s)
+            return
+        except (TransientError, ProviderAuthError) as exc:
+            if isinstance(exc, ProviderAuthError):
+                log.error(
+                    "ALERT provider refused our credentials: %s", exc.message, extra={"alert": True}
+                )
+            await self._retry_or_fail(n, exc)
+            return
+        except DeliveryError as exc:
+            await self._fail(n, f"{exc.kind}: {exc.message}")
+        await self.deliveries.mark_sent(n.notification_id, reply)
+        log.info(
+            "notification %s sent",
+            n.notification_id,
+            extra={
+                "notification_id": n.notification_id,
+                "request_id": n.request_id,
+                "channel": self.channel,
+                "attempt": n.attempt,
+                "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
+            },
+        )
+        await self._report(n, "delivered", detail=f"accepted: {reply}"[:500])
+
+    async def _retry_or_fail(self, n: NotificationMessage, exc: DeliveryError) -> None:
+        error = f"attempt {n.attempt}: {exc.kind}: {exc.message}"
+        if not self.policy.should_retry(n.attempt):
+            await self._fail(
+                n.model_copy(update={"errors": [*n.errors, error]}),
+                f"{exc.kind}: gave up after {n.attempt} attempts; last error: {exc.message}",
+            )
+        await self.deliveries.release(n.notification_id, error)
+        delay_s = self.policy.backoff_s(n.attempt)
+        await self._report(
+            n, "pending", error=error, detail=f"retry in {tier_for(delay_s) / 1000:g}s"
+        )
+        await self._later(
+            n.model_copy(update={"attempt": n.attempt + 1, "errors": [*n.errors, error]}), delay_s
+        )
+
+    async def _fail(self, n: NotificationMessage, reason: str) -> None:
+        """Final: record it, report it, and raise the DeadLetter that sends it to failed.queue."""
+        await self.deliveries.mark_failed(n.notification_id, reason)
+        await self._report(n, "failed", error=reason)
+        raise DeadLetter(
+            reason,
+            headers={"x-tidings-attempts": n.attempt, "x-tidings-errors": n.errors[-20:]},
+        )
+
+
+# Builds a worker's ``deliver`` once its dependencies exist; ``stack`` takes whatever it
+# needs closed at shutdown; ``add_health`` registers a /health check.
+DeliverFactory = Callable[
+    [AsyncExitStack, TemplateDirectory, Callable[[str, Callable[[], Awaitable[Any]]], None]],
+    Awaitable[Deliver],
+]
 
 
 def create_worker_app(
-    service: str,
+    service: Channel,
     settings: TidingsSettings,
     *,
-    queue: str,
-    make_handler: HandlerFactory,
+    store_url: str,
+    make_deliver: DeliverFactory,
     bus: Bus | None = None,
     description: str,
 ) -> FastAPI:
@@ -53,6 +166,10 @@ def create_worker_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
+            health = app.state.health
+            db = open_database(store_url, service)
+            stack.push_async_callback(db.close)
+            health.add("database", db.ping)
             the_bus = bus
             if the_bus is None:
                 the_bus = open_bus(settings.amqp_url, delivery_limit=settings.delivery_limit)
@@ -60,14 +177,31 @@ def create_worker_app(
                 stack.push_async_callback(the_bus.close)
             http = make_http_client(settings.url_of("templates"), settings.http_timeout_s)
             stack.push_async_callback(http.aclose)
-            templates_client = ServiceClient("templates", http)
+            breaker = CircuitBreaker(
+                "templates",
+                failure_threshold=settings.templates_breaker_failures,
+                reset_timeout_s=settings.templates_breaker_reset_s,
+            )
+            templates_client = ServiceClient("templates", http, breaker)
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
-            handler = await make_handler(stack, the_bus, templates)
-            app.state.handler = handler
-            app.state.health.add("bus", the_bus.ping)
-            app.state.health.add("templates_service", templates_client.ping)
-            await the_bus.consume(queue, handler, prefetch=settings.prefetch)
-            yield
+            deliver = await make_deliver(stack, templates, health.add)
+            flow = DeliveryFlow(
+                service,
+                the_bus,
+                DeliveryStore(db, settings.delivery_lease_s),
+                RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_cap_s),
+                deliver,
+            )
+            app.state.flow = flow
+            health.add("bus", the_bus.ping)
+            health.add("templates_service", templates_client.ping)
+            handler: Handler = flow
+            await the_bus.consume(CHANNEL_QUEUES[service], handler, prefetch=settings.prefetch)
+            try:
+                yield
+            finally:
+                if bus is None:  # stop consuming and drain first, while the rest still works
+                    await the_bus.close()
 
     return create_service_app(
         service, max_body_bytes=settings.max_body_bytes, lifespan=lifespan, description=description

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
+from typing import Any
 
 from fastapi import FastAPI
 
-from tidings.core.bus import Bus, Handler
+from tidings.core.breaker import CircuitBreaker
+from tidings.core.bus import Bus
 from tidings.core.lookups import TemplateDirectory
-from tidings.core.topology import EMAIL_QUEUE
-from tidings.core.worker import create_worker_app
-from tidings.email_worker.handlers import EmailHandler
+from tidings.core.worker import Deliver, create_worker_app
+from tidings.email_worker.handlers import EmailDelivery
 from tidings.email_worker.senders import EmailSender
 from tidings.email_worker.senders.smtp import SmtpSender
 from tidings.email_worker.settings import EmailSettings
@@ -19,9 +21,11 @@ from tidings.email_worker.settings import EmailSettings
 def create_app(
     settings: EmailSettings, *, bus: Bus | None = None, sender: EmailSender | None = None
 ) -> FastAPI:
-    async def make_handler(
-        stack: AsyncExitStack, bus: Bus, templates: TemplateDirectory
-    ) -> Handler:
+    async def make_deliver(
+        stack: AsyncExitStack,
+        templates: TemplateDirectory,
+        add_health: Callable[[str, Callable[[], Awaitable[Any]]], None],
+    ) -> Deliver:
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         the_sender = sender or SmtpSender(
             settings.smtp_target,
@@ -30,13 +34,19 @@ def create_app(
             password=password,
         )
         stack.push_async_callback(the_sender.close)
-        return EmailHandler(settings, bus, templates, the_sender)
+        breaker = CircuitBreaker(
+            "smtp",
+            failure_threshold=settings.smtp_breaker_failures,
+            reset_timeout_s=settings.smtp_breaker_reset_s,
+        )
+        add_health("smtp", breaker.health)
+        return EmailDelivery(settings, templates, the_sender, breaker)
 
     return create_worker_app(
         "email",
         settings,
-        queue=EMAIL_QUEUE,
-        make_handler=make_handler,
+        store_url=settings.store_url,
+        make_deliver=make_deliver,
         bus=bus,
         description="Email worker: consumes email.queue, renders, sends over SMTP.",
     )

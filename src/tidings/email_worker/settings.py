@@ -7,6 +7,13 @@ from tidings.core.settings import TidingsSettings
 
 
 class EmailSettings(TidingsSettings):
+    # Optional database of its own; default: the shared TIDINGS_DATABASE_URL, schema "email".
+    email_database_url: str | None = None
+
+    @property
+    def store_url(self) -> str:
+        return self.database_for("email", self.email_database_url)
+
     @property
     def smtp_target(self) -> str:
         """TIDINGS_SMTP_URL, or the built-in capture server that ``tidings up`` starts."""

@@ -1,21 +1,39 @@
 from __future__ import annotations
 
+import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, open_cache
 from tidings.core.lookups import TemplateDirectory
-from tidings.core.topology import STATUS_QUEUE
+from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
 from tidings.core.web import ServiceClient, app_database, create_service_app, make_http_client
+from tidings.gateway.admin import router as admin_router
+from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.router import router
 from tidings.gateway.service import NotificationService
 from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.status import StatusConsumer
+
+log = logging.getLogger("tidings.gateway")
+
+
+def admin_key(settings: GatewaySettings) -> str | None:
+    """The configured admin key; on the embedded default, a fresh one logged at start."""
+    if settings.admin_api_key is not None:
+        return settings.admin_api_key.get_secret_value()
+    if settings.embedded:
+        key = secrets.token_urlsafe(24)
+        log.warning("development admin key (set TIDINGS_ADMIN_API_KEY to choose one): %s", key)
+        return key
+    return None
 
 
 def create_app(
@@ -44,10 +62,19 @@ def create_app(
             app.state.users_http = users_http
             app.state.templates_http = templates_http
 
-            users = UserDirectory(
-                ServiceClient("users", users_http), the_cache, settings.user_cache_ttl_s
+            users_breaker = CircuitBreaker(
+                "users",
+                failure_threshold=settings.users_breaker_failures,
+                reset_timeout_s=settings.users_breaker_reset_s,
             )
-            templates_client = ServiceClient("templates", templates_http)
+            templates_breaker = CircuitBreaker(
+                "templates",
+                failure_threshold=settings.templates_breaker_failures,
+                reset_timeout_s=settings.templates_breaker_reset_s,
+            )
+            users_client = ServiceClient("users", users_http, users_breaker)
+            users = UserDirectory(users_client, the_cache, settings.user_cache_ttl_s)
+            templates_client = ServiceClient("templates", templates_http, templates_breaker)
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
             relay = OutboxRelay(
                 db, the_bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s
@@ -59,16 +86,26 @@ def create_app(
             health = app.state.health
             health.add("bus", the_bus.ping)
             health.add("cache", the_cache.ping)
-            health.add("users_service", users.health)
+            health.add("users_service", users_client.ping)
+            health.add("users_data", users.health)
             health.add("templates_service", templates_client.ping)
+
+            dead_letters = DeadLetters(db, notifications, relay)
+            app.state.dead_letters = dead_letters
+            app.state.admin_key = admin_key(settings)
 
             relay.start()
             stack.push_async_callback(relay.stop)
             await the_bus.consume(
                 STATUS_QUEUE, StatusConsumer(notifications), prefetch=settings.prefetch
             )
+            await the_bus.consume(FAILED_QUEUE, dead_letters, prefetch=settings.prefetch)
             relay.wake()  # publish whatever an earlier run left in the outbox
-            yield
+            try:
+                yield
+            finally:
+                if bus is None:  # stop consuming and drain first, while the rest still works
+                    await the_bus.close()
 
     app = create_service_app(
         "gateway",
@@ -77,4 +114,5 @@ def create_app(
         description="The public entry point of Tidings: send notifications, follow their status.",
     )
     app.include_router(router)
+    app.include_router(admin_router)
     return app

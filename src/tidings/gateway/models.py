@@ -35,6 +35,11 @@ class Notification(GatewayBase):
     status: Mapped[str] = mapped_column(String(16), index=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     correlation_id: Mapped[str] = mapped_column(String(128))
+    # Where the status stands in the notification's life: (round, attempt) of the report that
+    # set it. Reports can arrive out of order; an older one is kept in the history but does
+    # not move the status. A replay starts the next round.
+    round: Mapped[int] = mapped_column(Integer, default=0)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
@@ -65,4 +70,39 @@ class OutboxMessage(GatewayBase):
     routing_key: Mapped[str] = mapped_column(String(32))
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     correlation_id: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeadLetter(GatewayBase):
+    """A message from failed.queue, kept to be listed, inspected and replayed."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    # sha256 of body and reason: a redelivery of the same dead letter is stored once.
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True, index=True)
+    source_queue: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[list[str]] = mapped_column(JSON)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    replay_count: Mapped[int] = mapped_column(Integer, default=0)
+    replayed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Replay(GatewayBase):
+    """Each replay of a dead letter, and what came of it."""
+
+    __tablename__ = "replays"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    dead_letter_id: Mapped[int] = mapped_column(
+        BigId, ForeignKey("dead_letters.id", ondelete="CASCADE"), index=True
+    )
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # replayed | skipped
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

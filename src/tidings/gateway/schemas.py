@@ -48,7 +48,7 @@ class NotificationCreate(BaseModel):
     template_code: TemplateCode
     variables: UserData
     request_id: RequestId
-    # 0 (lowest) to 9 (highest); see docs/api.md.
+    # 0 (lowest) to 9 (highest); see docs/decisions.md.
     priority: Annotated[int, Field(ge=0, le=9)] = 5
     metadata: dict[str, Any] | None = None
 
@@ -98,3 +98,45 @@ class StatusUpdate(BaseModel):
 class StatusRecorded(BaseModel):
     notification_id: uuid.UUID
     status: str
+
+
+class DeadLetterFilter(BaseModel):
+    source_queue: str | None = None
+    notification_id: uuid.UUID | None = None
+    reason_contains: str | None = None
+    replayed: bool | None = None
+    page: Annotated[int, Field(ge=1)] = 1
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class DeadLetterOut(BaseModel):
+    dead_letter_id: int
+    notification_id: uuid.UUID | None
+    source_queue: str
+    reason: str
+    attempts: int
+    errors: list[str]
+    replay_count: int
+    replayed_at: dt.datetime | None
+    created_at: dt.datetime
+    payload: str
+    headers: dict[str, Any]
+
+
+class ReplayRequest(BaseModel):
+    """Which dead letters to replay: by id, by filter, or every one not replayed yet."""
+
+    model_config = ConfigDict(extra="forbid")
+    dead_letter_ids: list[int] | None = Field(default=None, max_length=1000)
+    source_queue: str | None = None
+    reason_contains: str | None = None
+    # Say so to replay everything: an empty selection is refused, not taken as "all".
+    all: bool = False
+    limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
+
+
+class ReplayResult(BaseModel):
+    dead_letter_id: int
+    notification_id: uuid.UUID | None
+    outcome: Literal["replayed", "skipped"]
+    detail: str

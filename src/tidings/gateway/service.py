@@ -32,17 +32,22 @@ def body_hash(body: NotificationCreate) -> str:
 
 
 def accepted(n: Notification) -> NotificationAccepted:
+    """The answer to the request that created ``n``, the same every time it is repeated."""
     return NotificationAccepted(
         notification_id=n.id,
         request_id=n.request_id,
-        status=n.status,
+        status="skipped" if n.status == "skipped" else "pending",
         notification_type=n.notification_type,
         created_at=n.created_at,
     )
 
 
+def _rank(status: str) -> int:
+    return 1 if status in TERMINAL_STATUSES else 0
+
+
 def may_move(current: str, new: str) -> bool:
-    """Whether a report moves the status; every report is kept in the history anyway.
+    """Whether a report may move the status at all (every report is kept in the history).
 
     delivered and skipped are final; failed can still become delivered (a retry or replay
     that succeeds) or pending again (a replay).
@@ -225,8 +230,13 @@ class NotificationService:
         error: str | None = None,
         detail: str | None = None,
         attempt: int | None = None,
+        round_: int | None = None,
     ) -> str:
-        """Record a report about a notification; returns its status afterwards."""
+        """Record a report about a notification; returns its status afterwards.
+
+        A report without ``round_``/``attempt`` (the HTTP status API) speaks of the current
+        round and attempt.
+        """
         async with self.db.sessions() as session, session.begin():
             n = await session.scalar(
                 select(Notification).where(Notification.id == notification_id).with_for_update()
@@ -247,9 +257,13 @@ class NotificationService:
                     created_at=at or utcnow(),
                 )
             )
-            if may_move(n.status, status):
+            round_ = n.round if round_ is None else round_
+            attempt_ = n.attempt if attempt is None else attempt
+            newer = (round_, attempt_, _rank(status)) >= (n.round, n.attempt, _rank(n.status))
+            if newer and may_move(n.status, status):
                 n.status = status
                 n.error = error if status == "failed" else None
+                n.round, n.attempt = round_, attempt_
             if status in TERMINAL_STATUSES:
                 log.info(
                     "notification %s %s",

@@ -29,6 +29,7 @@ class StatusConsumer:
                 error=event.error,
                 detail=event.detail,
                 attempt=event.attempt,
+                round_=event.round,
             )
         except (NotFound, Conflict, ValueError) as exc:
             # Nothing to attach it to: keep it for inspection rather than retrying forever.

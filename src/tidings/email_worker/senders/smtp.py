@@ -30,7 +30,8 @@ def classify_reply(code: int, text: str) -> DeliveryError:
     """An SMTP reply code, in the one taxonomy of core."""
     reason = f"SMTP {code} {text}".strip()
     if 400 <= code < 500:
-        return TransientError(reason)
+        # 421: the server is closing the connection; it, not this message, is the problem.
+        return TransientError(reason, connection_level=code == 421)
     if code in _RECIPIENT_CODES:
         return RecipientInvalid(reason)
     if code in _AUTH_CODES:
@@ -46,7 +47,9 @@ def classify(exc: Exception) -> DeliveryError:
         exc, aiosmtplib.SMTPServerDisconnected | aiosmtplib.SMTPConnectError
     ):
         return classify_reply(exc.code, exc.message)
-    return TransientError(f"SMTP connection failed: {exc.__class__.__name__}: {exc}")
+    return TransientError(
+        f"SMTP connection failed: {exc.__class__.__name__}: {exc}", connection_level=True
+    )
 
 
 class SmtpSender(EmailSender):

@@ -1,0 +1,103 @@
+"""Idempotent delivery: the delivery record each worker keeps per notification.
+
+A message is sent only by the worker that *claims* its notification, in one statement:
+the row is created, or moved from ``pending`` (or ``failed``, for a replay of a later round,
+or ``sending`` whose lease has run out) to ``sending`` with a lease. ``sent`` is final. So a
+redelivered or duplicated message never sends a delivered notification again, and a worker
+that dies mid-send costs at most one duplicate, after its lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tidings.core.db import Database, utcnow
+from tidings.core.deliveries.models import Delivery
+
+ClaimResult = Literal["claimed", "sent", "busy", "failed"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    result: ClaimResult
+    attempts: int = 0
+    # For "busy": how long until the holder's lease runs out.
+    wait_s: float = 0.0
+    reply: str | None = None
+
+
+class DeliveryStore:
+    def __init__(self, db: Database, lease_s: float) -> None:
+        self.db = db
+        self.lease_s = lease_s
+
+    async def claim(self, notification_id: str, round_: int = 0) -> Claim:
+        now = utcnow()
+        lease = now + dt.timedelta(seconds=self.lease_s)
+        dialect = postgresql if self.db.is_postgres else sqlite
+        table = Delivery.__table__
+        insert = dialect.insert(table).values(
+            notification_id=notification_id,
+            state="sending",
+            round=round_,
+            attempts=1,
+            lease_until=lease,
+            updated_at=now,
+        )
+        stmt = insert.on_conflict_do_update(
+            index_elements=[table.c.notification_id],
+            set_={
+                "state": "sending",
+                "round": round_,
+                "attempts": table.c.attempts + 1,
+                "lease_until": lease,
+                "updated_at": now,
+            },
+            where=or_(
+                table.c.state == "pending",
+                and_(table.c.state == "failed", table.c.round < round_),
+                and_(table.c.state == "sending", table.c.lease_until < now),
+            ),
+        ).returning(table.c.attempts)
+        async with self.db.sessions() as session, session.begin():
+            attempts = (await session.execute(stmt)).scalar_one_or_none()
+            if attempts is not None:
+                return Claim("claimed", attempts=attempts)
+            row = await session.get(Delivery, notification_id)
+        assert row is not None
+        if row.state == "sent":
+            return Claim("sent", attempts=row.attempts, reply=row.reply)
+        if row.state == "failed":
+            return Claim("failed", attempts=row.attempts)
+        remaining = (row.lease_until - now).total_seconds() if row.lease_until else 0.0
+        return Claim("busy", attempts=row.attempts, wait_s=max(remaining, 0.0))
+
+    async def _finish(self, notification_id: str, **values: object) -> None:
+        async with self.db.sessions() as session, session.begin():
+            await session.execute(
+                update(Delivery)
+                .where(Delivery.notification_id == notification_id)
+                .values(lease_until=None, updated_at=utcnow(), **values)
+            )
+
+    async def mark_sent(self, notification_id: str, reply: str) -> None:
+        await self._finish(notification_id, state="sent", reply=reply[:2000])
+
+    async def mark_failed(self, notification_id: str, error: str) -> None:
+        await self._finish(notification_id, state="failed", last_error=error[:2000])
+
+    async def release(self, notification_id: str, error: str | None = None) -> None:
+        """Back to claimable: the attempt did not send (a transient failure, a wait)."""
+        await self._finish(notification_id, state="pending", last_error=error and error[:2000])
+
+    async def get(self, notification_id: str) -> Delivery | None:
+        async with self.db.sessions() as session:
+            found: Delivery | None = await session.scalar(
+                select(Delivery).where(Delivery.notification_id == notification_id)
+            )
+            return found

@@ -1,0 +1,42 @@
+"""Admin endpoints: dead letters and their replay. Every call needs the admin key."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from tidings.core.envelope import Envelope, ok
+from tidings.core.web import require_admin
+from tidings.gateway.deadletters import DeadLetters
+from tidings.gateway.schemas import DeadLetterFilter, DeadLetterOut, ReplayRequest, ReplayResult
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
+
+
+def _dead_letters(request: Request) -> DeadLetters:
+    found: DeadLetters = request.app.state.dead_letters
+    return found
+
+
+Letters = Annotated[DeadLetters, Depends(_dead_letters)]
+
+
+@router.get("/dead-letters/", response_model=Envelope[list[DeadLetterOut]])
+async def list_dead_letters(
+    letters: Letters, query: Annotated[DeadLetterFilter, Query()]
+) -> dict[str, Any]:
+    rows, meta = await letters.search(query)
+    return ok(rows, f"{meta.total} dead letter(s)", meta)
+
+
+@router.get("/dead-letters/{dead_letter_id}/", response_model=Envelope[DeadLetterOut])
+async def get_dead_letter(dead_letter_id: int, letters: Letters) -> dict[str, Any]:
+    return ok(await letters.get(dead_letter_id), "dead letter found")
+
+
+@router.post("/dead-letters/replay/", response_model=Envelope[list[ReplayResult]])
+async def replay_dead_letters(body: ReplayRequest, letters: Letters) -> dict[str, Any]:
+    results = await letters.replay(body)
+    replayed = sum(r.outcome == "replayed" for r in results)
+    return ok(results, f"{replayed} replayed, {len(results) - replayed} skipped")

@@ -1,0 +1,249 @@
+"""Dead letters: the gateway drains failed.queue into a table, where they can be listed,
+inspected and replayed. A replay is a new round of the same notification, published through
+the outbox; it never sends a notification that was delivered."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tidings.core.bus import BusMessage
+from tidings.core.db import Database, utcnow
+from tidings.core.envelope import PaginationMeta
+from tidings.core.errors import InvalidInput, NotFound
+from tidings.core.messages import NotificationMessage
+from tidings.core.topology import CHANNEL_ROUTES, REASON_HEADER, SOURCE_QUEUE_HEADER
+from tidings.gateway.models import (
+    DeadLetter,
+    Notification,
+    NotificationEvent,
+    OutboxMessage,
+    Replay,
+)
+from tidings.gateway.relay import OutboxRelay
+from tidings.gateway.schemas import DeadLetterFilter, DeadLetterOut, ReplayRequest, ReplayResult
+from tidings.gateway.service import NotificationService
+
+log = logging.getLogger("tidings.gateway.deadletters")
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def reason_of(headers: dict[str, Any]) -> str:
+    """Ours when a worker dead-lettered it; otherwise what RabbitMQ says in x-death."""
+    if headers.get(REASON_HEADER):
+        return str(headers[REASON_HEADER])
+    deaths = headers.get("x-death") or []
+    if deaths and isinstance(deaths[0], dict):
+        first = deaths[0]
+        return f"dead-lettered by the broker: {first.get('reason')} (from {first.get('queue')})"
+    return "dead-lettered without a reason"
+
+
+def to_out(row: DeadLetter) -> DeadLetterOut:
+    return DeadLetterOut(
+        dead_letter_id=row.id,
+        notification_id=row.notification_id,
+        source_queue=row.source_queue,
+        reason=row.reason,
+        attempts=row.attempts,
+        errors=row.errors,
+        replay_count=row.replay_count,
+        replayed_at=row.replayed_at,
+        created_at=row.created_at,
+        payload=row.payload.decode("utf-8", "replace"),
+        headers=row.headers,
+    )
+
+
+class DeadLetters:
+    def __init__(
+        self, db: Database, notifications: NotificationService, relay: OutboxRelay
+    ) -> None:
+        self.db = db
+        self.notifications = notifications
+        self.relay = relay
+
+    async def __call__(self, message: BusMessage) -> None:
+        """The failed.queue consumer: store it (once), and make sure its notification says
+        failed (a broker dead-lettering after the delivery limit reports nothing itself)."""
+        headers = _json_safe(message.headers)
+        reason = reason_of(message.headers)
+        try:
+            parsed: NotificationMessage | None = NotificationMessage.model_validate_json(
+                message.body
+            )
+        except ValidationError:
+            parsed = None
+        notification_id = uuid.UUID(parsed.notification_id) if parsed else None
+        fingerprint = hashlib.sha256(message.body + b"\x00" + reason.encode()).hexdigest()
+        dialect = postgresql if self.db.is_postgres else sqlite
+        stmt = (
+            dialect.insert(DeadLetter.__table__)
+            .values(
+                fingerprint=fingerprint,
+                notification_id=notification_id,
+                source_queue=str(message.headers.get(SOURCE_QUEUE_HEADER) or message.routing_key),
+                reason=reason,
+                attempts=int(
+                    message.headers.get("x-tidings-attempts") or (parsed.attempt if parsed else 0)
+                ),
+                errors=[
+                    str(e)
+                    for e in (
+                        message.headers.get("x-tidings-errors") or (parsed.errors if parsed else [])
+                    )
+                ],
+                payload=message.body,
+                headers=headers,
+                replay_count=0,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=["fingerprint"])
+        )
+        async with self.db.sessions() as session, session.begin():
+            await session.execute(stmt)
+        if parsed is not None and notification_id is not None:
+            try:
+                await self.notifications.record_status(
+                    notification_id,
+                    parsed.notification_type,
+                    "failed",
+                    error=reason,
+                    detail="dead-lettered",
+                    attempt=parsed.attempt,
+                    round_=parsed.round,
+                )
+            except NotFound:
+                log.warning("dead letter for unknown notification %s", notification_id)
+
+    async def search(self, f: DeadLetterFilter) -> tuple[list[DeadLetterOut], PaginationMeta]:
+        query = select(DeadLetter)
+        if f.source_queue:
+            query = query.where(DeadLetter.source_queue == f.source_queue)
+        if f.notification_id:
+            query = query.where(DeadLetter.notification_id == f.notification_id)
+        if f.reason_contains:
+            query = query.where(DeadLetter.reason.contains(f.reason_contains, autoescape=True))
+        if f.replayed is not None:
+            query = query.where(
+                DeadLetter.replay_count > 0 if f.replayed else DeadLetter.replay_count == 0
+            )
+        async with self.db.sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
+            rows = (
+                await session.scalars(
+                    query.order_by(DeadLetter.id.desc())
+                    .offset((f.page - 1) * f.limit)
+                    .limit(f.limit)
+                )
+            ).all()
+        return [to_out(r) for r in rows], PaginationMeta.of(total=total, page=f.page, limit=f.limit)
+
+    async def get(self, dead_letter_id: int) -> DeadLetterOut:
+        async with self.db.sessions() as session:
+            row = await session.get(DeadLetter, dead_letter_id)
+        if row is None:
+            raise NotFound(f"dead letter {dead_letter_id} not found")
+        return to_out(row)
+
+    async def replay(self, request: ReplayRequest) -> list[ReplayResult]:
+        """Replay the selected dead letters that have not been replayed yet."""
+        chosen = (
+            request.dead_letter_ids is not None or request.source_queue or request.reason_contains
+        )
+        if not chosen and not request.all:
+            raise InvalidInput("say which dead letters to replay: ids, a filter, or all=true")
+        query = select(DeadLetter).where(DeadLetter.replay_count == 0).order_by(DeadLetter.id)
+        if request.dead_letter_ids is not None:
+            query = query.where(DeadLetter.id.in_(request.dead_letter_ids))
+        if request.source_queue:
+            query = query.where(DeadLetter.source_queue == request.source_queue)
+        if request.reason_contains:
+            query = query.where(
+                DeadLetter.reason.contains(request.reason_contains, autoescape=True)
+            )
+        results: list[ReplayResult] = []
+        async with self.db.sessions() as session, session.begin():
+            rows = (
+                await session.scalars(query.limit(request.limit).with_for_update(skip_locked=True))
+            ).all()
+            for row in rows:
+                outcome, detail = await self._replay_one(session, row)
+                session.add(
+                    Replay(
+                        dead_letter_id=row.id,
+                        notification_id=row.notification_id,
+                        outcome=outcome,
+                        detail=detail,
+                        created_at=utcnow(),
+                    )
+                )
+                results.append(
+                    ReplayResult(
+                        dead_letter_id=row.id,
+                        notification_id=row.notification_id,
+                        outcome=outcome,
+                        detail=detail,
+                    )
+                )
+        if any(r.outcome == "replayed" for r in results):
+            self.relay.wake()
+        return results
+
+    async def _replay_one(self, session: Any, row: DeadLetter) -> tuple[str, str]:
+        try:
+            message = NotificationMessage.model_validate_json(row.payload)
+        except ValidationError:
+            return "skipped", "not a notification message: nothing to replay"
+        n = await session.scalar(
+            select(Notification).where(Notification.id == row.notification_id).with_for_update()
+        )
+        if n is None:
+            return "skipped", "its notification no longer exists"
+        if n.status == "delivered":
+            return "skipped", "already delivered"
+        if n.status != "failed":
+            return "skipped", f"the notification is {n.status}, not failed"
+        now = utcnow()
+        n.round += 1
+        n.attempt = 0
+        n.status = "pending"
+        n.error = None
+        fresh = message.model_copy(update={"round": n.round, "attempt": 1, "errors": []})
+        session.add(
+            NotificationEvent(
+                notification_id=n.id,
+                status="pending",
+                detail=f"replayed from dead letter {row.id}",
+                created_at=now,
+            )
+        )
+        session.add(
+            OutboxMessage(
+                notification_id=n.id,
+                routing_key=CHANNEL_ROUTES[message.notification_type],
+                payload=fresh.dumps(),
+                correlation_id=n.correlation_id,
+                created_at=now,
+            )
+        )
+        row.replay_count += 1
+        row.replayed_at = now
+        return "replayed", f"round {n.round}"
