@@ -94,8 +94,14 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tidings.runner import ConfigurationError
+
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigurationError as exc:
+        print(f"tidings: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from tidings.core.bus.memory import MemoryBus
+from tidings.core.bus import open_bus
 from tidings.core.cache import MemoryCache
 from tidings.core.logs import configure_logging
 from tidings.core.migrations import migrate
@@ -126,8 +126,27 @@ async def _serve_all(servers: list[Server]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+# Services that talk over the bus: apart, they need a real one to reach each other.
+BUS_SERVICES = ("gateway", "email", "push")
+
+
+class ConfigurationError(Exception):
+    pass
+
+
+def require_broker(settings: TidingsSettings, what: str) -> None:
+    if not settings.amqp_url:
+        raise ConfigurationError(
+            f"{what} needs TIDINGS_AMQP_URL: services in separate processes reach each other "
+            "through RabbitMQ (with no TIDINGS_*_URL at all, `tidings up` runs everything in "
+            "one process instead)"
+        )
+
+
 def run_service(service: ServiceName) -> None:
     settings = TidingsSettings()
+    if service in BUS_SERVICES:
+        require_broker(settings, f"`tidings run {service}`")
     configure_logging(service, settings.log_level, settings.log_format)
     app = build_app(service)
     asyncio.run(_serve_all([_server(app, settings.host, settings.port_of(service))]))
@@ -141,7 +160,7 @@ def run_embedded() -> None:
     migrate_all()
 
     async def main() -> None:
-        bus = MemoryBus(delivery_limit=settings.delivery_limit)
+        bus = open_bus(settings.model_copy(update={"amqp_url": None}))
         await bus.start()
         cache = MemoryCache()
         capture = None
@@ -202,6 +221,7 @@ def run_supervised() -> None:
     """Every service as its own OS process, restarted when it crashes, all stopped on
     SIGINT/SIGTERM."""
     settings = TidingsSettings()
+    require_broker(settings, "`tidings up` with TIDINGS_DATABASE_URL or TIDINGS_REDIS_URL set")
     configure_logging("supervisor", settings.log_level, settings.log_format)
     migrate_all()
 

@@ -64,6 +64,12 @@ CASES: list[tuple[str, Any, int, str]] = [
     ("javascript link", lambda b: variables(b, link="javascript:alert(1)"), 422, "variables.link"),
     ("empty request_id", lambda b: {**b, "request_id": ""}, 422, "request_id"),
     ("blank request_id", lambda b: {**b, "request_id": "   "}, 422, "request_id"),
+    (
+        "template_code with a slash",
+        lambda b: {**b, "template_code": "x/versions"},
+        422,
+        "template_code",
+    ),
     ("priority out of range", lambda b: {**b, "priority": 99}, 422, "priority"),
     ("unknown top-level field", lambda b: {**b, "sendAt": "now"}, 422, "sendAt"),
 ]

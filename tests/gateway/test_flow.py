@@ -105,14 +105,38 @@ async def test_preference_off_is_skipped_and_nothing_is_sent(system: System) -> 
     assert system.smtp.arrivals.empty()
 
 
-async def test_preference_change_reaches_the_gateway_through_the_proxy(system: System) -> None:
+async def test_preference_change_through_the_gateway_applies_at_once(system: System) -> None:
     gw = system.gateway
     user = await create_user(gw)
-    patched = await gw.patch(
-        f"/api/v1/users/{user['user_id']}/", json={"preferences": {"email": False}}
+    template = await create_template(gw)
+    first = await gw.post(
+        "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
     )
+    assert first.json()["data"]["status"] == "pending"  # the user is now cached
+    patched = await gw.patch(
+        f"/api/v1/users/{user['user_id']}", json={"preferences": {"email": False}}
+    )  # no trailing slash: the gateway adds it
     assert patched.status_code == 200, patched.text
     assert patched.json()["data"]["preferences"] == {"email": False, "push": True}
+    second = await gw.post(
+        "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
+    )
+    assert second.json()["data"]["status"] == "skipped"
+    await wait_for_status(gw, first.json()["data"]["notification_id"], "delivered")
+    assert (await system.smtp.next()).message["X-Request-ID"] == first.json()["data"]["request_id"]
+
+
+async def test_a_template_that_fails_at_render_time_fails_with_the_reason(system: System) -> None:
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw, body="<p>{{ 1 / 0 }}</p>")
+    nid = (
+        await gw.post(
+            "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
+        )
+    ).json()["data"]["notification_id"]
+    failed = await wait_for_status(gw, nid, "failed")
+    assert "permanent" in failed["error"] and "ZeroDivisionError" in failed["error"]
 
 
 async def test_status_endpoint_records_history(system: System) -> None:
@@ -142,6 +166,11 @@ async def test_status_endpoint_records_history(system: System) -> None:
         "/api/v1/email/status/", json={"notification_id": str(uuid.uuid4()), "status": "delivered"}
     )
     assert unknown.status_code == 404
+    naive = await gw.post(
+        "/api/v1/email/status/",
+        json={"notification_id": nid, "status": "pending", "timestamp": "2026-01-01T00:00:00"},
+    )
+    assert naive.status_code == 200, naive.text  # a timestamp without a zone is UTC
     bad = await gw.post("/api/v1/email/status/", json={"notification_id": nid, "status": "sent"})
     assert bad.status_code == 422
     for response in (wrong_channel, unknown, bad):

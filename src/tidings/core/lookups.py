@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 
@@ -29,7 +30,8 @@ class TemplateDirectory:
             found: dict[str, Any] = orjson.loads(cached)
             return found
         template: dict[str, Any] = await self.client.get(
-            f"/api/v1/templates/{code}/", params={"channel": channel, "language": language}
+            f"/api/v1/templates/{quote(code, safe='')}/",
+            params={"channel": channel, "language": language},
         )
         await self._local.set(key, orjson.dumps(template), self.ttl_s)
         return template

@@ -15,8 +15,30 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from tidings.core.errors import InvalidInput
 
-_HTML_ENV = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
-_TEXT_ENV = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined)
+# Bounds on what one template expression may build: the sandbox stops access to Python
+# internals but not ``{{ 'x' * 10**9 }}``.
+MAX_REPEAT = 10_000
+MAX_EXPONENT = 100
+
+
+class BoundedSandbox(SandboxedEnvironment):
+    intercepted_binops = frozenset(["*", "**"])
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+            raise SecurityError(f"exponent {right} is over {MAX_EXPONENT}")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_REPEAT:
+                    raise SecurityError(f"repetition would build over {MAX_REPEAT} items")
+        return super().call_binop(context, operator, left, right)
+
+
+_HTML_ENV = BoundedSandbox(autoescape=True, undefined=StrictUndefined)
+_TEXT_ENV = BoundedSandbox(autoescape=False, undefined=StrictUndefined)
+# What a template code may look like, here and in the templates service.
+TEMPLATE_CODE_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
 _UNDEFINED = re.compile(r"'([^']+)' is undefined")
 
 
@@ -34,6 +56,9 @@ def check_template(source: str, *, field: str = "template") -> None:
         tree = _TEXT_ENV.parse(source)
     except TemplateSyntaxError as exc:
         raise InvalidInput(f"{field}: syntax error on line {exc.lineno}: {exc.message}") from exc
+    for const in tree.find_all(nodes.Const):
+        if isinstance(const.value, str) and const.value.startswith("__"):
+            raise InvalidInput(f"{field}: the string {const.value!r} names an internal attribute")
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         name: object
         if isinstance(node, nodes.Getattr):
@@ -61,6 +86,8 @@ def render(source: str, variables: dict[str, Any], *, html: bool, field: str = "
         raise InvalidInput(f"{field}: not allowed: {exc}") from exc
     except TemplateSyntaxError as exc:
         raise InvalidInput(f"{field}: syntax error on line {exc.lineno}: {exc.message}") from exc
+    except Exception as exc:  # a runtime error in the template itself: 1/0, a bad filter call
+        raise InvalidInput(f"{field}: cannot render: {exc.__class__.__name__}: {exc}") from exc
 
 
 class _TextExtractor(HTMLParser):

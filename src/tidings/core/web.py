@@ -78,8 +78,24 @@ class CorrelationMiddleware:
                 )
             await send(message)
 
+        started_response = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started_response
+            started_response = started_response or message["type"] == "http.response.start"
+            await send_with_id(message)
+
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, receive, send_tracked)
+        except Exception:
+            # Here rather than in an exception handler, so the 500 and its log line still
+            # carry the correlation id.
+            log.exception("unhandled error")
+            if started_response:
+                raise
+            await JSONResponse(failure("internal error", "internal error"), 500)(
+                scope, receive, send_with_id
+            )
         finally:
             log.info(
                 "%s %s %s",
@@ -170,11 +186,6 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status_code,
             headers=exc.headers,
         )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return JSONResponse(failure("internal error", "internal error"), 500)
 
 
 class HealthRegistry:

@@ -172,7 +172,7 @@ def create_worker_app(
             health.add("database", db.ping)
             the_bus = bus
             if the_bus is None:
-                the_bus = open_bus(settings.amqp_url, delivery_limit=settings.delivery_limit)
+                the_bus = open_bus(settings)
                 await the_bus.start()
                 stack.push_async_callback(the_bus.close)
             http = make_http_client(settings.url_of("templates"), settings.http_timeout_s)

@@ -40,8 +40,11 @@ class EmailDelivery:
             raise PermanentError(f"template {n.template_code!r}: {exc.message}") from exc
         if not n.recipient.email:
             raise PermanentError("the user has no email address")
-        email = compose(
-            n, rendered, sender=self.from_address, correlation_id=current_correlation_id()
-        )
+        try:
+            email = compose(
+                n, rendered, sender=self.from_address, correlation_id=current_correlation_id()
+            )
+        except (ValueError, TypeError) as exc:  # e.g. an address the email package refuses
+            raise PermanentError(f"cannot build the email: {exc}") from exc
         async with self.breaker.guard(trips_breaker):
             return await self.sender.send(email)

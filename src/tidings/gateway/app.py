@@ -48,7 +48,7 @@ def create_app(
             db = await stack.enter_async_context(app_database(app, settings.store_url, "gateway"))
             the_bus = bus
             if the_bus is None:
-                the_bus = open_bus(settings.amqp_url, delivery_limit=settings.delivery_limit)
+                the_bus = open_bus(settings)
                 await the_bus.start()
                 stack.push_async_callback(the_bus.close)
             the_cache = cache
@@ -74,6 +74,7 @@ def create_app(
             )
             users_client = ServiceClient("users", users_http, users_breaker)
             users = UserDirectory(users_client, the_cache, settings.user_cache_ttl_s)
+            app.state.user_directory = users
             templates_client = ServiceClient("templates", templates_http, templates_breaker)
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
             relay = OutboxRelay(

@@ -17,6 +17,8 @@ log = logging.getLogger("tidings.gateway.lookups")
 
 # The in-process layer is short-lived: other replicas' updates reach it within this time.
 LOCAL_TTL_S = 5.0
+# The last known copy serves during an outage of the users service, for up to a week.
+LAST_KNOWN_TTL_S = 7 * 24 * 3600.0
 
 
 class UserDirectory:
@@ -57,9 +59,18 @@ class UserDirectory:
             self.degraded = None
             raw = orjson.dumps(user)
             await self._cache_set(key, raw, self.ttl_s)
-            await self._cache_set(f"user-last:{user_id}", raw, None)
+            await self._cache_set(f"user-last:{user_id}", raw, LAST_KNOWN_TTL_S)
         await self._local.set(key, raw, LOCAL_TTL_S)
         return dict(orjson.loads(raw))
+
+    async def forget(self, user_id: uuid.UUID) -> None:
+        """Drop the cached copy (the last known one stays, for outages)."""
+        key = f"user:{user_id}"
+        await self._local.delete(key)
+        try:
+            await self.cache.delete(key)
+        except DependencyUnavailable as exc:
+            log.warning("cache unavailable, could not drop %s: %s", key, exc)
 
     async def health(self) -> str | None:
         return self.degraded

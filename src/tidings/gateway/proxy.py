@@ -11,18 +11,25 @@ from tidings.core.errors import DependencyUnavailable
 _FORWARDED = ("content-type", "accept", "authorization", "accept-language")
 
 
-async def forward(request: Request, client: httpx.AsyncClient, service: str) -> Response:
+async def forward(request: Request, client: httpx.AsyncClient, service: str) -> httpx.Response:
+    """Send the request on; the services' paths all end in a slash, so add one if missing
+    (a redirect from the service would point at the service, not at the gateway)."""
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
+    path = request.url.path if request.url.path.endswith("/") else request.url.path + "/"
     try:
         answer = await client.request(
             request.method,
-            request.url.path,
+            path,
             params=request.query_params,
             content=await request.body(),
             headers=headers,
         )
     except httpx.HTTPError as exc:
         raise DependencyUnavailable(f"{service} service unreachable: {exc!r}") from exc
+    return answer
+
+
+def passed_back(answer: httpx.Response) -> Response:
     return Response(
         answer.content,
         status_code=answer.status_code,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any, Literal
 
@@ -7,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 
 from tidings.core.envelope import Envelope, ok
 from tidings.gateway.dependencies import Notifications
-from tidings.gateway.proxy import forward
+from tidings.gateway.proxy import forward, passed_back
 from tidings.gateway.schemas import (
     NotificationAccepted,
     NotificationCreate,
@@ -71,11 +72,17 @@ async def report_status(
 
 @router.api_route("/api/v1/users/{path:path}", methods=_METHODS, include_in_schema=False)
 async def users_proxy(request: Request, path: str) -> Response:
-    """Forwarded to the users service; see its own schema."""
-    return await forward(request, request.app.state.users_http, "users")
+    """Forwarded to the users service; see its own schema. A change to a user drops the
+    gateway's cached copy, so the next notification sees it."""
+    answer = await forward(request, request.app.state.users_http, "users")
+    user_id = path.split("/", 1)[0]
+    if request.method != "GET" and answer.is_success and user_id:
+        with contextlib.suppress(ValueError):
+            await request.app.state.user_directory.forget(uuid.UUID(user_id))
+    return passed_back(answer)
 
 
 @router.api_route("/api/v1/templates/{path:path}", methods=_METHODS, include_in_schema=False)
 async def templates_proxy(request: Request, path: str) -> Response:
     """Forwarded to the templates service; see its own schema."""
-    return await forward(request, request.app.state.templates_http, "templates")
+    return passed_back(await forward(request, request.app.state.templates_http, "templates"))

@@ -14,6 +14,8 @@ from pydantic import (
     TypeAdapter,
 )
 
+from tidings.core.rendering import TEMPLATE_CODE_PATTERN
+
 RequestId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 _HTTP_URL = TypeAdapter(AnyHttpUrl)
 
@@ -26,8 +28,16 @@ def _http_url(value: str) -> str:
 
 HttpLink = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
 TemplateCode = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)
+    str,
+    StringConstraints(strip_whitespace=True, max_length=100, pattern=TEMPLATE_CODE_PATTERN),
 ]
+
+
+def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
+    """A timestamp without a zone is taken as UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
 
 
 class UserData(BaseModel):
@@ -91,7 +101,7 @@ class StatusUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     notification_id: uuid.UUID
     status: Literal["delivered", "pending", "failed"]
-    timestamp: dt.datetime | None = None
+    timestamp: Annotated[dt.datetime | None, AfterValidator(_as_utc)] = None
     error: Annotated[str, StringConstraints(max_length=2000)] | None = None
 
 

@@ -6,7 +6,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-CODE_PATTERN = r"^[a-z0-9][a-z0-9_.-]*$"
+from tidings.core.rendering import TEMPLATE_CODE_PATTERN
+
+CODE_PATTERN = TEMPLATE_CODE_PATTERN
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$"
 CODE_MAX_LENGTH = 100
 

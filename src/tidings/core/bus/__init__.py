@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from tidings.core.logs import correlation_id
+from tidings.core.settings import TidingsSettings
 from tidings.core.topology import FAILED_ROUTE, REASON_HEADER, SOURCE_QUEUE_HEADER
 
 log = logging.getLogger("tidings.bus")
@@ -135,12 +136,16 @@ async def run_handler(handler: Handler, message: BusMessage) -> DeadLetter | Non
         correlation_id.reset(token)
 
 
-def open_bus(amqp_url: str | None, *, delivery_limit: int) -> Bus:
+def open_bus(settings: TidingsSettings) -> Bus:
     """RabbitMQ when a URL is configured, the in-process bus otherwise."""
-    if amqp_url:
+    if settings.amqp_url:
         from tidings.core.bus.rabbit import RabbitBus
 
-        return RabbitBus(amqp_url, delivery_limit=delivery_limit)
+        return RabbitBus(
+            settings.amqp_url,
+            delivery_limit=settings.delivery_limit,
+            grace_s=settings.shutdown_grace_s,
+        )
     from tidings.core.bus.memory import MemoryBus
 
-    return MemoryBus(delivery_limit=delivery_limit)
+    return MemoryBus(delivery_limit=settings.delivery_limit, grace_s=settings.shutdown_grace_s)

@@ -1,0 +1,56 @@
+"""The tidings command's refusals and its migrate step."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import asyncpg
+
+
+def tidings(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    return subprocess.run(
+        [sys.executable, "-m", "tidings", *args],
+        env=clean | env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_services_that_share_the_bus_refuse_to_run_apart_without_rabbitmq() -> None:
+    for service in ("gateway", "email", "push"):
+        result = tidings("run", service, TIDINGS_DATABASE_URL="postgresql://x@127.0.0.1/x")
+        assert result.returncode == 2
+        assert "TIDINGS_AMQP_URL" in result.stderr
+    up = tidings("up", TIDINGS_REDIS_URL="redis://127.0.0.1:6379/0")
+    assert up.returncode == 2 and "TIDINGS_AMQP_URL" in up.stderr
+
+
+async def test_migrate_creates_every_service_schema(fresh_pg: str) -> None:
+    result = tidings("migrate", TIDINGS_DATABASE_URL=fresh_pg)
+    assert result.returncode == 0, result.stderr
+    conn = await asyncpg.connect(fresh_pg)
+    try:
+        tables = {
+            (r["table_schema"], r["table_name"])
+            for r in await conn.fetch(
+                "SELECT table_schema, table_name FROM information_schema.tables"
+                " WHERE table_schema IN ('users', 'templates', 'gateway', 'email', 'push')"
+            )
+        }
+    finally:
+        await conn.close()
+    assert {
+        ("users", "users"),
+        ("templates", "template_versions"),
+        ("gateway", "notifications"),
+        ("gateway", "outbox"),
+        ("gateway", "dead_letters"),
+        ("email", "deliveries"),
+        ("push", "deliveries"),
+    } <= tables
+    again = tidings("migrate", TIDINGS_DATABASE_URL=fresh_pg)
+    assert again.returncode == 0, again.stderr  # idempotent
