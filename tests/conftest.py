@@ -64,9 +64,7 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
-@pytest.fixture(scope="module")
-def amqp_vhost() -> Iterator[str]:
-    """A RabbitMQ vhost of its own for one test module; yields its AMQP URL."""
+def _vhost() -> Iterator[str]:
     vhost = f"tidings-test-{RUN_ID}-{uuid.uuid4().hex[:6]}"
     _rabbitmqctl("add_vhost", vhost)
     _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
@@ -74,6 +72,18 @@ def amqp_vhost() -> Iterator[str]:
         yield f"{AMQP_BASE}/{vhost}"
     finally:
         _rabbitmqctl("delete_vhost", vhost)
+
+
+@pytest.fixture(scope="module")
+def amqp_vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of its own for one test module; yields its AMQP URL."""
+    yield from _vhost()
+
+
+@pytest.fixture
+def fresh_vhost() -> Iterator[str]:
+    """A RabbitMQ vhost of its own for one test."""
+    yield from _vhost()
 
 
 @pytest.fixture(scope="session")

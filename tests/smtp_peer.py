@@ -1,11 +1,14 @@
 """A real SMTP server (aiosmtpd) for the tests, in the test's event loop: it records every
-message and the RCPT/MAIL envelope, and lets a test await each arrival."""
+message it accepts, lets a test await each arrival, and can misbehave on purpose: refuse the
+first attempts of each message (451), hold messages after taking them (a lost reply), or go
+down and come back on the same port."""
 
 from __future__ import annotations
 
 import asyncio
 import email
 import email.policy
+from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 
@@ -25,31 +28,57 @@ class SmtpPeer:
     received: list[Received] = field(default_factory=list)
     arrivals: asyncio.Queue[Received] = field(default_factory=asyncio.Queue)
     server: asyncio.Server | None = None
+    # Answer "451" to the first ``refuse_first`` attempts of each Message-ID.
+    refuse_first: int = 0
+    tries: Counter[str] = field(default_factory=Counter)
+    # While set, a message is recorded as received but its reply waits for the gate.
+    gate: asyncio.Event | None = None
+    held: int = 0
+    sessions: set[SMTP] = field(default_factory=set)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""
         msg = email.message_from_bytes(raw, policy=email.policy.default)
+        key = str(msg["Message-ID"])
+        self.tries[key] += 1
+        if self.tries[key] <= self.refuse_first:
+            return "451 4.7.1 Try again later"
         item = Received(str(envelope.mail_from), list(envelope.rcpt_tos), msg)  # type: ignore[arg-type]
         self.received.append(item)
         self.arrivals.put_nowait(item)
+        if self.gate is not None and not self.gate.is_set():
+            self.held += 1
+            await self.gate.wait()
         return "250 OK queued"
 
     async def next(self, timeout_s: float = 30.0) -> Received:
         return await asyncio.wait_for(self.arrivals.get(), timeout_s)
 
+    def _protocol(self) -> SMTP:
+        proto = SMTP(self, hostname="test-peer")
+        self.sessions.add(proto)
+        return proto
+
     async def start(self) -> SmtpPeer:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: SMTP(self, hostname="test-peer"), "127.0.0.1", 0
-        )
+        self.server = await loop.create_server(self._protocol, "127.0.0.1", self.port)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
     async def stop(self) -> None:
+        """Down: stop listening and cut every open connection."""
         if self.server is not None:
             self.server.close()
+            for proto in self.sessions:
+                if proto.transport is not None:
+                    proto.transport.abort()
+            self.sessions.clear()
             await self.server.wait_closed()
+            self.server = None
 
     @property
     def url(self) -> str:
         return f"smtp://127.0.0.1:{self.port}"
+
+    def count_by(self, header: str) -> Counter[str]:
+        return Counter(str(r.message[header]) for r in self.received)

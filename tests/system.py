@@ -34,6 +34,30 @@ class System:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     client: httpx.AsyncClient | None = None
     apps: dict[str, Any] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+
+    async def stop_service(self, name: str) -> None:
+        """Stop one in-process service (its lifespan shuts down cleanly)."""
+        index = list(self.apps).index(name)
+        self.servers[index].should_exit = True
+        await asyncio.gather(self.tasks[index], return_exceptions=True)
+
+    async def start_service(self, name: str) -> None:
+        """Start a stopped in-process service again, on its port, and wait until it answers."""
+        index = list(self.apps).index(name)
+        server = Server(
+            uvicorn.Config(
+                self.apps[name], host="127.0.0.1", port=self.ports[name], log_config=None
+            )
+        )
+        self.servers[index] = server
+        self.tasks[index] = asyncio.create_task(server.serve())
+        url = f"http://127.0.0.1:{self.ports[name]}/health"
+
+        async def up() -> bool:
+            return (await self.gateway.get(url)).status_code == 200
+
+        await wait_for_condition(up, timeout_s=30, what=f"{name} back")
 
     @property
     def gateway(self) -> httpx.AsyncClient:
@@ -49,8 +73,11 @@ class System:
         await self.smtp.stop()
 
 
-async def start_system(**common: Any) -> System:
-    smtp = await SmtpPeer().start()
+async def start_system(
+    *, skip: tuple[str, ...] = (), smtp: SmtpPeer | None = None, **common: Any
+) -> System:
+    """Every service but those in ``skip`` (a test may run those as processes itself)."""
+    smtp = smtp or await SmtpPeer().start()
     ports = {s: free_port() for s in ("gateway", "users", "templates", "email", "push")}
     base = {
         **common,
@@ -76,14 +103,16 @@ async def start_system(**common: Any) -> System:
         ("tidings.core.deliveries", push, "push"),
     ):
         await asyncio.to_thread(migrate, package, settings.store_url, schema)
-    system.apps = {
-        "users": users_app(users),
-        "templates": templates_app(templates),
-        "gateway": gateway_app(gateway),
-        "email": email_app(email),
-        "push": push_app(push),
+    apps = {
+        "users": lambda: users_app(users),
+        "templates": lambda: templates_app(templates),
+        "gateway": lambda: gateway_app(gateway),
+        "email": lambda: email_app(email),
+        "push": lambda: push_app(push),
     }
-    for name, app in system.apps.items():
+    system.apps = {name: make() for name, make in apps.items() if name not in skip}
+    system.ports = ports
+    for name, app in system.apps.items():  # servers and tasks in the order of apps
         server = Server(uvicorn.Config(app, host="127.0.0.1", port=ports[name], log_config=None))
         system.servers.append(server)
         system.tasks.append(asyncio.create_task(server.serve()))

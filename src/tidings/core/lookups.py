@@ -8,6 +8,7 @@ from urllib.parse import quote
 import orjson
 
 from tidings.core.cache import MemoryCache
+from tidings.core.errors import DependencyUnavailable
 from tidings.core.web import ServiceClient
 
 
@@ -18,10 +19,15 @@ class TemplateDirectory:
     a cached version is also compiled once.
     """
 
-    def __init__(self, client: ServiceClient, ttl_s: float) -> None:
+    def __init__(self, client: ServiceClient, ttl_s: float, *, last_known: bool = False) -> None:
+        """``last_known``: while the service is unavailable, answer with the last version
+        seen (the gateway, which only checks that a template exists); the workers, which
+        render it, wait instead."""
         self.client = client
         self.ttl_s = ttl_s
+        self.last_known = last_known
         self._local = MemoryCache(max_entries=10_000)
+        self._known = MemoryCache(max_entries=10_000)
 
     async def get(self, code: str, channel: str, language: str) -> dict[str, Any]:
         key = f"{code}\x00{channel}\x00{language}"
@@ -29,9 +35,19 @@ class TemplateDirectory:
         if cached is not None:
             found: dict[str, Any] = orjson.loads(cached)
             return found
-        template: dict[str, Any] = await self.client.get(
-            f"/api/v1/templates/{quote(code, safe='')}/",
-            params={"channel": channel, "language": language},
-        )
-        await self._local.set(key, orjson.dumps(template), self.ttl_s)
+        try:
+            template: dict[str, Any] = await self.client.get(
+                f"/api/v1/templates/{quote(code, safe='')}/",
+                params={"channel": channel, "language": language},
+            )
+        except DependencyUnavailable:
+            known = await self._known.get(key) if self.last_known else None
+            if known is None:
+                raise
+            stale: dict[str, Any] = orjson.loads(known)
+            return stale
+        raw = orjson.dumps(template)
+        await self._local.set(key, raw, self.ttl_s)
+        if self.last_known:
+            await self._known.set(key, raw)
         return template

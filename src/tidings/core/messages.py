@@ -49,6 +49,8 @@ class NotificationMessage(BaseModel):
     round: int = Field(default=0, ge=0)
     # One line per failed attempt so far, oldest first.
     errors: list[str] = Field(default_factory=list)
+    # When this round was first tried: the clock for TIDINGS_MAX_WAIT_S.
+    first_try_ms: int | None = None
     created_at_ms: int = Field(default_factory=now_ms)
 
     def dumps(self) -> bytes:

@@ -59,6 +59,9 @@ class TidingsSettings(BaseSettings):
     # A worker that claimed a notification and died holds it this long before another may
     # send it again: the window of the one possible duplicate.
     delivery_lease_s: float = Field(default=60.0, gt=0)
+    # How long a notification may wait, from its first try, on an open breaker or an
+    # unreachable dependency before it fails.
+    max_wait_s: float = Field(default=3600.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
 
     # Circuit breakers: consecutive connection-level failures to open, seconds before a probe.

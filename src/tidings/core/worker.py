@@ -23,7 +23,7 @@ from tidings.core.errors import (
     TransientError,
 )
 from tidings.core.lookups import TemplateDirectory
-from tidings.core.messages import Channel, NotificationMessage, StatusEvent, StatusValue
+from tidings.core.messages import Channel, NotificationMessage, StatusEvent, StatusValue, now_ms
 from tidings.core.retry import RetryPolicy, tier_for
 from tidings.core.settings import TidingsSettings
 from tidings.core.status import report
@@ -46,7 +46,9 @@ class DeliveryFlow:
         deliveries: DeliveryStore,
         policy: RetryPolicy,
         deliver: Deliver,
+        max_wait_s: float = 3600.0,
     ) -> None:
+        self.max_wait_s = max_wait_s
         self.channel = channel
         self.route = CHANNEL_ROUTES[channel]
         self.bus = bus
@@ -71,6 +73,8 @@ class DeliveryFlow:
     async def __call__(self, message: BusMessage) -> None:
         n = parse(NotificationMessage, message)
         claim = await self.deliveries.claim(n.notification_id, n.round)
+        if n.first_try_ms is None:
+            n = n.model_copy(update={"first_try_ms": now_ms()})
         if claim.result == "sent":
             # A redelivery or a duplicate: never send again; repeat the report, which may
             # be what was lost.
@@ -88,12 +92,7 @@ class DeliveryFlow:
         try:
             reply = await self.deliver(n)
         except DependencyUnavailable as exc:
-            await self.deliveries.release(n.notification_id, exc.message)
-            wait_s = exc.retry_after_s if isinstance(exc, BreakerOpen) else self.policy.base_s
-            await self._report(
-                n, "pending", detail=f"waiting {tier_for(wait_s) / 1000:g}s: {exc.message}"
-            )
-            await self._later(n, wait_s)
+            await self._wait(n, exc)
             return
         except (TransientError, ProviderAuthError) as exc:
             if isinstance(exc, ProviderAuthError):
@@ -117,6 +116,21 @@ class DeliveryFlow:
             },
         )
         await self._report(n, "delivered", detail=f"accepted: {reply}"[:500])
+
+    async def _wait(self, n: NotificationMessage, exc: DependencyUnavailable) -> None:
+        """A breaker is open or a dependency is down: try again later without spending an
+        attempt, until the notification has waited ``max_wait_s`` in all."""
+        waited_s = (now_ms() - (n.first_try_ms or now_ms())) / 1000
+        if waited_s > self.max_wait_s:
+            await self._fail(
+                n, f"transient: still unavailable after {self.max_wait_s:g}s: {exc.message}"
+            )
+        await self.deliveries.release(n.notification_id, exc.message)
+        wait_s = exc.retry_after_s if isinstance(exc, BreakerOpen) else self.policy.base_s
+        await self._report(
+            n, "pending", detail=f"waiting {tier_for(wait_s) / 1000:g}s: {exc.message}"
+        )
+        await self._later(n, wait_s)
 
     async def _retry_or_fail(self, n: NotificationMessage, exc: DeliveryError) -> None:
         error = f"attempt {n.attempt}: {exc.kind}: {exc.message}"
@@ -191,6 +205,7 @@ def create_worker_app(
                 DeliveryStore(db, settings.delivery_lease_s),
                 RetryPolicy(settings.max_attempts, settings.retry_base_s, settings.retry_cap_s),
                 deliver,
+                settings.max_wait_s,
             )
             app.state.flow = flow
             health.add("bus", the_bus.ping)

@@ -76,7 +76,9 @@ def create_app(
             users = UserDirectory(users_client, the_cache, settings.user_cache_ttl_s)
             app.state.user_directory = users
             templates_client = ServiceClient("templates", templates_http, templates_breaker)
-            templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
+            templates = TemplateDirectory(
+                templates_client, settings.template_cache_ttl_s, last_known=True
+            )
             relay = OutboxRelay(
                 db, the_bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s
             )

@@ -226,7 +226,9 @@ class DeadLetters:
         n.attempt = 0
         n.status = "pending"
         n.error = None
-        fresh = message.model_copy(update={"round": n.round, "attempt": 1, "errors": []})
+        fresh = message.model_copy(
+            update={"round": n.round, "attempt": 1, "errors": [], "first_try_ms": None}
+        )
         session.add(
             NotificationEvent(
                 notification_id=n.id,

@@ -1,0 +1,92 @@
+"""``tidings dead-letters …``: list, inspect and replay dead letters through the gateway's
+admin API (TIDINGS_GATEWAY_URL, TIDINGS_ADMIN_API_KEY)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+import httpx
+
+from tidings.core.settings import TidingsSettings
+
+
+def _call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    settings = TidingsSettings()
+    if settings.admin_api_key is None:
+        raise SystemExit("tidings: set TIDINGS_ADMIN_API_KEY to the gateway's admin key")
+    headers = {"Authorization": f"Bearer {settings.admin_api_key.get_secret_value()}"}
+    try:
+        answer = httpx.request(
+            method, settings.url_of("gateway") + path, headers=headers, timeout=30, **kwargs
+        )
+        body: dict[str, Any] = answer.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        raise SystemExit(f"tidings: the gateway did not answer: {exc}") from exc
+    if not body.get("success"):
+        raise SystemExit(f"tidings: {answer.status_code} {body.get('error')}")
+    return body
+
+
+def _list(args: argparse.Namespace) -> int:
+    params = {"page": args.page, "limit": args.limit}
+    if args.queue:
+        params["source_queue"] = args.queue
+    if args.reason:
+        params["reason_contains"] = args.reason
+    body = _call("GET", "/api/v1/admin/dead-letters/", params=params)
+    if args.json:
+        print(json.dumps(body["data"], indent=2))
+        return 0
+    for d in body["data"]:
+        replayed = f"replayed {d['replay_count']}x" if d["replay_count"] else "not replayed"
+        print(
+            f"{d['dead_letter_id']:6}  {d['created_at']}  {d['source_queue']:12}  "
+            f"{d['notification_id']}  {replayed}  {d['reason']}"
+        )
+    meta = body["meta"]
+    print(f"page {meta['page']} of {meta['total_pages']}; {meta['total']} dead letter(s)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    body = _call("GET", f"/api/v1/admin/dead-letters/{args.id}/")
+    print(json.dumps(body["data"], indent=2))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    request: dict[str, Any] = {"all": args.all}
+    if args.ids:
+        request["dead_letter_ids"] = args.ids
+    if args.queue:
+        request["source_queue"] = args.queue
+    if args.reason:
+        request["reason_contains"] = args.reason
+    body = _call("POST", "/api/v1/admin/dead-letters/replay/", json=request)
+    for r in body["data"]:
+        print(f"{r['dead_letter_id']:6}  {r['outcome']:8}  {r['notification_id']}  {r['detail']}")
+    print(body["message"])
+    return 0
+
+
+def add_commands(sub: Any) -> None:
+    dl = sub.add_parser("dead-letters", help="list, inspect and replay dead letters")
+    verbs = dl.add_subparsers(dest="verb", required=True)
+    ls = verbs.add_parser("list", help="dead letters, newest first")
+    ls.add_argument("--queue", help="only from this queue (email.queue, push.queue, …)")
+    ls.add_argument("--reason", help="only those whose reason contains this text")
+    ls.add_argument("--page", type=int, default=1)
+    ls.add_argument("--limit", type=int, default=20)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=_list)
+    show = verbs.add_parser("show", help="one dead letter in full")
+    show.add_argument("id", type=int)
+    show.set_defaults(func=_show)
+    replay = verbs.add_parser("replay", help="replay dead letters not replayed yet")
+    replay.add_argument("ids", type=int, nargs="*", help="these dead letters")
+    replay.add_argument("--all", action="store_true", help="every one (with the filters below)")
+    replay.add_argument("--queue", help="only from this queue")
+    replay.add_argument("--reason", help="only those whose reason contains this text")
+    replay.set_defaults(func=_replay)
