@@ -31,8 +31,10 @@ class SmtpPeer:
     # Answer "451" to the first ``refuse_first`` attempts of each Message-ID.
     refuse_first: int = 0
     tries: Counter[str] = field(default_factory=Counter)
-    # While set, a message is recorded as received but its reply waits for the gate.
+    # Past ``hold_after`` messages, while ``gate`` is closed, a message is recorded as
+    # received but its reply waits for the gate: the sender cannot know it was taken.
     gate: asyncio.Event | None = None
+    hold_after: int = 0
     held: int = 0
     sessions: set[SMTP] = field(default_factory=set)
 
@@ -46,7 +48,11 @@ class SmtpPeer:
         item = Received(str(envelope.mail_from), list(envelope.rcpt_tos), msg)  # type: ignore[arg-type]
         self.received.append(item)
         self.arrivals.put_nowait(item)
-        if self.gate is not None and not self.gate.is_set():
+        if (
+            self.gate is not None
+            and not self.gate.is_set()
+            and len(self.received) > self.hold_after
+        ):
             self.held += 1
             await self.gate.wait()
         return "250 OK queued"

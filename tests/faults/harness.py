@@ -40,10 +40,17 @@ class Run:
 
 
 async def send_many(
-    gw: httpx.AsyncClient, run: Run, user_id: str, code: str, n: int, *, concurrency: int = 20
+    gw: httpx.AsyncClient,
+    run: Run,
+    user_id: str,
+    code: str,
+    n: int,
+    *,
+    concurrency: int = 20,
+    start: int = 0,
 ) -> None:
     """POST ``n`` notifications (each must be accepted with 202)."""
-    ids = iter(range(n))
+    ids = iter(range(start, start + n))
     refused: list[str] = []
 
     async def client() -> None:

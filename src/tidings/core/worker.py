@@ -4,6 +4,7 @@ runs the consumer). A channel supplies only ``deliver``: render and send one not
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -90,7 +91,9 @@ class DeliveryFlow:
             return
         started = time.perf_counter()
         try:
-            reply = await self.deliver(n)
+            # Shielded: losing the broker connection cancels its handlers, and an SMTP
+            # dialogue cut after the server took the message would mean a duplicate later.
+            reply = await asyncio.shield(self._send(n))
         except DependencyUnavailable as exc:
             await self._wait(n, exc)
             return
@@ -103,7 +106,6 @@ class DeliveryFlow:
             return
         except DeliveryError as exc:
             await self._fail(n, f"{exc.kind}: {exc.message}")
-        await self.deliveries.mark_sent(n.notification_id, reply)
         log.info(
             "notification %s sent",
             n.notification_id,
@@ -116,6 +118,11 @@ class DeliveryFlow:
             },
         )
         await self._report(n, "delivered", detail=f"accepted: {reply}"[:500])
+
+    async def _send(self, n: NotificationMessage) -> str:
+        reply = await self.deliver(n)
+        await self.deliveries.mark_sent(n.notification_id, reply)
+        return reply
 
     async def _wait(self, n: NotificationMessage, exc: DependencyUnavailable) -> None:
         """A breaker is open or a dependency is down: try again later without spending an

@@ -40,6 +40,7 @@ log = logging.getLogger("tidings.bus.rabbit")
 
 _BROKER_ERRORS = (
     aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,  # a RuntimeError: the channel is closed
     aio_pika.exceptions.AMQPException,
     ConnectionError,
     OSError,

@@ -83,6 +83,7 @@ class SmtpSender(EmailSender):
 
     async def send(self, message: EmailMessage) -> str:
         smtp = await self._pool.get()
+        reusable = False
         try:
             for fresh in (False, True):
                 if smtp is None or not smtp.is_connected or fresh:
@@ -91,19 +92,21 @@ class SmtpSender(EmailSender):
                     smtp = await self._connect()
                 try:
                     _, reply = await smtp.send_message(message)
+                    reusable = True
                     return reply
                 except aiosmtplib.SMTPServerDisconnected:
                     # A pooled connection the server closed while idle: one fresh try.
                     if fresh:
                         raise
             raise AssertionError("unreachable")
-        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
-            classified = classify(exc)
-            if isinstance(classified, TransientError) and smtp is not None:
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise classify(exc) from exc
+        finally:
+            # Only a connection that finished its dialogue goes back to the pool; after a
+            # refusal, a timeout or a cancellation mid-dialogue its state is unknown.
+            if not reusable and smtp is not None:
                 smtp.close()
                 smtp = None
-            raise classified from exc
-        finally:
             self._pool.put_nowait(smtp)
 
     async def close(self) -> None:
