@@ -47,8 +47,8 @@ class TidingsSettings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     http_timeout_s: float = 5.0
     cache_namespace: str = "tidings"
-    user_cache_ttl_s: int = 60
-    template_cache_ttl_s: int = 30
+    user_cache_ttl_s: float = 60.0
+    template_cache_ttl_s: float = 30.0
     prefetch: int = Field(default=50, ge=1)
     delivery_limit: int = Field(default=20, ge=1)
 

@@ -344,9 +344,9 @@ class ServiceClient:
 
     async def ping(self) -> None:
         """For /health: reachable, and its breaker (if any) closed."""
-        await self._request("GET", "/health")
         if self.breaker is not None and (problem := await self.breaker.health()):
             raise DependencyUnavailable(problem)
+        await self._request("GET", "/health")
 
     async def aclose(self) -> None:
         await self.client.aclose()
