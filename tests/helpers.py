@@ -10,11 +10,20 @@ from fastapi import FastAPI
 
 
 @asynccontextmanager
-async def app_client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """Run ``app``'s lifespan and give a client that talks to it in process."""
+async def app_client(
+    app: FastAPI, headers: dict[str, str] | None = None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app``'s lifespan and give a client that talks to it in process, with the admin
+    key unless other ``headers`` are given."""
+    from tests.credentials import ADMIN
+
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(
+            transport=transport,
+            base_url="http://test",
+            headers=ADMIN if headers is None else headers,
+        ) as client:
             yield client
 
 

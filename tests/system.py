@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from tests.credentials import ADMIN, SETTINGS
 from tests.helpers import free_port, wait_for_condition
 from tests.smtp_peer import SmtpPeer
 from tidings.core.migrations import migrate
@@ -80,6 +81,7 @@ async def start_system(
     smtp = smtp or await SmtpPeer().start()
     ports = {s: free_port() for s in ("gateway", "users", "templates", "email", "push")}
     base = {
+        **SETTINGS,
         **common,
         "smtp_url": smtp.url,
         "gateway_port": ports["gateway"],
@@ -101,6 +103,7 @@ async def start_system(
         ("tidings.gateway", gateway, "gateway"),
         ("tidings.core.deliveries", email, "email"),
         ("tidings.core.deliveries", push, "push"),
+        ("tidings.push_worker", push, "push"),
     ):
         await asyncio.to_thread(migrate, package, settings.store_url, schema)
     apps = {
@@ -116,7 +119,9 @@ async def start_system(
         server = Server(uvicorn.Config(app, host="127.0.0.1", port=ports[name], log_config=None))
         system.servers.append(server)
         system.tasks.append(asyncio.create_task(server.serve()))
-    system.client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports['gateway']}", timeout=10)
+    system.client = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{ports['gateway']}", timeout=10, headers=ADMIN
+    )
 
     async def all_healthy() -> bool:
         for name in system.apps:

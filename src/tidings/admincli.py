@@ -1,5 +1,5 @@
-"""``tidings dead-letters …``: list, inspect and replay dead letters through the gateway's
-admin API (TIDINGS_GATEWAY_URL, TIDINGS_ADMIN_API_KEY)."""
+"""``tidings dead-letters …`` and ``tidings api-keys …``: the gateway's admin API from a shell
+(TIDINGS_GATEWAY_URL, TIDINGS_ADMIN_API_KEY)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from tidings.core.auth import SCOPES
 from tidings.core.settings import TidingsSettings
 
 
@@ -71,7 +72,45 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_create(args: argparse.Namespace) -> int:
+    request: dict[str, Any] = {"name": args.name, "scopes": args.scope}
+    if args.rate_per_s is not None:
+        request["rate_per_s"] = args.rate_per_s
+    if args.burst is not None:
+        request["burst"] = args.burst
+    data = _call("POST", "/api/v1/admin/api-keys/", json=request)["data"]
+    print(f"key (shown this once): {data['key']}")
+    print(f"id: {data['api_key_id']}  scopes: {', '.join(data['scopes'])}")
+    return 0
+
+
+def _key_list(_: argparse.Namespace) -> int:
+    for k in _call("GET", "/api/v1/admin/api-keys/")["data"]:
+        state = f"revoked {k['revoked_at']}" if k["revoked_at"] else "active"
+        print(f"{k['api_key_id']}  {k['name']:20}  {','.join(k['scopes']):40}  {state}")
+    return 0
+
+
+def _key_revoke(args: argparse.Namespace) -> int:
+    data = _call("DELETE", f"/api/v1/admin/api-keys/{args.id}/")["data"]
+    print(f"revoked {data['api_key_id']} ({data['name']})")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
+    keys = sub.add_parser("api-keys", help="API keys of client applications")
+    key_verbs = keys.add_subparsers(dest="verb", required=True)
+    create = key_verbs.add_parser("create", help="a new key (shown once)")
+    create.add_argument("name")
+    create.add_argument("--scope", action="append", required=True, choices=SCOPES)
+    create.add_argument("--rate-per-s", type=float, help="this key's rate limit")
+    create.add_argument("--burst", type=int, help="this key's burst")
+    create.set_defaults(func=_key_create)
+    key_verbs.add_parser("list", help="every key").set_defaults(func=_key_list)
+    revoke = key_verbs.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("id")
+    revoke.set_defaults(func=_key_revoke)
+
     dl = sub.add_parser("dead-letters", help="list, inspect and replay dead letters")
     verbs = dl.add_subparsers(dest="verb", required=True)
     ls = verbs.add_parser("list", help="dead letters, newest first")

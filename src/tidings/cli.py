@@ -86,9 +86,10 @@ def parser() -> argparse.ArgumentParser:
     openapi = sub.add_parser("openapi", help="export every service's OpenAPI schema")
     openapi.add_argument("--out", default="docs/openapi", help="folder (default: docs/openapi)")
     openapi.set_defaults(func=_openapi)
-    from tidings.admincli import add_commands
+    from tidings import admincli, cli_push
 
-    add_commands(sub)
+    admincli.add_commands(sub)
+    cli_push.add_commands(sub)
     mail = sub.add_parser("mail", help="show the mail the built-in capture server received")
     mail.add_argument("--show", type=int, metavar="N", help="print message N in full")
     mail.add_argument("--json", action="store_true", help="every message as JSON")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import sys
 import time
@@ -33,6 +35,7 @@ STORES = (
     ("gateway", "tidings.gateway"),
     ("email", "tidings.core.deliveries"),
     ("push", "tidings.core.deliveries"),
+    ("push", "tidings.push_worker"),  # per-device results; its own version table
 )
 
 
@@ -143,10 +146,36 @@ def require_broker(settings: TidingsSettings, what: str) -> None:
         )
 
 
+CREDENTIALS = ("admin_api_key", "secret_key", "service_token")
+
+
+def ensure_credentials(settings: TidingsSettings) -> TidingsSettings:
+    """`tidings up` makes the credentials that are not set (in its environment, so every
+    service it starts shares them) and prints a made admin key once, to stdout."""
+    for name in CREDENTIALS:
+        if getattr(settings, name) is None:
+            value = secrets.token_urlsafe(32)
+            os.environ[f"TIDINGS_{name.upper()}"] = value
+            if name == "admin_api_key":
+                note = "made for this run; set TIDINGS_ADMIN_API_KEY to keep one"
+                print(f"Tidings admin key ({note}): {value}", flush=True)
+    return TidingsSettings()
+
+
+def require_credentials(settings: TidingsSettings, what: str) -> None:
+    missing = [f"TIDINGS_{n.upper()}" for n in CREDENTIALS if getattr(settings, n) is None]
+    if missing:
+        raise ConfigurationError(
+            f"{what} needs {', '.join(missing)}, the same in every service's process "
+            "(`tidings up` makes them itself)"
+        )
+
+
 def run_service(service: ServiceName) -> None:
     settings = TidingsSettings()
     if service in BUS_SERVICES:
         require_broker(settings, f"`tidings run {service}`")
+    require_credentials(settings, f"`tidings run {service}`")
     configure_logging(service, settings.log_level, settings.log_format)
     app = build_app(service)
     asyncio.run(_serve_all([_server(app, settings.host, settings.port_of(service))]))
@@ -155,7 +184,7 @@ def run_service(service: ServiceName) -> None:
 def run_embedded() -> None:
     """Every service in this process: SQLite, the in-process bus and cache, and the SMTP
     capture server unless TIDINGS_SMTP_URL is set."""
-    settings = TidingsSettings()
+    settings = ensure_credentials(TidingsSettings())
     configure_logging("tidings", settings.log_level, settings.log_format)
     migrate_all()
 
@@ -222,6 +251,7 @@ def run_supervised() -> None:
     SIGINT/SIGTERM."""
     settings = TidingsSettings()
     require_broker(settings, "`tidings up` with TIDINGS_DATABASE_URL or TIDINGS_REDIS_URL set")
+    settings = ensure_credentials(settings)
     configure_logging("supervisor", settings.log_level, settings.log_format)
     migrate_all()
 

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.credentials import ADMIN, ENV
 from tests.helpers import assert_envelope, free_port, wait_for_condition
 from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.smtp_peer import SmtpPeer
@@ -34,10 +35,10 @@ class Tidings:
             "TIDINGS_DATA_DIR": str(tmp / "data"),
             "TIDINGS_SMTP_CAPTURE_PORT": str(free_port()),
         }
-        self.env |= env
+        self.env |= ENV | env
         self.proc: asyncio.subprocess.Process | None = None
         self.client = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{self.ports['gateway']}", timeout=10
+            base_url=f"http://127.0.0.1:{self.ports['gateway']}", timeout=10, headers=ADMIN
         )
 
     async def start(self) -> None:

@@ -7,8 +7,6 @@ import pytest
 
 from tests.system import System, start_system
 
-ADMIN_KEY = "fault-suite-admin-key"
-
 Start = Callable[..., Awaitable[System]]
 
 
@@ -25,7 +23,6 @@ async def make_system(
             "amqp_url": fresh_vhost,
             "redis_url": redis_url,
             "cache_namespace": cache_namespace,
-            "admin_api_key": ADMIN_KEY,
             "retry_base_s": 1.0,
             **overrides,
         }

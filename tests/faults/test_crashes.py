@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.credentials import ENV
 from tests.faults.conftest import Start
 from tests.faults.harness import Run, send_many, tally, wait_quiet, wait_until_all
 from tests.helpers import free_port, wait_for_condition
@@ -32,16 +33,20 @@ async def test_kill_9_of_the_email_worker_loses_nothing(
     system = await make_system(skip=("email",))
     gw = system.gateway
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")} | {
-        "TIDINGS_DATABASE_URL": fresh_pg,
-        "TIDINGS_AMQP_URL": fresh_vhost,
-        "TIDINGS_REDIS_URL": redis_url,
-        "TIDINGS_TEMPLATES_PORT": str(system.ports["templates"]),
-        "TIDINGS_EMAIL_PORT": str(port),
-        "TIDINGS_SMTP_URL": system.smtp.url,
-        "TIDINGS_DELIVERY_LEASE_S": "2",
-        "TIDINGS_RETRY_BASE_S": "1",
-    }
+    env = (
+        {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+        | ENV
+        | {
+            "TIDINGS_DATABASE_URL": fresh_pg,
+            "TIDINGS_AMQP_URL": fresh_vhost,
+            "TIDINGS_REDIS_URL": redis_url,
+            "TIDINGS_TEMPLATES_PORT": str(system.ports["templates"]),
+            "TIDINGS_EMAIL_PORT": str(port),
+            "TIDINGS_SMTP_URL": system.smtp.url,
+            "TIDINGS_DELIVERY_LEASE_S": "2",
+            "TIDINGS_RETRY_BASE_S": "1",
+        }
+    )
     log = tmp_path / "email.log"
     worker = await start_email_worker(env, log)
 

@@ -7,6 +7,7 @@ import uuid
 
 import httpx
 
+from tests.credentials import SETTINGS
 from tests.helpers import assert_envelope
 from tidings.core.migrations import migrate
 from tidings.templates.settings import TemplatesSettings
@@ -15,7 +16,7 @@ API = "/api/v1/templates"
 
 
 async def migrated_settings(database_url: str) -> TemplatesSettings:
-    settings = TemplatesSettings(database_url=database_url)
+    settings = TemplatesSettings(database_url=database_url, **SETTINGS)
     await asyncio.to_thread(migrate, "tidings.templates", settings.store_url, "templates")
     return settings
 

@@ -11,6 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
+from tests.credentials import SETTINGS
 from tests.helpers import app_client, assert_envelope
 from tidings.core.db import engine_for
 from tidings.core.migrations import migrate
@@ -44,7 +45,7 @@ async def test_migration_matches_models_on_postgres(pg_database: str) -> None:
 
 async def test_embedded_sqlite_store(tmp_path: Path) -> None:
     # The embedded default (no URLs set) keeps the templates in their own SQLite file.
-    settings = TemplatesSettings(data_dir=tmp_path)
+    settings = TemplatesSettings(data_dir=tmp_path, **SETTINGS)
     assert settings.store_url.endswith("/templates.db")
     assert await diff_after_migrate(settings) == []
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from tests.credentials import SETTINGS
 from tests.helpers import app_client, assert_envelope
 from tidings.core.migrations import migrate
 from tidings.users.app import create_app
@@ -15,7 +16,7 @@ from tidings.users.settings import UsersSettings
 
 @pytest.fixture
 async def users(pg_database: str) -> AsyncIterator[httpx.AsyncClient]:
-    settings = UsersSettings(database_url=pg_database)
+    settings = UsersSettings(database_url=pg_database, **SETTINGS)
     await asyncio.to_thread(migrate, "tidings.users", settings.store_url, "users")
     async with app_client(create_app(settings)) as client:
         yield client

@@ -71,14 +71,22 @@ class TransientError(DeliveryError):
     """Worth retrying later: timeouts, refused connections, 4xx SMTP replies.
 
     ``connection_level`` marks failures of the peer itself (refused, timed out, 421), which
-    trip its circuit breaker; a per-message rejection (451) does not.
+    trip its circuit breaker; a per-message rejection (451) does not. ``retry_after_s`` is
+    the peer's own wait (an HTTP ``Retry-After``): the retry comes no sooner.
     """
 
     kind = "transient"
 
-    def __init__(self, message: str | None = None, *, connection_level: bool = False) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        connection_level: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.connection_level = connection_level
+        self.retry_after_s = retry_after_s
 
 
 class PermanentError(DeliveryError):
@@ -97,3 +105,10 @@ class ProviderAuthError(DeliveryError):
     """The provider refused our credentials: alert and hold."""
 
     kind = "provider_auth"
+
+
+class NoRecipient(DeliveryError):
+    """Nothing to deliver to (a push user without a live device): the notification is
+    ``skipped`` with this reason, not failed and not dead-lettered."""
+
+    kind = "permanent"

@@ -31,8 +31,10 @@ def migrate(package: str, url: str, schema: str, revision: str = "head") -> None
     command.upgrade(alembic_config(package, url, schema), revision)
 
 
-def run_env(metadata: MetaData) -> None:
-    """Body of every service's ``env.py``."""
+def run_env(metadata: MetaData, *, version_table: str = "alembic_version") -> None:
+    """Body of every service's ``env.py``. ``version_table``: a second migration history in
+    the same schema (the push worker's own tables beside core's delivery records) needs a
+    version table of its own."""
     cfg = context.config
     url: str = cfg.attributes["url"]
     schema: str = cfg.attributes["schema"]
@@ -45,6 +47,7 @@ def run_env(metadata: MetaData) -> None:
         context.configure(
             connection=conn,
             target_metadata=metadata,
+            version_table=version_table,
             version_table_schema=schema if postgres else None,
             render_as_batch=not postgres,
         )

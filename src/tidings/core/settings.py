@@ -72,9 +72,17 @@ class TidingsSettings(BaseSettings):
     users_breaker_failures: int = Field(default=3, ge=1)
     users_breaker_reset_s: float = Field(default=30.0, gt=0)
 
-    # The admin credential (dead letters, replays). Unset: the embedded default makes one and
-    # logs it; the separate-process mode refuses admin calls until it is set.
+    # Credentials. Unset, `tidings up` makes them at start (and prints the admin key);
+    # `tidings run SERVICE` needs them set, the same in every process.
     admin_api_key: SecretStr | None = None
+    # Signs users' access tokens and the principal tokens the gateway passes to services.
+    secret_key: SecretStr | None = None
+    # What the services present to each other.
+    service_token: SecretStr | None = None
+    access_token_ttl_s: float = Field(default=900.0, gt=0)
+    refresh_token_ttl_s: float = Field(default=14 * 86400.0, gt=0)
+    # Browser origins allowed to call the API (comma-separated; empty: none).
+    cors_origins: str = ""
     gateway_url: str | None = None
 
     email_from: str = "Tidings <no-reply@tidings.localhost>"
@@ -86,6 +94,12 @@ class TidingsSettings(BaseSettings):
     def embedded(self) -> bool:
         """True when no infrastructure URL is set: the single-process embedded default."""
         return not (self.database_url or self.amqp_url or self.redis_url)
+
+    def secret(self, name: Literal["admin_api_key", "secret_key", "service_token"]) -> str:
+        value: SecretStr | None = getattr(self, name)
+        if value is None:
+            raise ValueError(f"TIDINGS_{name.upper()} is not set")
+        return value.get_secret_value()
 
     def port_of(self, service: ServiceName) -> int:
         ports: dict[str, int] = {

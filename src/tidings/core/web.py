@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 import re
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,11 +25,9 @@ from tidings.core.db import Database, open_database
 from tidings.core.envelope import Envelope, failure, ok
 from tidings.core.errors import (
     DependencyUnavailable,
-    Forbidden,
     InvalidInput,
     NotFound,
     TidingsError,
-    Unauthorized,
 )
 from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
 
@@ -219,26 +217,13 @@ async def app_database(app: FastAPI, url: str, schema: str) -> AsyncIterator[Dat
         await db.close()
 
 
-def require_admin(request: Request) -> None:
-    """The admin credential: ``Authorization: Bearer <TIDINGS_ADMIN_API_KEY>``.
-
-    ``app.state.admin_key`` holds the key; None means admin calls are disabled."""
-    expected: str | None = getattr(request.app.state, "admin_key", None)
-    if expected is None:
-        raise Forbidden("the admin API is disabled: set TIDINGS_ADMIN_API_KEY")
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given:
-        raise Unauthorized("send Authorization: Bearer <admin key>")
-    if not hmac.compare_digest(given.encode(), expected.encode()):
-        raise Forbidden("that key is not the admin key")
-
-
 def create_service_app(
     service: str,
     *,
     max_body_bytes: int,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     description: str = "",
+    cors_origins: str = "",
 ) -> FastAPI:
     """A FastAPI app with the envelope, correlation ids, body limits and /health."""
     app = FastAPI(
@@ -251,6 +236,14 @@ def create_service_app(
     app.state.health = HealthRegistry()
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    origins = [o.strip() for o in cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", CORRELATION_HEADER],
+        )
     app.add_middleware(CorrelationMiddleware)
 
     @app.get("/health", response_model=Envelope[dict[str, Any]], tags=["health"])
@@ -280,10 +273,14 @@ async def _add_correlation(request: httpx.Request) -> None:
         request.headers[CORRELATION_HEADER] = cid
 
 
-def make_http_client(base_url: str, timeout_s: float) -> httpx.AsyncClient:
-    """A pooled client that carries the correlation id on every request."""
+def make_http_client(
+    base_url: str, timeout_s: float, *, token: str | None = None
+) -> httpx.AsyncClient:
+    """A pooled client that carries the correlation id on every request (and ``token``, the
+    service credential, when given)."""
     return httpx.AsyncClient(
         base_url=base_url,
+        headers={"Authorization": f"Bearer {token}"} if token else None,
         timeout=timeout_s,
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
         event_hooks={"request": [_add_correlation]},

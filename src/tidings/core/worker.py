@@ -20,6 +20,7 @@ from tidings.core.deliveries import DeliveryStore
 from tidings.core.errors import (
     DeliveryError,
     DependencyUnavailable,
+    NoRecipient,
     ProviderAuthError,
     TransientError,
 )
@@ -28,7 +29,7 @@ from tidings.core.messages import Channel, NotificationMessage, StatusEvent, Sta
 from tidings.core.retry import RetryPolicy, tier_for
 from tidings.core.settings import TidingsSettings
 from tidings.core.status import report
-from tidings.core.topology import CHANNEL_QUEUES, CHANNEL_ROUTES
+from tidings.core.topology import CHANNEL_QUEUES, CHANNEL_ROUTES, RETRY_TIERS_MS
 from tidings.core.web import ServiceClient, create_service_app, make_http_client
 
 log = logging.getLogger("tidings.worker")
@@ -104,6 +105,9 @@ class DeliveryFlow:
                 )
             await self._retry_or_fail(n, exc)
             return
+        except NoRecipient as exc:
+            await self._skip(n, exc.message)
+            return
         except DeliveryError as exc:
             await self._fail(n, f"{exc.kind}: {exc.message}")
         log.info(
@@ -148,12 +152,23 @@ class DeliveryFlow:
             )
         await self.deliveries.release(n.notification_id, error)
         delay_s = self.policy.backoff_s(n.attempt)
+        retry_after_s = getattr(exc, "retry_after_s", None)
+        if retry_after_s:
+            # Delays round down to a tier; the peer's Retry-After must round up instead.
+            floor_s = next((t for t in RETRY_TIERS_MS if t >= retry_after_s * 1000), None)
+            delay_s = max(delay_s, (floor_s or RETRY_TIERS_MS[-1]) / 1000)
         await self._report(
             n, "pending", error=error, detail=f"retry in {tier_for(delay_s) / 1000:g}s"
         )
         await self._later(
             n.model_copy(update={"attempt": n.attempt + 1, "errors": [*n.errors, error]}), delay_s
         )
+
+    async def _skip(self, n: NotificationMessage, reason: str) -> None:
+        """Nothing to deliver to: final (a duplicate message is dropped), reported
+        ``skipped`` with the reason, acknowledged, never dead-lettered."""
+        await self.deliveries.mark_failed(n.notification_id, f"skipped: {reason}")
+        await self._report(n, "skipped", detail=reason[:500])
 
     async def _fail(self, n: NotificationMessage, reason: str) -> None:
         """Final: record it, report it, and raise the DeadLetter that sends it to failed.queue."""
@@ -196,7 +211,11 @@ def create_worker_app(
                 the_bus = open_bus(settings)
                 await the_bus.start()
                 stack.push_async_callback(the_bus.close)
-            http = make_http_client(settings.url_of("templates"), settings.http_timeout_s)
+            http = make_http_client(
+                settings.url_of("templates"),
+                settings.http_timeout_s,
+                token=settings.secret("service_token"),
+            )
             stack.push_async_callback(http.aclose)
             breaker = CircuitBreaker(
                 "templates",
@@ -226,5 +245,9 @@ def create_worker_app(
                     await the_bus.close()
 
     return create_service_app(
-        service, max_body_bytes=settings.max_body_bytes, lifespan=lifespan, description=description
+        service,
+        max_body_bytes=settings.max_body_bytes,
+        lifespan=lifespan,
+        description=description,
+        cors_origins=settings.cors_origins,
     )

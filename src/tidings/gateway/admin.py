@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from tidings.core.access import require_admin
 from tidings.core.envelope import Envelope, ok
-from tidings.core.web import require_admin
 from tidings.gateway.deadletters import DeadLetters
-from tidings.gateway.schemas import DeadLetterFilter, DeadLetterOut, ReplayRequest, ReplayResult
+from tidings.gateway.keys import ApiKeys
+from tidings.gateway.schemas import (
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    DeadLetterFilter,
+    DeadLetterOut,
+    ReplayRequest,
+    ReplayResult,
+)
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -40,3 +50,26 @@ async def replay_dead_letters(body: ReplayRequest, letters: Letters) -> dict[str
     results = await letters.replay(body)
     replayed = sum(r.outcome == "replayed" for r in results)
     return ok(results, f"{replayed} replayed, {len(results) - replayed} skipped")
+
+
+def _api_keys(request: Request) -> ApiKeys:
+    found: ApiKeys = request.app.state.api_keys
+    return found
+
+
+Keys = Annotated[ApiKeys, Depends(_api_keys)]
+
+
+@router.post("/api-keys/", status_code=201, response_model=Envelope[ApiKeyCreated])
+async def create_api_key(body: ApiKeyCreate, keys: Keys) -> dict[str, Any]:
+    return ok(await keys.create(body), "API key created: the key is shown this once")
+
+
+@router.get("/api-keys/", response_model=Envelope[list[ApiKeyOut]])
+async def list_api_keys(keys: Keys) -> dict[str, Any]:
+    return ok(await keys.list(), "API keys")
+
+
+@router.delete("/api-keys/{api_key_id}/", response_model=Envelope[ApiKeyOut])
+async def revoke_api_key(api_key_id: uuid.UUID, keys: Keys) -> dict[str, Any]:
+    return ok(await keys.revoke(api_key_id), "API key revoked")

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from tidings.core.access import Access
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, open_cache
@@ -15,7 +15,9 @@ from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
 from tidings.core.web import ServiceClient, app_database, create_service_app, make_http_client
 from tidings.gateway.admin import router as admin_router
 from tidings.gateway.deadletters import DeadLetters
+from tidings.gateway.keys import ApiKeys
 from tidings.gateway.lookups import UserDirectory
+from tidings.gateway.push_routes import create_push_router
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.router import router
 from tidings.gateway.service import NotificationService
@@ -23,17 +25,6 @@ from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.status import StatusConsumer
 
 log = logging.getLogger("tidings.gateway")
-
-
-def admin_key(settings: GatewaySettings) -> str | None:
-    """The configured admin key; on the embedded default, a fresh one logged at start."""
-    if settings.admin_api_key is not None:
-        return settings.admin_api_key.get_secret_value()
-    if settings.embedded:
-        key = secrets.token_urlsafe(24)
-        log.warning("development admin key (set TIDINGS_ADMIN_API_KEY to choose one): %s", key)
-        return key
-    return None
 
 
 def create_app(
@@ -46,6 +37,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             db = await stack.enter_async_context(app_database(app, settings.store_url, "gateway"))
+            api_keys = ApiKeys(db)
+            app.state.api_keys = api_keys
             the_bus = bus
             if the_bus is None:
                 the_bus = open_bus(settings)
@@ -55,12 +48,21 @@ def create_app(
             if the_cache is None:
                 the_cache = open_cache(settings.redis_url, settings.cache_namespace)
                 stack.push_async_callback(the_cache.close)
-            users_http = make_http_client(settings.url_of("users"), settings.http_timeout_s)
-            templates_http = make_http_client(settings.url_of("templates"), settings.http_timeout_s)
-            stack.push_async_callback(users_http.aclose)
-            stack.push_async_callback(templates_http.aclose)
-            app.state.users_http = users_http
-            app.state.templates_http = templates_http
+            app.state.access = Access(settings, api_keys=api_keys.resolve)
+            token = settings.secret("service_token")
+            timeout_s = settings.http_timeout_s
+            # Look-ups carry the service credential; proxied requests carry the caller only.
+            users_http = make_http_client(settings.url_of("users"), timeout_s, token=token)
+            templates_http = make_http_client(settings.url_of("templates"), timeout_s, token=token)
+            app.state.users_http = make_http_client(settings.url_of("users"), timeout_s)
+            app.state.templates_http = make_http_client(settings.url_of("templates"), timeout_s)
+            for client in (
+                users_http,
+                templates_http,
+                app.state.users_http,
+                app.state.templates_http,
+            ):
+                stack.push_async_callback(client.aclose)
 
             users_breaker = CircuitBreaker(
                 "users",
@@ -95,7 +97,6 @@ def create_app(
 
             dead_letters = DeadLetters(db, notifications, relay)
             app.state.dead_letters = dead_letters
-            app.state.admin_key = admin_key(settings)
 
             relay.start()
             stack.push_async_callback(relay.stop)
@@ -115,7 +116,9 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
         lifespan=lifespan,
         description="The public entry point of Tidings: send notifications, follow their status.",
+        cors_origins=settings.cors_origins,
     )
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(create_push_router(settings.vapid_public_key))
     return app

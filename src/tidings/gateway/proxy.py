@@ -6,15 +6,22 @@ from __future__ import annotations
 import httpx
 from fastapi import Request, Response
 
+from tidings.core.auth import PRINCIPAL_HEADER, Principal, seal
 from tidings.core.errors import DependencyUnavailable
 
-_FORWARDED = ("content-type", "accept", "authorization", "accept-language")
+# Not Authorization: the caller travels as the sealed principal.
+_FORWARDED = ("content-type", "accept", "accept-language")
 
 
-async def forward(request: Request, client: httpx.AsyncClient, service: str) -> httpx.Response:
+async def forward(
+    request: Request, client: httpx.AsyncClient, service: str, caller: Principal | None
+) -> httpx.Response:
     """Send the request on; the services' paths all end in a slash, so add one if missing
     (a redirect from the service would point at the service, not at the gateway)."""
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
+    if caller is not None:
+        # The service trusts this, signed by us, instead of checking the client's key again.
+        headers[PRINCIPAL_HEADER] = seal(request.app.state.access.secret_key, caller)
     path = request.url.path if request.url.path.endswith("/") else request.url.path + "/"
     try:
         answer = await client.request(

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Request, Response
 
+from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, ok
 from tidings.gateway.dependencies import Notifications
 from tidings.gateway.proxy import forward, passed_back
@@ -28,8 +29,9 @@ _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     tags=["notifications"],
 )
 async def send_notification(
-    body: NotificationCreate, notifications: Notifications
+    body: NotificationCreate, notifications: Notifications, caller: Caller
 ) -> dict[str, Any]:
+    caller.require("notifications:send")
     result, repeated = await notifications.accept(body)
     if repeated:
         return ok(result, "duplicate request_id: this is the notification it created")
@@ -44,9 +46,11 @@ async def send_notification(
     tags=["notifications"],
 )
 async def get_notification(
-    notification_id: uuid.UUID, notifications: Notifications
+    notification_id: uuid.UUID, notifications: Notifications, caller: Caller
 ) -> dict[str, Any]:
-    return ok(await notifications.get(notification_id), "notification found")
+    found = await notifications.get(notification_id)
+    caller.require_user_or(found.user_id, "notifications:read")
+    return ok(found, "notification found")
 
 
 @router.post(
@@ -55,8 +59,12 @@ async def get_notification(
     tags=["status"],
 )
 async def report_status(
-    channel: Literal["email", "push"], body: StatusUpdate, notifications: Notifications
+    channel: Literal["email", "push"],
+    body: StatusUpdate,
+    notifications: Notifications,
+    caller: Caller,
 ) -> dict[str, Any]:
+    caller.require_service()
     status = await notifications.record_status(
         body.notification_id,
         channel,
@@ -71,10 +79,10 @@ async def report_status(
 
 
 @router.api_route("/api/v1/users/{path:path}", methods=_METHODS, include_in_schema=False)
-async def users_proxy(request: Request, path: str) -> Response:
-    """Forwarded to the users service; see its own schema. A change to a user drops the
-    gateway's cached copy, so the next notification sees it."""
-    answer = await forward(request, request.app.state.users_http, "users")
+async def users_proxy(request: Request, path: str, caller: Caller) -> Response:
+    """Forwarded to the users service, with the caller; see its own schema. A change to a
+    user drops the gateway's cached copy, so the next notification sees it."""
+    answer = await forward(request, request.app.state.users_http, "users", caller)
     user_id = path.split("/", 1)[0]
     if request.method != "GET" and answer.is_success and user_id:
         with contextlib.suppress(ValueError):
@@ -83,6 +91,13 @@ async def users_proxy(request: Request, path: str) -> Response:
 
 
 @router.api_route("/api/v1/templates/{path:path}", methods=_METHODS, include_in_schema=False)
-async def templates_proxy(request: Request, path: str) -> Response:
-    """Forwarded to the templates service; see its own schema."""
-    return passed_back(await forward(request, request.app.state.templates_http, "templates"))
+async def templates_proxy(request: Request, path: str, caller: Caller) -> Response:
+    """Forwarded to the templates service, with the caller; see its own schema."""
+    answer = await forward(request, request.app.state.templates_http, "templates", caller)
+    return passed_back(answer)
+
+
+@router.api_route("/api/v1/auth/{path:path}", methods=["POST"], include_in_schema=False)
+async def auth_proxy(request: Request, path: str) -> Response:
+    """Login and refresh, forwarded to the users service: no credential needed."""
+    return passed_back(await forward(request, request.app.state.users_http, "users", None))

@@ -14,6 +14,7 @@ from pydantic import (
     TypeAdapter,
 )
 
+from tidings.core.auth import Scope
 from tidings.core.rendering import TEMPLATE_CODE_PATTERN
 
 RequestId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
@@ -150,3 +151,28 @@ class ReplayResult(BaseModel):
     notification_id: uuid.UUID | None
     outcome: Literal["replayed", "skipped"]
     detail: str
+
+
+class ApiKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    scopes: Annotated[list[Scope], Field(min_length=1)]
+    # Overrides of the default rate limit for this key.
+    rate_per_s: Annotated[float, Field(gt=0)] | None = None
+    burst: Annotated[int, Field(ge=1)] | None = None
+
+
+class ApiKeyOut(BaseModel):
+    api_key_id: uuid.UUID
+    name: str
+    scopes: list[str]
+    rate_per_s: float | None
+    burst: int | None
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    """The key itself is in this answer only: it is stored hashed."""
+
+    key: str

@@ -99,8 +99,6 @@ class NotificationService:
         skip_reason = None
         if not user.get("preferences", {}).get(channel, False):
             skip_reason = f"the user's {channel} preference is off"
-        elif channel == "push" and not user.get("push_token"):
-            skip_reason = "the user has no push token"
 
         now = utcnow()
         correlation = current_correlation_id()

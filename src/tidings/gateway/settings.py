@@ -11,6 +11,8 @@ class GatewaySettings(TidingsSettings):
     # The relay is woken at once after each commit; this is only a safety net for rows left
     # behind by another replica or by a failed publish.
     relay_poll_s: float = 1.0
+    # Served to browsers at /api/v1/push/vapid-public-key/ (see docs/push.md).
+    vapid_public_key: str | None = None
 
     @property
     def store_url(self) -> str:

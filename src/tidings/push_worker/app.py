@@ -6,13 +6,71 @@ from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
+from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus
+from tidings.core.db import open_database
 from tidings.core.lookups import TemplateDirectory
+from tidings.core.web import ServiceClient, make_http_client
 from tidings.core.worker import Deliver, create_worker_app
+from tidings.push_worker.devices import DeviceDirectory
 from tidings.push_worker.handlers import PushDelivery
+from tidings.push_worker.senders import PushSender
+from tidings.push_worker.senders.fcm import FcmSender
+from tidings.push_worker.senders.fcm_auth import AccessTokens, ServiceAccount
+from tidings.push_worker.senders.webpush import WebPushSender, load_vapid
 from tidings.push_worker.settings import PushSettings
+from tidings.push_worker.store import DeviceResults
+
+
+def provider_client(settings: PushSettings) -> httpx.AsyncClient:
+    """For the push services and FCM: no redirects (an endpoint is where we were told to
+    post, nowhere else), pooled connections per push service."""
+    return httpx.AsyncClient(
+        timeout=settings.push_timeout_s,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+    )
+
+
+def webpush_sender(settings: PushSettings) -> WebPushSender:
+    vapid = None
+    if settings.vapid_private_key is not None:
+        vapid = load_vapid(settings.vapid_private_key.get_secret_value())
+        # Fail at start, not at the first push, on a subject VAPID refuses.
+        vapid.sign({"aud": "https://push.example", "sub": settings.vapid_subject})
+    breaker = CircuitBreaker(
+        "webpush",
+        failure_threshold=settings.push_breaker_failures,
+        reset_timeout_s=settings.push_breaker_reset_s,
+    )
+    return WebPushSender(
+        provider_client(settings), breaker, vapid=vapid, subject=settings.vapid_subject
+    )
+
+
+def fcm_sender(settings: PushSettings) -> FcmSender:
+    account = None
+    if settings.fcm_service_account_json is not None:
+        account = ServiceAccount.from_json(settings.fcm_service_account_json.get_secret_value())
+    elif settings.fcm_service_account_file:
+        account = ServiceAccount.from_file(settings.fcm_service_account_file)
+    http = provider_client(settings)
+    breaker = CircuitBreaker(
+        "fcm",
+        failure_threshold=settings.push_breaker_failures,
+        reset_timeout_s=settings.push_breaker_reset_s,
+    )
+    return FcmSender(
+        http,
+        breaker,
+        tokens=AccessTokens(account, http) if account else None,
+        project_id=settings.fcm_project_id or (account.project_id if account else None),
+        base_url=settings.fcm_base_url,
+        click_action=settings.fcm_click_action,
+    )
 
 
 def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
@@ -21,7 +79,37 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
         templates: TemplateDirectory,
         add_health: Callable[[str, Callable[[], Awaitable[Any]]], None],
     ) -> Deliver:
-        return PushDelivery(templates)
+        # The delivery records' store is core's; the per-device results share its schema.
+        db = open_database(settings.store_url, "push")
+        stack.push_async_callback(db.close)
+        users_http = make_http_client(
+            settings.url_of("users"),
+            settings.http_timeout_s,
+            token=settings.secret("service_token"),
+        )
+        stack.push_async_callback(users_http.aclose)
+        users_breaker = CircuitBreaker(
+            "users",
+            failure_threshold=settings.users_breaker_failures,
+            reset_timeout_s=settings.users_breaker_reset_s,
+        )
+        users = ServiceClient("users", users_http, users_breaker)
+        add_health("users_service", users.ping)
+        webpush = webpush_sender(settings)
+        fcm = fcm_sender(settings)
+        senders: dict[str, PushSender] = {"webpush": webpush, "fcm": fcm}
+        for name, sender in (("webpush", webpush), ("fcm", fcm)):
+            stack.push_async_callback(sender.close)
+            add_health(name, sender.breaker.health)
+        return PushDelivery(
+            templates,
+            DeviceDirectory(users),
+            DeviceResults(db),
+            senders,
+            ttl_s=settings.push_ttl_s,
+            max_attempts=settings.max_attempts,
+            max_wait_s=settings.max_wait_s,
+        )
 
     return create_worker_app(
         "push",
@@ -29,5 +117,5 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
         store_url=settings.store_url,
         make_deliver=make_deliver,
         bus=bus,
-        description="Push worker: consumes push.queue.",
+        description="Push worker: consumes push.queue, sends Web Push and FCM.",
     )

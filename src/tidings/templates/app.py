@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from tidings.core.access import Access
 from tidings.core.web import app_database, create_service_app
 from tidings.templates.router import router
 from tidings.templates.service import TemplateService
@@ -14,6 +15,7 @@ from tidings.templates.settings import TemplatesSettings
 def create_app(settings: TemplatesSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.access = Access(settings)
         async with app_database(app, settings.store_url, "templates") as db:
             app.state.templates = TemplateService(db)
             yield
@@ -23,6 +25,7 @@ def create_app(settings: TemplatesSettings) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
         lifespan=lifespan,
         description="Templates per code, channel and language, with version history; rendering.",
+        cors_origins=settings.cors_origins,
     )
     app.include_router(router)
     return app

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 
+from tidings.core.access import Caller, current_principal
 from tidings.core.envelope import Envelope, PaginationMeta, ok
 from tidings.templates.dependencies import Templates
 from tidings.templates.schemas import (
@@ -17,7 +18,10 @@ from tidings.templates.schemas import (
     TemplateOut,
 )
 
-router = APIRouter(prefix="/api/v1/templates", tags=["templates"])
+# Every route needs a caller; writing needs templates:write.
+router = APIRouter(
+    prefix="/api/v1/templates", tags=["templates"], dependencies=[Depends(current_principal)]
+)
 
 # A malformed code is refused as such (422) rather than looked up and reported missing.
 CodePath = Annotated[str, Path(min_length=1, max_length=CODE_MAX_LENGTH, pattern=CODE_PATTERN)]
@@ -27,7 +31,10 @@ Limit = Annotated[int, Query(ge=1, le=100)]
 
 
 @router.post("/", status_code=201, response_model=Envelope[TemplateOut])
-async def create_template(body: TemplateCreate, templates: Templates) -> dict[str, Any]:
+async def create_template(
+    body: TemplateCreate, templates: Templates, caller: Caller
+) -> dict[str, Any]:
+    caller.require("templates:write")
     out = await templates.create(body)
     return ok(out, f"template {out.code!r} version {out.version} created")
 

@@ -6,7 +6,10 @@ from contextlib import asynccontextmanager
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 
+from tidings.core.access import Access
 from tidings.core.web import app_database, create_service_app
+from tidings.users import devices
+from tidings.users.auth import router as auth_router
 from tidings.users.router import router
 from tidings.users.service import UserService
 from tidings.users.settings import UsersSettings
@@ -15,6 +18,8 @@ from tidings.users.settings import UsersSettings
 def create_app(settings: UsersSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.access = Access(settings)
         async with app_database(app, settings.store_url, "users") as db:
             app.state.users = UserService(db, PasswordHasher())
             yield
@@ -23,7 +28,10 @@ def create_app(settings: UsersSettings) -> FastAPI:
         "users",
         max_body_bytes=settings.max_body_bytes,
         lifespan=lifespan,
-        description="Users, their contact data and notification preferences.",
+        description="Users, their contact data and notification preferences; login.",
+        cors_origins=settings.cors_origins,
     )
     app.include_router(router)
+    app.include_router(auth_router)
+    app.include_router(devices.router)
     return app

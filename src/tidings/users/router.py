@@ -5,6 +5,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, ok
 from tidings.users.dependencies import Users
 from tidings.users.schemas import UserCreate, UserOut, UserUpdate
@@ -13,15 +14,20 @@ router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 
 @router.post("/", status_code=201, response_model=Envelope[UserOut])
-async def create_user(body: UserCreate, users: Users) -> dict[str, Any]:
+async def create_user(body: UserCreate, users: Users, caller: Caller) -> dict[str, Any]:
+    caller.require("users:write")
     return ok(await users.create(body), "user created")
 
 
 @router.get("/{user_id}/", response_model=Envelope[UserOut])
-async def get_user(user_id: uuid.UUID, users: Users) -> dict[str, Any]:
+async def get_user(user_id: uuid.UUID, users: Users, caller: Caller) -> dict[str, Any]:
+    caller.require_user_or(user_id, "users:write")
     return ok(await users.get(user_id), "user found")
 
 
 @router.patch("/{user_id}/", response_model=Envelope[UserOut])
-async def update_user(user_id: uuid.UUID, body: UserUpdate, users: Users) -> dict[str, Any]:
+async def update_user(
+    user_id: uuid.UUID, body: UserUpdate, users: Users, caller: Caller
+) -> dict[str, Any]:
+    caller.require_user_or(user_id, "users:write")
     return ok(await users.update(user_id, body), "user updated")

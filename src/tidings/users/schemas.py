@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
@@ -52,3 +52,64 @@ class UserOut(BaseModel):
     language: str
     created_at: dt.datetime
     updated_at: dt.datetime
+    # The user's live push devices (the push_token's device among them).
+    devices: list[DeviceOut] = Field(default_factory=list)
+
+
+class SubscriptionKeys(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    p256dh: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+    auth: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+
+class Subscription(BaseModel):
+    """A browser's ``PushSubscription.toJSON()``. Its ``expirationTime`` (camelCase, and
+    null in every browser today) is ignored rather than refused, so the browser's object can
+    be posted as it is."""
+
+    model_config = ConfigDict(extra="ignore")
+    endpoint: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)
+    ]
+    keys: SubscriptionKeys
+
+
+class WebPushDeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["webpush"]
+    subscription: Subscription
+
+
+class FcmDeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["fcm"]
+    token: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
+
+
+DeviceCreate = Annotated[WebPushDeviceCreate | FcmDeviceCreate, Field(discriminator="kind")]
+
+
+class DeviceDead(BaseModel):
+    """POST …/devices/{device_id}/dead/: the push worker reports a device the provider
+    called gone (Web Push 404/410, FCM UNREGISTERED)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+
+
+class DeviceOut(BaseModel):
+    device_id: uuid.UUID
+    user_id: uuid.UUID
+    kind: Literal["webpush", "fcm"]
+    # webpush: the subscription the push worker encrypts for; fcm: the token.
+    subscription: Subscription | None = None
+    token: str | None = None
+    source: Literal["api", "push_token"]
+    status: Literal["live", "dead"]
+    dead_reason: str | None = None
+    dead_at: dt.datetime | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+UserOut.model_rebuild()  # devices: DeviceOut is defined after UserOut

@@ -11,11 +11,12 @@ from sqlalchemy.exc import IntegrityError
 
 from tidings.core.db import Database
 from tidings.core.errors import Conflict, NotFound
+from tidings.users.devices_service import live_devices, sync_push_token
 from tidings.users.models import User
-from tidings.users.schemas import UserCreate, UserOut, UserUpdate
+from tidings.users.schemas import DeviceOut, UserCreate, UserOut, UserUpdate
 
 
-def to_out(user: User) -> UserOut:
+def to_out(user: User, devices: list[DeviceOut] | None = None) -> UserOut:
     return UserOut(
         user_id=user.id,
         name=user.name,
@@ -25,6 +26,7 @@ def to_out(user: User) -> UserOut:
         language=user.language,
         created_at=user.created_at,
         updated_at=user.updated_at,
+        devices=devices or [],
     )
 
 
@@ -49,17 +51,19 @@ class UserService:
         async with self.db.sessions() as session:
             session.add(user)
             try:
+                await session.flush()  # the user row first: the device refers to it
+                await sync_push_token(session, user.id, body.push_token)
                 await session.commit()
             except IntegrityError as exc:
                 raise Conflict(f"a user with email {body.email} already exists") from exc
-        return to_out(user)
+            return to_out(user, await live_devices(session, user.id))
 
     async def get(self, user_id: uuid.UUID) -> UserOut:
         async with self.db.sessions() as session:
             user = await session.get(User, user_id)
             if user is None:
                 raise NotFound(f"user {user_id} not found")
-            return to_out(user)
+            return to_out(user, await live_devices(session, user_id))
 
     async def update(self, user_id: uuid.UUID, body: UserUpdate) -> UserOut:
         async with self.db.sessions() as session:
@@ -71,10 +75,12 @@ class UserService:
                 user.name = body.name
             if "push_token" in changes:
                 user.push_token = body.push_token
+                # The spec's push_token registers (or replaces) the user's FCM device.
+                await sync_push_token(session, user.id, body.push_token)
             if "language" in changes and body.language is not None:
                 user.language = body.language
             if body.preferences is not None:
                 patch = body.preferences.model_dump(exclude_none=True)
                 user.preferences = {**user.preferences, **patch}
             await session.commit()
-            return to_out(user)
+            return to_out(user, await live_devices(session, user_id))

@@ -6,6 +6,8 @@ from tidings.core.settings import TidingsSettings
 class UsersSettings(TidingsSettings):
     # Optional database of its own; default: the shared TIDINGS_DATABASE_URL, schema "users".
     users_database_url: str | None = None
+    # Accept plain-http Web Push endpoints on loopback addresses (development and tests).
+    webpush_allow_insecure: bool = False
 
     @property
     def store_url(self) -> str:

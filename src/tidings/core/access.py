@@ -1,0 +1,78 @@
+"""Authentication as a FastAPI dependency, the same in every service.
+
+Each app keeps an :class:`Access` in ``app.state.access``; routes take ``Caller`` (the
+authenticated :class:`Principal`) and check what it may do. The gateway adds a resolver for
+API keys (it owns them); the users and templates services accept the gateway's principal
+token, the service token, the admin key and users' access tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from tidings.core.auth import (
+    ADMIN,
+    API_KEY_PREFIX,
+    PRINCIPAL_HEADER,
+    SERVICE,
+    Principal,
+    bearer,
+    same_secret,
+    unseal,
+    user_principal,
+)
+from tidings.core.errors import Unauthorized
+from tidings.core.settings import TidingsSettings
+
+ApiKeyResolver = Callable[[str], Awaitable[Principal]]
+
+
+class Access:
+    def __init__(self, settings: TidingsSettings, api_keys: ApiKeyResolver | None = None) -> None:
+        """``api_keys``: the gateway's resolver. Without one (the users and templates
+        services) the gateway's sealed principal is accepted instead; the gateway itself
+        never takes one from outside."""
+        self.secret_key = settings.secret("secret_key")
+        self.service_token = settings.secret("service_token")
+        self.admin_key = settings.secret("admin_api_key")
+        self.api_keys = api_keys
+
+    async def authenticate(self, request: Request) -> Principal:
+        sealed = request.headers.get(PRINCIPAL_HEADER)
+        if sealed and self.api_keys is None:
+            return unseal(self.secret_key, sealed)
+        token = bearer(request.headers.get("authorization"))
+        if token is None:
+            raise Unauthorized("send Authorization: Bearer <API key or access token>")
+        if same_secret(token, self.admin_key):
+            return ADMIN
+        if same_secret(token, self.service_token):
+            return SERVICE
+        if token.startswith(API_KEY_PREFIX):
+            if self.api_keys is None:
+                raise Unauthorized("API keys are accepted by the gateway only")
+            return await self.api_keys(token)
+        return user_principal(self.secret_key, token)
+
+
+async def current_principal(request: Request) -> Principal:
+    access: Access = request.app.state.access
+    principal = await access.authenticate(request)
+    request.state.principal = principal
+    return principal
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+async def require_admin(caller: Caller) -> Principal:
+    caller.require("admin")
+    return caller
+
+
+async def require_service(caller: Caller) -> Principal:
+    caller.require_service()
+    return caller

@@ -1,0 +1,85 @@
+"""API keys: created by an admin, shown once, stored as a hash, resolved on every request."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+
+from tidings.core.auth import Principal, hash_api_key, new_api_key
+from tidings.core.cache import MemoryCache
+from tidings.core.db import Database, utcnow
+from tidings.core.errors import NotFound, Unauthorized
+from tidings.gateway.models import ApiKey
+from tidings.gateway.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
+
+# A resolved key is remembered this long in process: a revocation reaches the other
+# replicas within it.
+KEY_CACHE_S = 30.0
+
+
+def to_out(row: ApiKey) -> ApiKeyOut:
+    return ApiKeyOut(
+        api_key_id=row.id,
+        name=row.name,
+        scopes=row.scopes,
+        rate_per_s=row.rate_per_s,
+        burst=row.burst,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class ApiKeys:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._resolved = MemoryCache(max_entries=10_000)
+
+    async def create(self, body: ApiKeyCreate) -> ApiKeyCreated:
+        key, key_hash = new_api_key()
+        row = ApiKey(
+            id=uuid.uuid4(),
+            name=body.name,
+            key_hash=key_hash,
+            scopes=sorted(set(body.scopes)),
+            rate_per_s=body.rate_per_s,
+            burst=body.burst,
+            created_at=utcnow(),
+        )
+        async with self.db.sessions() as session:
+            session.add(row)
+            await session.commit()
+        return ApiKeyCreated(**to_out(row).model_dump(), key=key)
+
+    async def list(self) -> list[ApiKeyOut]:
+        async with self.db.sessions() as session:
+            rows = (await session.scalars(select(ApiKey).order_by(ApiKey.created_at))).all()
+        return [to_out(r) for r in rows]
+
+    async def revoke(self, api_key_id: uuid.UUID) -> ApiKeyOut:
+        async with self.db.sessions() as session, session.begin():
+            row = await session.get(ApiKey, api_key_id)
+            if row is None:
+                raise NotFound(f"API key {api_key_id} not found")
+            row.revoked_at = row.revoked_at or utcnow()
+        await self._resolved.delete(row.key_hash)
+        return to_out(row)
+
+    async def resolve(self, key: str) -> Principal:
+        key_hash = hash_api_key(key)
+        cached = await self._resolved.get(key_hash)
+        if cached is not None:
+            return Principal.model_validate_json(cached)
+        async with self.db.sessions() as session:
+            row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
+        if row is None or row.revoked_at is not None:
+            raise Unauthorized("unknown or revoked API key")
+        principal = Principal(
+            kind="api_key",
+            subject=str(row.id),
+            scopes=frozenset(row.scopes),
+            rate_per_s=row.rate_per_s,
+            burst=row.burst,
+        )
+        await self._resolved.set(key_hash, principal.model_dump_json().encode(), KEY_CACHE_S)
+        return principal

@@ -1,0 +1,86 @@
+"""HTTP for a user's push devices: /api/v1/users/{user_id}/devices/…
+
+Wiring (users/app.py): ``app.include_router(devices.router)``.
+
+A user reaches their own devices; the push worker lists them (``?status=live``) and marks
+them dead with the service credential.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from tidings.core.access import Caller
+from tidings.core.envelope import Envelope, PaginationMeta, ok
+from tidings.users.devices_service import DeviceService, StatusFilter
+from tidings.users.schemas import DeviceCreate, DeviceDead, DeviceOut
+
+
+def _devices(request: Request) -> DeviceService:
+    # Built per request: it holds nothing but the users service's store and one setting.
+    settings = getattr(request.app.state, "settings", None)
+    return DeviceService(
+        request.app.state.users.db,
+        allow_insecure=bool(getattr(settings, "webpush_allow_insecure", False)),
+    )
+
+
+Devices = Annotated[DeviceService, Depends(_devices)]
+router = APIRouter(prefix="/api/v1/users/{user_id}/devices", tags=["devices"])
+
+
+@router.post("/", status_code=201, response_model=Envelope[DeviceOut])
+async def register_device(
+    user_id: uuid.UUID, body: DeviceCreate, devices: Devices, response: Response, caller: Caller
+) -> dict[str, Any]:
+    """Register a Web Push subscription or an FCM token: 201 when new; 200 with the
+    existing device when the user already has it (made live again if it was dead)."""
+    caller.require_user_or(user_id, "users:write")
+    device, created = await devices.register(user_id, body)
+    if not created:
+        response.status_code = 200
+        return ok(device, "device already registered")
+    return ok(device, "device registered")
+
+
+@router.get("/", response_model=Envelope[list[DeviceOut]])
+async def list_devices(
+    user_id: uuid.UUID,
+    devices: Devices,
+    caller: Caller,
+    status: StatusFilter = "all",
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 100,
+) -> dict[str, Any]:
+    caller.require_user_or(user_id, "users:write")
+    found, total = await devices.list(user_id, status, page, limit)
+    return ok(found, "devices", PaginationMeta.of(total=total, page=page, limit=limit))
+
+
+@router.get("/{device_id}/", response_model=Envelope[DeviceOut])
+async def get_device(
+    user_id: uuid.UUID, device_id: uuid.UUID, devices: Devices, caller: Caller
+) -> dict[str, Any]:
+    caller.require_user_or(user_id, "users:write")
+    return ok(await devices.get(user_id, device_id), "device found")
+
+
+@router.delete("/{device_id}/", response_model=Envelope[DeviceOut])
+async def delete_device(
+    user_id: uuid.UUID, device_id: uuid.UUID, devices: Devices, caller: Caller
+) -> dict[str, Any]:
+    caller.require_user_or(user_id, "users:write")
+    return ok(await devices.delete(user_id, device_id), "device deleted")
+
+
+@router.post("/{device_id}/dead/", response_model=Envelope[DeviceOut])
+async def mark_device_dead(
+    user_id: uuid.UUID, device_id: uuid.UUID, body: DeviceDead, devices: Devices, caller: Caller
+) -> dict[str, Any]:
+    """The push service said the device is gone: it is never used again (until the client
+    registers it anew). The push worker's call (service credential)."""
+    caller.require_service()
+    return ok(await devices.mark_dead(user_id, device_id, body.reason), "device marked dead")
