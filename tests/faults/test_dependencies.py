@@ -8,7 +8,8 @@ import asyncio
 import aio_pika
 import orjson
 
-from tests.faults.conftest import ADMIN_KEY, Start
+from tests.credentials import ADMIN_KEY
+from tests.faults.conftest import Start
 from tests.faults.harness import Run, send_many, statuses, tally, wait_quiet, wait_until_all
 from tests.helpers import wait_for_condition
 from tests.scenario import create_template, create_user, notification, wait_for_status

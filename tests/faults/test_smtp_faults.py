@@ -6,7 +6,8 @@ from __future__ import annotations
 import statistics
 from datetime import datetime
 
-from tests.faults.conftest import ADMIN_KEY, Start
+from tests.credentials import ADMIN_KEY
+from tests.faults.conftest import Start
 from tests.faults.harness import (
     Run,
     history,
