@@ -70,7 +70,11 @@ class RedisCache(Cache):
 
     def __init__(self, url: str, namespace: str = "tidings") -> None:
         self.namespace = namespace
-        self._redis = aioredis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        # A bounded pool that waits for a free connection rather than failing under a burst.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=5, socket_timeout=2, socket_connect_timeout=2
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
 
     def _key(self, key: str) -> str:
         return f"{self.namespace}:{key}"

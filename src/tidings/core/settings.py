@@ -50,6 +50,8 @@ class TidingsSettings(BaseSettings):
     user_cache_ttl_s: float = 60.0
     template_cache_ttl_s: float = 30.0
     prefetch: int = Field(default=50, ge=1)
+    # Notifications with this priority or more take the priority lane (0-9; 10: none do).
+    priority_lane_min: int = Field(default=7, ge=0, le=10)
     delivery_limit: int = Field(default=20, ge=1)
 
     # Retries of transient delivery failures (backoff with full jitter, fixed-TTL tiers).

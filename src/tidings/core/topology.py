@@ -17,9 +17,16 @@ PUSH_QUEUE = "push.queue"
 FAILED_QUEUE = "failed.queue"
 STATUS_QUEUE = "status.queue"
 
+# The priority lane: notifications with priority >= TIDINGS_PRIORITY_LANE_MIN go to their own
+# queue, consumed beside the normal one, so they overtake a backlog.
+EMAIL_PRIORITY_QUEUE = "email.priority.queue"
+PUSH_PRIORITY_QUEUE = "push.priority.queue"
+
 EMAIL_ROUTE = "email"
 PUSH_ROUTE = "push"
 FAILED_ROUTE = "failed"
+EMAIL_PRIORITY_ROUTE = "email.priority"
+PUSH_PRIORITY_ROUTE = "push.priority"
 STATUS_ROUTE = "status"
 
 # Header names the bus adds when it dead-letters a message itself.
@@ -38,12 +45,23 @@ class QueueSpec:
 QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(EMAIL_QUEUE, EMAIL_ROUTE),
     QueueSpec(PUSH_QUEUE, PUSH_ROUTE),
+    QueueSpec(EMAIL_PRIORITY_QUEUE, EMAIL_PRIORITY_ROUTE),
+    QueueSpec(PUSH_PRIORITY_QUEUE, PUSH_PRIORITY_ROUTE),
     QueueSpec(STATUS_QUEUE, STATUS_ROUTE),
     QueueSpec(FAILED_QUEUE, FAILED_ROUTE, dead_letters=False),
 )
 
 CHANNEL_ROUTES: dict[str, str] = {"email": EMAIL_ROUTE, "push": PUSH_ROUTE}
 CHANNEL_QUEUES: dict[str, str] = {"email": EMAIL_QUEUE, "push": PUSH_QUEUE}
+PRIORITY_ROUTES: dict[str, str] = {"email": EMAIL_PRIORITY_ROUTE, "push": PUSH_PRIORITY_ROUTE}
+PRIORITY_QUEUES: dict[str, str] = {"email": EMAIL_PRIORITY_QUEUE, "push": PUSH_PRIORITY_QUEUE}
+
+
+def route_for(channel: str, priority: int, lane_min: int) -> str:
+    """Where a new notification goes: its channel's priority lane or normal queue. Retries
+    go back through the normal queue."""
+    return PRIORITY_ROUTES[channel] if priority >= lane_min else CHANNEL_ROUTES[channel]
+
 
 # The delay tiers: powers of two from 1 s to 512 s (8.5 min). A wait is rounded down to a
 # tier, so the backoff's jitter survives as a spread across tiers.

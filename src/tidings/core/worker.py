@@ -29,7 +29,7 @@ from tidings.core.messages import Channel, NotificationMessage, StatusEvent, Sta
 from tidings.core.retry import RetryPolicy, tier_for
 from tidings.core.settings import TidingsSettings
 from tidings.core.status import report
-from tidings.core.topology import CHANNEL_QUEUES, CHANNEL_ROUTES, RETRY_TIERS_MS
+from tidings.core.topology import CHANNEL_QUEUES, CHANNEL_ROUTES, PRIORITY_QUEUES, RETRY_TIERS_MS
 from tidings.core.web import ServiceClient, create_service_app, make_http_client
 
 log = logging.getLogger("tidings.worker")
@@ -238,6 +238,8 @@ def create_worker_app(
             health.add("templates_service", templates_client.ping)
             handler: Handler = flow
             await the_bus.consume(CHANNEL_QUEUES[service], handler, prefetch=settings.prefetch)
+            # Its own consumer, so a backlog in the normal queue never holds it up.
+            await the_bus.consume(PRIORITY_QUEUES[service], handler, prefetch=settings.prefetch)
             try:
                 yield
             finally:

@@ -84,7 +84,9 @@ def create_app(
             relay = OutboxRelay(
                 db, the_bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s
             )
-            notifications = NotificationService(db, users, templates, relay)
+            notifications = NotificationService(
+                db, users, templates, relay, settings.priority_lane_min
+            )
             app.state.notifications = notifications
             app.state.relay = relay
 

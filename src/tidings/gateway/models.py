@@ -30,7 +30,14 @@ class GatewayBase(DeclarativeBase):
 
 class Notification(GatewayBase):
     __tablename__ = "notifications"
-    __table_args__ = (Index("ix_notifications_user_created", "user_id", "created_at"),)
+    # One index per list filter, ending in created_at: a filtered, newest-first page is an
+    # index scan however many rows there are.
+    __table_args__ = (
+        Index("ix_notifications_user_created", "user_id", "created_at"),
+        Index("ix_notifications_status_created", "status", "created_at"),
+        Index("ix_notifications_type_created", "notification_type", "created_at"),
+        Index("ix_notifications_template_created", "template_code", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
     request_id: Mapped[str] = mapped_column(String(255), unique=True)
@@ -43,7 +50,7 @@ class Notification(GatewayBase):
     priority: Mapped[int] = mapped_column(Integer)
     variables: Mapped[dict[str, Any]] = mapped_column(JSON)
     extra: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
-    status: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16))
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     correlation_id: Mapped[str] = mapped_column(String(128))
     # Where the status stands in the notification's life: (round, attempt) of the report that
@@ -82,6 +89,8 @@ class OutboxMessage(GatewayBase):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     correlation_id: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Not published before this: now for most, send_at for a scheduled notification.
+    available_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
 
 class DeadLetter(GatewayBase):

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from tidings.core.bus import Bus
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
-from tidings.gateway.models import NotificationEvent, OutboxMessage
+from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 
 log = logging.getLogger("tidings.gateway.relay")
 
@@ -73,7 +73,8 @@ class OutboxRelay:
             rows = (
                 await session.scalars(
                     select(OutboxMessage)
-                    .order_by(OutboxMessage.id)
+                    .where(OutboxMessage.available_at <= utcnow())
+                    .order_by(OutboxMessage.available_at, OutboxMessage.id)
                     .limit(self.batch_size)
                     .with_for_update(skip_locked=True)
                 )
@@ -85,6 +86,13 @@ class OutboxRelay:
             await asyncio.gather(*(self._publish(row) for row in rows))
             await session.execute(
                 delete(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows]))
+            )
+            # A scheduled notification is on its way now.
+            await session.execute(
+                update(Notification)
+                .where(Notification.id.in_([r.notification_id for r in rows]))
+                .where(Notification.status == "scheduled")
+                .values(status="pending")
             )
             session.add_all(
                 NotificationEvent(

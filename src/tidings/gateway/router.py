@@ -2,18 +2,25 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any, Literal
+from collections import Counter
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, ok
+from tidings.gateway.batch import accept_batch
 from tidings.gateway.dependencies import Notifications
+from tidings.gateway.listing import search
 from tidings.gateway.proxy import forward, passed_back
 from tidings.gateway.schemas import (
+    BatchCreate,
+    BatchItemResult,
     NotificationAccepted,
     NotificationCreate,
+    NotificationFilter,
     NotificationOut,
+    NotificationSummary,
     StatusRecorded,
     StatusUpdate,
 )
@@ -38,6 +45,53 @@ async def send_notification(
     return ok(
         result, "notification skipped" if result.status == "skipped" else "notification accepted"
     )
+
+
+@router.post(
+    "/api/v1/notifications/batch/",
+    status_code=202,
+    response_model=Envelope[list[BatchItemResult]],
+    tags=["notifications"],
+)
+async def send_batch(
+    body: BatchCreate, notifications: Notifications, caller: Caller
+) -> dict[str, Any]:
+    """Up to 1,000 notifications; a result per item, in order."""
+    caller.require("notifications:send")
+    results = await accept_batch(notifications, body.notifications)
+    counts = Counter(r.outcome for r in results)
+    summary = ", ".join(f"{counts[k]} {k}" for k in ("accepted", "duplicate", "rejected"))
+    return ok(results, summary)
+
+
+@router.delete(
+    "/api/v1/notifications/{notification_id}/",
+    response_model=Envelope[NotificationOut],
+    tags=["notifications"],
+)
+async def cancel_notification(
+    notification_id: uuid.UUID, notifications: Notifications, caller: Caller
+) -> dict[str, Any]:
+    """Cancel a notification not yet handed to the queue (a scheduled one, above all)."""
+    caller.require("notifications:send")
+    return ok(await notifications.cancel(notification_id), "notification cancelled")
+
+
+@router.get(
+    "/api/v1/notifications/",
+    response_model=Envelope[list[NotificationSummary]],
+    tags=["notifications"],
+)
+async def list_notifications(
+    request: Request, caller: Caller, query: Annotated[NotificationFilter, Query()]
+) -> dict[str, Any]:
+    """Newest first. A user sees only their own notifications."""
+    if caller.kind == "user":
+        query = query.model_copy(update={"user_id": caller.user_id})
+    else:
+        caller.require("notifications:read")
+    items, meta = await search(request.app.state.notifications.db, query)
+    return ok(items, f"{meta.total} notification(s)", meta)
 
 
 @router.get(

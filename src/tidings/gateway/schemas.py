@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     StringConstraints,
     TypeAdapter,
+    field_validator,
 )
 
 from tidings.core.auth import Scope
@@ -62,6 +63,15 @@ class NotificationCreate(BaseModel):
     # 0 (lowest) to 9 (highest); see docs/decisions.md.
     priority: Annotated[int, Field(ge=0, le=9)] = 5
     metadata: dict[str, Any] | None = None
+    # Hold the notification until then (at most a year ahead); a time in the past sends now.
+    send_at: Annotated[dt.datetime | None, AfterValidator(_as_utc)] = None
+
+    @field_validator("send_at")
+    @classmethod
+    def _not_too_far(cls, value: dt.datetime | None) -> dt.datetime | None:
+        if value is not None and value > dt.datetime.now(dt.UTC) + dt.timedelta(days=366):
+            raise ValueError("send_at is more than a year ahead")
+        return value
 
 
 class NotificationAccepted(BaseModel):
@@ -176,3 +186,46 @@ class ApiKeyCreated(ApiKeyOut):
     """The key itself is in this answer only: it is stored hashed."""
 
     key: str
+
+
+class NotificationFilter(BaseModel):
+    """GET /api/v1/notifications/: every filter optional; newest first."""
+
+    status: str | None = None
+    notification_type: Literal["email", "push"] | None = None
+    user_id: uuid.UUID | None = None
+    template_code: str | None = None
+    request_id: str | None = None
+    created_after: Annotated[dt.datetime | None, AfterValidator(_as_utc)] = None
+    created_before: Annotated[dt.datetime | None, AfterValidator(_as_utc)] = None
+    page: Annotated[int, Field(ge=1)] = 1
+    limit: Annotated[int, Field(ge=1, le=100)] = 20
+
+
+class NotificationSummary(BaseModel):
+    notification_id: uuid.UUID
+    request_id: str
+    user_id: uuid.UUID
+    notification_type: str
+    template_code: str
+    priority: int
+    status: str
+    error: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class BatchCreate(BaseModel):
+    """Up to 1,000 notifications; each is checked on its own."""
+
+    model_config = ConfigDict(extra="forbid")
+    notifications: Annotated[list[dict[str, Any]], Field(min_length=1, max_length=1000)]
+
+
+class BatchItemResult(BaseModel):
+    index: int
+    request_id: str | None
+    outcome: Literal["accepted", "duplicate", "rejected"]
+    notification_id: uuid.UUID | None = None
+    status: str | None = None
+    error: str | None = None

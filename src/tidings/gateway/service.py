@@ -9,7 +9,7 @@ import uuid
 from typing import Any
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from tidings.core.db import Database, utcnow
@@ -17,7 +17,7 @@ from tidings.core.errors import Conflict, NotFound
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import TERMINAL_STATUSES, NotificationMessage, Recipient
-from tidings.core.topology import CHANNEL_ROUTES
+from tidings.core.topology import route_for
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 from tidings.gateway.relay import OutboxRelay
@@ -49,10 +49,10 @@ def _rank(status: str) -> int:
 def may_move(current: str, new: str) -> bool:
     """Whether a report may move the status at all (every report is kept in the history).
 
-    delivered and skipped are final; failed can still become delivered (a retry or replay
+    delivered, skipped and cancelled are final; failed can still become delivered (a retry or replay
     that succeeds) or pending again (a replay).
     """
-    if current in ("delivered", "skipped"):
+    if current in ("delivered", "skipped", "cancelled"):
         return False
     if current == "failed":
         return new in ("delivered", "pending")
@@ -61,8 +61,14 @@ def may_move(current: str, new: str) -> bool:
 
 class NotificationService:
     def __init__(
-        self, db: Database, users: UserDirectory, templates: TemplateDirectory, relay: OutboxRelay
+        self,
+        db: Database,
+        users: UserDirectory,
+        templates: TemplateDirectory,
+        relay: OutboxRelay,
+        priority_lane_min: int = 7,
     ) -> None:
+        self.priority_lane_min = priority_lane_min
         self.db = db
         self.users = users
         self.templates = templates
@@ -83,24 +89,24 @@ class NotificationService:
             )
         return accepted(existing), True
 
-    async def accept(self, body: NotificationCreate) -> tuple[NotificationAccepted, bool]:
-        """Store the notification and its outgoing message in one transaction.
-
-        Returns the answer and whether it repeats an earlier request with the same id.
-        """
-        digest = body_hash(body)
-        existing = await self._by_request_id(body.request_id)
-        if existing is not None:
-            return self._repeat(existing, digest)
-
-        channel = body.notification_type
+    async def lookups(self, body: NotificationCreate) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The user and the template version (NotFound if either is unknown)."""
         user = await self.users.get(body.user_id)
-        template = await self.templates.get(body.template_code, channel, user.get("language", "en"))
+        language = user.get("language", "en")
+        template = await self.templates.get(body.template_code, body.notification_type, language)
+        return user, template
+
+    def build(
+        self, body: NotificationCreate, digest: str, user: dict[str, Any], template: dict[str, Any]
+    ) -> tuple[Notification, list[Any]]:
+        """The notification, its first history entry and (unless skipped) its outbox row."""
+        channel = body.notification_type
         skip_reason = None
         if not user.get("preferences", {}).get(channel, False):
             skip_reason = f"the user's {channel} preference is off"
-
         now = utcnow()
+        scheduled = body.send_at is not None and body.send_at > now
+        status = "skipped" if skip_reason else "scheduled" if scheduled else "pending"
         correlation = current_correlation_id()
         notification = Notification(
             id=uuid.uuid4(),
@@ -113,19 +119,21 @@ class NotificationService:
             priority=body.priority,
             variables=body.variables.model_dump(mode="json"),
             extra=body.metadata,
-            status="skipped" if skip_reason else "pending",
+            status=status,
             error=None,
             correlation_id=correlation,
+            round=0,
+            attempt=0,
             created_at=now,
             updated_at=now,
+        )
+        detail = skip_reason or (
+            f"scheduled for {body.send_at:%Y-%m-%dT%H:%M:%SZ}" if scheduled else "accepted"
         )
         rows: list[Any] = [
             notification,
             NotificationEvent(
-                notification_id=notification.id,
-                status=notification.status,
-                detail=skip_reason or "accepted",
-                created_at=now,
+                notification_id=notification.id, status=status, detail=detail, created_at=now
             ),
         ]
         if skip_reason is None:
@@ -149,12 +157,39 @@ class NotificationService:
             rows.append(
                 OutboxMessage(
                     notification_id=notification.id,
-                    routing_key=CHANNEL_ROUTES[channel],
+                    routing_key=route_for(channel, body.priority, self.priority_lane_min),
                     payload=message.dumps(),
                     correlation_id=correlation,
                     created_at=now,
+                    available_at=body.send_at if scheduled else now,
                 )
             )
+        return notification, rows
+
+    def _logged(self, n: Notification) -> None:
+        log.info(
+            "notification %s %s",
+            n.id,
+            n.status,
+            extra={
+                "notification_id": str(n.id),
+                "request_id": n.request_id,
+                "status": n.status,
+                "channel": n.notification_type,
+            },
+        )
+
+    async def accept(self, body: NotificationCreate) -> tuple[NotificationAccepted, bool]:
+        """Store the notification and its outgoing message in one transaction.
+
+        Returns the answer and whether it repeats an earlier request with the same id.
+        """
+        digest = body_hash(body)
+        existing = await self._by_request_id(body.request_id)
+        if existing is not None:
+            return self._repeat(existing, digest)
+        user, template = await self.lookups(body)
+        notification, rows = self.build(body, digest, user, template)
         async with self.db.sessions() as session:
             session.add_all(rows)
             try:
@@ -166,20 +201,39 @@ class NotificationService:
                 if existing is None:
                     raise
                 return self._repeat(existing, digest)
-        if skip_reason is None:
+        if len(rows) > 2:
             self.relay.wake()
-        log.info(
-            "notification %s %s",
-            notification.id,
-            notification.status,
-            extra={
-                "notification_id": str(notification.id),
-                "request_id": body.request_id,
-                "status": notification.status,
-                "channel": channel,
-            },
-        )
+        self._logged(notification)
         return accepted(notification), False
+
+    async def cancel(self, notification_id: uuid.UUID) -> NotificationOut:
+        """Cancel a notification whose message has not been published yet."""
+        async with self.db.sessions() as session, session.begin():
+            n = await session.scalar(
+                select(Notification).where(Notification.id == notification_id).with_for_update()
+            )
+            if n is None:
+                raise NotFound(f"notification {notification_id} not found")
+            if n.status in (*TERMINAL_STATUSES, "cancelled"):
+                raise Conflict(f"notification {notification_id} is already {n.status}")
+            removed = await session.execute(
+                delete(OutboxMessage).where(OutboxMessage.notification_id == notification_id)
+            )
+            if not removed.rowcount:  # type: ignore[attr-defined]
+                raise Conflict(
+                    f"notification {notification_id} is already on its way: too late to cancel"
+                )
+            n.status = "cancelled"
+            session.add(
+                NotificationEvent(
+                    notification_id=n.id,
+                    status="cancelled",
+                    detail="cancelled",
+                    created_at=utcnow(),
+                )
+            )
+        self._logged(n)
+        return await self.get(notification_id)
 
     async def get(self, notification_id: uuid.UUID) -> NotificationOut:
         async with self.db.sessions() as session:
