@@ -82,6 +82,11 @@ async def start_system(
     ports = {s: free_port() for s in ("gateway", "users", "templates", "email", "push")}
     base = {
         **SETTINGS,
+        # Tests send many notifications to one user and log in often: limits out of the way
+        # unless a test sets its own.
+        "recipient_rate_per_s": 1e6,
+        "recipient_burst": 1_000_000,
+        "login_burst": 1_000,
         **common,
         "smtp_url": smtp.url,
         "gateway_port": ports["gateway"],

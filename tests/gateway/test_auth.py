@@ -171,10 +171,12 @@ async def test_a_user_reaches_their_own_data_and_nobody_elses(
     assert (
         await gw.get(f"/api/v1/notifications/{world['nid']}/", headers=alice)
     ).status_code == 200
+    # Another user's notification is not even said to exist.
+    hidden = await gw.get(f"/api/v1/notifications/{world['nid']}/", headers=bob)
+    assert hidden.status_code == 404
     for answer in (
         await gw.get(f"/api/v1/users/{bob_id}/", headers=alice),
         await gw.patch(f"/api/v1/users/{bob_id}/", json={"name": "x"}, headers=alice),
-        await gw.get(f"/api/v1/notifications/{world['nid']}/", headers=bob),
         await gw.post(
             "/api/v1/templates/",
             json={"code": "x", "channel": "email", "subject": "s", "body": "b"},
@@ -246,3 +248,10 @@ async def test_revoked_key_and_services_behind_the_gateway(
     forged = await gw.get(users, headers={"X-Tidings-Principal": "eyJhbGciOiJub25lIn0.e30."})
     assert forged.status_code == 401
     assert (await gw.get(users, headers=bearer(SERVICE_TOKEN))).status_code == 200
+    # The service token is not the admin key.
+    assert (
+        await gw.get("/api/v1/admin/api-keys/", headers=bearer(SERVICE_TOKEN))
+    ).status_code == 403
+    # The gateway ignores a principal token sent from outside: the caller is the key's.
+    sealed = {"X-Tidings-Principal": "anything", **bearer(world["keys"]["users:write"])}
+    assert (await gw.get("/api/v1/admin/api-keys/", headers=sealed)).status_code == 403

@@ -31,14 +31,20 @@ ApiKeyResolver = Callable[[str], Awaitable[Principal]]
 
 
 class Access:
-    def __init__(self, settings: TidingsSettings, api_keys: ApiKeyResolver | None = None) -> None:
+    def __init__(
+        self,
+        settings: TidingsSettings,
+        api_keys: ApiKeyResolver | None = None,
+        limit: Callable[[Principal], Awaitable[None]] | None = None,
+    ) -> None:
         """``api_keys``: the gateway's resolver. Without one (the users and templates
         services) the gateway's sealed principal is accepted instead; the gateway itself
-        never takes one from outside."""
+        never takes one from outside. ``limit``: the gateway's rate limit per API key."""
         self.secret_key = settings.secret("secret_key")
         self.service_token = settings.secret("service_token")
         self.admin_key = settings.secret("admin_api_key")
         self.api_keys = api_keys
+        self.limit = limit
 
     async def authenticate(self, request: Request) -> Principal:
         sealed = request.headers.get(PRINCIPAL_HEADER)
@@ -54,7 +60,10 @@ class Access:
         if token.startswith(API_KEY_PREFIX):
             if self.api_keys is None:
                 raise Unauthorized("API keys are accepted by the gateway only")
-            return await self.api_keys(token)
+            principal = await self.api_keys(token)
+            if self.limit is not None:
+                await self.limit(principal)  # per key: 429 with Retry-After past it
+            return principal
         return user_principal(self.secret_key, token)
 
 

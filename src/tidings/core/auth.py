@@ -59,18 +59,18 @@ class Principal(BaseModel):
     burst: int | None = None
 
     @property
-    def privileged(self) -> bool:
-        return self.kind in ("admin", "service") or "admin" in self.scopes
+    def is_admin(self) -> bool:
+        return self.kind == "admin" or "admin" in self.scopes
 
     def may(self, scope: str) -> bool:
-        return self.privileged or scope in self.scopes
+        return self.is_admin or scope in self.scopes
 
     def require(self, scope: str) -> None:
         if not self.may(scope):
             raise Forbidden(f"this credential lacks the {scope!r} scope")
 
     def require_service(self) -> None:
-        if not self.privileged:
+        if not (self.is_admin or self.kind == "service"):
             raise Forbidden("this needs the service credential (or the admin key)")
 
     def require_user_or(self, user_id: uuid.UUID, scope: str) -> None:
@@ -83,7 +83,11 @@ class Principal(BaseModel):
 
 
 ADMIN = Principal(kind="admin", subject="admin", scopes=frozenset({"admin"}))
-SERVICE = Principal(kind="service", subject="service", scopes=frozenset({"admin"}))
+# What the services need of each other: users and their devices, notifications. Not admin:
+# a leaked service token cannot make API keys or replay dead letters.
+SERVICE = Principal(
+    kind="service", subject="service", scopes=frozenset({"users:write", "notifications:read"})
+)
 
 
 def bearer(authorization: str | None) -> str | None:

@@ -83,6 +83,14 @@ class TidingsSettings(BaseSettings):
     service_token: SecretStr | None = None
     access_token_ttl_s: float = Field(default=900.0, gt=0)
     refresh_token_ttl_s: float = Field(default=14 * 86400.0, gt=0)
+    # Rate limits (token buckets): per API key (a key may have its own), per recipient, and
+    # login attempts per client address.
+    rate_limit_per_s: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    recipient_rate_per_s: float = Field(default=1.0, gt=0)
+    recipient_burst: int = Field(default=30, ge=1)
+    login_rate_per_s: float = Field(default=0.5, gt=0)
+    login_burst: int = Field(default=10, ge=1)
     # Browser origins allowed to call the API (comma-separated; empty: none).
     cors_origins: str = ""
     gateway_url: str | None = None

@@ -42,6 +42,7 @@ _REASONS = {
     404: "not found",
     405: "method not allowed",
     409: "conflict",
+    429: "too many requests",
     413: "request body too large",
     422: "validation failed",
     503: "unavailable",
@@ -168,8 +169,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TidingsError)
     async def _tidings(_: Request, exc: TidingsError) -> JSONResponse:
+        retry_after = getattr(exc, "retry_after_header", None)
         return JSONResponse(
-            failure(exc.message, _REASONS.get(exc.status_code, "error")), exc.status_code
+            failure(exc.message, _REASONS.get(exc.status_code, "error")),
+            exc.status_code,
+            headers={"Retry-After": retry_after} if retry_after else None,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -323,6 +327,11 @@ class ServiceClient:
             raise DependencyUnavailable(
                 f"{self.name} service answered {response.status_code} without an envelope"
             ) from exc
+        if response.status_code in (401, 403):
+            # Our own credential refused: a misconfiguration, not the caller's input.
+            raise DependencyUnavailable(
+                f"{self.name} service refused the service credential: {body.get('error')}"
+            )
         if response.status_code == 404:
             raise NotFound(body.get("error") or f"not found at {self.name} service")
         if response.status_code >= 500:

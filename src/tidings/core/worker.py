@@ -34,6 +34,9 @@ from tidings.core.web import ServiceClient, create_service_app, make_http_client
 
 log = logging.getLogger("tidings.worker")
 
+# How long a message held by a provider-auth failure waits before it tries again.
+PROVIDER_AUTH_WAIT_S = 60.0
+
 # Render and send one notification; returns the receiving side's reply. Raises a
 # DeliveryError (classified) or DependencyUnavailable (a breaker is open, a service is down:
 # the message waits without spending an attempt).
@@ -98,11 +101,17 @@ class DeliveryFlow:
         except DependencyUnavailable as exc:
             await self._wait(n, exc)
             return
-        except (TransientError, ProviderAuthError) as exc:
-            if isinstance(exc, ProviderAuthError):
-                log.error(
-                    "ALERT provider refused our credentials: %s", exc.message, extra={"alert": True}
-                )
+        except ProviderAuthError as exc:
+            # Alert and hold: our credentials are wrong, not the message; it waits (without
+            # spending attempts) for someone to fix them, up to max_wait_s.
+            log.error(
+                "ALERT provider refused our credentials: %s", exc.message, extra={"alert": True}
+            )
+            await self._wait(
+                n, DependencyUnavailable(f"provider-auth: {exc.message}"), PROVIDER_AUTH_WAIT_S
+            )
+            return
+        except TransientError as exc:
             await self._retry_or_fail(n, exc)
             return
         except NoRecipient as exc:
@@ -128,7 +137,9 @@ class DeliveryFlow:
         await self.deliveries.mark_sent(n.notification_id, reply)
         return reply
 
-    async def _wait(self, n: NotificationMessage, exc: DependencyUnavailable) -> None:
+    async def _wait(
+        self, n: NotificationMessage, exc: DependencyUnavailable, wait_s: float | None = None
+    ) -> None:
         """A breaker is open or a dependency is down: try again later without spending an
         attempt, until the notification has waited ``max_wait_s`` in all."""
         waited_s = (now_ms() - (n.first_try_ms or now_ms())) / 1000
@@ -137,7 +148,8 @@ class DeliveryFlow:
                 n, f"transient: still unavailable after {self.max_wait_s:g}s: {exc.message}"
             )
         await self.deliveries.release(n.notification_id, exc.message)
-        wait_s = exc.retry_after_s if isinstance(exc, BreakerOpen) else self.policy.base_s
+        if wait_s is None:
+            wait_s = exc.retry_after_s if isinstance(exc, BreakerOpen) else self.policy.base_s
         await self._report(
             n, "pending", detail=f"waiting {tier_for(wait_s) / 1000:g}s: {exc.message}"
         )

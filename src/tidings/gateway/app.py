@@ -7,10 +7,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from tidings.core.access import Access
+from tidings.core.auth import Principal
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, open_cache
 from tidings.core.lookups import TemplateDirectory
+from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
 from tidings.core.web import ServiceClient, app_database, create_service_app, make_http_client
 from tidings.gateway.admin import router as admin_router
@@ -48,7 +50,20 @@ def create_app(
             if the_cache is None:
                 the_cache = open_cache(settings.redis_url, settings.cache_namespace)
                 stack.push_async_callback(the_cache.close)
-            app.state.access = Access(settings, api_keys=api_keys.resolve)
+            limiter = open_rate_limiter(settings.redis_url, settings.cache_namespace)
+            app.state.limiter = limiter
+            stack.push_async_callback(limiter.close)
+            app.state.settings = settings
+
+            async def limit_key(caller: Principal) -> None:
+                await limiter.check(
+                    f"key:{caller.subject}",
+                    caller.rate_per_s or settings.rate_limit_per_s,
+                    caller.burst or settings.rate_limit_burst,
+                    "this API key",
+                )
+
+            app.state.access = Access(settings, api_keys=api_keys.resolve, limit=limit_key)
             token = settings.secret("service_token")
             timeout_s = settings.http_timeout_s
             # Look-ups carry the service credential; proxied requests carry the caller only.
@@ -86,6 +101,11 @@ def create_app(
             )
             notifications = NotificationService(
                 db, users, templates, relay, settings.priority_lane_min
+            )
+            notifications.recipient_limit = (
+                limiter,
+                settings.recipient_rate_per_s,
+                settings.recipient_burst,
             )
             app.state.notifications = notifications
             app.state.relay = relay

@@ -102,6 +102,13 @@ async def _accept(
         if isinstance(found, BaseException):
             raise found
         user, template = found
+        try:
+            await service.admit(bodies[i], user)
+        except TidingsError as exc:
+            results[i] = BatchItemResult(
+                index=i, request_id=bodies[i].request_id, outcome="rejected", error=exc.message
+            )
+            continue
         notification, item_rows = service.build(bodies[i], digests[i], user, template)
         built[i] = notification
         rows.extend(item_rows)

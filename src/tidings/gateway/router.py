@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, ok
+from tidings.core.errors import NotFound
 from tidings.gateway.batch import accept_batch
 from tidings.gateway.dependencies import Notifications
 from tidings.gateway.listing import search
@@ -103,6 +104,9 @@ async def get_notification(
     notification_id: uuid.UUID, notifications: Notifications, caller: Caller
 ) -> dict[str, Any]:
     found = await notifications.get(notification_id)
+    if caller.kind == "user" and caller.user_id != found.user_id:
+        # Not 403: another user's notification is not even said to exist.
+        raise NotFound(f"notification {notification_id} not found")
     caller.require_user_or(found.user_id, "notifications:read")
     return ok(found, "notification found")
 
@@ -153,5 +157,11 @@ async def templates_proxy(request: Request, path: str, caller: Caller) -> Respon
 
 @router.api_route("/api/v1/auth/{path:path}", methods=["POST"], include_in_schema=False)
 async def auth_proxy(request: Request, path: str) -> Response:
-    """Login and refresh, forwarded to the users service: no credential needed."""
+    """Login and refresh, forwarded to the users service: no credential needed, but a
+    rate limit per client address against password guessing."""
+    settings = request.app.state.settings
+    client = request.client.host if request.client else "unknown"
+    await request.app.state.limiter.check(
+        f"login:{client}", settings.login_rate_per_s, settings.login_burst, "login attempts"
+    )
     return passed_back(await forward(request, request.app.state.users_http, "users", None))

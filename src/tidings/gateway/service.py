@@ -17,6 +17,7 @@ from tidings.core.errors import Conflict, NotFound
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import TERMINAL_STATUSES, NotificationMessage, Recipient
+from tidings.core.ratelimit import RateLimiter
 from tidings.core.topology import route_for
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
@@ -69,6 +70,8 @@ class NotificationService:
         priority_lane_min: int = 7,
     ) -> None:
         self.priority_lane_min = priority_lane_min
+        # (limiter, rate per second, burst) per recipient; None: no limit.
+        self.recipient_limit: tuple[RateLimiter, float, int] | None = None
         self.db = db
         self.users = users
         self.templates = templates
@@ -95,6 +98,15 @@ class NotificationService:
         language = user.get("language", "en")
         template = await self.templates.get(body.template_code, body.notification_type, language)
         return user, template
+
+    async def admit(self, body: NotificationCreate, user: dict[str, Any]) -> None:
+        """The per-recipient rate limit (a skipped notification sends nothing: not counted)."""
+        if self.recipient_limit is None:
+            return
+        if not user.get("preferences", {}).get(body.notification_type, False):
+            return
+        limiter, rate_per_s, burst = self.recipient_limit
+        await limiter.check(f"user:{body.user_id}", rate_per_s, burst, "notifications to this user")
 
     def build(
         self, body: NotificationCreate, digest: str, user: dict[str, Any], template: dict[str, Any]
@@ -189,6 +201,7 @@ class NotificationService:
         if existing is not None:
             return self._repeat(existing, digest)
         user, template = await self.lookups(body)
+        await self.admit(body, user)
         notification, rows = self.build(body, digest, user, template)
         async with self.db.sessions() as session:
             session.add_all(rows)

@@ -1,0 +1,112 @@
+"""Rate limits: token buckets, in Redis (shared by every gateway replica) or in process.
+
+A bucket holds up to ``burst`` tokens and refills at ``rate_per_s``; each request takes one.
+``take`` answers 0 when the request may go, or how many seconds until it may (the
+``Retry-After``). Written here rather than with a library because the limit is one Lua script
+on the Redis the project already has, and the in-process twin is ten lines.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from abc import ABC, abstractmethod
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from tidings.core.cache import MemoryCache
+from tidings.core.errors import TidingsError
+
+log = logging.getLogger("tidings.ratelimit")
+
+
+class RateLimited(TidingsError):
+    status_code = 429
+    default_message = "too many requests"
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def retry_after_header(self) -> str:
+        return str(max(1, math.ceil(self.retry_after_s)))
+
+
+class RateLimiter(ABC):
+    @abstractmethod
+    async def take(self, key: str, rate_per_s: float, burst: int) -> float: ...
+
+    async def close(self) -> None:  # noqa: B027 - only the Redis adapter holds anything
+        pass
+
+    async def check(self, key: str, rate_per_s: float, burst: int, what: str) -> None:
+        wait_s = await self.take(key, rate_per_s, burst)
+        if wait_s > 0:
+            raise RateLimited(f"rate limit of {what} reached; retry in {wait_s:.1f}s", wait_s)
+
+
+class MemoryRateLimiter(RateLimiter):
+    def __init__(self) -> None:
+        self._buckets = MemoryCache(max_entries=100_000)
+
+    async def take(self, key: str, rate_per_s: float, burst: int) -> float:
+        now = time.monotonic()
+        raw = await self._buckets.get(key)
+        tokens, then = (float(x) for x in raw.split(b" ")) if raw else (float(burst), now)
+        tokens = min(float(burst), tokens + (now - then) * rate_per_s)
+        wait_s = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait_s = (1 - tokens) / rate_per_s
+        await self._buckets.set(key, f"{tokens} {now}".encode(), burst / rate_per_s + 1)
+        return wait_s
+
+
+# One round trip, atomic: refill by the time elapsed (Redis's own clock), take a token or
+# say how long until one is there.
+_BUCKET = """
+local now_parts = redis.call('TIME')
+local now = tonumber(now_parts[1]) + tonumber(now_parts[2]) / 1000000
+local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local state = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(state[1]) or burst
+local ts = tonumber(state[2]) or now
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+return tostring(wait)
+"""
+
+
+class RedisRateLimiter(RateLimiter):
+    def __init__(self, url: str, namespace: str) -> None:
+        self.namespace = namespace
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=64, timeout=5, socket_timeout=2, socket_connect_timeout=2
+        )
+        self._redis = aioredis.Redis(connection_pool=pool)
+        self._script = self._redis.register_script(_BUCKET)
+
+    async def take(self, key: str, rate_per_s: float, burst: int) -> float:
+        try:
+            answer = await self._script(
+                keys=[f"{self.namespace}:rl:{key}"], args=[rate_per_s, burst]
+            )
+        except RedisError as exc:
+            # Fail open: Redis down should not stop notifications; it is in /health.
+            log.warning("rate limit not checked, Redis unavailable: %s", exc)
+            return 0.0
+        return float(answer)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+
+def open_rate_limiter(redis_url: str | None, namespace: str) -> RateLimiter:
+    return RedisRateLimiter(redis_url, namespace) if redis_url else MemoryRateLimiter()
