@@ -34,16 +34,25 @@ class Sent:
     at: float
 
 
+def fcm_error_body(
+    code: int, status: str, error_code: str | None, message: str, field: str | None = None
+) -> dict[str, Any]:
+    """A google.rpc.Status as FCM answers it; ``field``: a BadRequest field violation."""
+    details: list[dict[str, Any]] = []
+    if error_code:
+        details.append({"@type": FCM_ERROR, "errorCode": error_code})
+    if field:
+        details.append(
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"field": field, "description": message}],
+            }
+        )
+    return {"error": {"code": code, "message": message, "status": status, "details": details}}
+
+
 def fcm_error(code: int, status: str, error_code: str, message: str) -> JSONResponse:
-    body = {
-        "error": {
-            "code": code,
-            "message": message,
-            "status": status,
-            "details": [{"@type": FCM_ERROR, "errorCode": error_code}],
-        }
-    }
-    return JSONResponse(body, status_code=code)
+    return JSONResponse(fcm_error_body(code, status, error_code, message), status_code=code)
 
 
 class FcmPeer:
@@ -55,6 +64,9 @@ class FcmPeer:
         self.token_requests = 0
         self.refused_bearers = 0
         self.unregistered: set[str] = set()  # device tokens answered UNREGISTERED
+        # Answers to give a device token before it is accepted: (status, JSON body, headers).
+        self.scripts: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
+        self.attempts: list[tuple[str, float]] = []  # (device token, when) of every send
         self.sent: list[Sent] = []
         self.problems: list[str] = []
         self.changed = asyncio.Condition()
@@ -81,6 +93,9 @@ class FcmPeer:
     def expire_all(self) -> None:
         """Every token issued so far stops working (as if revoked)."""
         self.tokens.clear()
+
+    def attempts_at(self, device_token: str) -> list[float]:
+        return [at for token, at in self.attempts if token == device_token]
 
     def sent_to(self, device_token: str) -> list[Sent]:
         return [s for s in self.sent if s.message.get("token") == device_token]
@@ -157,6 +172,13 @@ class FcmPeer:
         problem = self._check_message(message)
         if problem is not None:
             return await self._problem(problem)
+        async with self.changed:
+            self.attempts.append((message["token"], time.monotonic()))
+            self.changed.notify_all()
+        script = self.scripts.get(message["token"])
+        if script:
+            status, answer, headers = script.pop(0)
+            return JSONResponse(answer, status_code=status, headers=headers)
         if message["token"] in self.unregistered:
             return fcm_error(404, "NOT_FOUND", "UNREGISTERED", "Requested entity was not found.")
         async with self.changed:

@@ -7,12 +7,22 @@ from typing import Any
 
 import httpx
 
+from tests.credentials import SETTINGS
 from tests.helpers import wait_for_condition
+from tests.push.keys import BrowserKeys
 from tests.scenario import create_user, notification
+from tidings.cli_push import generate_vapid_keys
+from tidings.push_worker.app import webpush_sender
+from tidings.push_worker.senders import Device, PushContent
+from tidings.push_worker.senders.netguard import Resolver, system_resolver
+from tidings.push_worker.senders.webpush import WebPushSender
+from tidings.push_worker.settings import PushSettings
 
-# The gateway still skips a push notification for a user without a push_token: users whose
-# devices are registered through the devices API carry this placeholder (stored, but not
-# shaped like an FCM token, so it registers no device).
+CONTENT = PushContent(notification_id="n-1", title="Hello", body="Hi", image=None, link=None)
+
+# A push_token that is not shaped like an FCM token registers no device (it is kept on the
+# user as it is): users whose devices come from the devices API carry this one, so that the
+# devices a test adds are all the user has.
 DEVICES_PLACEHOLDER = "devices-api"
 
 
@@ -78,3 +88,44 @@ async def devices_of(gw: httpx.AsyncClient, user_id: str) -> dict[str, dict[str,
     answer = await gw.get(f"/api/v1/users/{user_id}/devices/")
     assert answer.status_code == 200, answer.text
     return {d["device_id"]: d for d in answer.json()["data"]}
+
+
+def standalone_sender(
+    *,
+    allow_insecure: bool = True,
+    resolve: Resolver = system_resolver,
+    failures: int = 2,
+    vapid_private_key: str | None = None,
+) -> WebPushSender:
+    """The push worker's Web Push sender as app.py builds it, outside any service."""
+    settings = PushSettings(
+        **SETTINGS,
+        vapid_private_key=vapid_private_key or generate_vapid_keys()[0],
+        webpush_allow_insecure=allow_insecure,
+        push_breaker_failures=failures,
+        push_breaker_reset_s=60.0,
+        push_timeout_s=5.0,
+    )
+    return webpush_sender(settings, resolve)
+
+
+def webpush_device(endpoint: str, keys: BrowserKeys | None = None) -> Device:
+    keys = keys or BrowserKeys.new()
+    return Device(
+        device_id=uuid.uuid4().hex,
+        kind="webpush",
+        endpoint=endpoint,
+        p256dh=keys.p256dh,
+        auth=keys.auth,
+    )
+
+
+def subscribed_device(subscription: dict[str, Any]) -> Device:
+    """A device for a ``WebPushReceiver.subscribe()`` subscription."""
+    return Device(
+        device_id=uuid.uuid4().hex,
+        kind="webpush",
+        endpoint=subscription["endpoint"],
+        p256dh=subscription["keys"]["p256dh"],
+        auth=subscription["keys"]["auth"],
+    )

@@ -3,8 +3,7 @@ VAPID and decrypts the aes128gcm body with the subscription's private key."""
 
 from __future__ import annotations
 
-import time
-
+from tests.helpers import wait_for_condition
 from tests.push.conftest import PushWorld
 from tests.push.support import (
     add_webpush,
@@ -97,10 +96,61 @@ async def test_a_payload_over_4kb_fails_permanently_before_sending(world: PushWo
     user_id = await push_user(gw)
     big = receiver.subscribe()
     await add_webpush(gw, user_id, big)
-    started = time.monotonic()
     nid = await send_push(gw, user_id, code, variables={"meta": {"blob": "x" * 5000}})
     done = await final_status(gw, nid)
     assert done["status"] == "failed", done
     assert "Web Push carries at most 3993" in done["error"]
     assert receiver.attempts_at(big) == [], "an oversized payload was sent"
-    assert time.monotonic() - started < 20
+
+
+async def test_refused_credentials_and_server_errors_are_retried(world: PushWorld) -> None:
+    """401 and 403 (VAPID refused) are provider-auth, 5xx transient: each spends an
+    attempt, and the notification arrives once the push service takes it."""
+    gw, receiver = world.system.gateway, world.webpush
+    code = await push_template(gw)
+    user_id = await push_user(gw)
+    device = receiver.subscribe()
+    await add_webpush(gw, user_id, device)
+    receiver.scripts[receiver.sid_of(device)] = Script(
+        answers=[(401, {}), (403, {}), (503, {})], body=b"stack trace of the push service"
+    )
+
+    done = await final_status(gw, await send_push(gw, user_id, code))
+
+    assert done["status"] == "delivered", done
+    errors = [h["error"] for h in done["history"] if h["status"] == "pending" and h["error"]]
+    assert len(errors) == 3, errors
+    assert "provider_auth" in errors[0] and "VAPID credentials: 401" in errors[0]
+    assert "provider_auth" in errors[1] and "VAPID credentials: 403" in errors[1]
+    assert "transient" in errors[2] and "answered 503" in errors[2]
+    assert not any("stack trace" in e for e in errors)
+    assert len(receiver.received_by(device)) == 1
+
+
+async def test_a_device_that_failed_then_vanished_makes_it_failed_not_skipped(
+    world: PushWorld,
+) -> None:
+    """One device gone (410) in the first attempt, the other deleted before the retry:
+    the notification failed, with the gone device's reason; it was not 'skipped'."""
+    gw, receiver = world.system.gateway, world.webpush
+    code = await push_template(gw)
+    user_id = await push_user(gw)
+    gone, busy = receiver.subscribe(), receiver.subscribe()
+    gone_id = await add_webpush(gw, user_id, gone)
+    busy_id = await add_webpush(gw, user_id, busy)
+    receiver.scripts[receiver.sid_of(gone)] = Script(forever=(410, {}))
+    receiver.scripts[receiver.sid_of(busy)] = Script(answers=[(429, {"Retry-After": "3"})])
+
+    nid = await send_push(gw, user_id, code)
+
+    async def first_attempt_recorded() -> bool:
+        return (await devices_of(gw, user_id))[gone_id]["status"] == "dead"
+
+    await wait_for_condition(first_attempt_recorded, timeout_s=30, what="the 410 recorded")
+    deleted = await gw.delete(f"/api/v1/users/{user_id}/devices/{busy_id}/")
+    assert deleted.status_code == 200
+    done = await final_status(gw, nid)
+
+    assert done["status"] == "failed", done
+    assert "subscription gone" in done["error"] and gone_id in done["error"]
+    assert len(receiver.attempts_at(busy)) == 1

@@ -42,6 +42,7 @@ class Script:
 
     answers: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     forever: tuple[int, dict[str, str]] | None = None
+    body: bytes = b""  # of every scripted answer
 
 
 def _b64decode(value: str) -> bytes:
@@ -126,7 +127,7 @@ class WebPushReceiver:
         script = self.scripts.get(sid)
         if script and (script.answers or script.forever):
             status, headers = script.answers.pop(0) if script.answers else script.forever  # type: ignore[misc]
-            return Response(b"", status_code=status, headers=headers)
+            return Response(script.body, status_code=status, headers=headers)
         problem = self._verify_vapid(request.headers.get("authorization", ""))
         if problem is None and request.headers.get("content-encoding") != "aes128gcm":
             problem = f"Content-Encoding {request.headers.get('content-encoding')!r}"

@@ -34,9 +34,14 @@ class TidingsSettings(BaseSettings):
     templates_port: int = 8002
     email_port: int = 8003
     push_port: int = 8004
-    # Where services find each other; default: the host and port above.
+    # Where services find each other. Set: that address, always. Unset: the instances
+    # registered in Redis (round robin), or the host and port above.
     users_url: str | None = None
     templates_url: str | None = None
+    # The host other services should use to reach this one (default: TIDINGS_HOST, or
+    # 127.0.0.1 when that is 0.0.0.0), and how often an instance renews its registration.
+    advertise_host: str | None = None
+    heartbeat_s: float = Field(default=2.0, gt=0)
 
     data_dir: Path = Path(".tidings")
     smtp_capture_port: int = 1025
@@ -120,6 +125,15 @@ class TidingsSettings(BaseSettings):
             "push": self.push_port,
         }
         return ports[service]
+
+    def advertised_url(self, service: ServiceName) -> str:
+        host = self.advertise_host or ("127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host)
+        return f"http://{host}:{self.port_of(service)}"
+
+    def discovers(self, service: Literal["users", "templates"]) -> bool:
+        """Found through the registry: Redis is there and no static URL is set."""
+        explicit = self.users_url if service == "users" else self.templates_url
+        return bool(self.redis_url) and explicit is None
 
     def url_of(self, service: Literal["gateway", "users", "templates"]) -> str:
         explicit = {

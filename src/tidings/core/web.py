@@ -8,6 +8,7 @@ import logging
 import os
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -17,11 +18,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.db import Database, open_database
+from tidings.core.discovery import INSTANCE_HEADER, Endpoints, Heartbeat, Registry
 from tidings.core.envelope import Envelope, failure, ok
 from tidings.core.errors import (
     DependencyUnavailable,
@@ -30,6 +33,7 @@ from tidings.core.errors import (
     TidingsError,
 )
 from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
+from tidings.core.settings import ServiceName, TidingsSettings
 
 log = logging.getLogger("tidings.http")
 
@@ -53,8 +57,9 @@ class CorrelationMiddleware:
     """Sets the correlation id for the request (from the header, or a new one), echoes it in
     the response, and logs one line per request with its duration."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, instance_id: str = "") -> None:
         self.app = app
+        self.instance = (INSTANCE_HEADER.lower().encode(), instance_id.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,8 +77,8 @@ class CorrelationMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message.setdefault("headers", []).append(
-                    (CORRELATION_HEADER.lower().encode(), cid.encode())
+                message.setdefault("headers", []).extend(
+                    [(CORRELATION_HEADER.lower().encode(), cid.encode()), self.instance]
                 )
             await send(message)
 
@@ -195,6 +200,8 @@ class HealthRegistry:
 
     def __init__(self) -> None:
         self.checks: dict[str, HealthCheck] = {}
+        # Facts shown in /health that are not pass/fail (the instances a gateway sees).
+        self.info: dict[str, Callable[[], Awaitable[Any]]] = {}
 
     def add(self, name: str, check: HealthCheck) -> None:
         self.checks[name] = check
@@ -222,20 +229,50 @@ async def app_database(app: FastAPI, url: str, schema: str) -> AsyncIterator[Dat
 
 
 def create_service_app(
-    service: str,
+    service: ServiceName,
     *,
     max_body_bytes: int,
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
     description: str = "",
     cors_origins: str = "",
+    settings: TidingsSettings | None = None,
 ) -> FastAPI:
     """A FastAPI app with the envelope, correlation ids, body limits and /health."""
+    instance_id = uuid.uuid4().hex[:12]
+
+    @asynccontextmanager
+    async def announced(app: FastAPI) -> AsyncIterator[None]:
+        """The service's own lifespan, then its registration (when discovery is on)."""
+        registry = None
+        if settings is not None and settings.redis_url:
+            registry = Registry(settings.redis_url, settings.cache_namespace)
+        app.state.registry = registry
+        async with lifespan(app):
+            heartbeat = None
+            if registry is not None and settings is not None:
+                heartbeat = Heartbeat(
+                    registry, service, settings.advertised_url(service), settings.heartbeat_s
+                )
+                try:
+                    await heartbeat.start()
+                except RedisError as exc:
+                    log.warning("not registered for discovery: %s", exc)
+                    heartbeat = None
+            try:
+                yield
+            finally:
+                if heartbeat is not None:
+                    await heartbeat.stop()
+                if registry is not None:
+                    await registry.close()
+
     app = FastAPI(
         title=f"Tidings {service}",
         description=description,
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=announced,
     )
+    app.state.instance_id = instance_id
     app.state.service = service
     app.state.health = HealthRegistry()
     install_error_handlers(app)
@@ -248,18 +285,21 @@ def create_service_app(
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", CORRELATION_HEADER],
         )
-    app.add_middleware(CorrelationMiddleware)
+    app.add_middleware(CorrelationMiddleware, instance_id=instance_id)
 
     @app.get("/health", response_model=Envelope[dict[str, Any]], tags=["health"])
     async def health(request: Request) -> JSONResponse:
         checks = await request.app.state.health.run()
         healthy = all(v == "ok" for v in checks.values())
+        info = {name: await show() for name, show in request.app.state.health.info.items()}
         body = ok(
             {
                 "service": service,
                 "status": "ok" if healthy else "degraded",
                 "pid": os.getpid(),
+                "instance_id": request.app.state.instance_id,
                 "checks": checks,
+                **info,
             },
             "healthy" if healthy else "degraded",
         )
@@ -299,11 +339,16 @@ class ServiceClient:
     """
 
     def __init__(
-        self, name: str, client: httpx.AsyncClient, breaker: CircuitBreaker | None = None
+        self,
+        name: str,
+        client: httpx.AsyncClient,
+        breaker: CircuitBreaker | None = None,
+        endpoints: Endpoints | None = None,
     ) -> None:
         self.name = name
         self.client = client
         self.breaker = breaker
+        self.endpoints = endpoints
 
     async def request(
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None
@@ -317,8 +362,9 @@ class ServiceClient:
     async def _request(
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, str] | None = None
     ) -> Any:
+        url = (await self.endpoints.pick()) + path if self.endpoints is not None else path
         try:
-            response = await self.client.request(method, path, json=json, params=params)
+            response = await self.client.request(method, url, json=json, params=params)
         except httpx.HTTPError as exc:
             raise DependencyUnavailable(f"{self.name} service unreachable: {exc!r}") from exc
         try:

@@ -17,6 +17,7 @@ from tidings.core.breaker import BreakerOpen, CircuitBreaker
 from tidings.core.bus import Bus, BusMessage, DeadLetter, Handler, open_bus, parse
 from tidings.core.db import open_database
 from tidings.core.deliveries import DeliveryStore
+from tidings.core.discovery import Endpoints
 from tidings.core.errors import (
     DeliveryError,
     DependencyUnavailable,
@@ -234,7 +235,12 @@ def create_worker_app(
                 failure_threshold=settings.templates_breaker_failures,
                 reset_timeout_s=settings.templates_breaker_reset_s,
             )
-            templates_client = ServiceClient("templates", http, breaker)
+            endpoints = Endpoints(
+                "templates",
+                settings.url_of("templates"),
+                app.state.registry if settings.discovers("templates") else None,
+            )
+            templates_client = ServiceClient("templates", http, breaker, endpoints)
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
             deliver = await make_deliver(stack, templates, health.add)
             flow = DeliveryFlow(
@@ -264,4 +270,5 @@ def create_worker_app(
         lifespan=lifespan,
         description=description,
         cors_origins=settings.cors_origins,
+        settings=settings,
     )

@@ -11,6 +11,7 @@ from tidings.core.auth import Principal
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, open_cache
+from tidings.core.discovery import Endpoints
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
@@ -89,10 +90,31 @@ def create_app(
                 failure_threshold=settings.templates_breaker_failures,
                 reset_timeout_s=settings.templates_breaker_reset_s,
             )
-            users_client = ServiceClient("users", users_http, users_breaker)
+            registry = app.state.registry
+            users_endpoints = Endpoints(
+                "users", settings.url_of("users"), registry if settings.discovers("users") else None
+            )
+            templates_endpoints = Endpoints(
+                "templates",
+                settings.url_of("templates"),
+                registry if settings.discovers("templates") else None,
+            )
+            app.state.users_endpoints = users_endpoints
+            app.state.templates_endpoints = templates_endpoints
+
+            async def instances() -> dict[str, list[str]]:
+                return {
+                    "users": await users_endpoints.seen(),
+                    "templates": await templates_endpoints.seen(),
+                }
+
+            app.state.health.info["instances"] = instances
+            users_client = ServiceClient("users", users_http, users_breaker, users_endpoints)
             users = UserDirectory(users_client, the_cache, settings.user_cache_ttl_s)
             app.state.user_directory = users
-            templates_client = ServiceClient("templates", templates_http, templates_breaker)
+            templates_client = ServiceClient(
+                "templates", templates_http, templates_breaker, templates_endpoints
+            )
             templates = TemplateDirectory(
                 templates_client, settings.template_cache_ttl_s, last_known=True
             )
@@ -139,6 +161,7 @@ def create_app(
         lifespan=lifespan,
         description="The public entry point of Tidings: send notifications, follow their status.",
         cors_origins=settings.cors_origins,
+        settings=settings,
     )
     app.include_router(router)
     app.include_router(admin_router)

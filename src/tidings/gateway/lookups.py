@@ -60,7 +60,7 @@ class UserDirectory:
             raw = orjson.dumps(user)
             await self._cache_set(key, raw, self.ttl_s)
             await self._cache_set(f"user-last:{user_id}", raw, LAST_KNOWN_TTL_S)
-        await self._local.set(key, raw, LOCAL_TTL_S)
+        await self._local.set(key, raw, min(LOCAL_TTL_S, self.ttl_s))
         return dict(orjson.loads(raw))
 
     async def forget(self, user_id: uuid.UUID) -> None:

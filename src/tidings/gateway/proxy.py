@@ -7,6 +7,7 @@ import httpx
 from fastapi import Request, Response
 
 from tidings.core.auth import PRINCIPAL_HEADER, Principal, seal
+from tidings.core.discovery import INSTANCE_HEADER, Endpoints
 from tidings.core.errors import DependencyUnavailable
 
 # Not Authorization: the caller travels as the sealed principal.
@@ -14,7 +15,10 @@ _FORWARDED = ("content-type", "accept", "accept-language")
 
 
 async def forward(
-    request: Request, client: httpx.AsyncClient, service: str, caller: Principal | None
+    request: Request,
+    client: httpx.AsyncClient,
+    endpoints: Endpoints,
+    caller: Principal | None,
 ) -> httpx.Response:
     """Send the request on; the services' paths all end in a slash, so add one if missing
     (a redirect from the service would point at the service, not at the gateway)."""
@@ -23,10 +27,11 @@ async def forward(
         # The service trusts this, signed by us, instead of checking the client's key again.
         headers[PRINCIPAL_HEADER] = seal(request.app.state.access.secret_key, caller)
     path = request.url.path if request.url.path.endswith("/") else request.url.path + "/"
+    service = endpoints.service
     try:
         answer = await client.request(
             request.method,
-            path,
+            await endpoints.pick() + path,
             params=request.query_params,
             content=await request.body(),
             headers=headers,
@@ -37,8 +42,10 @@ async def forward(
 
 
 def passed_back(answer: httpx.Response) -> Response:
+    instance = answer.headers.get(INSTANCE_HEADER)
     return Response(
         answer.content,
         status_code=answer.status_code,
         media_type=answer.headers.get("content-type"),
+        headers={INSTANCE_HEADER: instance} if instance else None,
     )

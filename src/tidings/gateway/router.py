@@ -140,7 +140,9 @@ async def report_status(
 async def users_proxy(request: Request, path: str, caller: Caller) -> Response:
     """Forwarded to the users service, with the caller; see its own schema. A change to a
     user drops the gateway's cached copy, so the next notification sees it."""
-    answer = await forward(request, request.app.state.users_http, "users", caller)
+    answer = await forward(
+        request, request.app.state.users_http, request.app.state.users_endpoints, caller
+    )
     user_id = path.split("/", 1)[0]
     if request.method != "GET" and answer.is_success and user_id:
         with contextlib.suppress(ValueError):
@@ -151,7 +153,9 @@ async def users_proxy(request: Request, path: str, caller: Caller) -> Response:
 @router.api_route("/api/v1/templates/{path:path}", methods=_METHODS, include_in_schema=False)
 async def templates_proxy(request: Request, path: str, caller: Caller) -> Response:
     """Forwarded to the templates service, with the caller; see its own schema."""
-    answer = await forward(request, request.app.state.templates_http, "templates", caller)
+    answer = await forward(
+        request, request.app.state.templates_http, request.app.state.templates_endpoints, caller
+    )
     return passed_back(answer)
 
 
@@ -164,4 +168,8 @@ async def auth_proxy(request: Request, path: str) -> Response:
     await request.app.state.limiter.check(
         f"login:{client}", settings.login_rate_per_s, settings.login_burst, "login attempts"
     )
-    return passed_back(await forward(request, request.app.state.users_http, "users", None))
+    return passed_back(
+        await forward(
+            request, request.app.state.users_http, request.app.state.users_endpoints, None
+        )
+    )

@@ -15,39 +15,62 @@ from tidings.core.db import open_database
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.web import ServiceClient, make_http_client
 from tidings.core.worker import Deliver, create_worker_app
+from tidings.push_worker.breakers import OriginBreakers
 from tidings.push_worker.devices import DeviceDirectory
 from tidings.push_worker.handlers import PushDelivery
 from tidings.push_worker.senders import PushSender
 from tidings.push_worker.senders.fcm import FcmSender
 from tidings.push_worker.senders.fcm_auth import AccessTokens, ServiceAccount
+from tidings.push_worker.senders.netguard import (
+    CheckedBackend,
+    CheckedTransport,
+    Resolver,
+    system_resolver,
+)
 from tidings.push_worker.senders.webpush import WebPushSender, load_vapid
 from tidings.push_worker.settings import PushSettings
 from tidings.push_worker.store import DeviceResults
 
+PROVIDER_LIMITS = httpx.Limits(max_connections=200, max_keepalive_connections=50)
 
-def provider_client(settings: PushSettings) -> httpx.AsyncClient:
+
+def provider_client(
+    settings: PushSettings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
     """For the push services and FCM: no redirects (an endpoint is where we were told to
-    post, nowhere else), pooled connections per push service."""
+    post, nowhere else), pooled connections per push service, no proxy from the
+    environment (a proxy would connect where netguard did not check)."""
     return httpx.AsyncClient(
         timeout=settings.push_timeout_s,
         follow_redirects=False,
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        limits=PROVIDER_LIMITS,
+        transport=transport,
+        trust_env=False,
     )
 
 
-def webpush_sender(settings: PushSettings) -> WebPushSender:
+def webpush_sender(settings: PushSettings, resolve: Resolver = system_resolver) -> WebPushSender:
+    """``resolve``: how endpoint hosts are resolved (the event loop's getaddrinfo; tests
+    pass their own)."""
     vapid = None
     if settings.vapid_private_key is not None:
         vapid = load_vapid(settings.vapid_private_key.get_secret_value())
         # Fail at start, not at the first push, on a subject VAPID refuses.
         vapid.sign({"aud": "https://push.example", "sub": settings.vapid_subject})
-    breaker = CircuitBreaker(
+    # Endpoints are the users': every connection goes to an address checked public.
+    backend = CheckedBackend(allow_loopback=settings.webpush_allow_insecure, resolve=resolve)
+    http = provider_client(settings, CheckedTransport(backend, limits=PROVIDER_LIMITS))
+    breakers = OriginBreakers(
         "webpush",
         failure_threshold=settings.push_breaker_failures,
         reset_timeout_s=settings.push_breaker_reset_s,
     )
     return WebPushSender(
-        provider_client(settings), breaker, vapid=vapid, subject=settings.vapid_subject
+        http,
+        breakers,
+        vapid=vapid,
+        subject=settings.vapid_subject,
+        allow_insecure=settings.webpush_allow_insecure,
     )
 
 
@@ -95,15 +118,18 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
         )
         users = ServiceClient("users", users_http, users_breaker)
         add_health("users_service", users.ping)
+        devices = DeviceDirectory(users)
+        add_health("users_credentials", devices.health)
         webpush = webpush_sender(settings)
         fcm = fcm_sender(settings)
         senders: dict[str, PushSender] = {"webpush": webpush, "fcm": fcm}
-        for name, sender in (("webpush", webpush), ("fcm", fcm)):
+        for sender in (webpush, fcm):
             stack.push_async_callback(sender.close)
-            add_health(name, sender.breaker.health)
+        add_health("webpush", webpush.breakers.health)  # only the origins that are open
+        add_health("fcm", fcm.breaker.health)
         return PushDelivery(
             templates,
-            DeviceDirectory(users),
+            devices,
             DeviceResults(db),
             senders,
             ttl_s=settings.push_ttl_s,

@@ -1,13 +1,22 @@
 """The user's devices, from the users service over REST (a service never imports another).
 
+Every call carries the service credential (``TIDINGS_SERVICE_TOKEN``, set on the client in
+app.py): listing another user's devices and marking one dead are the push worker's
+privileges. A 401 or 403 means that credential is wrong or missing, a misconfiguration of
+the deployment, not a fault of the notification: it becomes ``DependencyUnavailable`` (the
+notification waits without spending an attempt) and shows in /health.
+
 Not cached: a device marked dead must not be contacted by the very next notification, and
-it is one small request per notification. These internal calls are not authenticated yet
-(service credentials come with the API keys)."""
+it is one small request per notification (one per hundred devices).
+"""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import quote
+
+import httpx
 
 from tidings.core.errors import DependencyUnavailable, InvalidInput, NotFound
 from tidings.core.web import ServiceClient
@@ -15,18 +24,57 @@ from tidings.push_worker.senders import Device
 
 log = logging.getLogger("tidings.push.devices")
 
+PAGE_SIZE = 100  # the users service's largest page
+# A bound on one user's fan-out: past it the rest are not sent to (and it is logged).
+MAX_DEVICES = 1_000
+
 
 class DeviceDirectory:
     def __init__(self, client: ServiceClient) -> None:
         self.client = client
+        self.refused: str | None = None  # the last credential refusal, for /health
+        # ServiceClient turns every 4xx but 404 into InvalidInput, which would fail the
+        # notification; the status is only known here, on the response, so look at it first.
+        client.client.event_hooks["response"].append(self._check_credential)
+
+    async def _check_credential(self, response: httpx.Response) -> None:
+        if response.status_code in (401, 403):
+            self.refused = (
+                f"the users service refused the push worker's credential "
+                f"({response.status_code}): check TIDINGS_SERVICE_TOKEN"
+            )
+            raise DependencyUnavailable(self.refused)
+
+    async def health(self) -> str | None:
+        return self.refused
 
     async def live(self, user_id: str) -> list[Device]:
-        """The user's live devices; NotFound when the user is gone."""
-        found = await self.client.get(
-            f"/api/v1/users/{quote(user_id, safe='')}/devices/",
-            params={"status": "live", "limit": "100"},
-        )
-        return [Device.from_api(d) for d in found or []]
+        """The user's live devices (at most ``MAX_DEVICES``); NotFound when the user is
+        gone. Pages are read in the users service's order (oldest first); a device added
+        or removed between two pages may be missed by this attempt, never sent twice."""
+        path = f"/api/v1/users/{quote(user_id, safe='')}/devices/"
+        found: dict[str, Device] = {}
+        for page in range(1, MAX_DEVICES // PAGE_SIZE + 1):
+            rows: list[dict[str, Any]] = (
+                await self.client.get(
+                    path, params={"status": "live", "limit": str(PAGE_SIZE), "page": str(page)}
+                )
+                or []
+            )
+            for row in rows:
+                device = Device.from_api(row)
+                found.setdefault(device.device_id, device)
+            if len(rows) < PAGE_SIZE:
+                break
+        else:
+            log.warning(
+                "user %s has %d live devices or more; sending to the first %d only",
+                user_id,
+                MAX_DEVICES,
+                MAX_DEVICES,
+            )
+        self.refused = None  # the credential works (again)
+        return list(found.values())
 
     async def mark_dead(self, user_id: str, device_id: str, reason: str) -> None:
         """Best effort: if the users service cannot be told now, the device answers 410

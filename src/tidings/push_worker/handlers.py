@@ -7,8 +7,9 @@ de-duplication and reports are core's DeliveryFlow; this decides what one attemp
 - Devices still worth retrying (transient, provider-auth, an open breaker) make the attempt
   a retry, while attempts (or the wait) last; after that the notification is delivered if
   any device accepted it.
-- delivered: at least one device accepted; failed: none did (with every device's reason);
-  skipped: the user has no live device.
+- delivered: at least one device accepted; failed: none did (with every device's reason,
+  earlier attempts' included); skipped: the user has no live device and no attempt reached
+  one.
 """
 
 from __future__ import annotations
@@ -107,7 +108,10 @@ class PushDelivery:
                 accepted.append(line)
             else:
                 failed.append((line, r.state == "dead"))
-        if not devices and not accepted:
+        if not devices and not done:
+            # Skipped only when no attempt reached a device: a device that failed in an
+            # earlier attempt and is gone now (dead, or deleted meanwhile) makes it failed,
+            # with that device's reason, below.
             raise NoRecipient("the user has no live push device")
         todo = [d for d in devices if d.device_id not in done]
         outcomes = await asyncio.gather(*(self._one(n, d, content) for d in todo))

@@ -26,6 +26,7 @@ def create_app(settings: TemplatesSettings) -> FastAPI:
         lifespan=lifespan,
         description="Templates per code, channel and language, with version history; rendering.",
         cors_origins=settings.cors_origins,
+        settings=settings,
     )
     app.include_router(router)
     return app

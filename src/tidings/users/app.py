@@ -30,6 +30,7 @@ def create_app(settings: UsersSettings) -> FastAPI:
         lifespan=lifespan,
         description="Users, their contact data and notification preferences; login.",
         cors_origins=settings.cors_origins,
+        settings=settings,
     )
     app.include_router(router)
     app.include_router(auth_router)

@@ -29,6 +29,47 @@ def b64url_decode(value: str, field: str) -> bytes:
         raise InvalidInput(f"{field}: not base64url: {exc}") from exc
 
 
+# Hosts made only of digits, dots and 0x-hex: IPv4 in the forms inet_aton (and so
+# getaddrinfo, curl, browsers) reads but ipaddress does not: "127.1", "2130706433",
+# "0x7f000001", "0177.0.0.1". Unless ipaddress reads it as a dotted quad it is refused.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]*))*$")
+_HOST_LABELS = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+# Names that are never a public push service (RFC 6761, RFC 6762, ICANN's .internal).
+_LOCAL_SUFFIXES = (".localhost", ".local", ".internal", ".home.arpa")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def is_public(ip: IPAddress) -> bool:
+    """Reachable on the internet: ``is_global`` (which excludes private, loopback,
+    link-local, shared 100.64.0.0/10 …) and not multicast, reserved or unspecified. The push
+    worker checks every resolved address with the same rule at send time."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved or ip.is_unspecified)
+
+
+def normalise_host(host: str) -> str:
+    """Lower case, without the trailing dot of a fully qualified name ("169.254.169.254."
+    is 169.254.169.254 to the resolver)."""
+    return host.lower().removesuffix(".")
+
+
+def _address(host: str) -> IPAddress | None:
+    """The host as an IP address literal; None for a name. Numeric forms other than a
+    dotted quad are refused, not taken for names."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.match(host):
+        raise InvalidInput(
+            f"subscription.endpoint: {host} is a numeric host that is not a dotted-quad "
+            "IPv4 address"
+        )
+    return None
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -38,21 +79,32 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _is_internal(host: str) -> bool:
-    """An address literal no public push service has (SSRF guard: the push worker POSTs to
-    whatever endpoint is registered)."""
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_unspecified
+def check_host(host: str) -> None:
+    """An address literal must be public; a name must look like a public DNS name. Where
+    a name resolves is checked by the push worker at every send (it can change any time)."""
+    ip = _address(host)
+    if ip is not None:
+        if not is_public(ip):
+            raise InvalidInput(
+                f"subscription.endpoint: {host} is not a public address (private, loopback, "
+                "link-local, shared or reserved)"
+            )
+        return
+    if host == "localhost" or host.endswith(_LOCAL_SUFFIXES):
+        raise InvalidInput(f"subscription.endpoint: {host} is a local name")
+    if "." not in host or not _HOST_LABELS.match(host):
+        # A single label ("metadata", "redis") is completed by the resolver's search list,
+        # into the network the worker runs in.
+        raise InvalidInput(f"subscription.endpoint: {host} is not a public host name")
 
 
 def check_endpoint(endpoint: str, *, allow_insecure: bool) -> None:
-    parts = urlsplit(endpoint)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(endpoint)
+        parts.port  # noqa: B018 (raises on a port that is not a number)
+    except ValueError as exc:
+        raise InvalidInput(f"subscription.endpoint: not a valid URL: {exc}") from exc
+    host = normalise_host(parts.hostname or "")
     if not host:
         raise InvalidInput("subscription.endpoint: not an absolute URL with a host")
     if parts.username or parts.password:
@@ -66,10 +118,7 @@ def check_endpoint(endpoint: str, *, allow_insecure: bool) -> None:
             "" if allow_insecure else " (http only on loopback with TIDINGS_WEBPUSH_ALLOW_INSECURE)"
         )
         raise InvalidInput(f"subscription.endpoint: scheme must be https{hint}")
-    if _is_internal(host):
-        raise InvalidInput(
-            f"subscription.endpoint: {host} is a private, loopback or link-local address"
-        )
+    check_host(host)
 
 
 def check_p256dh(value: str) -> None:

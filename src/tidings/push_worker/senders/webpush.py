@@ -6,23 +6,27 @@ goes out on httpx's async client, because pywebpush's own ``webpush()`` blocks o
 from __future__ import annotations
 
 import base64
+import logging
 import time
 from urllib.parse import urlsplit
 
 import httpx
 import orjson
 from cryptography.hazmat.primitives import serialization
-from py_vapid import Vapid
+from py_vapid import Vapid, VapidException
 from pywebpush import WebPusher
 
-from tidings.core.breaker import CircuitBreaker
 from tidings.core.errors import (
     PermanentError,
     ProviderAuthError,
     RecipientInvalid,
     TransientError,
 )
+from tidings.push_worker.breakers import MAX_ORIGINS, OriginBreakers
 from tidings.push_worker.senders import Device, PushContent, retry_after_s, trips_breaker
+from tidings.push_worker.senders.netguard import NonPublicAddress
+
+log = logging.getLogger("tidings.push.webpush")
 
 # RFC 8291 §4: a push message is at most 4096 bytes once encrypted; aes128gcm adds an
 # 86-byte header, a 16-byte tag and a 1-byte padding delimiter, leaving 3993 of plaintext.
@@ -33,6 +37,7 @@ VAPID_RENEW_S = 3600
 NOT_CONFIGURED = (
     "Web Push is not configured: set TIDINGS_VAPID_PRIVATE_KEY (`tidings vapid generate`)"
 )
+NOT_PUBLIC = "the push service's host resolves to a private or otherwise non-public address"
 
 
 def load_vapid(private_key: str) -> Vapid:
@@ -66,15 +71,19 @@ class WebPushSender:
     def __init__(
         self,
         http: httpx.AsyncClient,
-        breaker: CircuitBreaker,
+        breakers: OriginBreakers,
         *,
         vapid: Vapid | None,
         subject: str,
+        allow_insecure: bool = False,
     ) -> None:
+        """``http`` must connect through ``netguard.CheckedTransport`` (see app.py): that is
+        where each endpoint's addresses are checked; ``breakers``: one per push service."""
         self.http = http
-        self.breaker = breaker
+        self.breakers = breakers
         self.vapid = vapid
         self.subject = subject
+        self.allow_insecure = allow_insecure
         # aud -> (Authorization header, its exp): one signature per push service per hour.
         self._tokens: dict[str, tuple[str, float]] = {}
 
@@ -86,10 +95,18 @@ class WebPushSender:
         if cached is not None and cached[1] - now > VAPID_RENEW_S:
             return cached[0]
         exp = int(now) + VAPID_LIFETIME_S
-        header: str = self.vapid.sign({"aud": aud, "sub": self.subject, "exp": exp})[
-            "Authorization"
-        ]
+        try:
+            header: str = self.vapid.sign({"aud": aud, "sub": self.subject, "exp": exp})[
+                "Authorization"
+            ]
+        except VapidException as exc:
+            # py_vapid takes no IPv6-literal origin: no push service has one, and the device
+            # can never be sent to (not an exception to crash the attempt on).
+            raise RecipientInvalid(f"VAPID cannot name the push service {aud}") from exc
         self._tokens[aud] = (header, exp)
+        # Origins are the users' choice: keep the tokens of as many as there are breakers.
+        while len(self._tokens) > MAX_ORIGINS:
+            self._tokens.pop(next(iter(self._tokens)))
         return header
 
     def encrypt(self, device: Device, plaintext: bytes) -> bytes:
@@ -108,6 +125,10 @@ class WebPushSender:
             raise PermanentError(NOT_CONFIGURED)
         if not (device.endpoint and device.p256dh and device.auth):
             raise PermanentError(f"{device.label} has no subscription keys")
+        scheme = urlsplit(device.endpoint).scheme
+        if scheme != "https" and not (scheme == "http" and self.allow_insecure):
+            # Registration refuses these; a row from before that check is not trusted.
+            raise RecipientInvalid(f"the endpoint's scheme is {scheme!r}, not https")
         plaintext = orjson.dumps(content.payload())
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
             raise PermanentError(
@@ -122,9 +143,14 @@ class WebPushSender:
             "TTL": str(content.ttl_s),
             "Urgency": content.urgency,
         }
-        async with self.breaker.guard(trips_breaker):
+        async with self.breakers.for_origin(origin_of(device.endpoint)).guard(trips_breaker):
             try:
                 answer = await self.http.post(device.endpoint, content=body, headers=headers)
+            except NonPublicAddress as exc:
+                # The addresses go to the log only: the reason is shown to the user, and a
+                # name of theirs must not map the network the worker runs in for them.
+                log.warning("refused %s: %s", device.label, exc)
+                raise RecipientInvalid(NOT_PUBLIC) from exc
             except httpx.HTTPError as exc:
                 raise TransientError(
                     f"push service unreachable: {exc!r}", connection_level=True
@@ -136,17 +162,19 @@ class WebPushSender:
 
 
 def classify(answer: httpx.Response) -> str:
+    """The answer as a reply or a classified error. Only the status code and a fixed reason
+    are kept: the body and headers are the endpoint's (a user's choice of server), and
+    whatever lands here is shown in the notification's history and the device's reason."""
     status = answer.status_code
-    said = answer.text[:200].strip()
     if status in (200, 201, 202):
-        return f"webpush {status} {answer.headers.get('location', '')}".strip()
+        return f"webpush {status} accepted"
     if status in (404, 410):
-        raise RecipientInvalid(f"push service answered {status}: subscription gone {said}")
+        raise RecipientInvalid(f"push service answered {status}: subscription gone")
     if status == 429 or status >= 500:
         raise TransientError(
-            f"push service answered {status} {said}",
+            f"push service answered {status}: try again later",
             retry_after_s=retry_after_s(answer.headers.get("retry-after")),
         )
     if status in (401, 403):
-        raise ProviderAuthError(f"push service refused our VAPID credentials: {status} {said}")
-    raise PermanentError(f"push service refused the message: {status} {said}")
+        raise ProviderAuthError(f"push service refused our VAPID credentials: {status}")
+    raise PermanentError(f"push service refused the message: {status}")

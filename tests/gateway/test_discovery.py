@@ -1,0 +1,77 @@
+"""Service discovery: a second users-service instance registers, is found and used; one that
+stops is dropped (at once when it stops cleanly, after its registration expires otherwise)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import uvicorn
+
+from tests.helpers import free_port, wait_for_condition
+from tests.scenario import create_user
+from tests.system import System
+from tidings.core.discovery import INSTANCE_HEADER, Registry
+from tidings.runner import Server
+from tidings.users.app import create_app as users_app
+from tidings.users.settings import UsersSettings
+
+
+async def seen(system: System) -> list[str]:
+    health = await system.gateway.get("/health")
+    return list(health.json()["data"]["instances"]["users"])
+
+
+async def test_a_second_users_instance_is_found_used_and_dropped(system: System) -> None:
+    gw = system.gateway
+    user = await create_user(gw)
+    assert len(await seen(system)) == 1
+
+    port = free_port()
+    second = Server(
+        uvicorn.Config(
+            users_app(UsersSettings(**{**system.settings, "users_port": port})),
+            host="127.0.0.1",
+            port=port,
+            log_config=None,
+        )
+    )
+    task = asyncio.create_task(second.serve())
+
+    async def two() -> bool:
+        return len(await seen(system)) == 2
+
+    await wait_for_condition(two, timeout_s=30, what="the second instance registered")
+    served_by = set()
+    for _ in range(10):
+        answer = await gw.get(f"/api/v1/users/{user['user_id']}/")
+        assert answer.status_code == 200
+        served_by.add(answer.headers[INSTANCE_HEADER])
+    assert len(served_by) == 2, "calls are spread over both instances"
+
+    second.should_exit = True
+    await task
+
+    async def one() -> bool:
+        return len(await seen(system)) == 1
+
+    await wait_for_condition(one, timeout_s=30, what="the stopped instance dropped")
+    for _ in range(4):  # and every call still succeeds
+        assert (await gw.get(f"/api/v1/users/{user['user_id']}/")).status_code == 200
+
+
+async def test_a_registration_that_is_not_renewed_expires(system: System) -> None:
+    registry = Registry(system.settings["redis_url"], system.settings["cache_namespace"], ttl_s=4.0)
+    try:
+        await registry.register("users", "http://127.0.0.1:9/")  # an instance that then died
+
+        async def listed() -> bool:
+            return "http://127.0.0.1:9/" in await seen(system)
+
+        await wait_for_condition(listed, timeout_s=10, what="the dead instance listed")
+
+        async def expired() -> bool:
+            return "http://127.0.0.1:9/" not in await seen(system)
+
+        await wait_for_condition(expired, timeout_s=30, what="its registration expired")
+    finally:
+        await registry.close()
