@@ -9,6 +9,7 @@ import orjson
 
 from tidings.core.cache import MemoryCache
 from tidings.core.errors import DependencyUnavailable
+from tidings.core.metrics import CACHE
 from tidings.core.web import ServiceClient
 
 
@@ -32,6 +33,7 @@ class TemplateDirectory:
     async def get(self, code: str, channel: str, language: str) -> dict[str, Any]:
         key = f"{code}\x00{channel}\x00{language}"
         cached = await self._local.get(key)
+        CACHE.labels("templates", "miss" if cached is None else "hit").inc()
         if cached is not None:
             found: dict[str, Any] = orjson.loads(cached)
             return found

@@ -14,7 +14,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
@@ -33,6 +33,7 @@ from tidings.core.errors import (
     TidingsError,
 )
 from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
+from tidings.core.metrics import HTTP_SECONDS, exposition
 from tidings.core.settings import ServiceName, TidingsSettings
 
 log = logging.getLogger("tidings.http")
@@ -57,8 +58,9 @@ class CorrelationMiddleware:
     """Sets the correlation id for the request (from the header, or a new one), echoes it in
     the response, and logs one line per request with its duration."""
 
-    def __init__(self, app: ASGIApp, instance_id: str = "") -> None:
+    def __init__(self, app: ASGIApp, instance_id: str = "", service: str = "") -> None:
         self.app = app
+        self.service = service
         self.instance = (INSTANCE_HEADER.lower().encode(), instance_id.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -101,6 +103,10 @@ class CorrelationMiddleware:
                 scope, receive, send_with_id
             )
         finally:
+            route = scope.get("route")
+            HTTP_SECONDS.labels(
+                self.service, scope["method"], getattr(route, "path", "unmatched"), str(status)
+            ).observe(time.perf_counter() - started)
             log.info(
                 "%s %s %s",
                 scope["method"],
@@ -285,7 +291,13 @@ def create_service_app(
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", CORRELATION_HEADER],
         )
-    app.add_middleware(CorrelationMiddleware, instance_id=instance_id)
+    app.add_middleware(CorrelationMiddleware, instance_id=instance_id, service=service)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus text format (not the envelope: Prometheus reads this)."""
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
 
     @app.get("/health", response_model=Envelope[dict[str, Any]], tags=["health"])
     async def health(request: Request) -> JSONResponse:

@@ -27,6 +27,7 @@ from tidings.core.errors import (
 )
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import Channel, NotificationMessage, StatusEvent, StatusValue, now_ms
+from tidings.core.metrics import DELIVERY_ERRORS, RETRIES, STAGE_SECONDS, watch_breaker
 from tidings.core.retry import RetryPolicy, tier_for
 from tidings.core.settings import TidingsSettings
 from tidings.core.status import report
@@ -119,6 +120,7 @@ class DeliveryFlow:
             await self._skip(n, exc.message)
             return
         except DeliveryError as exc:
+            DELIVERY_ERRORS.labels(self.channel, exc.kind).inc()
             await self._fail(n, f"{exc.kind}: {exc.message}")
         log.info(
             "notification %s sent",
@@ -130,6 +132,9 @@ class DeliveryFlow:
                 "attempt": n.attempt,
                 "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
             },
+        )
+        STAGE_SECONDS.labels(self.channel, "sent").observe(
+            max(0.0, (now_ms() - n.created_at_ms) / 1000)
         )
         await self._report(n, "delivered", detail=f"accepted: {reply}"[:500])
 
@@ -157,6 +162,7 @@ class DeliveryFlow:
         await self._later(n, wait_s)
 
     async def _retry_or_fail(self, n: NotificationMessage, exc: DeliveryError) -> None:
+        DELIVERY_ERRORS.labels(self.channel, exc.kind).inc()
         error = f"attempt {n.attempt}: {exc.kind}: {exc.message}"
         if not self.policy.should_retry(n.attempt):
             await self._fail(
@@ -164,6 +170,7 @@ class DeliveryFlow:
                 f"{exc.kind}: gave up after {n.attempt} attempts; last error: {exc.message}",
             )
         await self.deliveries.release(n.notification_id, error)
+        RETRIES.labels(self.channel).inc()
         delay_s = self.policy.backoff_s(n.attempt)
         retry_after_s = getattr(exc, "retry_after_s", None)
         if retry_after_s:
@@ -241,6 +248,7 @@ def create_worker_app(
                 app.state.registry if settings.discovers("templates") else None,
             )
             templates_client = ServiceClient("templates", http, breaker, endpoints)
+            watch_breaker(service, "templates", lambda: breaker.state)
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
             deliver = await make_deliver(stack, templates, health.add)
             flow = DeliveryFlow(

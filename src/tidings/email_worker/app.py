@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus
 from tidings.core.lookups import TemplateDirectory
+from tidings.core.metrics import watch_breaker
 from tidings.core.worker import Deliver, create_worker_app
 from tidings.email_worker.handlers import EmailDelivery
 from tidings.email_worker.senders import EmailSender
@@ -40,6 +41,7 @@ def create_app(
             reset_timeout_s=settings.smtp_breaker_reset_s,
         )
         add_health("smtp", breaker.health)
+        watch_breaker("email", "smtp", lambda: breaker.state)
         return EmailDelivery(settings, templates, the_sender, breaker)
 
     return create_worker_app(

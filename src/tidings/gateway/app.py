@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -13,6 +14,7 @@ from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, open_cache
 from tidings.core.discovery import Endpoints
 from tidings.core.lookups import TemplateDirectory
+from tidings.core.metrics import QUEUE_CONSUMERS, QUEUE_DEPTH, watch_breaker
 from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
 from tidings.core.web import ServiceClient, app_database, create_service_app, make_http_client
@@ -28,6 +30,15 @@ from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.status import StatusConsumer
 
 log = logging.getLogger("tidings.gateway")
+
+
+async def watch_queues(bus: Bus, every_s: float = 5.0) -> None:
+    """Queue depths and consumers, read from the broker for /metrics."""
+    while True:
+        for queue, (ready, consumers) in (await bus.depths()).items():
+            QUEUE_DEPTH.labels(queue).set(ready)
+            QUEUE_CONSUMERS.labels(queue).set(consumers)
+        await asyncio.sleep(every_s)
 
 
 def create_app(
@@ -110,6 +121,8 @@ def create_app(
 
             app.state.health.info["instances"] = instances
             users_client = ServiceClient("users", users_http, users_breaker, users_endpoints)
+            watch_breaker("gateway", "users", lambda: users_breaker.state)
+            watch_breaker("gateway", "templates", lambda: templates_breaker.state)
             users = UserDirectory(users_client, the_cache, settings.user_cache_ttl_s)
             app.state.user_directory = users
             templates_client = ServiceClient(
@@ -144,6 +157,8 @@ def create_app(
 
             relay.start()
             stack.push_async_callback(relay.stop)
+            watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
+            stack.callback(watcher.cancel)
             await the_bus.consume(
                 STATUS_QUEUE, StatusConsumer(notifications), prefetch=settings.prefetch
             )

@@ -18,6 +18,7 @@ from tidings.core.bus import Bus
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
+from tidings.core.metrics import STAGE_SECONDS
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 
 log = logging.getLogger("tidings.gateway.relay")
@@ -104,4 +105,8 @@ class OutboxRelay:
                 for r in rows
             )
         self.published += len(rows)
+        for r in rows:
+            STAGE_SECONDS.labels(r.routing_key.split(".")[0], "queued").observe(
+                max(0.0, (queued_at - r.created_at).total_seconds())
+            )
         return len(rows)

@@ -17,6 +17,7 @@ from tidings.core.errors import Conflict, NotFound
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import TERMINAL_STATUSES, NotificationMessage, Recipient
+from tidings.core.metrics import NOTIFICATIONS, STAGE_SECONDS
 from tidings.core.ratelimit import RateLimiter
 from tidings.core.topology import route_for
 from tidings.gateway.lookups import UserDirectory
@@ -178,7 +179,12 @@ class NotificationService:
             )
         return notification, rows
 
-    def _logged(self, n: Notification) -> None:
+    def _logged(self, n: Notification, attempt: int | None = None) -> None:
+        """One structured line per status change: the notification's lifecycle."""
+        NOTIFICATIONS.labels(n.notification_type, n.status).inc()
+        age_ms = round((utcnow() - n.created_at).total_seconds() * 1e3, 1)
+        if n.status in TERMINAL_STATUSES and n.status != "skipped":
+            STAGE_SECONDS.labels(n.notification_type, n.status).observe(age_ms / 1e3)
         log.info(
             "notification %s %s",
             n.id,
@@ -188,6 +194,8 @@ class NotificationService:
                 "request_id": n.request_id,
                 "status": n.status,
                 "channel": n.notification_type,
+                "attempt": attempt,
+                "duration_ms": age_ms,
             },
         )
 
@@ -325,21 +333,11 @@ class NotificationService:
             round_ = n.round if round_ is None else round_
             attempt_ = n.attempt if attempt is None else attempt
             newer = (round_, attempt_, _rank(status)) >= (n.round, n.attempt, _rank(n.status))
-            if newer and may_move(n.status, status):
+            moved = newer and may_move(n.status, status)
+            if moved:
                 n.status = status
                 n.error = error if status == "failed" else None
                 n.round, n.attempt = round_, attempt_
-            if status in TERMINAL_STATUSES:
-                log.info(
-                    "notification %s %s",
-                    n.id,
-                    status,
-                    extra={
-                        "notification_id": str(n.id),
-                        "request_id": n.request_id,
-                        "status": status,
-                        "channel": channel,
-                        "attempt": attempt,
-                    },
-                )
-            return n.status
+        if moved:
+            self._logged(n, attempt)
+        return n.status

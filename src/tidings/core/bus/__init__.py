@@ -88,6 +88,10 @@ class Bus(ABC):
     @abstractmethod
     async def ping(self) -> None: ...
 
+    async def depths(self) -> dict[str, tuple[int, int]]:
+        """Messages ready and consumers, per queue (for metrics); {} if not known."""
+        return {}
+
     async def dead_letter(
         self, message: BusMessage, queue: str, reason: str, extra: dict[str, Any] | None = None
     ) -> None:

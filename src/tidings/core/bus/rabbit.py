@@ -26,6 +26,7 @@ from aio_pika.abc import (
 from tidings.core.bus import Bus, BusMessage, Handler, run_handler
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
+from tidings.core.metrics import CONSUMED, PUBLISHED
 from tidings.core.retry import retry_queue, tier_for
 from tidings.core.topology import (
     DELAYABLE_ROUTES,
@@ -133,6 +134,7 @@ class RabbitBus(Bus):
         exchange = self._retry_exchange if delay_s > 0 else self._exchange
         if exchange is None:
             raise DependencyUnavailable("bus not started")
+        label = f"{routing_key}.retry" if delay_s > 0 else routing_key
         if delay_s > 0:
             routing_key = retry_queue(routing_key, tier_for(delay_s))
         message = aio_pika.Message(
@@ -151,6 +153,7 @@ class RabbitBus(Bus):
             raise DependencyUnavailable(
                 f"publish to {routing_key!r} not confirmed: {exc!r}"
             ) from exc
+        PUBLISHED.labels(label).inc()
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> None:
         if self._connection is None:
@@ -179,15 +182,35 @@ class RabbitBus(Bus):
                     await self.dead_letter(message, queue, dead.reason, dead.headers)
             except Exception:
                 log.exception("handler failed on %s; returning it to %s", message.message_id, queue)
+                CONSUMED.labels(queue, "requeued").inc()
                 with contextlib.suppress(*_BROKER_ERRORS):
                     await incoming.nack(requeue=True)
                 return
+            CONSUMED.labels(queue, "acked" if dead is None else "dead_lettered").inc()
             # If the channel died meanwhile the broker redelivers: at least once, as promised.
             with contextlib.suppress(*_BROKER_ERRORS):
                 await incoming.ack()
 
         tag = await amqp_queue.consume(on_message, no_ack=False)
         self._consumers.append((amqp_queue, tag))
+
+    async def depths(self) -> dict[str, tuple[int, int]]:
+        """Passive declares on a channel of their own: read, never create."""
+        if self._connection is None:
+            return {}
+        found: dict[str, tuple[int, int]] = {}
+        try:
+            channel = await self._connection.channel()
+            try:
+                for spec in QUEUES:
+                    queue = await channel.declare_queue(spec.name, passive=True)
+                    result = queue.declaration_result
+                    found[spec.name] = (result.message_count or 0, result.consumer_count or 0)
+            finally:
+                await channel.close()
+        except (*_BROKER_ERRORS, TimeoutError) as exc:
+            log.warning("queue depths not read: %s", exc)
+        return found
 
     async def ping(self) -> None:
         if self._connection is None or self._connection.is_closed:

@@ -1,0 +1,49 @@
+"""/metrics on every service: Prometheus text with the figures the spec asks for."""
+
+from __future__ import annotations
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.scenario import create_template, create_user, notification, wait_for_status
+from tests.system import System
+
+
+def samples(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+async def test_every_service_exposes_the_figures(system: System) -> None:
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    nid = (
+        await gw.post(
+            "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
+        )
+    ).json()["data"]["notification_id"]
+    await wait_for_status(gw, nid, "delivered")
+    async with httpx.AsyncClient(timeout=10) as client:
+        for service, port in system.ports.items():
+            answer = await client.get(f"http://127.0.0.1:{port}/metrics")
+            assert answer.status_code == 200, service
+            assert answer.headers["content-type"].startswith("text/plain")
+        m = samples(answer.text)  # one process: every service's figures are in each
+    routes = {s[0]["route"] for s in m["tidings_http_request_duration_seconds_count"]}
+    assert "/api/v1/notifications/" in routes
+    published = {s[0]["routing_key"] for s in m["tidings_messages_published_total"]}
+    assert {"email", "status"} <= published
+    consumed = {(s[0]["queue"], s[0]["outcome"]) for s in m["tidings_messages_consumed_total"]}
+    assert ("email.queue", "acked") in consumed
+    stages = {s[0]["stage"] for s in m["tidings_stage_seconds_count"] if s[0]["channel"] == "email"}
+    assert {"queued", "sent", "delivered"} <= stages
+    assert any(s[0]["status"] == "delivered" for s in m["tidings_notifications_total"])
+    breakers = {(s[0]["service"], s[0]["breaker"]) for s in m["tidings_breaker_state"]}
+    assert ("email", "smtp") in breakers and ("gateway", "users") in breakers
+    assert any(s[0]["cache"] == "templates" for s in m["tidings_cache_requests_total"])
+    depths = {s[0]["queue"] for s in m["tidings_queue_depth"]}
+    assert {"email.queue", "push.queue", "failed.queue"} <= depths
