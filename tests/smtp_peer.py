@@ -37,6 +37,18 @@ class SmtpPeer:
     hold_after: int = 0
     held: int = 0
     sessions: set[SMTP] = field(default_factory=set)
+    # Recipients answered 550 at RCPT, and every RCPT the server was asked for.
+    refuse_rcpt: set[str] = field(default_factory=set)
+    rcpt_asked: Counter[str] = field(default_factory=Counter)
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        self.rcpt_asked[address] += 1
+        if address in self.refuse_rcpt:
+            return "550 5.1.1 No such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or b""

@@ -156,3 +156,21 @@ def seal(secret: str, principal: Principal, ttl_s: float = 60) -> str:
 
 def unseal(secret: str, token: str) -> Principal:
     return Principal.model_validate(read_token(secret, token, token_type="principal")["p"])
+
+
+UNSUBSCRIBE_TTL_S = 400 * 86400.0  # longer than anyone keeps an email before clicking
+
+
+def unsubscribe_token(secret: str, user_id: str, channel: str = "email") -> str:
+    """The signed token of a one-click unsubscribe link (RFC 8058): who, from what."""
+    return issue_token(
+        secret, {"typ": "unsubscribe", "sub": user_id, "ch": channel}, UNSUBSCRIBE_TTL_S
+    )
+
+
+def read_unsubscribe_token(secret: str, token: str) -> tuple[uuid.UUID, str]:
+    claims = read_token(secret, token, token_type="unsubscribe")
+    try:
+        return uuid.UUID(claims["sub"]), str(claims["ch"])
+    except (KeyError, ValueError) as exc:
+        raise Unauthorized("the token is not valid") from exc

@@ -67,6 +67,8 @@ class StatusEvent(BaseModel):
     detail: str | None = None
     attempt: int = 1
     round: int = 0
+    # An address the receiving server refused for good: the gateway suppresses it.
+    suppress: str | None = None
     at_ms: int = Field(default_factory=now_ms)
 
     def dumps(self) -> bytes:

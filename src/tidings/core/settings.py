@@ -99,6 +99,9 @@ class TidingsSettings(BaseSettings):
     # Browser origins allowed to call the API (comma-separated; empty: none).
     cors_origins: str = ""
     gateway_url: str | None = None
+    # The gateway's public address, for links in emails (one-click unsubscribe); default:
+    # the gateway's own address. https in production.
+    public_url: str | None = None
 
     email_from: str = "Tidings <no-reply@tidings.localhost>"
     smtp_pool_size: int = Field(default=4, ge=1)
@@ -134,6 +137,9 @@ class TidingsSettings(BaseSettings):
         """Found through the registry: Redis is there and no static URL is set."""
         explicit = self.users_url if service == "users" else self.templates_url
         return bool(self.redis_url) and explicit is None
+
+    def public_base(self) -> str:
+        return (self.public_url or self.url_of("gateway")).rstrip("/")
 
     def url_of(self, service: Literal["gateway", "users", "templates"]) -> str:
         explicit = {

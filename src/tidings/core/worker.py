@@ -121,7 +121,12 @@ class DeliveryFlow:
             return
         except DeliveryError as exc:
             DELIVERY_ERRORS.labels(self.channel, exc.kind).inc()
-            await self._fail(n, f"{exc.kind}: {exc.message}")
+            dead_address = n.recipient.email if self.channel == "email" else None
+            await self._fail(
+                n,
+                f"{exc.kind}: {exc.message}",
+                suppress=dead_address if exc.kind == "recipient_invalid" else None,
+            )
         log.info(
             "notification %s sent",
             n.notification_id,
@@ -190,10 +195,10 @@ class DeliveryFlow:
         await self.deliveries.mark_failed(n.notification_id, f"skipped: {reason}")
         await self._report(n, "skipped", detail=reason[:500])
 
-    async def _fail(self, n: NotificationMessage, reason: str) -> None:
+    async def _fail(self, n: NotificationMessage, reason: str, suppress: str | None = None) -> None:
         """Final: record it, report it, and raise the DeadLetter that sends it to failed.queue."""
         await self.deliveries.mark_failed(n.notification_id, reason)
-        await self._report(n, "failed", error=reason)
+        await self._report(n, "failed", error=reason, suppress=suppress)
         raise DeadLetter(
             reason,
             headers={"x-tidings-attempts": n.attempt, "x-tidings-errors": n.errors[-20:]},

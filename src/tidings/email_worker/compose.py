@@ -23,6 +23,7 @@ def compose(
     *,
     sender: Address,
     correlation_id: str,
+    unsubscribe_url: str | None = None,
 ) -> EmailMessage:
     msg = EmailMessage(policy=SMTP)
     msg["From"] = sender
@@ -35,6 +36,10 @@ def compose(
     msg["X-Request-ID"] = strip_header_breaks(n.request_id)
     msg["X-Correlation-ID"] = strip_header_breaks(correlation_id)
     msg["X-Tidings-Notification-ID"] = n.notification_id
+    if unsubscribe_url:
+        # RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs here.
+        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(rendered["text_body"])
     msg.add_alternative(rendered["body"], subtype="html")
     return msg

@@ -3,6 +3,7 @@ the SMTP breaker. Retries, dead letters, de-duplication and reports are core's D
 
 from __future__ import annotations
 
+from tidings.core.auth import unsubscribe_token
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.errors import InvalidInput, NotFound, PermanentError, TransientError
 from tidings.core.logs import current_correlation_id
@@ -31,6 +32,8 @@ class EmailDelivery:
         self.sender = sender
         self.breaker = breaker
         self.from_address = settings.sender
+        self.secret_key = settings.secret("secret_key")
+        self.public_base = settings.public_base()
 
     async def __call__(self, n: NotificationMessage) -> str:
         try:
@@ -41,8 +44,13 @@ class EmailDelivery:
         if not n.recipient.email:
             raise PermanentError("the user has no email address")
         try:
+            token = unsubscribe_token(self.secret_key, n.recipient.user_id)
             email = compose(
-                n, rendered, sender=self.from_address, correlation_id=current_correlation_id()
+                n,
+                rendered,
+                sender=self.from_address,
+                correlation_id=current_correlation_id(),
+                unsubscribe_url=f"{self.public_base}/unsubscribe/{token}/",
             )
         except (ValueError, TypeError) as exc:  # e.g. an address the email package refuses
             raise PermanentError(f"cannot build the email: {exc}") from exc

@@ -19,7 +19,10 @@ from tidings.gateway.schemas import (
     DeadLetterOut,
     ReplayRequest,
     ReplayResult,
+    SuppressionIn,
+    SuppressionOut,
 )
+from tidings.gateway.suppressions import Suppressions
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
@@ -73,3 +76,32 @@ async def list_api_keys(keys: Keys) -> dict[str, Any]:
 @router.delete("/api-keys/{api_key_id}/", response_model=Envelope[ApiKeyOut])
 async def revoke_api_key(api_key_id: uuid.UUID, keys: Keys) -> dict[str, Any]:
     return ok(await keys.revoke(api_key_id), "API key revoked")
+
+
+def _suppressions(request: Request) -> Suppressions:
+    found: Suppressions = request.app.state.suppressions
+    return found
+
+
+Suppressed = Annotated[Suppressions, Depends(_suppressions)]
+
+
+@router.get("/suppressions/", response_model=Envelope[list[SuppressionOut]])
+async def list_suppressions(
+    suppressions: Suppressed,
+    page: Annotated[int, Query(ge=1)] = 1,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    rows, meta = await suppressions.search(page, limit)
+    return ok(rows, f"{meta.total} suppressed address(es)", meta)
+
+
+@router.post("/suppressions/", status_code=201, response_model=Envelope[SuppressionOut])
+async def add_suppression(body: SuppressionIn, suppressions: Suppressed) -> dict[str, Any]:
+    return ok(await suppressions.add(body.address, body.reason, "manual"), "address suppressed")
+
+
+@router.delete("/suppressions/{address}/", response_model=Envelope[None])
+async def remove_suppression(address: str, suppressions: Suppressed) -> dict[str, Any]:
+    await suppressions.remove(address)
+    return ok(None, f"{address} is no longer suppressed")

@@ -28,6 +28,8 @@ from tidings.gateway.router import router
 from tidings.gateway.service import NotificationService
 from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.status import StatusConsumer
+from tidings.gateway.suppressions import Suppressions
+from tidings.gateway.unsubscribe import router as unsubscribe_router
 
 log = logging.getLogger("tidings.gateway")
 
@@ -120,7 +122,9 @@ def create_app(
                 }
 
             app.state.health.info["instances"] = instances
+
             users_client = ServiceClient("users", users_http, users_breaker, users_endpoints)
+            app.state.users_client = users_client
             watch_breaker("gateway", "users", lambda: users_breaker.state)
             watch_breaker("gateway", "templates", lambda: templates_breaker.state)
             users = UserDirectory(users_client, the_cache, settings.user_cache_ttl_s)
@@ -137,6 +141,9 @@ def create_app(
             notifications = NotificationService(
                 db, users, templates, relay, settings.priority_lane_min
             )
+            suppressions = Suppressions(db)
+            app.state.suppressions = suppressions
+            notifications.suppressions = suppressions
             notifications.recipient_limit = (
                 limiter,
                 settings.recipient_rate_per_s,
@@ -180,5 +187,6 @@ def create_app(
     )
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(unsubscribe_router)
     app.include_router(create_push_router(settings.vapid_public_key))
     return app

@@ -103,13 +103,13 @@ async def _accept(
             raise found
         user, template = found
         try:
-            await service.admit(bodies[i], user)
+            skip_reason = await service.admit(bodies[i], user)
         except TidingsError as exc:
             results[i] = BatchItemResult(
                 index=i, request_id=bodies[i].request_id, outcome="rejected", error=exc.message
             )
             continue
-        notification, item_rows = service.build(bodies[i], digests[i], user, template)
+        notification, item_rows = service.build(bodies[i], digests[i], user, template, skip_reason)
         built[i] = notification
         rows.extend(item_rows)
     if rows:

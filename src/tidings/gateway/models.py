@@ -141,3 +141,14 @@ class ApiKey(GatewayBase):
     burst: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Suppression(GatewayBase):
+    """An address never to send to again: a hard bounce, a complaint, or an admin's say."""
+
+    __tablename__ = "suppressions"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)  # lower-cased
+    reason: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(32))  # bounce | complaint | manual
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

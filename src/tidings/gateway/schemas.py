@@ -9,6 +9,7 @@ from pydantic import (
     AnyHttpUrl,
     BaseModel,
     ConfigDict,
+    EmailStr,
     Field,
     StringConstraints,
     TypeAdapter,
@@ -229,3 +230,16 @@ class BatchItemResult(BaseModel):
     notification_id: uuid.UUID | None = None
     status: str | None = None
     error: str | None = None
+
+
+class SuppressionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    address: EmailStr
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class SuppressionOut(BaseModel):
+    address: str
+    reason: str
+    source: str
+    created_at: dt.datetime

@@ -24,6 +24,7 @@ from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.schemas import NotificationAccepted, NotificationCreate, NotificationOut
+from tidings.gateway.suppressions import Suppressions
 
 log = logging.getLogger("tidings.gateway")
 
@@ -73,6 +74,7 @@ class NotificationService:
         self.priority_lane_min = priority_lane_min
         # (limiter, rate per second, burst) per recipient; None: no limit.
         self.recipient_limit: tuple[RateLimiter, float, int] | None = None
+        self.suppressions: Suppressions | None = None
         self.db = db
         self.users = users
         self.templates = templates
@@ -100,23 +102,32 @@ class NotificationService:
         template = await self.templates.get(body.template_code, body.notification_type, language)
         return user, template
 
-    async def admit(self, body: NotificationCreate, user: dict[str, Any]) -> None:
-        """The per-recipient rate limit (a skipped notification sends nothing: not counted)."""
+    async def admit(self, body: NotificationCreate, user: dict[str, Any]) -> str | None:
+        """Why the notification is to be skipped (None: it goes), after the per-recipient
+        rate limit (a skipped notification sends nothing: not counted)."""
+        channel = body.notification_type
+        if not user.get("preferences", {}).get(channel, False):
+            return f"the user's {channel} preference is off"
+        if channel == "email" and self.suppressions is not None and user.get("email"):
+            suppressed = await self.suppressions.reason_for(user["email"])
+            if suppressed is not None:
+                return f"the address is suppressed ({suppressed})"
         if self.recipient_limit is None:
-            return
-        if not user.get("preferences", {}).get(body.notification_type, False):
-            return
+            return None
         limiter, rate_per_s, burst = self.recipient_limit
         await limiter.check(f"user:{body.user_id}", rate_per_s, burst, "notifications to this user")
+        return None
 
     def build(
-        self, body: NotificationCreate, digest: str, user: dict[str, Any], template: dict[str, Any]
+        self,
+        body: NotificationCreate,
+        digest: str,
+        user: dict[str, Any],
+        template: dict[str, Any],
+        skip_reason: str | None,
     ) -> tuple[Notification, list[Any]]:
         """The notification, its first history entry and (unless skipped) its outbox row."""
         channel = body.notification_type
-        skip_reason = None
-        if not user.get("preferences", {}).get(channel, False):
-            skip_reason = f"the user's {channel} preference is off"
         now = utcnow()
         scheduled = body.send_at is not None and body.send_at > now
         status = "skipped" if skip_reason else "scheduled" if scheduled else "pending"
@@ -209,8 +220,8 @@ class NotificationService:
         if existing is not None:
             return self._repeat(existing, digest)
         user, template = await self.lookups(body)
-        await self.admit(body, user)
-        notification, rows = self.build(body, digest, user, template)
+        skip_reason = await self.admit(body, user)
+        notification, rows = self.build(body, digest, user, template, skip_reason)
         async with self.db.sessions() as session:
             session.add_all(rows)
             try:

@@ -20,6 +20,11 @@ class StatusConsumer:
 
     async def __call__(self, message: BusMessage) -> None:
         event = parse(StatusEvent, message)
+        if event.suppress and self.notifications.suppressions is not None:
+            # A hard bounce at RCPT: that address is never sent to again.
+            await self.notifications.suppressions.add(
+                event.suppress, event.error or "refused by the receiving server", "bounce"
+            )
         try:
             await self.notifications.record_status(
                 uuid.UUID(event.notification_id),

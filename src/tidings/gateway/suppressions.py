@@ -1,0 +1,78 @@
+"""The suppression list: addresses that bounced hard, complained, or an admin suppressed.
+A notification to one is `skipped` with the reason, and never reaches the mail server."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from tidings.core.cache import MemoryCache
+from tidings.core.db import Database, utcnow
+from tidings.core.envelope import PaginationMeta
+from tidings.core.errors import NotFound
+from tidings.gateway.models import Suppression
+from tidings.gateway.schemas import SuppressionOut
+
+# Looked up on every email accepted: remembered briefly in process. Another replica's
+# addition takes effect here within this time.
+CHECK_CACHE_S = 5.0
+
+
+def _out(row: Suppression) -> SuppressionOut:
+    return SuppressionOut(
+        address=row.address, reason=row.reason, source=row.source, created_at=row.created_at
+    )
+
+
+class Suppressions:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._checked = MemoryCache(max_entries=100_000)
+
+    async def reason_for(self, address: str) -> str | None:
+        """Why ``address`` is suppressed, or None."""
+        key = address.lower()
+        cached = await self._checked.get(key)
+        if cached is not None:
+            return cached.decode() or None
+        async with self.db.sessions() as session:
+            row = await session.get(Suppression, key)
+        reason = f"{row.source}: {row.reason}" if row else ""
+        await self._checked.set(key, reason.encode(), CHECK_CACHE_S)
+        return reason or None
+
+    async def add(self, address: str, reason: str, source: str) -> SuppressionOut:
+        key = address.lower()
+        dialect = postgresql if self.db.is_postgres else sqlite
+        stmt = (
+            dialect.insert(Suppression.__table__)
+            .values(address=key, reason=reason[:1000], source=source, created_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["address"])
+        )
+        async with self.db.sessions() as session, session.begin():
+            await session.execute(stmt)
+            row = await session.get(Suppression, key)
+        await self._checked.delete(key)
+        assert row is not None
+        return _out(row)
+
+    async def remove(self, address: str) -> None:
+        key = address.lower()
+        async with self.db.sessions() as session, session.begin():
+            removed = await session.execute(delete(Suppression).where(Suppression.address == key))
+        await self._checked.delete(key)
+        if not removed.rowcount:  # type: ignore[attr-defined]
+            raise NotFound(f"{address} is not suppressed")
+
+    async def search(self, page: int, limit: int) -> tuple[list[SuppressionOut], PaginationMeta]:
+        async with self.db.sessions() as session:
+            total = await session.scalar(select(func.count()).select_from(Suppression)) or 0
+            rows = (
+                await session.scalars(
+                    select(Suppression)
+                    .order_by(Suppression.created_at.desc())
+                    .offset((page - 1) * limit)
+                    .limit(limit)
+                )
+            ).all()
+        return [_out(r) for r in rows], PaginationMeta.of(total=total, page=page, limit=limit)
