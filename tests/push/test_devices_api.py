@@ -15,10 +15,8 @@ from tests.credentials import SETTINGS
 from tests.helpers import app_client, assert_envelope
 from tests.push.conftest import with_devices
 from tests.push.keys import BrowserKeys, b64url, fcm_token
-from tidings.core.errors import InvalidInput
 from tidings.core.migrations import migrate
 from tidings.users.app import create_app
-from tidings.users.devices_validation import check_endpoint
 from tidings.users.settings import UsersSettings
 
 
@@ -185,43 +183,6 @@ async def test_malformed_subscriptions_are_refused_with_the_reason(
     assert_envelope(answer.json(), success=False)
     assert fragment in answer.json()["error"]
     assert (await users.get(f"/api/v1/users/{user_id}/devices/")).json()["data"] == []
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "fragment"),
-    [
-        ("https://127.1/x", "not a dotted-quad"),
-        ("https://2130706433/x", "not a dotted-quad"),
-        ("https://0x7f000001/x", "not a dotted-quad"),
-        ("https://0177.0.0.1/x", "not a dotted-quad"),
-        ("https://169.254.169.254./x", "169.254.169.254 is not a public address"),
-        ("https://100.64.0.7/x", "not a public address"),  # carrier-grade NAT
-        ("https://[::ffff:10.0.0.1]/x", "not a public address"),
-        ("https://[fd00::1]/x", "not a public address"),
-        ("https://224.0.0.251/x", "not a public address"),
-        ("https://0.0.0.0/x", "not a public address"),
-        ("https://metadata/x", "not a public host name"),
-        ("https://push.example.local/x", "a local name"),
-        ("https://LOCALHOST./x", "a local name"),
-    ],
-)
-def test_internal_hosts_in_any_spelling_are_refused(endpoint: str, fragment: str) -> None:
-    with pytest.raises(InvalidInput) as refused:
-        check_endpoint(endpoint, allow_insecure=False)
-    assert fragment in refused.value.message
-
-
-@pytest.mark.parametrize(
-    "endpoint",
-    [
-        "https://fcm.googleapis.com/fcm/send/abc:APA91b",
-        "https://updates.push.services.mozilla.com/wpush/v2/gAAAA",
-        "https://web.push.apple.com./QGuQ",  # a fully qualified name keeps working
-        "https://8.8.8.8/x",
-    ],
-)
-def test_public_push_services_pass(endpoint: str) -> None:
-    check_endpoint(endpoint, allow_insecure=False)
 
 
 async def test_a_hex_loopback_endpoint_is_refused_by_the_api(users: httpx.AsyncClient) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import httpx
 import pytest
 
+from tests.helpers import wait_for_condition
 from tests.push.conftest import PushWorld
 from tests.push.fcm_peer import FcmPeer, fcm_error_body
 from tests.push.keys import fcm_token
@@ -203,22 +204,33 @@ async def test_a_429_is_retried_no_sooner_than_retry_after(world: PushWorld) -> 
     assert len(fcm.sent_to(token)) == 1
 
 
-async def test_server_errors_and_a_403_are_retried(world: PushWorld) -> None:
+async def test_server_errors_are_retried_and_a_403_holds(world: PushWorld) -> None:
     gw, fcm = world.system.gateway, world.fcm
     code = await push_template(gw)
-    token = fcm_token()
-    user_id = await push_user(gw, push_token=token)
-    fcm.scripts[token] = [
+    flaky, refused = fcm_token(), fcm_token()
+    flaky_user = await push_user(gw, push_token=flaky)
+    refused_user = await push_user(gw, push_token=refused)
+    fcm.scripts[flaky] = [
+        (500, fcm_error_body(500, "INTERNAL", "INTERNAL", "oops"), {}),
         (503, fcm_error_body(503, "UNAVAILABLE", "UNAVAILABLE", "try later"), {}),
-        (403, fcm_error_body(403, "PERMISSION_DENIED", None, "no permission"), {}),
     ]
+    fcm.scripts[refused] = [(403, fcm_error_body(403, "PERMISSION_DENIED", None, "no"), {})]
 
-    done = await final_status(gw, await send_push(gw, user_id, code))
+    held = await send_push(gw, refused_user, code)
+    done = await final_status(gw, await send_push(gw, flaky_user, code))
 
     assert done["status"] == "delivered", done
     errors = [h["error"] for h in done["history"] if h["status"] == "pending" and h["error"]]
-    assert "transient" in errors[0] and "503" in errors[0]
-    assert "provider_auth" in errors[1] and "403" in errors[1]
+    assert "transient" in errors[0] and "500" in errors[0]
+    assert "transient" in errors[1] and "503" in errors[1]
+
+    # provider-auth: held without spending attempts (core waits for the credentials).
+    async def waiting() -> bool:
+        data = (await gw.get(f"/api/v1/notifications/{held}/")).json()["data"]
+        details = [h["detail"] or "" for h in data["history"]]
+        return data["status"] == "pending" and any("provider-auth" in d for d in details)
+
+    await wait_for_condition(waiting, timeout_s=30, what="the 403 held")
 
 
 async def test_invalid_argument_about_the_token_kills_the_device_and_else_fails_once(

@@ -31,10 +31,10 @@ async def test_an_open_breaker_delays_and_never_drops(world: PushWorld) -> None:
 
     await wait_for_condition(breaker_opened, timeout_s=30, what="the webpush breaker open")
     health = await gw.get(f"http://127.0.0.1:{world.system.ports['push']}/health")
-    assert health.status_code == 503
-    # Only the open push service is named, in one short line.
+    # One push service down does not make the worker degraded; /health names it, shortly.
+    assert health.status_code == 200
     origin = receiver.server.origin
-    assert f"webpush: 1 of 1 origins open: {origin}" in health.json()["error"]
+    assert f"1 of 1 origins open: {origin}" in health.json()["data"]["webpush_open_origins"]
     await receiver.server.start()  # back, on the same port
 
     finals = await asyncio.gather(*(final_status(gw, nid, timeout_s=60) for nid in ids))

@@ -3,6 +3,8 @@ VAPID and decrypts the aes128gcm body with the subscription's private key."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import wait_for_condition
 from tests.push.conftest import PushWorld
 from tests.push.support import (
@@ -103,28 +105,51 @@ async def test_a_payload_over_4kb_fails_permanently_before_sending(world: PushWo
     assert receiver.attempts_at(big) == [], "an oversized payload was sent"
 
 
-async def test_refused_credentials_and_server_errors_are_retried(world: PushWorld) -> None:
-    """401 and 403 (VAPID refused) are provider-auth, 5xx transient: each spends an
-    attempt, and the notification arrives once the push service takes it."""
+async def test_server_errors_are_retried_without_the_body(world: PushWorld) -> None:
+    """5xx is transient: it spends an attempt, and the notification arrives once the push
+    service takes it. What the push service said is not copied into the history."""
     gw, receiver = world.system.gateway, world.webpush
     code = await push_template(gw)
     user_id = await push_user(gw)
     device = receiver.subscribe()
     await add_webpush(gw, user_id, device)
     receiver.scripts[receiver.sid_of(device)] = Script(
-        answers=[(401, {}), (403, {}), (503, {})], body=b"stack trace of the push service"
+        answers=[(500, {}), (503, {})], body=b"stack trace of the push service"
     )
 
     done = await final_status(gw, await send_push(gw, user_id, code))
 
     assert done["status"] == "delivered", done
     errors = [h["error"] for h in done["history"] if h["status"] == "pending" and h["error"]]
-    assert len(errors) == 3, errors
-    assert "provider_auth" in errors[0] and "VAPID credentials: 401" in errors[0]
-    assert "provider_auth" in errors[1] and "VAPID credentials: 403" in errors[1]
-    assert "transient" in errors[2] and "answered 503" in errors[2]
+    assert len(errors) == 2, errors
+    assert "transient" in errors[0] and "answered 500" in errors[0]
+    assert "transient" in errors[1] and "answered 503" in errors[1]
     assert not any("stack trace" in e for e in errors)
     assert len(receiver.received_by(device)) == 1
+
+
+@pytest.mark.parametrize("status", [401, 403])
+async def test_refused_vapid_credentials_hold_the_notification(
+    world: PushWorld, status: int
+) -> None:
+    """401/403 is provider-auth: an alert, and the notification is held (it waits without
+    spending attempts) rather than failed."""
+    gw, receiver = world.system.gateway, world.webpush
+    code = await push_template(gw)
+    user_id = await push_user(gw)
+    device = receiver.subscribe()
+    await add_webpush(gw, user_id, device)
+    receiver.scripts[receiver.sid_of(device)] = Script(answers=[(status, {})], body=b"secret")
+    nid = await send_push(gw, user_id, code)
+
+    async def held() -> str | None:
+        data = (await gw.get(f"/api/v1/notifications/{nid}/")).json()["data"]
+        details = [h["detail"] or "" for h in data["history"]]
+        return next((d for d in details if "provider-auth" in d), None)
+
+    detail = await wait_for_condition(held, timeout_s=30, what="the notification held")
+    assert detail.startswith("waiting ") and f"VAPID credentials: {status}" in detail
+    assert "secret" not in detail
 
 
 async def test_a_device_that_failed_then_vanished_makes_it_failed_not_skipped(

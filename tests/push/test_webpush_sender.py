@@ -15,6 +15,7 @@ from tidings.cli_push import generate_vapid_keys
 from tidings.core.breaker import BreakerOpen
 from tidings.core.errors import PermanentError, RecipientInvalid, TransientError
 from tidings.push_worker.breakers import OriginBreakers
+from tidings.push_worker.senders.netguard import Resolver
 from tidings.push_worker.senders.webpush import NOT_PUBLIC
 
 
@@ -28,7 +29,7 @@ async def receiver_and_key() -> AsyncIterator[tuple[WebPushReceiver, str]]:
         await receiver.close()
 
 
-def resolving(table: dict[str, list[str]], asked: list[str] | None = None):  # type: ignore[no-untyped-def]
+def resolving(table: dict[str, list[str]], asked: list[str] | None = None) -> Resolver:
     """A resolver that answers from ``table`` (and notes every name it is asked)."""
 
     async def resolve(host: str, port: int) -> list[str]:

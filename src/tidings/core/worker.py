@@ -32,7 +32,12 @@ from tidings.core.retry import RetryPolicy, tier_for
 from tidings.core.settings import TidingsSettings
 from tidings.core.status import report
 from tidings.core.topology import CHANNEL_QUEUES, CHANNEL_ROUTES, PRIORITY_QUEUES, RETRY_TIERS_MS
-from tidings.core.web import ServiceClient, create_service_app, make_http_client
+from tidings.core.web import (
+    HealthRegistry,
+    ServiceClient,
+    create_service_app,
+    make_http_client,
+)
 
 log = logging.getLogger("tidings.worker")
 
@@ -206,11 +211,8 @@ class DeliveryFlow:
 
 
 # Builds a worker's ``deliver`` once its dependencies exist; ``stack`` takes whatever it
-# needs closed at shutdown; ``add_health`` registers a /health check.
-DeliverFactory = Callable[
-    [AsyncExitStack, TemplateDirectory, Callable[[str, Callable[[], Awaitable[Any]]], None]],
-    Awaitable[Deliver],
-]
+# needs closed at shutdown; ``health`` takes its /health checks (and facts, in ``info``).
+DeliverFactory = Callable[[AsyncExitStack, TemplateDirectory, HealthRegistry], Awaitable[Deliver]]
 
 
 def create_worker_app(
@@ -255,7 +257,7 @@ def create_worker_app(
             templates_client = ServiceClient("templates", http, breaker, endpoints)
             watch_breaker(service, "templates", lambda: breaker.state)
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
-            deliver = await make_deliver(stack, templates, health.add)
+            deliver = await make_deliver(stack, templates, health)
             flow = DeliveryFlow(
                 service,
                 the_bus,

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
 
 from fastapi import FastAPI
 
@@ -12,6 +10,7 @@ from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import watch_breaker
+from tidings.core.web import HealthRegistry
 from tidings.core.worker import Deliver, create_worker_app
 from tidings.email_worker.handlers import EmailDelivery
 from tidings.email_worker.senders import EmailSender
@@ -25,7 +24,7 @@ def create_app(
     async def make_deliver(
         stack: AsyncExitStack,
         templates: TemplateDirectory,
-        add_health: Callable[[str, Callable[[], Awaitable[Any]]], None],
+        health: HealthRegistry,
     ) -> Deliver:
         password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
         the_sender = sender or SmtpSender(
@@ -40,7 +39,7 @@ def create_app(
             failure_threshold=settings.smtp_breaker_failures,
             reset_timeout_s=settings.smtp_breaker_reset_s,
         )
-        add_health("smtp", breaker.health)
+        health.add("smtp", breaker.health)
         watch_breaker("email", "smtp", lambda: breaker.state)
         return EmailDelivery(settings, templates, the_sender, breaker)
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
-from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -13,7 +11,8 @@ from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus
 from tidings.core.db import open_database
 from tidings.core.lookups import TemplateDirectory
-from tidings.core.web import ServiceClient, make_http_client
+from tidings.core.metrics import watch_breaker
+from tidings.core.web import HealthRegistry, ServiceClient, make_http_client
 from tidings.core.worker import Deliver, create_worker_app
 from tidings.push_worker.breakers import OriginBreakers
 from tidings.push_worker.devices import DeviceDirectory
@@ -100,7 +99,7 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
     async def make_deliver(
         stack: AsyncExitStack,
         templates: TemplateDirectory,
-        add_health: Callable[[str, Callable[[], Awaitable[Any]]], None],
+        health: HealthRegistry,
     ) -> Deliver:
         # The delivery records' store is core's; the per-device results share its schema.
         db = open_database(settings.store_url, "push")
@@ -117,16 +116,19 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
             reset_timeout_s=settings.users_breaker_reset_s,
         )
         users = ServiceClient("users", users_http, users_breaker)
-        add_health("users_service", users.ping)
+        health.add("users_service", users.ping)
+        watch_breaker("push", "users", lambda: users_breaker.state)
         devices = DeviceDirectory(users)
-        add_health("users_credentials", devices.health)
         webpush = webpush_sender(settings)
         fcm = fcm_sender(settings)
         senders: dict[str, PushSender] = {"webpush": webpush, "fcm": fcm}
         for sender in (webpush, fcm):
             stack.push_async_callback(sender.close)
-        add_health("webpush", webpush.breakers.health)  # only the origins that are open
-        add_health("fcm", fcm.breaker.health)
+        # One user's dead endpoint opens only its origin's breaker: a fact for /health, not
+        # a reason to call the whole worker degraded.
+        health.info["webpush_open_origins"] = webpush.breakers.health
+        health.add("fcm", fcm.breaker.health)
+        watch_breaker("push", "fcm", lambda: fcm.breaker.state)
         return PushDelivery(
             templates,
             devices,

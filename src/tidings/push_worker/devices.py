@@ -1,10 +1,11 @@
 """The user's devices, from the users service over REST (a service never imports another).
 
 Every call carries the service credential (``TIDINGS_SERVICE_TOKEN``, set on the client in
-app.py): listing another user's devices and marking one dead are the push worker's
-privileges. A 401 or 403 means that credential is wrong or missing, a misconfiguration of
-the deployment, not a fault of the notification: it becomes ``DependencyUnavailable`` (the
-notification waits without spending an attempt) and shows in /health.
+app.py): listing a user's devices and marking one dead are the push worker's privileges. A
+401 or 403 means that credential is wrong or missing, a misconfiguration of the deployment,
+not a fault of the notification: ``ServiceClient`` raises ``DependencyUnavailable`` for it, so
+the notification waits without spending an attempt (never failed, never requeued in a loop),
+and the refusals open the users breaker, which /health shows.
 
 Not cached: a device marked dead must not be contacted by the very next notification, and
 it is one small request per notification (one per hundred devices).
@@ -15,8 +16,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 from urllib.parse import quote
-
-import httpx
 
 from tidings.core.errors import DependencyUnavailable, InvalidInput, NotFound
 from tidings.core.web import ServiceClient
@@ -32,21 +31,6 @@ MAX_DEVICES = 1_000
 class DeviceDirectory:
     def __init__(self, client: ServiceClient) -> None:
         self.client = client
-        self.refused: str | None = None  # the last credential refusal, for /health
-        # ServiceClient turns every 4xx but 404 into InvalidInput, which would fail the
-        # notification; the status is only known here, on the response, so look at it first.
-        client.client.event_hooks["response"].append(self._check_credential)
-
-    async def _check_credential(self, response: httpx.Response) -> None:
-        if response.status_code in (401, 403):
-            self.refused = (
-                f"the users service refused the push worker's credential "
-                f"({response.status_code}): check TIDINGS_SERVICE_TOKEN"
-            )
-            raise DependencyUnavailable(self.refused)
-
-    async def health(self) -> str | None:
-        return self.refused
 
     async def live(self, user_id: str) -> list[Device]:
         """The user's live devices (at most ``MAX_DEVICES``); NotFound when the user is
@@ -73,7 +57,6 @@ class DeviceDirectory:
                 MAX_DEVICES,
                 MAX_DEVICES,
             )
-        self.refused = None  # the credential works (again)
         return list(found.values())
 
     async def mark_dead(self, user_id: str, device_id: str, reason: str) -> None:

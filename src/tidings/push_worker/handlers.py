@@ -5,8 +5,8 @@ de-duplication and reports are core's DeliveryFlow; this decides what one attemp
 - A device that accepted the notification (in any attempt) is never sent it again.
 - A gone device (Web Push 404/410, FCM UNREGISTERED) is marked dead at the users service.
 - Devices still worth retrying (transient, provider-auth, an open breaker) make the attempt
-  a retry, while attempts (or the wait) last; after that the notification is delivered if
-  any device accepted it.
+  a retry or a wait, while attempts (or the wait) last; after that the notification is
+  delivered if any device accepted it.
 - delivered: at least one device accepted; failed: none did (with every device's reason,
   earlier attempts' included); skipped: the user has no live device and no attempt reached
   one.
@@ -41,6 +41,7 @@ from tidings.push_worker.store import DeviceResults
 
 log = logging.getLogger("tidings.push")
 Retryable = DeliveryError | DependencyUnavailable
+WAIT_SLACK_S = 1.0
 Outcome = str | Retryable
 
 
@@ -124,8 +125,10 @@ class PushDelivery:
                 failed.append((line, isinstance(outcome, RecipientInvalid)))
             else:
                 retry.append((device, outcome))
-        if retry and not (accepted and self._last_chance(n, retry)):
-            raise self._retry_error(retry, accepted)
+        if retry:
+            error = self._retry_error(retry, accepted)
+            if not (accepted and self._last_chance(n, error)):
+                raise error
         if not accepted:
             reasons = "no device accepted the notification: " + "; ".join(f for f, _ in failed)
             if failed and all(dead for _, dead in failed):
@@ -161,18 +164,24 @@ class PushDelivery:
         )
         return reply
 
-    def _last_chance(self, n: NotificationMessage, retry: list[tuple[Device, Retryable]]) -> bool:
-        """No retry will follow this attempt: deliver what was accepted instead of failing."""
-        if any(isinstance(e, TransientError | ProviderAuthError) for _, e in retry):
+    def _last_chance(self, n: NotificationMessage, error: Retryable) -> bool:
+        """Would core give up on ``error`` after this attempt? It fails a transient error
+        once the attempts are spent, and a wait (an open breaker, an unreachable service,
+        provider-auth's hold) once the notification has waited ``max_wait_s``. Then deliver
+        what was accepted instead of failing it."""
+        if isinstance(error, TransientError):
             return n.attempt >= self.max_attempts
         waited_s = (now_ms() - (n.first_try_ms or now_ms())) / 1000
-        return waited_s >= self.max_wait_s
+        # core measures a moment later: a little slack so that it never fails what we kept.
+        return waited_s >= self.max_wait_s - WAIT_SLACK_S
 
     @staticmethod
     def _retry_error(retry: list[tuple[Device, Retryable]], accepted: list[str]) -> Retryable:
-        """One error for the attempt. A device's transient failure spends an attempt (the
-        longest Retry-After wins); only when every remaining device waits on an open
-        breaker or an unreachable service does the notification wait without spending one."""
+        """One error for the attempt. Provider-auth comes first (core alerts, and holds the
+        notification without spending attempts); then a device's transient failure spends
+        an attempt (the longest Retry-After wins); only when every remaining device waits on
+        an open breaker or an unreachable service does the notification wait without
+        spending one."""
         reasons = "; ".join(f"{d.label}: {e.message}" for d, e in retry)
         if accepted:
             reasons += f" (already accepted by {len(accepted)} device(s))"

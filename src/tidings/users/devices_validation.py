@@ -84,6 +84,11 @@ def check_host(host: str) -> None:
     a name resolves is checked by the push worker at every send (it can change any time)."""
     ip = _address(host)
     if ip is not None:
+        if isinstance(ip, ipaddress.IPv6Address):
+            raise InvalidInput(
+                "subscription.endpoint: an IPv6 address literal (VAPID cannot name it; push "
+                "services have host names)"
+            )
         if not is_public(ip):
             raise InvalidInput(
                 f"subscription.endpoint: {host} is not a public address (private, loopback, "
