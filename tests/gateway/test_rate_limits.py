@@ -4,35 +4,25 @@ The waits here are the limits' own refill times: they are what is under test."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from tests.helpers import assert_envelope
 from tests.scenario import create_template, create_user, notification
-from tests.system import System, start_system
+from tests.system import System
 
 URL = "/api/v1/notifications/"
 
 
 @pytest.fixture(scope="module")
-async def system(
-    pg_database: str, amqp_vhost: str, redis_url: str, cache_namespace: str
-) -> AsyncIterator[System]:
-    started = await start_system(
-        database_url=pg_database,
-        amqp_url=amqp_vhost,
-        redis_url=redis_url,
-        cache_namespace=cache_namespace,
-        recipient_rate_per_s=1.0,
-        recipient_burst=2,
-        login_burst=3,
-        login_rate_per_s=1.0,
-    )
-    try:
-        yield started
-    finally:
-        await started.close()
+def system_overrides() -> dict[str, Any]:
+    return {
+        "recipient_rate_per_s": 1.0,
+        "recipient_burst": 2,
+        "login_burst": 3,
+        "login_rate_per_s": 1.0,
+    }
 
 
 async def test_per_api_key(system: System) -> None:

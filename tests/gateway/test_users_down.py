@@ -4,31 +4,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
 from tests.scenario import create_template, create_user, notification, wait_for_status
-from tests.system import System, start_system
+from tests.system import System
 
 CACHE_TTL_S = 0.2
 
 
 @pytest.fixture(scope="module")
-async def system(
-    pg_database: str, amqp_vhost: str, redis_url: str, cache_namespace: str
-) -> AsyncIterator[System]:
-    started = await start_system(
-        database_url=pg_database,
-        amqp_url=amqp_vhost,
-        redis_url=redis_url,
-        cache_namespace=cache_namespace,
-        user_cache_ttl_s=CACHE_TTL_S,
-    )
-    try:
-        yield started
-    finally:
-        await started.close()
+def system_overrides() -> dict[str, Any]:
+    return {"user_cache_ttl_s": CACHE_TTL_S}
 
 
 async def test_accepted_and_delivered_with_the_last_known_preferences(system: System) -> None:

@@ -10,8 +10,8 @@ import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any, Literal
 
 import httpx
 from fastapi import FastAPI, Request, Response
@@ -33,7 +33,7 @@ from tidings.core.errors import (
     TidingsError,
 )
 from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
-from tidings.core.metrics import HTTP_SECONDS, exposition
+from tidings.core.metrics import HTTP_SECONDS, exposition, watch_breaker
 from tidings.core.settings import ServiceName, TidingsSettings
 
 log = logging.getLogger("tidings.http")
@@ -414,3 +414,30 @@ class ServiceClient:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def service_client(
+    service: Literal["users", "templates"],
+    settings: TidingsSettings,
+    stack: AsyncExitStack,
+    *,
+    caller: str,
+    registry: Registry | None = None,
+) -> ServiceClient:
+    """The one way a service looks things up in another: the service credential, a circuit
+    breaker (reported in /metrics), discovery when a registry is given and no static URL is
+    set; the connections close with ``stack``."""
+    http = make_http_client(
+        settings.url_of(service), settings.http_timeout_s, token=settings.secret("service_token")
+    )
+    stack.push_async_callback(http.aclose)
+    failures, reset_s = {
+        "users": (settings.users_breaker_failures, settings.users_breaker_reset_s),
+        "templates": (settings.templates_breaker_failures, settings.templates_breaker_reset_s),
+    }[service]
+    breaker = CircuitBreaker(service, failure_threshold=failures, reset_timeout_s=reset_s)
+    watch_breaker(caller, service, lambda: breaker.state)
+    endpoints = Endpoints(
+        service, settings.url_of(service), registry if settings.discovers(service) else None
+    )
+    return ServiceClient(service, http, breaker, endpoints)

@@ -13,11 +13,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from tidings.core.breaker import BreakerOpen, CircuitBreaker
+from tidings.core.breaker import BreakerOpen
 from tidings.core.bus import Bus, BusMessage, DeadLetter, Handler, open_bus, parse
 from tidings.core.db import open_database
 from tidings.core.deliveries import DeliveryStore
-from tidings.core.discovery import Endpoints
 from tidings.core.errors import (
     DeliveryError,
     DependencyUnavailable,
@@ -27,17 +26,12 @@ from tidings.core.errors import (
 )
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import Channel, NotificationMessage, StatusEvent, StatusValue, now_ms
-from tidings.core.metrics import DELIVERY_ERRORS, RETRIES, STAGE_SECONDS, watch_breaker
+from tidings.core.metrics import DELIVERY_ERRORS, RETRIES, STAGE_SECONDS
 from tidings.core.retry import RetryPolicy, tier_for
 from tidings.core.settings import TidingsSettings
 from tidings.core.status import report
 from tidings.core.topology import CHANNEL_QUEUES, CHANNEL_ROUTES, PRIORITY_QUEUES, RETRY_TIERS_MS
-from tidings.core.web import (
-    HealthRegistry,
-    ServiceClient,
-    create_service_app,
-    make_http_client,
-)
+from tidings.core.web import HealthRegistry, create_service_app, service_client
 
 log = logging.getLogger("tidings.worker")
 
@@ -238,24 +232,9 @@ def create_worker_app(
                 the_bus = open_bus(settings)
                 await the_bus.start()
                 stack.push_async_callback(the_bus.close)
-            http = make_http_client(
-                settings.url_of("templates"),
-                settings.http_timeout_s,
-                token=settings.secret("service_token"),
+            templates_client = service_client(
+                "templates", settings, stack, caller=service, registry=app.state.registry
             )
-            stack.push_async_callback(http.aclose)
-            breaker = CircuitBreaker(
-                "templates",
-                failure_threshold=settings.templates_breaker_failures,
-                reset_timeout_s=settings.templates_breaker_reset_s,
-            )
-            endpoints = Endpoints(
-                "templates",
-                settings.url_of("templates"),
-                app.state.registry if settings.discovers("templates") else None,
-            )
-            templates_client = ServiceClient("templates", http, breaker, endpoints)
-            watch_breaker(service, "templates", lambda: breaker.state)
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
             deliver = await make_deliver(stack, templates, health)
             flow = DeliveryFlow(

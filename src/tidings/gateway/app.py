@@ -9,15 +9,13 @@ from fastapi import FastAPI
 
 from tidings.core.access import Access
 from tidings.core.auth import Principal
-from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, open_cache
-from tidings.core.discovery import Endpoints
 from tidings.core.lookups import TemplateDirectory
-from tidings.core.metrics import QUEUE_CONSUMERS, QUEUE_DEPTH, watch_breaker
+from tidings.core.metrics import QUEUE_CONSUMERS, QUEUE_DEPTH
 from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
-from tidings.core.web import ServiceClient, app_database, create_service_app, make_http_client
+from tidings.core.web import app_database, create_service_app, make_http_client, service_client
 from tidings.gateway.admin import router as admin_router
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.keys import ApiKeys
@@ -78,40 +76,22 @@ def create_app(
                 )
 
             app.state.access = Access(settings, api_keys=api_keys.resolve, limit=limit_key)
-            token = settings.secret("service_token")
             timeout_s = settings.http_timeout_s
             # Look-ups carry the service credential; proxied requests carry the caller only.
-            users_http = make_http_client(settings.url_of("users"), timeout_s, token=token)
-            templates_http = make_http_client(settings.url_of("templates"), timeout_s, token=token)
+            registry = app.state.registry
+            users_client = service_client(
+                "users", settings, stack, caller="gateway", registry=registry
+            )
+            templates_client = service_client(
+                "templates", settings, stack, caller="gateway", registry=registry
+            )
+            users_endpoints = users_client.endpoints
+            templates_endpoints = templates_client.endpoints
+            assert users_endpoints is not None and templates_endpoints is not None
             app.state.users_http = make_http_client(settings.url_of("users"), timeout_s)
             app.state.templates_http = make_http_client(settings.url_of("templates"), timeout_s)
-            for client in (
-                users_http,
-                templates_http,
-                app.state.users_http,
-                app.state.templates_http,
-            ):
-                stack.push_async_callback(client.aclose)
-
-            users_breaker = CircuitBreaker(
-                "users",
-                failure_threshold=settings.users_breaker_failures,
-                reset_timeout_s=settings.users_breaker_reset_s,
-            )
-            templates_breaker = CircuitBreaker(
-                "templates",
-                failure_threshold=settings.templates_breaker_failures,
-                reset_timeout_s=settings.templates_breaker_reset_s,
-            )
-            registry = app.state.registry
-            users_endpoints = Endpoints(
-                "users", settings.url_of("users"), registry if settings.discovers("users") else None
-            )
-            templates_endpoints = Endpoints(
-                "templates",
-                settings.url_of("templates"),
-                registry if settings.discovers("templates") else None,
-            )
+            stack.push_async_callback(app.state.users_http.aclose)
+            stack.push_async_callback(app.state.templates_http.aclose)
             app.state.users_endpoints = users_endpoints
             app.state.templates_endpoints = templates_endpoints
 
@@ -123,15 +103,9 @@ def create_app(
 
             app.state.health.info["instances"] = instances
 
-            users_client = ServiceClient("users", users_http, users_breaker, users_endpoints)
             app.state.users_client = users_client
-            watch_breaker("gateway", "users", lambda: users_breaker.state)
-            watch_breaker("gateway", "templates", lambda: templates_breaker.state)
             users = UserDirectory(users_client, the_cache, settings.user_cache_ttl_s)
             app.state.user_directory = users
-            templates_client = ServiceClient(
-                "templates", templates_http, templates_breaker, templates_endpoints
-            )
             templates = TemplateDirectory(
                 templates_client, settings.template_cache_ttl_s, last_known=True
             )

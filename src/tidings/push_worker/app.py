@@ -12,7 +12,7 @@ from tidings.core.bus import Bus
 from tidings.core.db import open_database
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import watch_breaker
-from tidings.core.web import HealthRegistry, ServiceClient, make_http_client
+from tidings.core.web import HealthRegistry, service_client
 from tidings.core.worker import Deliver, create_worker_app
 from tidings.push_worker.breakers import OriginBreakers
 from tidings.push_worker.devices import DeviceDirectory
@@ -104,20 +104,8 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
         # The delivery records' store is core's; the per-device results share its schema.
         db = open_database(settings.store_url, "push")
         stack.push_async_callback(db.close)
-        users_http = make_http_client(
-            settings.url_of("users"),
-            settings.http_timeout_s,
-            token=settings.secret("service_token"),
-        )
-        stack.push_async_callback(users_http.aclose)
-        users_breaker = CircuitBreaker(
-            "users",
-            failure_threshold=settings.users_breaker_failures,
-            reset_timeout_s=settings.users_breaker_reset_s,
-        )
-        users = ServiceClient("users", users_http, users_breaker)
+        users = service_client("users", settings, stack, caller="push")
         health.add("users_service", users.ping)
-        watch_breaker("push", "users", lambda: users_breaker.state)
         devices = DeviceDirectory(users)
         webpush = webpush_sender(settings)
         fcm = fcm_sender(settings)
