@@ -20,6 +20,7 @@ class Received:
     mail_from: str
     rcpt_tos: list[str]
     message: EmailMessage
+    raw: bytes = b""
 
 
 @dataclass
@@ -57,7 +58,7 @@ class SmtpPeer:
         self.tries[key] += 1
         if self.tries[key] <= self.refuse_first:
             return "451 4.7.1 Try again later"
-        item = Received(str(envelope.mail_from), list(envelope.rcpt_tos), msg)  # type: ignore[arg-type]
+        item = Received(str(envelope.mail_from), list(envelope.rcpt_tos), msg, raw)  # type: ignore[arg-type]
         self.received.append(item)
         self.arrivals.put_nowait(item)
         if (

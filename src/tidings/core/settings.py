@@ -104,6 +104,11 @@ class TidingsSettings(BaseSettings):
     public_url: str | None = None
 
     email_from: str = "Tidings <no-reply@tidings.localhost>"
+    # DKIM: a PEM private key turns signing on; the public key goes in DNS at
+    # <selector>._domainkey.<domain> (domain: the From address's, unless set).
+    dkim_private_key: SecretStr | None = None
+    dkim_selector: str = "tidings"
+    dkim_domain: str | None = None
     smtp_pool_size: int = Field(default=4, ge=1)
     smtp_timeout_s: float = 10.0
     smtp_password: SecretStr | None = None

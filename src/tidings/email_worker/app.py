@@ -12,6 +12,7 @@ from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import watch_breaker
 from tidings.core.web import HealthRegistry
 from tidings.core.worker import Deliver, create_worker_app
+from tidings.email_worker.dkim_signer import DkimSigner
 from tidings.email_worker.handlers import EmailDelivery
 from tidings.email_worker.senders import EmailSender
 from tidings.email_worker.senders.smtp import SmtpSender
@@ -41,7 +42,14 @@ def create_app(
         )
         health.add("smtp", breaker.health)
         watch_breaker("email", "smtp", lambda: breaker.state)
-        return EmailDelivery(settings, templates, the_sender, breaker)
+        signer = None
+        if settings.dkim_private_key is not None:
+            signer = DkimSigner(
+                settings.dkim_private_key.get_secret_value(),
+                settings.dkim_selector,
+                settings.dkim_domain or settings.sender.domain,
+            )
+        return EmailDelivery(settings, templates, the_sender, breaker, signer)
 
     return create_worker_app(
         "email",

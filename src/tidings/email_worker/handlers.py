@@ -11,6 +11,7 @@ from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import NotificationMessage
 from tidings.core.rendering import render_content
 from tidings.email_worker.compose import compose
+from tidings.email_worker.dkim_signer import DkimSigner
 from tidings.email_worker.senders import EmailSender
 from tidings.email_worker.settings import EmailSettings
 
@@ -27,7 +28,9 @@ class EmailDelivery:
         templates: TemplateDirectory,
         sender: EmailSender,
         breaker: CircuitBreaker,
+        signer: DkimSigner | None = None,
     ) -> None:
+        self.signer = signer
         self.templates = templates
         self.sender = sender
         self.breaker = breaker
@@ -54,5 +57,7 @@ class EmailDelivery:
             )
         except (ValueError, TypeError) as exc:  # e.g. an address the email package refuses
             raise PermanentError(f"cannot build the email: {exc}") from exc
+        if self.signer is not None:
+            await self.signer.sign(email)
         async with self.breaker.guard(trips_breaker):
             return await self.sender.send(email)

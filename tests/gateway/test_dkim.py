@@ -1,0 +1,54 @@
+"""DKIM: with a key configured every email is signed, List-Unsubscribe included, and the
+signature verifies with the public key (as a receiver would find it in DNS)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import dkim
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.scenario import create_template, create_user, notification
+from tests.system import System
+
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PEM = KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+PUBLIC = base64.b64encode(
+    KEY.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+).decode()
+
+
+@pytest.fixture(scope="module")
+def system_overrides() -> dict[str, Any]:
+    return {"dkim_private_key": PEM, "dkim_selector": "s2026"}
+
+
+def dns(name: bytes, timeout: int = 5) -> bytes:
+    assert name == b"s2026._domainkey.tidings.localhost.", name
+    return f"v=DKIM1; k=rsa; p={PUBLIC}".encode()
+
+
+async def test_emails_are_signed_and_verify(system: System) -> None:
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    body = notification(user["user_id"], template["code"])
+    await gw.post("/api/v1/notifications/", json=body)
+    received = await system.smtp.next()
+    assert received.message["X-Request-ID"] == body["request_id"]
+    signature = str(received.message["DKIM-Signature"])
+    tags = {k.strip(): v.strip() for k, _, v in (t.partition("=") for t in signature.split(";"))}
+    assert tags["d"] == "tidings.localhost" and tags["s"] == "s2026"
+    signed = tags["h"].replace(" ", "").lower().split(":")
+    assert "list-unsubscribe" in signed and "list-unsubscribe-post" in signed
+    assert dkim.verify(received.raw, dnsfunc=dns)
+    tampered = received.raw.replace(b"Welcome, Grace", b"Welcome, Mallory")
+    assert tampered != received.raw
+    assert not dkim.verify(tampered, dnsfunc=dns)
