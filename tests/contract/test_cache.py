@@ -57,3 +57,10 @@ async def test_unreachable_redis_is_dependency_unavailable() -> None:
             await dead.get("k")
     finally:
         await dead.close()
+
+
+async def test_add_stores_only_once(cache: Cache) -> None:
+    key = uuid.uuid4().hex
+    assert await cache.add(key, b"first", ttl_s=60) is True
+    assert await cache.add(key, b"second", ttl_s=60) is False
+    assert await cache.get(key) == b"first"

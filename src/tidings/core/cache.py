@@ -28,6 +28,10 @@ class Cache(ABC):
     async def delete(self, key: str) -> None: ...
 
     @abstractmethod
+    async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
+        """Store ``value`` only if ``key`` is absent; True if it was stored (one winner)."""
+
+    @abstractmethod
     async def ping(self) -> None: ...
 
     async def close(self) -> None:  # noqa: B027 - optional for adapters holding nothing
@@ -60,6 +64,12 @@ class MemoryCache(Cache):
 
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
+
+    async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
+        if await self.get(key) is not None:
+            return False
+        await self.set(key, value, ttl_s)
+        return True
 
     async def ping(self) -> None:
         return None
@@ -100,6 +110,15 @@ class RedisCache(Cache):
             await self._redis.delete(self._key(key))
         except RedisError as exc:
             raise DependencyUnavailable(f"Redis: {exc}") from exc
+
+    async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
+        try:
+            stored = await self._redis.set(
+                self._key(key), value, px=max(1, int(ttl_s * 1000)), nx=True
+            )
+        except RedisError as exc:
+            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        return bool(stored)
 
     async def ping(self) -> None:
         try:

@@ -107,6 +107,8 @@ class TidingsSettings(BaseSettings):
     # DKIM: a PEM private key turns signing on; the public key goes in DNS at
     # <selector>._domainkey.<domain> (domain: the From address's, unless set).
     dkim_private_key: SecretStr | None = None
+    # Verifies Mailgun's signed event webhooks (POST /api/v1/webhooks/mailgun/); unset: off.
+    mailgun_webhook_signing_key: SecretStr | None = None
     dkim_selector: str = "tidings"
     dkim_domain: str | None = None
     smtp_pool_size: int = Field(default=4, ge=1)

@@ -28,6 +28,7 @@ from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.status import StatusConsumer
 from tidings.gateway.suppressions import Suppressions
 from tidings.gateway.unsubscribe import router as unsubscribe_router
+from tidings.gateway.webhooks import router as webhooks_router
 
 log = logging.getLogger("tidings.gateway")
 
@@ -66,6 +67,7 @@ def create_app(
             app.state.limiter = limiter
             stack.push_async_callback(limiter.close)
             app.state.settings = settings
+            app.state.cache = the_cache
 
             async def limit_key(caller: Principal) -> None:
                 await limiter.check(
@@ -162,5 +164,6 @@ def create_app(
     app.include_router(router)
     app.include_router(admin_router)
     app.include_router(unsubscribe_router)
+    app.include_router(webhooks_router)
     app.include_router(create_push_router(settings.vapid_public_key))
     return app

@@ -49,12 +49,15 @@ def _rank(status: str) -> int:
     return 1 if status in TERMINAL_STATUSES else 0
 
 
-def may_move(current: str, new: str) -> bool:
+def may_move(current: str, new: str, bounced: bool = False) -> bool:
     """Whether a report may move the status at all (every report is kept in the history).
 
-    delivered, skipped and cancelled are final; failed can still become delivered (a retry or replay
-    that succeeds) or pending again (a replay).
+    delivered, skipped and cancelled are final, but for a bounce: a mail server that took the
+    message can still report later that it could not deliver it (delivered -> failed).
+    failed can still become delivered (a retry or replay that succeeds) or pending (a replay).
     """
+    if current == "delivered" and new == "failed" and bounced:
+        return True
     if current in ("delivered", "skipped", "cancelled"):
         return False
     if current == "failed":
@@ -315,6 +318,7 @@ class NotificationService:
         detail: str | None = None,
         attempt: int | None = None,
         round_: int | None = None,
+        bounced: bool = False,
     ) -> str:
         """Record a report about a notification; returns its status afterwards.
 
@@ -344,7 +348,7 @@ class NotificationService:
             round_ = n.round if round_ is None else round_
             attempt_ = n.attempt if attempt is None else attempt
             newer = (round_, attempt_, _rank(status)) >= (n.round, n.attempt, _rank(n.status))
-            moved = newer and may_move(n.status, status)
+            moved = (newer or bounced) and may_move(n.status, status, bounced)
             if moved:
                 n.status = status
                 n.error = error if status == "failed" else None

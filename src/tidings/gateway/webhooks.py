@@ -1,0 +1,100 @@
+"""Provider event webhooks: Mailgun's signed event webhook.
+
+Mailgun signs each event: HMAC-SHA256 over ``timestamp + token`` with the webhook signing key.
+A forged signature, a timestamp more than five minutes off, or a token seen before (a
+replay) is refused. Events: delivered → the history; failed (temporary) → the history;
+failed (permanent) → failed, bounced, and the address suppressed; complained → the address
+suppressed and the user's email preference off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from tidings.core.envelope import Envelope, ok
+from tidings.core.errors import Forbidden, NotFound, Unauthorized
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+MAX_SKEW_S = 300
+
+
+class MailgunSignature(BaseModel):
+    timestamp: str
+    token: str = Field(min_length=10, max_length=200)
+    signature: str
+
+
+class MailgunWebhook(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+    signature: MailgunSignature
+    event_data: dict[str, Any] = Field(alias="event-data")
+
+
+def _notification_id(event: dict[str, Any]) -> uuid.UUID:
+    message_id = str(event.get("message", {}).get("headers", {}).get("message-id", ""))
+    try:
+        return uuid.UUID(message_id.strip("<>").split("@", 1)[0])
+    except ValueError as exc:
+        raise NotFound(f"no Tidings notification has the Message-ID {message_id!r}") from exc
+
+
+async def _verify(request: Request, sig: MailgunSignature) -> None:
+    settings = request.app.state.settings
+    if settings.mailgun_webhook_signing_key is None:
+        raise Forbidden(
+            "the Mailgun webhook is not configured (TIDINGS_MAILGUN_WEBHOOK_SIGNING_KEY)"
+        )
+    key = settings.mailgun_webhook_signing_key.get_secret_value().encode()
+    expected = hmac.new(key, (sig.timestamp + sig.token).encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected, sig.signature):
+        raise Unauthorized("the webhook signature does not verify")
+    if not sig.timestamp.isdigit() or abs(time.time() - int(sig.timestamp)) > MAX_SKEW_S:
+        raise Unauthorized("the webhook timestamp is too old or in the future")
+    if not await request.app.state.cache.add(f"webhook-token:{sig.token}", b"1", 2 * MAX_SKEW_S):
+        raise Unauthorized("this webhook token was seen before (a replay)")
+
+
+@router.post("/mailgun/", response_model=Envelope[dict[str, Any]])
+async def mailgun(body: MailgunWebhook, request: Request) -> dict[str, Any]:
+    await _verify(request, body.signature)
+    event = body.event_data
+    kind = str(event.get("event", ""))
+    nid = _notification_id(event)
+    notifications = request.app.state.notifications
+    status_info = event.get("delivery-status") or {}
+    text = status_info.get("message") or status_info.get("description") or ""
+    reply = f"{status_info.get('code', '')} {text}".strip()
+    recipient = str(event.get("recipient", ""))
+    if kind == "delivered":
+        await notifications.record_status(
+            nid, "email", "delivered", detail=f"provider: delivered {reply}"
+        )
+    elif kind == "failed" and event.get("severity") == "permanent":
+        reason = f"bounced: {reply or event.get('reason', 'permanent failure')}"
+        await notifications.record_status(nid, "email", "failed", error=reason, bounced=True)
+        if recipient:
+            await request.app.state.suppressions.add(recipient, reason, "bounce")
+    elif kind == "failed":
+        await notifications.record_status(
+            nid, "email", "pending", detail=f"provider: deferred {reply}"
+        )
+    elif kind == "complained":
+        found = await notifications.get(nid)
+        await notifications.record_status(nid, "email", "delivered", detail="provider: complaint")
+        if recipient:
+            await request.app.state.suppressions.add(recipient, "complaint", "complaint")
+        users = request.app.state.users_client
+        await users.request(
+            "PATCH", f"/api/v1/users/{found.user_id}/", json={"preferences": {"email": False}}
+        )
+        await request.app.state.user_directory.forget(found.user_id)
+    else:
+        return ok({"event": kind, "recorded": False}, f"event {kind!r} ignored")
+    return ok({"event": kind, "recorded": True, "notification_id": str(nid)}, "event recorded")
