@@ -69,6 +69,10 @@ class StatusEvent(BaseModel):
     round: int = 0
     # An address the receiving server refused for good: the gateway suppresses it.
     suppress: str | None = None
+    # What the mail system said after the server took the message (a DSN or an ARF report
+    # at the bounce receiver). Such a report knows no attempt or round: the gateway applies
+    # it to the current ones; a complaint also turns the user's email preference off.
+    feedback: Literal["bounce", "soft_bounce", "complaint"] | None = None
     at_ms: int = Field(default_factory=now_ms)
 
     def dumps(self) -> bytes:

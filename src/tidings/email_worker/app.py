@@ -12,6 +12,7 @@ from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import watch_breaker
 from tidings.core.web import HealthRegistry
 from tidings.core.worker import Deliver, create_worker_app
+from tidings.email_worker.bounces import open_bounce_receiver
 from tidings.email_worker.dkim_signer import DkimSigner
 from tidings.email_worker.handlers import EmailDelivery
 from tidings.email_worker.senders import EmailSender
@@ -42,6 +43,8 @@ def create_app(
         )
         health.add("smtp", breaker.health)
         watch_breaker("email", "smtp", lambda: breaker.state)
+        if settings.bounce_port is not None:
+            await open_bounce_receiver(stack, settings, bus)
         signer = None
         if settings.dkim_private_key is not None:
             signer = DkimSigner(

@@ -7,6 +7,7 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate
 from typing import Any
+from uuid import UUID
 
 from tidings.core.messages import NotificationMessage
 from tidings.core.rendering import strip_header_breaks
@@ -15,6 +16,28 @@ from tidings.core.rendering import strip_header_breaks
 def message_id(notification_id: str, domain: str) -> str:
     """The same on every attempt, so receivers can de-duplicate."""
     return f"<{notification_id}@{domain}>"
+
+
+def verp_address(local_part: str, notification_id: str, domain: str) -> str:
+    """The envelope sender (VERP): a bounce comes back to an address naming the notification."""
+    return f"{local_part}+{notification_id}@{domain}"
+
+
+def verp_notification_id(address: str, local_part: str) -> str | None:
+    """The notification a bounce address names (``verp_address`` read back), or None."""
+    local, at, _ = address.strip().strip("<>").rpartition("@")
+    base, plus, tag = local.partition("+")
+    if not at or not plus or base.lower() != local_part.lower():
+        return None
+    return as_notification_id(tag)
+
+
+def as_notification_id(text: str) -> str | None:
+    """``text`` if it is a notification id (a UUID), in canonical form; else None."""
+    try:
+        return str(UUID(text.strip()))
+    except ValueError:
+        return None
 
 
 def compose(

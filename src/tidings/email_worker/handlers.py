@@ -37,6 +37,7 @@ class EmailDelivery:
         self.from_address = settings.sender
         self.secret_key = settings.secret("secret_key")
         self.public_base = settings.public_base()
+        self.envelope_from = settings.envelope_from
 
     async def __call__(self, n: NotificationMessage) -> str:
         try:
@@ -60,4 +61,6 @@ class EmailDelivery:
         if self.signer is not None:
             await self.signer.sign(email)
         async with self.breaker.guard(trips_breaker):
-            return await self.sender.send(email)
+            return await self.sender.send(
+                email, envelope_from=self.envelope_from(n.notification_id)
+            )

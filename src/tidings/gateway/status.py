@@ -20,22 +20,65 @@ class StatusConsumer:
 
     async def __call__(self, message: BusMessage) -> None:
         event = parse(StatusEvent, message)
-        if event.suppress and self.notifications.suppressions is not None:
-            # A hard bounce at RCPT: that address is never sent to again.
-            await self.notifications.suppressions.add(
-                event.suppress, event.error or "refused by the receiving server", "bounce"
-            )
         try:
+            notification_id = uuid.UUID(event.notification_id)
+            if event.feedback is not None:
+                await self._feedback(notification_id, event)
+            elif event.suppress and self.notifications.suppressions is not None:
+                # A hard bounce at RCPT: that address is never sent to again.
+                await self.notifications.suppressions.add(
+                    event.suppress, event.error or "refused by the receiving server", "bounce"
+                )
             await self.notifications.record_status(
-                uuid.UUID(event.notification_id),
+                notification_id,
                 event.channel,
                 event.status,
                 at=dt.datetime.fromtimestamp(event.at_ms / 1000, dt.UTC),
                 error=event.error,
                 detail=event.detail,
-                attempt=event.attempt,
-                round_=event.round,
+                # A report from after delivery knows no attempt or round: the current ones.
+                attempt=None if event.feedback else event.attempt,
+                round_=None if event.feedback else event.round,
+                bounced=event.feedback == "bounce",
             )
         except (NotFound, Conflict, ValueError) as exc:
             # Nothing to attach it to: keep it for inspection rather than retrying forever.
             raise DeadLetter(f"status event refused: {exc}") from exc
+
+    async def _feedback(self, notification_id: uuid.UUID, event: StatusEvent) -> None:
+        """A DSN or an ARF complaint from the bounce receiver. Anyone can send one over SMTP,
+        so only the address the notification went to is ever suppressed. Runs before the
+        status is recorded: if the users service is down the event comes back, whole."""
+        found = await self.notifications.get(notification_id)
+        if found.notification_type != event.channel:
+            raise Conflict(f"notification {notification_id} is not an {event.channel} one")
+        if event.suppress is None and event.feedback != "complaint":
+            return
+        try:
+            user = await self.notifications.users.get(found.user_id)
+        except NotFound:
+            log.info("%s for a user who is gone: nothing to suppress", event.feedback)
+            return
+        address = str(user.get("email") or "")
+        if event.feedback == "complaint":
+            # A complaint is about the user, whatever address the report shows (feedback
+            # loops often redact it): their address and their email preference go.
+            await self._suppress(address, event.detail or "complaint", "complaint")
+            await self.notifications.users.client.request(
+                "PATCH", f"/api/v1/users/{found.user_id}/", json={"preferences": {"email": False}}
+            )
+            await self.notifications.users.forget(found.user_id)
+            return
+        if event.suppress and address.lower() == event.suppress.lower():
+            await self._suppress(address, event.error or "bounced", "bounce")
+        else:
+            log.warning(
+                "bounce report for notification %s names %s, not the user's address: "
+                "the notification fails, nothing is suppressed",
+                notification_id,
+                event.suppress,
+            )
+
+    async def _suppress(self, address: str, reason: str, source: str) -> None:
+        if address and self.notifications.suppressions is not None:
+            await self.notifications.suppressions.add(address, reason, source)

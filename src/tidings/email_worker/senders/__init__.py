@@ -9,8 +9,11 @@ from email.message import EmailMessage
 
 class EmailSender(ABC):
     @abstractmethod
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
         """Hand ``message`` over; returns the receiving server's reply.
+
+        ``envelope_from`` is the SMTP MAIL FROM (the VERP bounce address), where bounces go;
+        None: the message's From.
 
         Raises a ``tidings.core.errors.DeliveryError`` subclass, classified.
         """

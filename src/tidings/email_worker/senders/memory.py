@@ -11,10 +11,13 @@ class MemorySender(EmailSender):
 
     def __init__(self) -> None:
         self.sent: list[EmailMessage] = []
+        # The envelope sender each message in ``sent`` was given, in the same order.
+        self.envelope_from: list[str | None] = []
         self.failures: list[DeliveryError] = []
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append(message)
+        self.envelope_from.append(envelope_from)
         return "250 kept in memory"

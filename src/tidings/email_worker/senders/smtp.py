@@ -81,7 +81,7 @@ class SmtpSender(EmailSender):
         await smtp.connect()
         return smtp
 
-    async def send(self, message: EmailMessage) -> str:
+    async def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
         smtp = await self._pool.get()
         reusable = False
         try:
@@ -91,7 +91,8 @@ class SmtpSender(EmailSender):
                         smtp.close()
                     smtp = await self._connect()
                 try:
-                    _, reply = await smtp.send_message(message)
+                    # sender=None: aiosmtplib takes the From header, as before VERP.
+                    _, reply = await smtp.send_message(message, sender=envelope_from)
                     reusable = True
                     return reply
                 except aiosmtplib.SMTPServerDisconnected:
