@@ -111,6 +111,11 @@ class TidingsSettings(BaseSettings):
     mailgun_webhook_signing_key: SecretStr | None = None
     dkim_selector: str = "tidings"
     dkim_domain: str | None = None
+    # The email transport tried first; the other is the failover when it is configured.
+    email_transport: Literal["smtp", "mailgun"] = "smtp"
+    mailgun_api_key: SecretStr | None = None
+    mailgun_domain: str | None = None
+    mailgun_base_url: str = "https://api.mailgun.net"
     smtp_pool_size: int = Field(default=4, ge=1)
     smtp_timeout_s: float = 10.0
     smtp_password: SecretStr | None = None

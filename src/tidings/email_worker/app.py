@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 from fastapi import FastAPI
@@ -16,8 +17,43 @@ from tidings.email_worker.bounces import open_bounce_receiver
 from tidings.email_worker.dkim_signer import DkimSigner
 from tidings.email_worker.handlers import EmailDelivery
 from tidings.email_worker.senders import EmailSender
+from tidings.email_worker.senders.failover import FailoverSender
+from tidings.email_worker.senders.mailgun import MailgunSender
 from tidings.email_worker.senders.smtp import SmtpSender
 from tidings.email_worker.settings import EmailSettings
+
+
+def breaker_state(breaker: CircuitBreaker) -> Callable[[], str]:
+    return lambda: breaker.state
+
+
+def transport_order(settings: EmailSettings) -> list[str]:
+    """The configured transport first; the other one behind it when it is configured too
+    (SMTP always is: TIDINGS_SMTP_URL, or the capture server)."""
+    if settings.email_transport == "mailgun":
+        return ["mailgun", "smtp"]
+    return ["smtp", "mailgun"] if settings.mailgun_api_key is not None else ["smtp"]
+
+
+def open_transport(name: str, settings: EmailSettings) -> EmailSender:
+    if name == "mailgun":
+        if settings.mailgun_api_key is None or not settings.mailgun_domain:
+            raise ValueError(
+                "the mailgun transport needs TIDINGS_MAILGUN_API_KEY and TIDINGS_MAILGUN_DOMAIN"
+            )
+        return MailgunSender(
+            settings.mailgun_api_key.get_secret_value(),
+            settings.mailgun_domain,
+            settings.mailgun_base_url,
+            settings.smtp_timeout_s,
+        )
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
+    return SmtpSender(
+        settings.smtp_target,
+        pool_size=settings.smtp_pool_size,
+        timeout_s=settings.smtp_timeout_s,
+        password=password,
+    )
 
 
 def create_app(
@@ -28,21 +64,20 @@ def create_app(
         templates: TemplateDirectory,
         health: HealthRegistry,
     ) -> Deliver:
-        password = settings.smtp_password.get_secret_value() if settings.smtp_password else None
-        the_sender = sender or SmtpSender(
-            settings.smtp_target,
-            pool_size=settings.smtp_pool_size,
-            timeout_s=settings.smtp_timeout_s,
-            password=password,
-        )
-        stack.push_async_callback(the_sender.close)
-        breaker = CircuitBreaker(
-            "smtp",
-            failure_threshold=settings.smtp_breaker_failures,
-            reset_timeout_s=settings.smtp_breaker_reset_s,
-        )
-        health.add("smtp", breaker.health)
-        watch_breaker("email", "smtp", lambda: breaker.state)
+        transports = []
+        for name in transport_order(settings):
+            transport = (
+                sender if sender is not None and name == "smtp" else open_transport(name, settings)
+            )
+            stack.push_async_callback(transport.close)
+            breaker = CircuitBreaker(
+                name,
+                failure_threshold=settings.smtp_breaker_failures,
+                reset_timeout_s=settings.smtp_breaker_reset_s,
+            )
+            health.add(name, breaker.health)
+            watch_breaker("email", name, breaker_state(breaker))
+            transports.append((name, transport, breaker))
         if settings.bounce_port is not None:
             await open_bounce_receiver(stack, settings, bus)
         signer = None
@@ -52,7 +87,7 @@ def create_app(
                 settings.dkim_selector,
                 settings.dkim_domain or settings.sender.domain,
             )
-        return EmailDelivery(settings, templates, the_sender, breaker, signer)
+        return EmailDelivery(settings, templates, FailoverSender(transports), signer)
 
     return create_worker_app(
         "email",

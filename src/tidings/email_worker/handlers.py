@@ -1,11 +1,11 @@
-"""How the email worker delivers one notification: template, render, compose, send through
-the SMTP breaker. Retries, dead letters, de-duplication and reports are core's DeliveryFlow."""
+"""How the email worker delivers one notification: template, render, compose, sign, send
+through the transports (each behind its breaker, with failover). Retries, dead letters,
+de-duplication and reports are core's DeliveryFlow."""
 
 from __future__ import annotations
 
 from tidings.core.auth import unsubscribe_token
-from tidings.core.breaker import CircuitBreaker
-from tidings.core.errors import InvalidInput, NotFound, PermanentError, TransientError
+from tidings.core.errors import InvalidInput, NotFound, PermanentError
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import NotificationMessage
@@ -16,24 +16,17 @@ from tidings.email_worker.senders import EmailSender
 from tidings.email_worker.settings import EmailSettings
 
 
-def trips_breaker(exc: BaseException) -> bool:
-    """Only the mail server's own failures open its breaker, not a reply about one message."""
-    return isinstance(exc, TransientError) and exc.connection_level
-
-
 class EmailDelivery:
     def __init__(
         self,
         settings: EmailSettings,
         templates: TemplateDirectory,
         sender: EmailSender,
-        breaker: CircuitBreaker,
         signer: DkimSigner | None = None,
     ) -> None:
         self.signer = signer
         self.templates = templates
         self.sender = sender
-        self.breaker = breaker
         self.from_address = settings.sender
         self.secret_key = settings.secret("secret_key")
         self.public_base = settings.public_base()
@@ -60,7 +53,5 @@ class EmailDelivery:
             raise PermanentError(f"cannot build the email: {exc}") from exc
         if self.signer is not None:
             await self.signer.sign(email)
-        async with self.breaker.guard(trips_breaker):
-            return await self.sender.send(
-                email, envelope_from=self.envelope_from(n.notification_id)
-            )
+        # The transports, each behind its breaker, with failover: senders/failover.py.
+        return await self.sender.send(email, envelope_from=self.envelope_from(n.notification_id))
