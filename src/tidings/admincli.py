@@ -1,4 +1,4 @@
-"""``tidings dead-letters …`` and ``tidings api-keys …``: the gateway's admin API from a shell
+"""``tidings dead-letters``, ``tidings api-keys`` and ``tidings suppressions``: the gateway's admin API from a shell
 (TIDINGS_GATEWAY_URL, TIDINGS_ADMIN_API_KEY)."""
 
 from __future__ import annotations
@@ -97,7 +97,45 @@ def _key_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sup_list(args: argparse.Namespace) -> int:
+    body = _call(
+        "GET", "/api/v1/admin/suppressions/", params={"page": args.page, "limit": args.limit}
+    )
+    for r in body["data"]:
+        print(f"{r['address']:40}  {r['source']:10}  {r['created_at']}  {r['reason']}")
+    meta = body["meta"]
+    print(f"page {meta['page']} of {meta['total_pages']}; {meta['total']} suppressed")
+    return 0
+
+
+def _sup_add(args: argparse.Namespace) -> int:
+    data = _call(
+        "POST", "/api/v1/admin/suppressions/", json={"address": args.address, "reason": args.reason}
+    )["data"]
+    print(f"suppressed {data['address']} ({data['reason']})")
+    return 0
+
+
+def _sup_remove(args: argparse.Namespace) -> int:
+    print(_call("DELETE", f"/api/v1/admin/suppressions/{args.address}/")["message"])
+    return 0
+
+
 def add_commands(sub: Any) -> None:
+    sup = sub.add_parser("suppressions", help="addresses never sent to (bounces, complaints)")
+    sup_verbs = sup.add_subparsers(dest="verb", required=True)
+    sup_list = sup_verbs.add_parser("list", help="suppressed addresses, newest first")
+    sup_list.add_argument("--page", type=int, default=1)
+    sup_list.add_argument("--limit", type=int, default=50)
+    sup_list.set_defaults(func=_sup_list)
+    sup_add = sup_verbs.add_parser("add", help="suppress an address")
+    sup_add.add_argument("address")
+    sup_add.add_argument("--reason", default="added by an admin")
+    sup_add.set_defaults(func=_sup_add)
+    sup_remove = sup_verbs.add_parser("remove", help="lift a suppression")
+    sup_remove.add_argument("address")
+    sup_remove.set_defaults(func=_sup_remove)
+
     keys = sub.add_parser("api-keys", help="API keys of client applications")
     key_verbs = keys.add_subparsers(dest="verb", required=True)
     create = key_verbs.add_parser("create", help="a new key (shown once)")

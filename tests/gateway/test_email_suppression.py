@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 from tests.helpers import assert_envelope, wait_for_condition
@@ -88,3 +89,39 @@ async def test_one_click_unsubscribe(system: System) -> None:
     assert me.json()["data"]["preferences"]["email"] is False
     after = (await gw.post(URL, json=notification(user["user_id"], template["code"]))).json()
     assert after["data"]["status"] == "skipped"
+
+
+async def test_the_suppressions_cli(system: System) -> None:
+    """`tidings suppressions add/list/remove` through the gateway's admin API."""
+    import os
+    import sys
+
+    from tests.credentials import ENV
+
+    env = (
+        {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+        | ENV
+        | {"TIDINGS_GATEWAY_URL": str(system.gateway.base_url).rstrip("/")}
+    )
+
+    async def tidings(*args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tidings",
+            "suppressions",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        return out.decode()
+
+    assert "suppressed cli@example.com" in await tidings(
+        "add", "cli@example.com", "--reason", "test"
+    )
+    assert "cli@example.com" in await tidings("list", "--limit", "100")
+    assert "no longer suppressed" in await tidings("remove", "cli@example.com")
+    assert "cli@example.com" not in await tidings("list", "--limit", "100")
