@@ -1,5 +1,5 @@
-"""``tidings dead-letters``, ``tidings api-keys`` and ``tidings suppressions``: the gateway's admin API from a shell
-(TIDINGS_GATEWAY_URL, TIDINGS_ADMIN_API_KEY)."""
+"""``tidings dead-letters``, ``tidings api-keys`` and ``tidings suppressions``: the gateway's
+admin API from a shell (TIDINGS_GATEWAY_URL, TIDINGS_ADMIN_API_KEY)."""
 
 from __future__ import annotations
 
