@@ -7,11 +7,13 @@ from typing import Any
 import aiosmtplib
 import pytest
 
+from tests.credentials import SECRET_KEY
 from tests.email.reports import arf, dsn
 from tests.helpers import wait_for_condition
 from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.smtp_peer import Received
 from tests.system import System
+from tidings.core.auth import read_mailto_unsubscribe_tag
 
 URL = "/api/v1/notifications/"
 DOMAIN = "tidings.localhost"  # of the default TIDINGS_EMAIL_FROM
@@ -155,3 +157,29 @@ async def test_the_receiver_takes_other_mail_and_refuses_other_addresses(system:
     # The receiver is still there.
     health = await system.gateway.get(f"http://127.0.0.1:{system.ports['email']}/health")
     assert health.status_code == 200
+
+
+async def test_the_mailto_unsubscribe_turns_email_off(system: System) -> None:
+    """The List-Unsubscribe mailto: reaches the bounce receiver; its signed tag names the
+    notification, so the user's email preference goes. A tampered tag changes nothing."""
+    gw = system.gateway
+    user, _, received = await _delivered(system)
+    header = str(received.message["List-Unsubscribe"])
+    mailto = header.split("<mailto:", 1)[1].split("?", 1)[0]
+    local, _, domain = mailto.partition("@")
+    tampered = f"{local[:-1]}{'0' if local[-1] != '0' else '1'}@{domain}"
+    note = b"Subject: unsubscribe\r\n\r\nunsubscribe\r\n"
+    # A tampered tag names nothing (the receiver then ignores the mail).
+    assert (
+        read_mailto_unsubscribe_tag(SECRET_KEY, tampered.partition("+")[2].partition("@")[0])
+        is None
+    )
+    assert read_mailto_unsubscribe_tag(SECRET_KEY, local.partition("+")[2]) is not None
+    await _report(system, note, mailto)
+
+    async def email_off() -> bool:
+        me = (await gw.get(f"/api/v1/users/{user['user_id']}/")).json()["data"]
+        return me["preferences"]["email"] is False
+
+    await wait_for_condition(email_off, timeout_s=10, what="the email preference off")
+    assert user["email"].lower() not in await _suppressed(system), "unsubscribing is not a bounce"

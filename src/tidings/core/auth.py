@@ -174,3 +174,25 @@ def read_unsubscribe_token(secret: str, token: str) -> tuple[uuid.UUID, str]:
         return uuid.UUID(claims["sub"]), str(claims["ch"])
     except (KeyError, ValueError) as exc:
         raise Unauthorized("the token is not valid") from exc
+
+
+def mailto_unsubscribe_tag(secret: str, notification_id: str) -> str:
+    """The tag of a ``mailto:`` unsubscribe address: short enough for an address's local
+    part (64 characters), signed so that nobody can unsubscribe someone else by mail."""
+    nid = uuid.UUID(notification_id).hex
+    return f"unsub-{nid}-{_tag_signature(secret, nid)}"
+
+
+def read_mailto_unsubscribe_tag(secret: str, tag: str) -> str | None:
+    """The notification id a genuine tag names, or None."""
+    prefix, _, rest = tag.partition("-")
+    nid, _, signature = rest.partition("-")
+    if prefix != "unsub" or len(nid) != 32:
+        return None
+    if not hmac.compare_digest(signature, _tag_signature(secret, nid)):
+        return None
+    return str(uuid.UUID(nid))
+
+
+def _tag_signature(secret: str, nid: str) -> str:
+    return hmac.new(secret.encode(), f"unsubscribe:{nid}".encode(), hashlib.sha256).hexdigest()[:16]

@@ -72,7 +72,7 @@ class StatusEvent(BaseModel):
     # What the mail system said after the server took the message (a DSN or an ARF report
     # at the bounce receiver). Such a report knows no attempt or round: the gateway applies
     # it to the current ones; a complaint also turns the user's email preference off.
-    feedback: Literal["bounce", "soft_bounce", "complaint"] | None = None
+    feedback: Literal["bounce", "soft_bounce", "complaint", "unsubscribe"] | None = None
     at_ms: int = Field(default_factory=now_ms)
 
     def dumps(self) -> bytes:

@@ -17,6 +17,7 @@ from contextlib import AsyncExitStack
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
+from tidings.core.auth import read_mailto_unsubscribe_tag
 from tidings.core.bus import Bus, open_bus
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.messages import StatusEvent, StatusValue
@@ -69,9 +70,10 @@ def status_event(found: Report, notification_id: str) -> StatusEvent:
 class BounceHandler:
     """aiosmtpd handler: RCPT only for bounce addresses, DATA read and reported."""
 
-    def __init__(self, local_part: str, publish: Publish) -> None:
+    def __init__(self, local_part: str, publish: Publish, secret_key: str = "") -> None:
         self.local_part = local_part.lower()
         self.publish = publish
+        self.secret_key = secret_key
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -106,7 +108,25 @@ class BounceHandler:
         )
         return "250 OK"
 
+    def unsubscribe_for(self, rcpt_tos: list[str]) -> StatusEvent | None:
+        """A mail to the signed ``mailto:`` of List-Unsubscribe: the email preference goes."""
+        for address in rcpt_tos:
+            tag = address.rpartition("@")[0].partition("+")[2]
+            nid = read_mailto_unsubscribe_tag(self.secret_key, tag) if self.secret_key else None
+            if nid is not None:
+                return StatusEvent(
+                    notification_id=nid,
+                    status="delivered",
+                    channel="email",
+                    detail="unsubscribed by mail (List-Unsubscribe mailto)",
+                    feedback="unsubscribe",
+                )
+        return None
+
     def event_for(self, raw: bytes, rcpt_tos: list[str]) -> StatusEvent | None:
+        unsubscribe = self.unsubscribe_for(rcpt_tos)
+        if unsubscribe is not None:
+            return unsubscribe
         message = read_message(raw)
         found = parse_report(message)
         if found is None:
@@ -156,7 +176,7 @@ async def open_bounce_receiver(
     server = await start_receiver(
         settings.bounce_host,
         settings.bounce_port,
-        BounceHandler(settings.bounce_local_part, publish),
+        BounceHandler(settings.bounce_local_part, publish, settings.secret("secret_key")),
     )
     log.info("bounce receiver listening on %s:%s", settings.bounce_host, settings.bounce_port)
 

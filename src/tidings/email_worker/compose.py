@@ -47,6 +47,7 @@ def compose(
     sender: Address,
     correlation_id: str,
     unsubscribe_url: str | None = None,
+    unsubscribe_mailto: str | None = None,
 ) -> EmailMessage:
     msg = EmailMessage(policy=SMTP)
     msg["From"] = sender
@@ -61,7 +62,10 @@ def compose(
     msg["X-Tidings-Notification-ID"] = n.notification_id
     if unsubscribe_url:
         # RFC 2369 and RFC 8058: mail clients show an unsubscribe button that POSTs here.
-        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+        mailto = (
+            f", <mailto:{unsubscribe_mailto}?subject=unsubscribe>" if unsubscribe_mailto else ""
+        )
+        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>{mailto}"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(rendered["text_body"])
     msg.add_alternative(rendered["body"], subtype="html")

@@ -4,7 +4,7 @@ de-duplication and reports are core's DeliveryFlow."""
 
 from __future__ import annotations
 
-from tidings.core.auth import unsubscribe_token
+from tidings.core.auth import mailto_unsubscribe_tag, unsubscribe_token
 from tidings.core.errors import InvalidInput, NotFound, PermanentError
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
@@ -31,6 +31,16 @@ class EmailDelivery:
         self.secret_key = settings.secret("secret_key")
         self.public_base = settings.public_base()
         self.envelope_from = settings.envelope_from
+        # The mailto: unsubscribe reaches the bounce receiver; without one, only the URL.
+        self.mail_unsubscribes = settings.bounce_port is not None
+        self.bounce_local_part = settings.bounce_local_part
+        self.domain = settings.sender.domain
+
+    def unsubscribe_mailto(self, notification_id: str) -> str | None:
+        if not self.mail_unsubscribes:
+            return None
+        tag = mailto_unsubscribe_tag(self.secret_key, notification_id)
+        return f"{self.bounce_local_part}+{tag}@{self.domain}"
 
     async def __call__(self, n: NotificationMessage) -> str:
         try:
@@ -48,6 +58,7 @@ class EmailDelivery:
                 sender=self.from_address,
                 correlation_id=current_correlation_id(),
                 unsubscribe_url=f"{self.public_base}/unsubscribe/{token}/",
+                unsubscribe_mailto=self.unsubscribe_mailto(n.notification_id),
             )
         except (ValueError, TypeError) as exc:  # e.g. an address the email package refuses
             raise PermanentError(f"cannot build the email: {exc}") from exc

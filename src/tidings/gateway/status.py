@@ -52,6 +52,10 @@ class StatusConsumer:
         found = await self.notifications.get(notification_id)
         if found.notification_type != event.channel:
             raise Conflict(f"notification {notification_id} is not an {event.channel} one")
+        if event.feedback == "unsubscribe":
+            # The signed mailto: of List-Unsubscribe: the preference goes, the address stays.
+            await self._email_off(found.user_id)
+            return
         if event.suppress is None and event.feedback != "complaint":
             return
         try:
@@ -64,10 +68,7 @@ class StatusConsumer:
             # A complaint is about the user, whatever address the report shows (feedback
             # loops often redact it): their address and their email preference go.
             await self._suppress(address, event.detail or "complaint", "complaint")
-            await self.notifications.users.client.request(
-                "PATCH", f"/api/v1/users/{found.user_id}/", json={"preferences": {"email": False}}
-            )
-            await self.notifications.users.forget(found.user_id)
+            await self._email_off(found.user_id)
             return
         if event.suppress and address.lower() == event.suppress.lower():
             await self._suppress(address, event.error or "bounced", "bounce")
@@ -78,6 +79,12 @@ class StatusConsumer:
                 notification_id,
                 event.suppress,
             )
+
+    async def _email_off(self, user_id: uuid.UUID) -> None:
+        await self.notifications.users.client.request(
+            "PATCH", f"/api/v1/users/{user_id}/", json={"preferences": {"email": False}}
+        )
+        await self.notifications.users.forget(user_id)
 
     async def _suppress(self, address: str, reason: str, source: str) -> None:
         if address and self.notifications.suppressions is not None:
