@@ -37,3 +37,23 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one() -> Non
     commands = [line for line in section.splitlines() if line.startswith("python3 ")]
     assert len(commands) == 2
     assert commands[1] in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_example_in_the_api_schema_is_a_valid_request() -> None:
+    """The examples shown in /docs and docs/openapi are requests the API accepts."""
+    from pydantic import BaseModel
+
+    from tidings.gateway import schemas as gateway_schemas
+    from tidings.templates import schemas as templates_schemas
+    from tidings.users import schemas as users_schemas
+
+    checked = 0
+    for module in (gateway_schemas, users_schemas, templates_schemas):
+        for model in vars(module).values():
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                continue
+            extra = model.model_config.get("json_schema_extra")
+            for example in (extra or {}).get("examples", []) if isinstance(extra, dict) else []:
+                model.model_validate(example)
+                checked += 1
+    assert checked >= 7

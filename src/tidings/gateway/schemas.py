@@ -55,7 +55,22 @@ class UserData(BaseModel):
 class NotificationCreate(BaseModel):
     """POST /api/v1/notifications/ as the specification gives it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "notification_type": "email",
+                    "user_id": "5034b021-17f3-4563-885f-b5455a3972f9",
+                    "template_code": "welcome",
+                    "variables": {"name": "Ada", "link": "https://example.com/start", "meta": None},
+                    "request_id": "signup-42",
+                    "priority": 5,
+                    "metadata": {"campaign": "onboarding"},
+                }
+            ]
+        },
+    )
     notification_type: Literal["email", "push"]
     user_id: uuid.UUID
     template_code: TemplateCode
@@ -110,7 +125,19 @@ class NotificationOut(BaseModel):
 class StatusUpdate(BaseModel):
     """POST /api/v1/{email|push}/status/ as the specification gives it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "notification_id": "73ecdc46-c5e2-49a7-ba31-cac668666bc1",
+                    "status": "delivered",
+                    "timestamp": "2026-11-29T23:39:25Z",
+                    "error": None,
+                }
+            ]
+        },
+    )
     notification_id: uuid.UUID
     status: Literal["delivered", "pending", "failed"]
     timestamp: Annotated[dt.datetime | None, AfterValidator(_as_utc)] = None
@@ -148,7 +175,12 @@ class DeadLetterOut(BaseModel):
 class ReplayRequest(BaseModel):
     """Which dead letters to replay: by id, by filter, or every one not replayed yet."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"reason_contains": "SMTP 421", "source_queue": "email.queue"}]
+        },
+    )
     dead_letter_ids: list[int] | None = Field(default=None, max_length=1000)
     source_queue: str | None = None
     reason_contains: str | None = None
@@ -165,7 +197,19 @@ class ReplayResult(BaseModel):
 
 
 class ApiKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "shop backend",
+                    "scopes": ["notifications:send"],
+                    "rate_per_s": 50,
+                    "burst": 100,
+                }
+            ]
+        },
+    )
     name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
     scopes: Annotated[list[Scope], Field(min_length=1)]
     # Overrides of the default rate limit for this key.

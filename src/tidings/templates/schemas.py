@@ -27,7 +27,21 @@ UrlTemplate = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
 
 
 class EmailTemplateCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "welcome",
+                    "channel": "email",
+                    "language": "en",
+                    "subject": "Welcome, {{ name }}!",
+                    "body": '<p>Hello {{ name }}: <a href="{{ link }}">start</a></p>',
+                    "text_body": "Hello {{ name }}, start here: {{ link }}",
+                }
+            ]
+        },
+    )
     code: Code
     channel: Literal["email"]
     language: Language = "en"
@@ -37,7 +51,22 @@ class EmailTemplateCreate(BaseModel):
 
 
 class PushTemplateCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "code": "welcome",
+                    "channel": "push",
+                    "language": "en",
+                    "title": "Welcome, {{ name }}",
+                    "body": "Tap to start",
+                    "image_url": "https://example.com/hello.png",
+                    "link": "{{ link }}",
+                }
+            ]
+        },
+    )
     code: Code
     channel: Literal["push"]
     language: Language = "en"

@@ -26,7 +26,21 @@ class PreferencesPatch(BaseModel):
 class UserCreate(BaseModel):
     """POST /api/v1/users/ as the specification gives it, plus an optional language."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "name": "Ada Lovelace",
+                    "email": "ada@example.com",
+                    "push_token": None,
+                    "preferences": {"email": True, "push": False},
+                    "password": "a long password",
+                    "language": "en",
+                }
+            ]
+        },
+    )
     name: Name
     email: EmailStr
     push_token: PushToken | None = None
