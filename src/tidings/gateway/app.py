@@ -17,6 +17,7 @@ from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
 from tidings.core.web import app_database, create_service_app, make_http_client, service_client
 from tidings.gateway.admin import router as admin_router
+from tidings.gateway.dashboard import router as dashboard_router
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.keys import ApiKeys
 from tidings.gateway.lookups import UserDirectory
@@ -106,6 +107,7 @@ def create_app(
             app.state.health.info["instances"] = instances
 
             app.state.users_client = users_client
+            app.state.templates_client = templates_client
             users = UserDirectory(users_client, the_cache, settings.user_cache_ttl_s)
             app.state.user_directory = users
             templates = TemplateDirectory(
@@ -166,4 +168,5 @@ def create_app(
     app.include_router(unsubscribe_router)
     app.include_router(webhooks_router)
     app.include_router(create_push_router(settings.vapid_public_key))
+    app.include_router(dashboard_router)
     return app
