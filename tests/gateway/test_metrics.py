@@ -27,6 +27,21 @@ async def test_every_service_exposes_the_figures(system: System) -> None:
         )
     ).json()["data"]["notification_id"]
     await wait_for_status(gw, nid, "delivered")
+    # A retry (451 once) and a permanent failure (a template that cannot render), so the
+    # error, retry and dead-letter figures have something to count.
+    system.smtp.refuse_first = 1
+    retried = (
+        await gw.post(
+            "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
+        )
+    ).json()["data"]["notification_id"]
+    await wait_for_status(gw, retried, "delivered")
+    system.smtp.refuse_first = 0
+    broken = await create_template(gw, body="<p>{{ 1 / 0 }}</p>")
+    failed = (
+        await gw.post("/api/v1/notifications/", json=notification(user["user_id"], broken["code"]))
+    ).json()["data"]["notification_id"]
+    await wait_for_status(gw, failed, "failed")
     async with httpx.AsyncClient(timeout=10) as client:
         for service, port in system.ports.items():
             answer = await client.get(f"http://127.0.0.1:{port}/metrics")
@@ -47,3 +62,19 @@ async def test_every_service_exposes_the_figures(system: System) -> None:
     assert any(s[0]["cache"] == "templates" for s in m["tidings_cache_requests_total"])
     depths = {s[0]["queue"] for s in m["tidings_queue_depth"]}
     assert {"email.queue", "push.queue", "failed.queue"} <= depths
+    # Every counter and histogram family has counted something after this run (the gauges,
+    # queue depth and breaker state, are rightly 0 on an idle system with closed breakers).
+    for family in (
+        "tidings_http_request_duration_seconds_count",
+        "tidings_messages_published_total",
+        "tidings_messages_consumed_total",
+        "tidings_notifications_total",
+        "tidings_stage_seconds_count",
+        "tidings_delivery_errors_total",
+        "tidings_retries_total",
+        "tidings_cache_requests_total",
+    ):
+        assert sum(value for _, value in m[family]) > 0, family
+    assert ("email.queue", "dead_lettered") in consumed
+    kinds = {s[0]["kind"] for s in m["tidings_delivery_errors_total"] if s[1] > 0}
+    assert {"transient", "permanent"} <= kinds
