@@ -86,10 +86,11 @@ def parser() -> argparse.ArgumentParser:
     openapi = sub.add_parser("openapi", help="export every service's OpenAPI schema")
     openapi.add_argument("--out", default="docs/openapi", help="folder (default: docs/openapi)")
     openapi.set_defaults(func=_openapi)
-    from tidings import admincli, cli_push
+    from tidings import admincli, bench, cli_push
 
     admincli.add_commands(sub)
     cli_push.add_commands(sub)
+    bench.add_commands(sub)
     mail = sub.add_parser("mail", help="show the mail the built-in capture server received")
     mail.add_argument("--show", type=int, metavar="N", help="print message N in full")
     mail.add_argument("--json", action="store_true", help="every message as JSON")
