@@ -70,7 +70,14 @@ class System:
             await self.client.aclose()
         for server in self.servers:
             server.should_exit = True
-        await asyncio.gather(*self.tasks, return_exceptions=True)
+        done, pending = await asyncio.wait(self.tasks, timeout=45)
+        if pending:
+            # A clean stop that has not finished in time: say so, and stop hard, so one slow
+            # shutdown does not take the next test module's time.
+            print(f"{len(pending)} service(s) still stopping after 45 s: forced")
+            for server in self.servers:
+                server.force_exit = True
+            await asyncio.wait(pending, timeout=15)
         await self.smtp.stop()
 
 

@@ -19,6 +19,7 @@ from tests.scenario import wait_for_status
 from tests.system import System
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
@@ -62,14 +63,12 @@ def shot(driver: WebDriver, name: str) -> None:
 
 
 def wait_text(driver: WebDriver, css: str, text: str) -> None:
-    WebDriverWait(driver, WAIT_S).until(
-        ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
-    )
+    wait(driver).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
 
 
 def sign_in(driver: WebDriver, base: str) -> None:
     driver.get(f"{base}/dashboard/")  # no session: to the login form
-    WebDriverWait(driver, WAIT_S).until(ec.url_contains("/dashboard/login"))
+    wait(driver).until(ec.url_contains("/dashboard/login"))
     driver.find_element(By.ID, "admin_key").send_keys("not the key")
     driver.find_element(By.ID, "sign-in").click()
     wait_text(driver, "#login-error", "not the admin key")
@@ -80,24 +79,26 @@ def sign_in(driver: WebDriver, base: str) -> None:
     shot(driver, "02-overview")
 
 
+def wait(driver: WebDriver) -> WebDriverWait[WebDriver]:
+    """A wait that looks again when the page replaced the element it was looking at (the
+    overview and the timeline refresh themselves)."""
+    return WebDriverWait(driver, WAIT_S, ignored_exceptions=[StaleElementReferenceException])
+
+
 def open_timeline(driver: WebDriver, base: str, request_id: str) -> None:
     """Search by request id, then follow the link to the timeline."""
     driver.get(f"{base}/dashboard/notifications/")
     driver.find_element(By.ID, "request_id").send_keys(request_id)
     driver.find_element(By.ID, "search").click()
-    link = WebDriverWait(driver, WAIT_S).until(
-        ec.element_to_be_clickable((By.LINK_TEXT, request_id))
-    )
+    link = wait(driver).until(ec.element_to_be_clickable((By.LINK_TEXT, request_id)))
     shot(driver, "03-search")
     link.click()
-    WebDriverWait(driver, WAIT_S).until(ec.presence_of_element_located((By.ID, "timeline")))
+    wait(driver).until(ec.presence_of_element_located((By.ID, "timeline")))
 
 
 def replay(driver: WebDriver, base: str, letter: int) -> None:
     driver.get(f"{base}/dashboard/dead-letters/")
-    row = WebDriverWait(driver, WAIT_S).until(
-        ec.presence_of_element_located((By.ID, f"dl-{letter}"))
-    )
+    row = wait(driver).until(ec.presence_of_element_located((By.ID, f"dl-{letter}")))
     assert row.find_element(By.CSS_SELECTOR, ".replayed").text == "no"
     shot(driver, "05-dead-letters")
     row.find_element(By.CSS_SELECTOR, "button.replay").click()

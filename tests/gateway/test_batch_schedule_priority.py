@@ -141,3 +141,12 @@ async def test_a_high_priority_notification_overtakes_a_backlog(system: System) 
     # backlog still queued behind that.
     assert position < 100, position
     smtp.gate, smtp.hold_after = None, 0
+
+    # Let the backlog drain, so the module's services stop with nothing in flight.
+    async def drained() -> bool:
+        listed = await gw.get(
+            URL, params={"template_code": template["code"], "status": "delivered", "limit": 1}
+        )
+        return bool(listed.json()["meta"]["total"] == len(lows) + 1)
+
+    await wait_for_condition(drained, timeout_s=90, what="the backlog delivered")
