@@ -70,7 +70,7 @@ class System:
             await self.client.aclose()
         for server in self.servers:
             server.should_exit = True
-        done, pending = await asyncio.wait(self.tasks, timeout=45)
+        _, pending = await asyncio.wait(self.tasks, timeout=45)
         if pending:
             # A clean stop that has not finished in time: say so, and stop hard, so one slow
             # shutdown does not take the next test module's time.
