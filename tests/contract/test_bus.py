@@ -159,8 +159,9 @@ async def test_close_lets_the_handler_in_flight_finish(bus: Bus) -> None:
     await bus.publish(PUSH_ROUTE, b"{}", message_id=mid)
     await asyncio.wait_for(entered.wait(), 20)
     closing = asyncio.create_task(bus.close())
-    await asyncio.sleep(0)  # let close() start: it must now wait for the handler
-    assert not closing.done()
+    # close() must not finish while the handler is in flight: wait for it, bounded.
+    done, _ = await asyncio.wait({closing}, timeout=0.5)
+    assert not done, "close() returned with a handler still in flight"
     release.set()
     await asyncio.wait_for(closing, 20)
     assert finished.is_set()
