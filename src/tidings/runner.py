@@ -12,11 +12,16 @@ import secrets
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+
+try:  # uvloop: a faster event loop (libuv), where it installs (not on Windows)
+    import uvloop
+except ImportError:  # pragma: no cover
+    uvloop = None
 
 from tidings.core.bus import open_bus
 from tidings.core.cache import MemoryCache
@@ -101,6 +106,15 @@ def migrate_all() -> None:
         migrate(package, store_url(service), service)
 
 
+def run_loop(main: Coroutine[Any, Any, None]) -> None:
+    """Run a process's main coroutine on uvloop when it is installed (measured in
+    docs/performance.md), else on asyncio's own loop."""
+    if uvloop is not None:
+        uvloop.run(main)
+    else:  # pragma: no cover
+        asyncio.run(main)
+
+
 class Server(uvicorn.Server):
     """A uvicorn server that leaves signals to us, so several can share one loop."""
 
@@ -109,8 +123,22 @@ class Server(uvicorn.Server):
         yield
 
 
+# Idle keep-alive connections stay open this long: longer than clients' own idle expiry
+# (httpx: 5 s) so that a client never sends on a connection the server is closing.
+KEEP_ALIVE_S = 30
+
+
 def _server(app: FastAPI, host: str, port: int) -> Server:
-    return Server(uvicorn.Config(app, host=host, port=port, log_config=None, lifespan="on"))
+    return Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_config=None,
+            lifespan="on",
+            timeout_keep_alive=KEEP_ALIVE_S,
+        )
+    )
 
 
 async def _serve_all(servers: list[Server]) -> None:
@@ -178,7 +206,7 @@ def run_service(service: ServiceName) -> None:
     require_credentials(settings, f"`tidings run {service}`")
     configure_logging(service, settings.log_level, settings.log_format)
     app = build_app(service)
-    asyncio.run(_serve_all([_server(app, settings.host, settings.port_of(service))]))
+    run_loop(_serve_all([_server(app, settings.host, settings.port_of(service))]))
 
 
 def run_embedded() -> None:
@@ -216,7 +244,7 @@ def run_embedded() -> None:
                 capture.close()
                 await capture.wait_closed()
 
-    asyncio.run(main())
+    run_loop(main())
 
 
 async def _supervise_one(service: str, stopping: asyncio.Event) -> None:
@@ -271,4 +299,4 @@ def run_supervised() -> None:
             if capture is not None:
                 capture.close()
 
-    asyncio.run(main())
+    run_loop(main())

@@ -48,6 +48,9 @@ class Database:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     schema: str
+    # Sessions whose every statement commits on its own (AUTOCOMMIT): for work that is one
+    # statement, one round trip to PostgreSQL instead of three (BEGIN, the statement, COMMIT).
+    statements: async_sessionmaker[AsyncSession]
 
     @property
     def is_postgres(self) -> bool:
@@ -68,7 +71,11 @@ def engine_for(url: str, schema: str, *, pool_size: int = 10) -> AsyncEngine:
             url,
             pool_size=pool_size,
             max_overflow=pool_size,
-            pool_pre_ping=True,
+            # No pre-ping: it cost three round trips per checkout (docs/performance.md). A
+            # connection the server dropped (a restart) fails its statement once; SQLAlchemy
+            # then discards every pooled connection made before it. The request answers 503
+            # (core.web), a consumed message goes back to its queue.
+            pool_recycle=1800,
             connect_args={
                 "server_settings": {"search_path": schema, "application_name": f"tidings-{schema}"}
             },
@@ -94,4 +101,10 @@ def engine_for(url: str, schema: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def open_database(url: str, schema: str) -> Database:
     engine = engine_for(url, schema)
-    return Database(engine, async_sessionmaker(engine, expire_on_commit=False), schema)
+    autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
+    return Database(
+        engine,
+        async_sessionmaker(engine, expire_on_commit=False),
+        schema,
+        async_sessionmaker(autocommit, expire_on_commit=False),
+    )

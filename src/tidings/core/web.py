@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -191,6 +192,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         status, error = _describe_validation(exc)
         return JSONResponse(failure(error, _REASONS[status]), status)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
+        # A pooled connection the server dropped (a restart): nothing was written, and the
+        # pool has discarded its other old connections; the next try gets a fresh one.
+        if exc.connection_invalidated:
+            return JSONResponse(
+                failure("database connection lost; send the request again", _REASONS[503]),
+                503,
+                headers={"Retry-After": "1"},
+            )
+        log.exception("database error")
+        return JSONResponse(failure("internal error", _REASONS.get(500, "error")), 500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

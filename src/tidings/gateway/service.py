@@ -6,12 +6,14 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy.dialects import postgresql, sqlite
 
+from tidings.core.batching import Batcher
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import Conflict, NotFound
 from tidings.core.logs import current_correlation_id
@@ -65,6 +67,29 @@ def may_move(current: str, new: str, bounced: bool = False) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class StatusReport:
+    """A report about a notification: a worker's status event, a provider's, an API call."""
+
+    notification_id: uuid.UUID
+    channel: str
+    status: str
+    at: dt.datetime | None = None
+    error: str | None = None
+    detail: str | None = None
+    attempt: int | None = None
+    round_: int | None = None
+    bounced: bool = False
+
+
+def _values(row: Any) -> dict[str, Any]:
+    """An ORM object's column attributes, for a bulk INSERT (a database-made id left out)."""
+    values = {a.key: getattr(row, a.key) for a in inspect(type(row)).column_attrs}
+    if values.get("id") is None:
+        values.pop("id", None)
+    return values
+
+
 class NotificationService:
     def __init__(
         self,
@@ -82,13 +107,55 @@ class NotificationService:
         self.users = users
         self.templates = templates
         self.relay = relay
+        # Group commit (core.batching): concurrent requests share one query or transaction.
+        self._finds: Batcher[str, Notification | None] = Batcher(self._find_many)
+        self._writes: Batcher[list[Any], bool] = Batcher(self._write_many)
+        self._reports: Batcher[StatusReport, str] = Batcher(self._record_many)
 
     async def _by_request_id(self, request_id: str) -> Notification | None:
-        async with self.db.sessions() as session:
-            found: Notification | None = await session.scalar(
-                select(Notification).where(Notification.request_id == request_id)
-            )
-            return found
+        return await self._finds.submit(request_id)
+
+    async def _find_many(self, request_ids: list[str]) -> list[Notification | None]:
+        async with self.db.statements() as session:
+            found = {
+                n.request_id: n
+                for n in await session.scalars(
+                    select(Notification).where(Notification.request_id.in_(set(request_ids)))
+                )
+            }
+        return [found.get(r) for r in request_ids]
+
+    async def _write_many(self, items: list[list[Any]]) -> list[bool]:
+        """Each item: a notification and the rows that go with it (``build``). One
+        transaction for all; an item whose request_id is taken (by an earlier item of the
+        batch, or another request) writes nothing and answers False."""
+        dialect = postgresql if self.db.is_postgres else sqlite
+        new = (
+            dialect.insert(Notification)
+            .on_conflict_do_nothing(index_elements=[Notification.request_id])
+            .returning(Notification.id)
+        )
+        async with self.db.sessions() as session, session.begin():
+            inserted = set(await session.scalars(new, [_values(rows[0]) for rows in items]))
+            events = [
+                _values(r)
+                for rows in items
+                if rows[0].id in inserted
+                for r in rows[1:]
+                if isinstance(r, NotificationEvent)
+            ]
+            outbox = [
+                _values(r)
+                for rows in items
+                if rows[0].id in inserted
+                for r in rows[1:]
+                if isinstance(r, OutboxMessage)
+            ]
+            if events:
+                await session.execute(insert(NotificationEvent), events)
+            if outbox:
+                await session.execute(insert(OutboxMessage), outbox)
+        return [rows[0].id in inserted for rows in items]
 
     @staticmethod
     def _repeat(existing: Notification, digest: str) -> tuple[NotificationAccepted, bool]:
@@ -193,20 +260,24 @@ class NotificationService:
             )
         return notification, rows
 
-    def _logged(self, n: Notification, attempt: int | None = None) -> None:
-        """One structured line per status change: the notification's lifecycle."""
-        NOTIFICATIONS.labels(n.notification_type, n.status).inc()
+    def _logged(
+        self, n: Notification, attempt: int | None = None, status: str | None = None
+    ) -> None:
+        """One structured line per status change: the notification's lifecycle. ``status``:
+        the one it moved to, when it has moved again since (in one batch of reports)."""
+        status = status or n.status
+        NOTIFICATIONS.labels(n.notification_type, status).inc()
         age_ms = round((utcnow() - n.created_at).total_seconds() * 1e3, 1)
-        if n.status in TERMINAL_STATUSES and n.status != "skipped":
-            STAGE_SECONDS.labels(n.notification_type, n.status).observe(age_ms / 1e3)
+        if status in TERMINAL_STATUSES and status != "skipped":
+            STAGE_SECONDS.labels(n.notification_type, status).observe(age_ms / 1e3)
         log.info(
             "notification %s %s",
             n.id,
-            n.status,
+            status,
             extra={
                 "notification_id": str(n.id),
                 "request_id": n.request_id,
-                "status": n.status,
+                "status": status,
                 "channel": n.notification_type,
                 "attempt": attempt,
                 "duration_ms": age_ms,
@@ -225,17 +296,12 @@ class NotificationService:
         user, template = await self.lookups(body)
         skip_reason = await self.admit(body, user)
         notification, rows = self.build(body, digest, user, template, skip_reason)
-        async with self.db.sessions() as session:
-            session.add_all(rows)
-            try:
-                await session.commit()
-            except IntegrityError:
-                # Another request with this request_id won the race: answer as a repeat.
-                await session.rollback()
-                existing = await self._by_request_id(body.request_id)
-                if existing is None:
-                    raise
-                return self._repeat(existing, digest)
+        if not await self._writes.submit(rows):
+            # Another request with this request_id won the race: answer as a repeat.
+            existing = await self._by_request_id(body.request_id)
+            if existing is None:
+                raise Conflict(f"request_id {body.request_id!r} is being used; send it again")
+            return self._repeat(existing, digest)
         if len(rows) > 2:
             self.relay.wake()
         self._logged(notification)
@@ -323,36 +389,68 @@ class NotificationService:
         """Record a report about a notification; returns its status afterwards.
 
         A report without ``round_``/``attempt`` (the HTTP status API) speaks of the current
-        round and attempt.
+        round and attempt. Concurrent reports are recorded together, in one transaction.
         """
+        report = StatusReport(
+            notification_id, channel, status, at, error, detail, attempt, round_, bounced
+        )
+        return await self._reports.submit(report)
+
+    async def _record_many(self, reports: list[StatusReport]) -> list[str | Exception]:
+        """Every report in the history; the status moved by those that may move it, in
+        the order they came (reports of one notification in one batch apply in turn)."""
+        moves: list[tuple[Notification, str, int | None]] = []
+        results: list[str | Exception] = []
         async with self.db.sessions() as session, session.begin():
-            n = await session.scalar(
-                select(Notification).where(Notification.id == notification_id).with_for_update()
-            )
-            if n is None:
-                raise NotFound(f"notification {notification_id} not found")
-            if n.notification_type != channel:
-                raise Conflict(
-                    f"notification {notification_id} is a {n.notification_type} notification"
+            # Locked in id order: two batches never wait on each other in a cycle.
+            found = {
+                n.id: n
+                for n in await session.scalars(
+                    select(Notification)
+                    .where(Notification.id.in_({r.notification_id for r in reports}))
+                    .order_by(Notification.id)
+                    .with_for_update()
                 )
-            session.add(
-                NotificationEvent(
-                    notification_id=n.id,
-                    status=status,
-                    detail=detail,
-                    error=error,
-                    attempt=attempt,
-                    created_at=at or utcnow(),
+            }
+            events = []
+            for r in reports:
+                n = found.get(r.notification_id)
+                if n is None:
+                    results.append(NotFound(f"notification {r.notification_id} not found"))
+                    continue
+                if n.notification_type != r.channel:
+                    results.append(
+                        Conflict(
+                            f"notification {r.notification_id} is a "
+                            f"{n.notification_type} notification"
+                        )
+                    )
+                    continue
+                events.append(
+                    {
+                        "notification_id": n.id,
+                        "status": r.status,
+                        "detail": r.detail,
+                        "error": r.error,
+                        "attempt": r.attempt,
+                        "created_at": r.at or utcnow(),
+                    }
                 )
-            )
-            round_ = n.round if round_ is None else round_
-            attempt_ = n.attempt if attempt is None else attempt
-            newer = (round_, attempt_, _rank(status)) >= (n.round, n.attempt, _rank(n.status))
-            moved = (newer or bounced) and may_move(n.status, status, bounced)
-            if moved:
-                n.status = status
-                n.error = error if status == "failed" else None
-                n.round, n.attempt = round_, attempt_
-        if moved:
-            self._logged(n, attempt)
-        return n.status
+                round_ = n.round if r.round_ is None else r.round_
+                attempt_ = n.attempt if r.attempt is None else r.attempt
+                newer = (round_, attempt_, _rank(r.status)) >= (
+                    n.round,
+                    n.attempt,
+                    _rank(n.status),
+                )
+                if (newer or r.bounced) and may_move(n.status, r.status, r.bounced):
+                    n.status = r.status
+                    n.error = r.error if r.status == "failed" else None
+                    n.round, n.attempt = round_, attempt_
+                    moves.append((n, r.status, r.attempt))
+                results.append(n.status)
+            if events:
+                await session.execute(insert(NotificationEvent), events)
+        for n, status, attempt in moves:
+            self._logged(n, attempt, status)
+        return results

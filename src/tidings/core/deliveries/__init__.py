@@ -64,7 +64,8 @@ class DeliveryStore:
                 and_(table.c.state == "sending", table.c.lease_until < now),
             ),
         ).returning(table.c.attempts)
-        async with self.db.sessions() as session, session.begin():
+        # One statement, its own transaction; the read after it needs no lock.
+        async with self.db.statements() as session:
             attempts = (await session.execute(stmt)).scalar_one_or_none()
             if attempts is not None:
                 return Claim("claimed", attempts=attempts)
@@ -78,7 +79,7 @@ class DeliveryStore:
         return Claim("busy", attempts=row.attempts, wait_s=max(remaining, 0.0))
 
     async def _finish(self, notification_id: str, **values: object) -> None:
-        async with self.db.sessions() as session, session.begin():
+        async with self.db.statements() as session:
             await session.execute(
                 update(Delivery)
                 .where(Delivery.notification_id == notification_id)
