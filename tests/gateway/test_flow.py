@@ -194,3 +194,46 @@ async def test_unknown_user_or_template_is_404_and_stores_nothing(system: System
         )
     for _ in range(2):
         await system.smtp.next()
+
+
+async def test_concurrent_requests_share_transactions_and_each_is_written_once(
+    system: System,
+) -> None:
+    """Group commit: 40 concurrent requests (30 distinct, 5 repeated with the same body,
+    5 reusing a request id with another body) go in fewer transactions than requests, and
+    every notification has exactly one message and one history of its own."""
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    service = system.apps["gateway"].state.notifications
+    bodies = [notification(user["user_id"], template["code"]) for _ in range(30)]
+    repeats = [dict(b) for b in bodies[:5]]
+    clashes = [{**b, "variables": {**b["variables"], "name": "Other"}} for b in bodies[5:10]]
+    before = service._writes.batches
+    answers = await asyncio.gather(
+        *(gw.post("/api/v1/notifications/", json=b) for b in [*bodies, *repeats, *clashes])
+    )
+    created, repeated, clashed = answers[:30], answers[30:35], answers[35:]
+    assert all(a.status_code == 202 for a in [*created[10:], *repeated]), [a.text for a in answers]
+    # A repeat is the same notification, whichever of the two requests came first.
+    for first, again in zip(created[:5], repeated, strict=True):
+        assert first.status_code == again.status_code == 202
+        assert first.json()["data"]["notification_id"] == again.json()["data"]["notification_id"]
+    # Of two bodies with one request id, one won and the other is a 409.
+    winners = []
+    for a, b in zip(created[5:10], clashed, strict=True):
+        assert sorted([a.status_code, b.status_code]) == [202, 409], (a.text, b.text)
+        winners.append(a if a.status_code == 202 else b)
+    ids = {a.json()["data"]["notification_id"] for a in [*created[:5], *winners, *created[10:]]}
+    assert len(ids) == 30
+    writes = service._writes.batches - before
+    assert 0 < writes < 30, f"{writes} write transactions for 40 concurrent requests"
+
+    arrived = [await system.smtp.next() for _ in range(30)]
+    assert sorted(r.message["X-Request-ID"] for r in arrived) == sorted(
+        b["request_id"] for b in bodies
+    )
+    for nid in ids:
+        done = await wait_for_status(gw, nid, "delivered")
+        assert [h["status"] for h in done["history"]] == ["pending", "queued", "delivered"]
+    assert system.smtp.arrivals.empty()

@@ -86,7 +86,9 @@ def summary(result: BenchResult, f: Figures) -> str:
     ]
     if f.cpu_per_1000:
         lines.append(
-            "  CPU s / 1,000   " + ", ".join(f"{n} {s:.2f}" for n, s in f.cpu_per_1000.items())
+            "  CPU s / 1,000   "
+            + ", ".join(f"{n} {s:.2f}" for n, s in f.cpu_per_1000.items() if s >= 0.005)
+            + f"; total {sum(f.cpu_per_1000.values()):.2f}"
         )
     if result.cpu_note:
         lines.append(f"  CPU             {result.cpu_note}")
