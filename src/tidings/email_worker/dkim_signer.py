@@ -1,14 +1,14 @@
 """DKIM signatures (RFC 6376) with dkimpy, when a key is configured.
 
-relaxed/relaxed canonicalisation: the header folding of a later serialisation does not break
-the signature. The signed headers include List-Unsubscribe and List-Unsubscribe-Post, as
-mailbox providers require for one-click unsubscribe.
+The signature is over the very bytes that are sent (compose builds them; nothing serialises
+the message again); relaxed/relaxed canonicalisation all the same, so a relay that refolds a
+header does not break it. The signed headers include List-Unsubscribe and
+List-Unsubscribe-Post, as mailbox providers require for one-click unsubscribe.
 """
 
 from __future__ import annotations
 
 import asyncio
-from email.message import EmailMessage
 
 import dkim
 
@@ -43,9 +43,8 @@ class DkimSigner:
             )
         )
 
-    async def sign(self, message: EmailMessage) -> None:
-        """Add the DKIM-Signature header (RSA costs about a millisecond: off the loop)."""
-        header = await asyncio.to_thread(self._signature, message.as_bytes())
-        name, _, value = header.decode().partition(":")
-        # The value is folded already; the email package would fold it again.
-        message[name] = " ".join(value.split())
+    async def sign(self, raw: bytes) -> bytes:
+        """``raw`` with the DKIM-Signature header prepended (dkimpy folds it, CRLF-ended).
+        The RSA signature is the costly part: off the event loop."""
+        header = await asyncio.to_thread(self._signature, raw)
+        return header + raw

@@ -4,6 +4,8 @@ de-duplication and reports are core's DeliveryFlow."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tidings.core.auth import mailto_unsubscribe_tag, unsubscribe_token
 from tidings.core.errors import InvalidInput, NotFound, PermanentError
 from tidings.core.logs import current_correlation_id
@@ -60,9 +62,9 @@ class EmailDelivery:
                 unsubscribe_url=f"{self.public_base}/unsubscribe/{token}/",
                 unsubscribe_mailto=self.unsubscribe_mailto(n.notification_id),
             )
-        except (ValueError, TypeError) as exc:  # e.g. an address the email package refuses
+        except (ValueError, TypeError) as exc:  # e.g. an address compose refuses
             raise PermanentError(f"cannot build the email: {exc}") from exc
         if self.signer is not None:
-            await self.signer.sign(email)
+            email = replace(email, raw=await self.signer.sign(email.raw))
         # The transports, each behind its breaker, with failover: senders/failover.py.
         return await self.sender.send(email, envelope_from=self.envelope_from(n.notification_id))

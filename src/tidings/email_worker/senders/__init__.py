@@ -4,16 +4,17 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from email.message import EmailMessage
+
+from tidings.email_worker.compose import OutgoingEmail
 
 
 class EmailSender(ABC):
     @abstractmethod
-    async def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
-        """Hand ``message`` over; returns the receiving server's reply.
+    async def send(self, email: OutgoingEmail, envelope_from: str | None = None) -> str:
+        """Hand ``email`` over (its bytes as they are); returns the receiving server's reply.
 
         ``envelope_from`` is the SMTP MAIL FROM (the VERP bounce address), where bounces go;
-        None: the message's From.
+        None: the From address (``email.sender``).
 
         Raises a ``tidings.core.errors.DeliveryError`` subclass, classified.
         """

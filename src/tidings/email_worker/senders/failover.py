@@ -5,10 +5,9 @@ transport would be refused the same way."""
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-
 from tidings.core.breaker import BreakerOpen, CircuitBreaker
 from tidings.core.errors import TransientError
+from tidings.email_worker.compose import OutgoingEmail
 from tidings.email_worker.senders import EmailSender
 
 
@@ -22,14 +21,14 @@ class FailoverSender(EmailSender):
         assert transports, "at least one transport"
         self.transports = transports
 
-    async def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
+    async def send(self, email: OutgoingEmail, envelope_from: str | None = None) -> str:
         failures: list[str] = []
         waits: list[BreakerOpen] = []
         last: TransientError | None = None
         for name, sender, breaker in self.transports:
             try:
                 async with breaker.guard(trips_breaker):
-                    reply = await sender.send(message, envelope_from=envelope_from)
+                    reply = await sender.send(email, envelope_from=envelope_from)
             except BreakerOpen as exc:
                 waits.append(exc)
                 continue

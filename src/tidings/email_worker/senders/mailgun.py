@@ -8,11 +8,10 @@ connection failures count against the breaker); timeouts transient.
 
 from __future__ import annotations
 
-from email.message import EmailMessage
-
 import httpx
 
 from tidings.core.errors import PermanentError, ProviderAuthError, TransientError
+from tidings.email_worker.compose import OutgoingEmail
 from tidings.email_worker.senders import EmailSender
 
 
@@ -26,9 +25,8 @@ class MailgunSender(EmailSender):
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=20),
         )
 
-    async def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
-        recipients = [str(a) for a in message.get_all("To", [])]
-        data = {"to": recipients}
+    async def send(self, email: OutgoingEmail, envelope_from: str | None = None) -> str:
+        data = {"to": email.to}  # the To mailboxes, display names and all, as before
         if envelope_from:
             # Mailgun's own bounce handling uses its address; ours travels as a header.
             data["h:X-Tidings-Envelope-From"] = [envelope_from]
@@ -36,7 +34,7 @@ class MailgunSender(EmailSender):
             answer = await self._client.post(
                 f"/v3/{self.domain}/messages.mime",
                 data=data,
-                files={"message": ("message.mime", message.as_bytes(), "message/rfc822")},
+                files={"message": ("message.mime", email.raw, "message/rfc822")},
             )
         except httpx.TimeoutException as exc:
             raise TransientError(f"Mailgun timed out: {exc!r}", connection_level=True) from exc

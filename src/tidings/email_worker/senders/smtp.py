@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from email.message import EmailMessage
 from urllib.parse import unquote, urlsplit
 
 import aiosmtplib
@@ -20,6 +19,7 @@ from tidings.core.errors import (
     RecipientInvalid,
     TransientError,
 )
+from tidings.email_worker.compose import OutgoingEmail
 from tidings.email_worker.senders import EmailSender
 
 _RECIPIENT_CODES = {550, 551, 553}
@@ -81,7 +81,7 @@ class SmtpSender(EmailSender):
         await smtp.connect()
         return smtp
 
-    async def send(self, message: EmailMessage, envelope_from: str | None = None) -> str:
+    async def send(self, email: OutgoingEmail, envelope_from: str | None = None) -> str:
         smtp = await self._pool.get()
         reusable = False
         try:
@@ -91,8 +91,10 @@ class SmtpSender(EmailSender):
                         smtp.close()
                     smtp = await self._connect()
                 try:
-                    # sender=None: aiosmtplib takes the From header, as before VERP.
-                    _, reply = await smtp.send_message(message, sender=envelope_from)
+                    # The bytes as compose built them (and DKIM signed them): no re-serialising.
+                    _, reply = await smtp.sendmail(
+                        envelope_from or email.sender, list(email.recipients), email.raw
+                    )
                     reusable = True
                     return reply
                 except aiosmtplib.SMTPServerDisconnected:
