@@ -21,7 +21,7 @@ from fastapi import FastAPI
 try:  # uvloop: a faster event loop (libuv), where it installs (not on Windows)
     import uvloop
 except ImportError:  # pragma: no cover
-    uvloop = None
+    uvloop = None  # type: ignore[assignment]
 
 from tidings.core.bus import open_bus
 from tidings.core.cache import MemoryCache

@@ -8,9 +8,11 @@ so a service cannot read another's tables by accident.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import DateTime, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
@@ -64,11 +66,21 @@ class Database:
         await self.engine.dispose()
 
 
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # what orjson refuses and json takes: integers past 64 bits
+        return json.dumps(value)
+
+
 def engine_for(url: str, schema: str, *, pool_size: int = 10) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         return create_async_engine(
             url,
+            # JSON columns through orjson: several times faster than the json module.
+            json_serializer=_json_text,
+            json_deserializer=orjson.loads,
             pool_size=pool_size,
             max_overflow=pool_size,
             # No pre-ping: it cost three round trips per checkout (docs/performance.md). A

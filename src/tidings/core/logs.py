@@ -12,7 +12,7 @@ import sys
 import uuid
 from contextvars import ContextVar
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 CORRELATION_HEADER = "X-Correlation-ID"
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -43,11 +43,12 @@ class _ContextFilter(logging.Filter):
 
 
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Send every log record to stderr, one JSON object per line (or plain text)."""
+    """Send every log record to stderr, one JSON object per line (or plain text). JSON is
+    written with orjson: half the cost of the json module per line (docs/performance.md)."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(
-            JsonFormatter(
+            OrjsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
             )

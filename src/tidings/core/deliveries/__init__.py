@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Table, and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tidings.core.batching import Batcher
 from tidings.core.db import Database, utcnow
 from tidings.core.deliveries.models import Delivery
 
@@ -35,6 +36,8 @@ class DeliveryStore:
     def __init__(self, db: Database, lease_s: float) -> None:
         self.db = db
         self.lease_s = lease_s
+        # Outcomes of concurrent sends are written together (core.batching).
+        self._finishes: Batcher[tuple[str, dict[str, Any]], None] = Batcher(self._finish_many)
 
     async def claim(self, notification_id: str, round_: int = 0) -> Claim:
         now = utcnow()
@@ -79,12 +82,26 @@ class DeliveryStore:
         return Claim("busy", attempts=row.attempts, wait_s=max(remaining, 0.0))
 
     async def _finish(self, notification_id: str, **values: object) -> None:
-        async with self.db.statements() as session:
-            await session.execute(
-                update(Delivery)
-                .where(Delivery.notification_id == notification_id)
-                .values(lease_until=None, updated_at=utcnow(), **values)
-            )
+        await self._finishes.submit(
+            (notification_id, {"lease_until": None, "updated_at": utcnow(), **values})
+        )
+
+    async def _finish_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[None]:
+        """One transaction; one statement per set of columns, run for every row at once."""
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for notification_id, values in items:
+            row = {"b_id": notification_id} | {f"v_{k}": v for k, v in values.items()}
+            groups.setdefault(tuple(sorted(values)), []).append(row)
+        table = cast(Table, Delivery.__table__)
+        async with self.db.sessions() as session, session.begin():
+            for columns, rows in groups.items():
+                stmt = (
+                    update(table)
+                    .where(table.c.notification_id == bindparam("b_id"))
+                    .values({c: bindparam(f"v_{c}") for c in columns})
+                )
+                await session.execute(stmt, rows)
+        return [None] * len(items)
 
     async def mark_sent(self, notification_id: str, reply: str) -> None:
         await self._finish(notification_id, state="sent", reply=reply[:2000])

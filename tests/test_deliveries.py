@@ -1,0 +1,70 @@
+"""core.deliveries on PostgreSQL and SQLite: claims, and outcomes of concurrent sends
+written together (one transaction per batch) without mixing rows up."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tidings.core.db import open_database
+from tidings.core.deliveries import DeliveryStore
+from tidings.core.migrations import migrate
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def store(
+    request: pytest.FixtureRequest, fresh_pg: str, tmp_path: Path
+) -> AsyncIterator[DeliveryStore]:
+    url = (
+        fresh_pg.replace("postgresql://", "postgresql+asyncpg://", 1)
+        if request.param == "postgresql"
+        else f"sqlite+aiosqlite:///{tmp_path}/d.db"
+    )
+    await asyncio.to_thread(migrate, "tidings.core.deliveries", url, "email")
+    db = open_database(url, "email")
+    try:
+        yield DeliveryStore(db, lease_s=60)
+    finally:
+        await db.close()
+
+
+async def test_concurrent_outcomes_land_on_their_own_rows(store: DeliveryStore) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(30)]
+    claims = await asyncio.gather(*(store.claim(i) for i in ids))
+    assert {c.result for c in claims} == {"claimed"}
+    before = store._finishes.batches
+    # Three kinds of outcome at once: they set different columns.
+    await asyncio.wait_for(
+        asyncio.gather(
+            *(store.mark_sent(i, f"250 ok {i}") for i in ids[:10]),
+            *(store.mark_failed(i, f"550 no {i}") for i in ids[10:20]),
+            *(store.release(i, f"451 later {i}") for i in ids[20:]),
+        ),
+        30,
+    )
+    assert store._finishes.batches - before < 30  # grouped, not one transaction each
+    for i in ids[:10]:
+        row = await store.get(i)
+        assert row is not None and row.state == "sent" and row.reply == f"250 ok {i}"
+        assert row.lease_until is None
+        again = await store.claim(i)
+        assert (again.result, again.reply) == ("sent", f"250 ok {i}")
+    for i in ids[10:20]:
+        row = await store.get(i)
+        assert row is not None and (row.state, row.last_error) == ("failed", f"550 no {i}")
+        assert (await store.claim(i)).result == "failed"
+    for i in ids[20:]:
+        row = await store.get(i)
+        assert row is not None and (row.state, row.last_error) == ("pending", f"451 later {i}")
+        assert (await store.claim(i)).result == "claimed"  # released: claimable again
+
+
+async def test_a_claimed_notification_is_busy_for_another_claim(store: DeliveryStore) -> None:
+    nid = str(uuid.uuid4())
+    assert (await store.claim(nid)).result == "claimed"
+    busy = await store.claim(nid)
+    assert busy.result == "busy" and 0 < busy.wait_s <= 60
