@@ -53,6 +53,8 @@ class Database:
     # Sessions whose every statement commits on its own (AUTOCOMMIT): for work that is one
     # statement, one round trip to PostgreSQL instead of three (BEGIN, the statement, COMMIT).
     statements: async_sessionmaker[AsyncSession]
+    # The same, for Core statements built once (the hot paths): no ORM session in between.
+    autocommit: AsyncEngine
 
     @property
     def is_postgres(self) -> bool:
@@ -119,4 +121,5 @@ def open_database(url: str, schema: str) -> Database:
         async_sessionmaker(engine, expire_on_commit=False),
         schema,
         async_sessionmaker(autocommit, expire_on_commit=False),
+        autocommit,
     )

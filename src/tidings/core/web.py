@@ -176,6 +176,18 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, str]:
     return status, "; ".join(parts) or "invalid request"
 
 
+def from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency handing a route what the app's lifespan keeps in ``app.state.<name>``.
+    Async, so FastAPI calls it on the event loop: a plain ``def`` dependency goes through
+    its thread pool on every request (3 % of the gateway's CPU, py-spy;
+    docs/performance.md)."""
+
+    async def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return dependency
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as the envelope with a readable ``error``."""
 

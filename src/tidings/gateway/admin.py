@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 
 from tidings.core.access import require_admin
 from tidings.core.envelope import Envelope, ok
+from tidings.core.web import from_state
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.keys import ApiKeys
 from tidings.gateway.schemas import (
@@ -27,12 +28,7 @@ from tidings.gateway.suppressions import Suppressions
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
 
 
-def _dead_letters(request: Request) -> DeadLetters:
-    found: DeadLetters = request.app.state.dead_letters
-    return found
-
-
-Letters = Annotated[DeadLetters, Depends(_dead_letters)]
+Letters = Annotated[DeadLetters, Depends(from_state("dead_letters"))]
 
 
 @router.get("/dead-letters/", response_model=Envelope[list[DeadLetterOut]])
@@ -55,12 +51,7 @@ async def replay_dead_letters(body: ReplayRequest, letters: Letters) -> dict[str
     return ok(results, f"{replayed} replayed, {len(results) - replayed} skipped")
 
 
-def _api_keys(request: Request) -> ApiKeys:
-    found: ApiKeys = request.app.state.api_keys
-    return found
-
-
-Keys = Annotated[ApiKeys, Depends(_api_keys)]
+Keys = Annotated[ApiKeys, Depends(from_state("api_keys"))]
 
 
 @router.post("/api-keys/", status_code=201, response_model=Envelope[ApiKeyCreated])
@@ -78,12 +69,7 @@ async def revoke_api_key(api_key_id: uuid.UUID, keys: Keys) -> dict[str, Any]:
     return ok(await keys.revoke(api_key_id), "API key revoked")
 
 
-def _suppressions(request: Request) -> Suppressions:
-    found: Suppressions = request.app.state.suppressions
-    return found
-
-
-Suppressed = Annotated[Suppressions, Depends(_suppressions)]
+Suppressed = Annotated[Suppressions, Depends(from_state("suppressions"))]
 
 
 @router.get("/suppressions/", response_model=Envelope[list[SuppressionOut]])

@@ -2,14 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from tidings.core.web import from_state
 from tidings.gateway.service import NotificationService
 
-
-def _notifications(request: Request) -> NotificationService:
-    service: NotificationService = request.app.state.notifications
-    return service
-
-
-Notifications = Annotated[NotificationService, Depends(_notifications)]
+Notifications = Annotated[NotificationService, Depends(from_state("notifications"))]

@@ -2,14 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from tidings.core.web import from_state
 from tidings.templates.service import TemplateService
 
-
-def _templates(request: Request) -> TemplateService:
-    service: TemplateService = request.app.state.templates
-    return service
-
-
-Templates = Annotated[TemplateService, Depends(_templates)]
+Templates = Annotated[TemplateService, Depends(from_state("templates"))]

@@ -2,14 +2,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
 
+from tidings.core.web import from_state
 from tidings.users.service import UserService
 
-
-def _users(request: Request) -> UserService:
-    service: UserService = request.app.state.users
-    return service
-
-
-Users = Annotated[UserService, Depends(_users)]
+Users = Annotated[UserService, Depends(from_state("users"))]

@@ -19,7 +19,7 @@ from tidings.users.devices_service import DeviceService, StatusFilter
 from tidings.users.schemas import DeviceCreate, DeviceDead, DeviceOut
 
 
-def _devices(request: Request) -> DeviceService:
+async def _devices(request: Request) -> DeviceService:
     # Built per request: it holds nothing but the users service's store and one setting.
     settings = getattr(request.app.state, "settings", None)
     return DeviceService(
