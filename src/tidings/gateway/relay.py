@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Table, delete, insert, select, update
 
 from tidings.core.bus import Bus
 from tidings.core.db import Database, utcnow
@@ -59,7 +60,7 @@ class OutboxRelay:
             except Exception:
                 log.exception("relay failed, will retry")
 
-    async def _publish(self, row: OutboxMessage) -> None:
+    async def _publish(self, row: Any) -> None:  # an outbox row (Core)
         token = correlation_id.set(row.correlation_id)
         try:
             await self.bus.publish(
@@ -70,12 +71,14 @@ class OutboxRelay:
 
     async def flush(self) -> int:
         """Publish one batch; returns how many rows it published."""
-        async with self.db.sessions() as session, session.begin():
+        outbox = cast(Table, OutboxMessage.__table__)
+        # Core rows, not ORM objects: nothing here needs the identity map (docs/performance.md).
+        async with self.db.engine.begin() as conn:
             rows = (
-                await session.scalars(
-                    select(OutboxMessage)
-                    .where(OutboxMessage.available_at <= utcnow())
-                    .order_by(OutboxMessage.available_at, OutboxMessage.id)
+                await conn.execute(
+                    select(outbox)
+                    .where(outbox.c.available_at <= utcnow())
+                    .order_by(outbox.c.available_at, outbox.c.id)
                     .limit(self.batch_size)
                     .with_for_update(skip_locked=True)
                 )
@@ -85,24 +88,29 @@ class OutboxRelay:
             queued_at = utcnow()
             # Confirms are awaited concurrently: one round trip for the batch, not per row.
             await asyncio.gather(*(self._publish(row) for row in rows))
-            await session.execute(
-                delete(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows]))
-            )
-            # A scheduled notification is on its way now.
-            await session.execute(
-                update(Notification)
-                .where(Notification.id.in_([r.notification_id for r in rows]))
-                .where(Notification.status == "scheduled")
-                .values(status="pending")
-            )
-            session.add_all(
-                NotificationEvent(
-                    notification_id=r.notification_id,
-                    status="queued",
-                    detail=f"published to {r.routing_key}",
-                    created_at=queued_at,
+            await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
+            # A scheduled notification is on its way now (only those can be: a row made
+            # available later than it was written).
+            scheduled = [r.notification_id for r in rows if r.available_at > r.created_at]
+            if scheduled:
+                notifications = cast(Table, Notification.__table__)
+                await conn.execute(
+                    update(notifications)
+                    .where(notifications.c.id.in_(scheduled))
+                    .where(notifications.c.status == "scheduled")
+                    .values(status="pending", updated_at=queued_at)
                 )
-                for r in rows
+            await conn.execute(
+                insert(cast(Table, NotificationEvent.__table__)),
+                [
+                    {
+                        "notification_id": r.notification_id,
+                        "status": "queued",
+                        "detail": f"published to {r.routing_key}",
+                        "created_at": queued_at,
+                    }
+                    for r in rows
+                ],
             )
         self.published += len(rows)
         for r in rows:

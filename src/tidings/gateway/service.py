@@ -7,10 +7,11 @@ import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import delete, insert, inspect, select
+from sqlalchemy import Table, bindparam, delete, insert, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from tidings.core.batching import Batcher
@@ -82,9 +83,13 @@ class StatusReport:
     bounced: bool = False
 
 
-def _values(row: Any) -> dict[str, Any]:
-    """An ORM object's column attributes, for a bulk INSERT (a database-made id left out)."""
-    values = {a.key: getattr(row, a.key) for a in inspect(type(row)).column_attrs}
+def _columns(row: Any) -> dict[str, Any]:
+    """An ORM object's values by column name, for a Core bulk INSERT (a database-made id left
+    out). Core, not the ORM's bulk path: per batch the ORM's machinery cost more than the
+    statements (py-spy; docs/performance.md)."""
+    values = {
+        prop.columns[0].key: getattr(row, prop.key) for prop in inspect(type(row)).column_attrs
+    }
     if values.get("id") is None:
         values.pop("id", None)
     return values
@@ -130,31 +135,20 @@ class NotificationService:
         transaction for all; an item whose request_id is taken (by an earlier item of the
         batch, or another request) writes nothing and answers False."""
         dialect = postgresql if self.db.is_postgres else sqlite
+        table = cast(Table, Notification.__table__)
         new = (
-            dialect.insert(Notification)
-            .on_conflict_do_nothing(index_elements=[Notification.request_id])
-            .returning(Notification.id)
+            dialect.insert(table)
+            .on_conflict_do_nothing(index_elements=[table.c.request_id])
+            .returning(table.c.id)
         )
-        async with self.db.sessions() as session, session.begin():
-            inserted = set(await session.scalars(new, [_values(rows[0]) for rows in items]))
-            events = [
-                _values(r)
-                for rows in items
-                if rows[0].id in inserted
-                for r in rows[1:]
-                if isinstance(r, NotificationEvent)
-            ]
-            outbox = [
-                _values(r)
-                for rows in items
-                if rows[0].id in inserted
-                for r in rows[1:]
-                if isinstance(r, OutboxMessage)
-            ]
-            if events:
-                await session.execute(insert(NotificationEvent), events)
-            if outbox:
-                await session.execute(insert(OutboxMessage), outbox)
+        async with self.db.engine.begin() as conn:
+            written = await conn.execute(new, [_columns(rows[0]) for rows in items])
+            inserted = set(written.scalars())
+            followers = [r for rows in items if rows[0].id in inserted for r in rows[1:]]
+            for model in (NotificationEvent, OutboxMessage):
+                values = [_columns(r) for r in followers if isinstance(r, model)]
+                if values:
+                    await conn.execute(insert(cast(Table, model.__table__)), values)
         return [rows[0].id in inserted for rows in items]
 
     @staticmethod
@@ -260,11 +254,10 @@ class NotificationService:
             )
         return notification, rows
 
-    def _logged(
-        self, n: Notification, attempt: int | None = None, status: str | None = None
-    ) -> None:
-        """One structured line per status change: the notification's lifecycle. ``status``:
-        the one it moved to, when it has moved again since (in one batch of reports)."""
+    def _logged(self, n: Any, attempt: int | None = None, status: str | None = None) -> None:
+        """One structured line per status change: the notification's lifecycle. ``n``: a
+        Notification or a row with its columns; ``status``: the one it moved to, when it has
+        moved again since (in one batch of reports)."""
         status = status or n.status
         NOTIFICATIONS.labels(n.notification_type, status).inc()
         age_ms = round((utcnow() - n.created_at).total_seconds() * 1e3, 1)
@@ -399,20 +392,33 @@ class NotificationService:
     async def _record_many(self, reports: list[StatusReport]) -> list[str | Exception]:
         """Every report in the history; the status moved by those that may move it, in
         the order they came (reports of one notification in one batch apply in turn)."""
-        moves: list[tuple[Notification, str, int | None]] = []
+        moves: list[tuple[Any, str, int | None]] = []
         results: list[str | Exception] = []
-        async with self.db.sessions() as session, session.begin():
+        table = cast(Table, Notification.__table__)
+        c = table.c
+        # Core rows, not ORM objects (docs/performance.md); the moved ones updated at once.
+        async with self.db.engine.begin() as conn:
             # Locked in id order: two batches never wait on each other in a cycle.
             found = {
-                n.id: n
-                for n in await session.scalars(
-                    select(Notification)
-                    .where(Notification.id.in_({r.notification_id for r in reports}))
-                    .order_by(Notification.id)
+                row.id: SimpleNamespace(**row._mapping)
+                for row in await conn.execute(
+                    select(
+                        c.id,
+                        c.request_id,
+                        c.notification_type,
+                        c.status,
+                        c.error,
+                        c.round,
+                        c.attempt,
+                        c.created_at,
+                    )
+                    .where(c.id.in_({r.notification_id for r in reports}))
+                    .order_by(c.id)
                     .with_for_update()
                 )
             }
             events = []
+            moved: dict[uuid.UUID, Any] = {}
             for r in reports:
                 n = found.get(r.notification_id)
                 if n is None:
@@ -448,9 +454,33 @@ class NotificationService:
                     n.error = r.error if r.status == "failed" else None
                     n.round, n.attempt = round_, attempt_
                     moves.append((n, r.status, r.attempt))
+                    moved[n.id] = n
                 results.append(n.status)
+            if moved:
+                now = utcnow()
+                await conn.execute(
+                    update(table)
+                    .where(c.id == bindparam("b_id"))
+                    .values(
+                        status=bindparam("b_status"),
+                        error=bindparam("b_error"),
+                        round=bindparam("b_round"),
+                        attempt=bindparam("b_attempt"),
+                        updated_at=now,
+                    ),
+                    [
+                        {
+                            "b_id": n.id,
+                            "b_status": n.status,
+                            "b_error": n.error,
+                            "b_round": n.round,
+                            "b_attempt": n.attempt,
+                        }
+                        for n in moved.values()
+                    ],
+                )
             if events:
-                await session.execute(insert(NotificationEvent), events)
+                await conn.execute(insert(cast(Table, NotificationEvent.__table__)), events)
         for n, status, attempt in moves:
             self._logged(n, attempt, status)
         return results
