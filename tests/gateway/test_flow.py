@@ -237,3 +237,28 @@ async def test_concurrent_requests_share_transactions_and_each_is_written_once(
         done = await wait_for_status(gw, nid, "delivered")
         assert [h["status"] for h in done["history"]] == ["pending", "queued", "delivered"]
     assert system.smtp.arrivals.empty()
+
+
+async def test_an_integer_past_64_bits_in_variables_is_accepted_and_repeats(
+    system: System,
+) -> None:
+    """JSON allows any integer; orjson refuses those past 64 bits, so the request hash and the
+    JSON columns fall back to the json module for them instead of answering 500."""
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    big = 10**30
+    body = notification(
+        user["user_id"],
+        template["code"],
+        variables={"name": "Grace", "link": "https://example.com/", "count": big},
+    )
+    first = await gw.post("/api/v1/notifications/", json=body)
+    assert first.status_code == 202, first.text
+    again = await gw.post("/api/v1/notifications/", json=body)
+    assert again.status_code == 202 and "duplicate" in again.json()["message"]
+    assert again.json()["data"]["notification_id"] == first.json()["data"]["notification_id"]
+    nid = first.json()["data"]["notification_id"]
+    await wait_for_status(gw, nid, "delivered")
+    received = await system.smtp.next()
+    assert received.message["X-Request-ID"] == body["request_id"]

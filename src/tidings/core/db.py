@@ -8,7 +8,6 @@ so a service cannot read another's tables by accident.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +21,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.types import TypeDecorator
+
+from tidings.core import jsons
 
 
 def utcnow() -> dt.datetime:
@@ -69,10 +70,7 @@ class Database:
 
 
 def _json_text(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # what orjson refuses and json takes: integers past 64 bits
-        return json.dumps(value)
+    return jsons.dumps(value).decode()
 
 
 def engine_for(url: str, schema: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-import orjson
 from pydantic import BaseModel, Field
+
+from tidings.core import jsons
 
 Channel = Literal["email", "push"]
 StatusValue = Literal["pending", "queued", "sending", "delivered", "failed", "skipped"]
@@ -54,7 +55,7 @@ class NotificationMessage(BaseModel):
     created_at_ms: int = Field(default_factory=now_ms)
 
     def dumps(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        return jsons.dumps(self.model_dump(mode="json"))
 
 
 class StatusEvent(BaseModel):
@@ -76,4 +77,4 @@ class StatusEvent(BaseModel):
     at_ms: int = Field(default_factory=now_ms)
 
     def dumps(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        return jsons.dumps(self.model_dump(mode="json"))

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import Table, bindparam, delete, insert, inspect, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from tidings.core import jsons
 from tidings.core.batching import Batcher
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import Conflict, NotFound
@@ -33,7 +33,7 @@ log = logging.getLogger("tidings.gateway")
 
 
 def body_hash(body: NotificationCreate) -> str:
-    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    canonical = jsons.dumps(body.model_dump(mode="json"), sort_keys=True)
     return hashlib.sha256(canonical).hexdigest()
 
 
