@@ -4,7 +4,6 @@ signs those bytes and the signature verifies."""
 
 from __future__ import annotations
 
-import base64
 import email
 import email.policy
 import random
@@ -18,10 +17,9 @@ from typing import Any
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.credentials import SECRET_KEY
+from tests.dkim_keys import PEM, dns_answering
 from tidings.core.errors import PermanentError
 from tidings.core.messages import NotificationMessage, Recipient
 from tidings.email_worker import compose as compose_module
@@ -408,20 +406,7 @@ def test_random_content_round_trips() -> None:
         assert bodies(message) == (normal(body), normal(html))
 
 
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-PEM = KEY.private_bytes(
-    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-).decode()
-PUBLIC = base64.b64encode(
-    KEY.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-).decode()
-
-
-def dns(name: bytes, timeout: int = 5) -> bytes:
-    assert name == b"s2026._domainkey.tidings.example.", name
-    return f"v=DKIM1; k=rsa; p={PUBLIC}".encode()
+dns = dns_answering(b"s2026._domainkey.tidings.example.")
 
 
 async def test_dkim_signs_the_raw_bytes_and_verifies() -> None:

@@ -3,26 +3,14 @@ signature verifies with the public key (as a receiver would find it in DNS)."""
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from tests.dkim_keys import PEM, dns_answering
 from tests.scenario import create_template, create_user, notification
 from tests.system import System
-
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-PEM = KEY.private_bytes(
-    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-).decode()
-PUBLIC = base64.b64encode(
-    KEY.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-).decode()
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +18,7 @@ def system_overrides() -> dict[str, Any]:
     return {"dkim_private_key": PEM, "dkim_selector": "s2026"}
 
 
-def dns(name: bytes, timeout: int = 5) -> bytes:
-    assert name == b"s2026._domainkey.tidings.localhost.", name
-    return f"v=DKIM1; k=rsa; p={PUBLIC}".encode()
+dns = dns_answering(b"s2026._domainkey.tidings.localhost.")
 
 
 async def test_emails_are_signed_and_verify(system: System) -> None:
