@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -22,7 +23,9 @@ async def make_system(
             "database_url": fresh_pg,
             "amqp_url": fresh_vhost,
             "redis_url": redis_url,
-            "cache_namespace": cache_namespace,
+            # Each system its own namespace (the service registry lives there): a system
+            # stopped by an earlier test of the module must not be found by this one.
+            "cache_namespace": f"{cache_namespace}-{uuid.uuid4().hex[:6]}",
             "retry_base_s": 1.0,
             **overrides,
         }
