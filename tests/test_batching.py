@@ -4,6 +4,7 @@ or its own error; a failed batch fails only its callers; nothing waits for a tim
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -29,6 +30,24 @@ class Recorder:
         return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
 
 
+def entering(batcher: Batcher[int, int], count: int) -> tuple[Any, asyncio.Event]:
+    """``submit`` as a task, and an event set once ``count`` submits have queued their item
+    (an item is queued before ``submit`` first yields)."""
+    entered = asyncio.Event()
+    seen = [0]
+
+    def submit(item: int) -> asyncio.Task[int]:
+        async def run() -> int:
+            seen[0] += 1
+            if seen[0] == count:
+                entered.set()
+            return await batcher.submit(item)
+
+        return asyncio.create_task(run())
+
+    return submit, entered
+
+
 async def test_a_lone_item_goes_at_once() -> None:
     rec = Recorder()
     rec.release.set()
@@ -42,8 +61,9 @@ async def test_items_arriving_during_a_batch_go_together_in_the_next() -> None:
     batcher = Batcher(rec, max_batch=3)
     first = asyncio.create_task(batcher.submit(0))
     await asyncio.wait_for(rec.entered.wait(), 5)
-    later = [asyncio.create_task(batcher.submit(i)) for i in (2, 4, 6, 8)]
-    await asyncio.sleep(0)  # let them queue behind the running batch
+    submit, queued = entering(batcher, 4)
+    later = [submit(i) for i in (2, 4, 6, 8)]
+    await asyncio.wait_for(queued.wait(), 5)  # queued behind the running batch
     rec.release.set()
     results = await asyncio.wait_for(asyncio.gather(first, *later), 5)
     assert results == [0, 20, 40, 60, 80]
@@ -69,8 +89,9 @@ async def test_a_failed_batch_fails_its_callers_only_and_the_next_batch_runs() -
     rec.fail_next = ConnectionError("database down")
     first = asyncio.create_task(batcher.submit(2))
     await asyncio.wait_for(rec.entered.wait(), 5)
-    second = asyncio.create_task(batcher.submit(4))
-    await asyncio.sleep(0)
+    submit, queued = entering(batcher, 1)
+    second = submit(4)
+    await asyncio.wait_for(queued.wait(), 5)
     rec.release.set()
     with pytest.raises(ConnectionError):
         await asyncio.wait_for(first, 5)
