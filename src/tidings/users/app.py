@@ -7,6 +7,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 
 from tidings.core.access import Access
+from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.web import app_database, create_service_app
 from tidings.users import devices
 from tidings.users.auth import router as auth_router
@@ -20,9 +21,14 @@ def create_app(settings: UsersSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.access = Access(settings)
+        # Device registrations per user (users/devices_service.py).
+        app.state.limiter = open_rate_limiter(settings.redis_url, settings.cache_namespace)
         async with app_database(app, settings.store_url, "users") as db:
             app.state.users = UserService(db, PasswordHasher())
-            yield
+            try:
+                yield
+            finally:
+                await app.state.limiter.close()
 
     app = create_service_app(
         "users",
