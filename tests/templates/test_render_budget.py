@@ -54,7 +54,8 @@ AT_RENDER = [
         "steps",
     ),
     (
-        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}{{ f(24) }}",
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        "{{ f(24) }}",
         {},
         "steps|CPU time",  # whichever comes first: a macro call costs some 5 µs
     ),
@@ -98,7 +99,9 @@ def test_ordinary_templates_render_as_before() -> None:
     check_template(source)
     out = render(source, {"name": "Ada", "items": ["a", "b"]}, html=False)
     assert out == "   Ada   |    a|2  |   r|a, b|[[1, 2], [3]]|ab\ncd|123|xxx|1024"
-    html = render("<p>{{ x }}</p>{% for i in [1] %}<b>{{ i }}</b>{% endfor %}", {"x": "<"}, html=True)
+    html = render(
+        "<p>{{ x }}</p>{% for i in [1] %}<b>{{ i }}</b>{% endfor %}", {"x": "<"}, html=True
+    )
     assert html == "<p>&lt;</p><b>1</b>"
 
 
@@ -130,9 +133,7 @@ async def test_rendering_for_the_service_runs_off_the_event_loop() -> None:
             seen.append(threading.get_ident())
             return "probe"
 
-    rendered = await render_content_async(
-        "push", {"title": "{{ p }}", "body": "b"}, {"p": Probe()}
-    )
+    rendered = await render_content_async("push", {"title": "{{ p }}", "body": "b"}, {"p": Probe()})
     assert rendered["title"] == "probe"
     assert seen and threading.get_ident() not in seen
 

@@ -131,9 +131,7 @@ class DeviceService:
         self.allow_insecure = allow_insecure
         self.limits = limits or DeviceLimits()
 
-    async def _user(
-        self, session: AsyncSession, user_id: uuid.UUID, *, lock: bool = False
-    ) -> None:
+    async def _user(self, session: AsyncSession, user_id: uuid.UUID, *, lock: bool = False) -> None:
         query = select(User.id).where(User.id == user_id)
         if lock:  # registrations of one user, one at a time: the count below stays true
             query = query.with_for_update()
