@@ -141,7 +141,11 @@ async def users_proxy(request: Request, path: str, caller: Caller) -> Response:
     """Forwarded to the users service, with the caller; see its own schema. A change to a
     user drops the gateway's cached copy, so the next notification sees it."""
     answer = await forward(
-        request, request.app.state.users_http, request.app.state.users_endpoints, caller
+        request,
+        request.app.state.users_http,
+        request.app.state.users_endpoints,
+        caller,
+        "users",
     )
     user_id = path.split("/", 1)[0]
     if request.method != "GET" and answer.is_success and user_id:
@@ -154,7 +158,11 @@ async def users_proxy(request: Request, path: str, caller: Caller) -> Response:
 async def templates_proxy(request: Request, path: str, caller: Caller) -> Response:
     """Forwarded to the templates service, with the caller; see its own schema."""
     answer = await forward(
-        request, request.app.state.templates_http, request.app.state.templates_endpoints, caller
+        request,
+        request.app.state.templates_http,
+        request.app.state.templates_endpoints,
+        caller,
+        "templates",
     )
     return passed_back(answer)
 
@@ -170,6 +178,10 @@ async def auth_proxy(request: Request, path: str) -> Response:
     )
     return passed_back(
         await forward(
-            request, request.app.state.users_http, request.app.state.users_endpoints, None
+            request,
+            request.app.state.users_http,
+            request.app.state.users_endpoints,
+            None,
+            "auth",
         )
     )
