@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from tidings.core.access import Caller
+from tidings.core.access import Caller, client_address
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import NotFound
 from tidings.gateway.batch import accept_batch
@@ -172,9 +172,11 @@ async def auth_proxy(request: Request, path: str) -> Response:
     """Login and refresh, forwarded to the users service: no credential needed, but a
     rate limit per client address against password guessing."""
     settings = request.app.state.settings
-    client = request.client.host if request.client else "unknown"
     await request.app.state.limiter.check(
-        f"login:{client}", settings.login_rate_per_s, settings.login_burst, "login attempts"
+        f"login:{client_address(request)}",
+        settings.login_rate_per_s,
+        settings.login_burst,
+        "login attempts",
     )
     return passed_back(
         await forward(
