@@ -145,9 +145,9 @@ async def login(request: Request) -> Response:
             "login attempts",
         )
     except RateLimited as exc:
-        answer = _page("login.html", None, 429, error="Too many attempts; wait a minute.")
-        answer.headers["Retry-After"] = exc.retry_after_header
-        return answer
+        limited = _page("login.html", None, 429, error="Too many attempts; wait a minute.")
+        limited.headers["Retry-After"] = exc.retry_after_header
+        return limited
     key = (await _form(request)).get("admin_key", "")
     if not access.admin_key or not same_secret(key, access.admin_key):
         return _page("login.html", None, 401, error="That is not the admin key.")
