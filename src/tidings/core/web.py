@@ -257,15 +257,10 @@ class HealthRegistry:
         now = time.monotonic()
         if self._last is not None and now - self._last[0] < self.max_age_s:
             return self._last[1]
-        if self._running is None:
+        if self._running is None or self._running.done():
             self._running = asyncio.ensure_future(self._run_all())
-        running = self._running
-        try:
-            # Shielded: one caller that goes away does not cancel the run the others await.
-            return await asyncio.shield(running)
-        finally:
-            if self._running is running and running.done():
-                self._running = None
+        # Shielded: one caller that goes away does not cancel the run the others await.
+        return await asyncio.shield(self._running)
 
     async def _run_all(self) -> dict[str, str]:
         self.runs += 1
