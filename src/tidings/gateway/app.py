@@ -145,7 +145,7 @@ def create_app(
             watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
             stack.callback(watcher.cancel)
             await the_bus.consume(
-                STATUS_QUEUE, StatusConsumer(notifications), prefetch=settings.prefetch
+                STATUS_QUEUE, StatusConsumer(notifications, the_bus), prefetch=settings.prefetch
             )
             await the_bus.consume(FAILED_QUEUE, dead_letters, prefetch=settings.prefetch)
             relay.wake()  # publish whatever an earlier run left in the outbox
