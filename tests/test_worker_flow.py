@@ -275,7 +275,8 @@ async def expire(store: DeliveryStore, nid: str) -> None:
     async with store.db.engine.begin() as conn:
         await conn.execute(
             text(
-                "UPDATE deliveries SET lease_until = now() - interval '1 second' WHERE notification_id = :n"
+                "UPDATE deliveries SET lease_until = now() - interval '1 second'"
+                " WHERE notification_id = :n"
             ),
             {"n": nid},
         )

@@ -4,6 +4,7 @@ sent, a retry, a wait, or failed and dead-lettered. A channel supplies only ``de
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -269,6 +270,10 @@ class DeliveryFlow:
             raise DeadLetter(reason, headers={"x-tidings-attempts": n.attempt})
         delay_s = min(OUTAGE_WAIT_CAP_S, max(self.policy.base_s, waited_s / 4))
         log.warning("notification %s waits %.0fs: %s", n.notification_id, delay_s, exc.message)
+        # In the history, and a sign of life for the gateway's reconciler. If the broker is
+        # what is down, the wait below fails too, and says so.
+        with contextlib.suppress(DependencyUnavailable):
+            await self._report(n, "pending", detail=f"waiting {delay_s:.0f}s: {exc.message}")
         await self._later(n, delay_s)
 
     async def _wait(

@@ -22,6 +22,7 @@ from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.keys import ApiKeys
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.push_routes import create_push_router
+from tidings.gateway.reconcile import Reconciler
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.router import router
 from tidings.gateway.service import NotificationService
@@ -142,6 +143,17 @@ def create_app(
 
             relay.start()
             stack.push_async_callback(relay.stop)
+            reconciler = Reconciler(
+                db,
+                users,
+                relay,
+                after_s=settings.reconcile_after_s,
+                every_s=settings.reconcile_every_s,
+                max_requeues=settings.reconcile_max_requeues,
+            )
+            app.state.reconciler = reconciler
+            reconciler.start()
+            stack.push_async_callback(reconciler.stop)
             watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
             stack.callback(watcher.cancel)
             await the_bus.consume(
