@@ -32,6 +32,7 @@ from tests.faults.proxy import TcpProxy
 from tests.helpers import wait_for_condition
 from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.smtp_peer import SmtpPeer
+from tidings.core import jsons
 from tidings.core.messages import StatusEvent
 from tidings.core.metrics import CONSUMED
 from tidings.core.topology import (
@@ -250,3 +251,53 @@ async def purge(amqp_url: str, queue: str) -> None:
         await (await channel.get_queue(queue)).purge()
     finally:
         await connection.close()
+
+
+async def test_a_message_too_deep_for_the_worker_fails_by_its_id_and_replays(
+    make_system: Start, fresh_pg: str, fresh_vhost: str
+) -> None:
+    """The worker cannot read it, but can read whose it is: the notification fails with the
+    parser's reason, the dead letter keeps its id, and a replay (built again from the stored
+    notification) delivers it. Before: dead-lettered as malformed with no id, left pending."""
+    system = await make_system()
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    await system.stop_service("email")
+    accepted = await gw.post(
+        "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
+    )
+    nid = accepted.json()["data"]["notification_id"]
+
+    async def published() -> bool:
+        return await outbox_empty(fresh_pg)
+
+    await wait_for_condition(published, timeout_s=30, what="published")
+    await purge(fresh_vhost, EMAIL_QUEUE)  # instead, a copy nested too deep:
+    nested: dict[str, Any] = {}
+    for _ in range(220):
+        nested = {"a": nested}
+    body = {
+        "notification_id": nid,
+        "request_id": "r",
+        "notification_type": "email",
+        "template_code": template["code"],
+        "language": "en",
+        "variables": {"name": "Grace", "link": "https://example.com/", "deep": nested},
+        "recipient": {"user_id": user["user_id"], "name": "Grace"},
+    }
+    await publish(fresh_vhost, EMAIL_ROUTE, jsons.dumps(body), nid)
+    await system.start_service("email")
+    failed = await wait_for_status(gw, nid, "failed")
+    assert "malformed NotificationMessage" in (failed["error"] or ""), failed
+
+    async def stored() -> list[dict[str, Any]]:
+        return await dead_letters(gw, notification_id=nid)
+
+    rows = await wait_for_condition(stored, timeout_s=30, what="its dead letter, by id")
+    answer = await gw.post(
+        "/api/v1/admin/dead-letters/replay/", json={"dead_letter_ids": [rows[0]["dead_letter_id"]]}
+    )
+    assert answer.json()["data"][0]["outcome"] == "replayed", answer.text
+    await wait_for_status(gw, nid, "delivered")
+    assert system.smtp.count_by("X-Tidings-Notification-ID")[nid] == 1

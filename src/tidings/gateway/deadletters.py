@@ -36,6 +36,7 @@ from tidings.gateway.models import (
     OutboxMessage,
     Replay,
 )
+from tidings.gateway.reconcile import message_for
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.schemas import DeadLetterFilter, DeadLetterOut, ReplayRequest, ReplayResult
 from tidings.gateway.service import NotificationService
@@ -65,6 +66,14 @@ def reason_of(headers: dict[str, Any]) -> str:
         first = deaths[0]
         return f"dead-lettered by the broker: {first.get('reason')} (from {first.get('queue')})"
     return "dead-lettered without a reason"
+
+
+def _is_status_event(payload: bytes) -> bool:
+    try:
+        StatusEvent.model_validate_json(payload)
+    except ValidationError:
+        return False
+    return True
 
 
 def to_out(row: DeadLetter) -> DeadLetterOut:
@@ -242,10 +251,12 @@ class DeadLetters:
         return results
 
     async def _replay_one(self, session: Any, row: DeadLetter) -> tuple[str, str]:
+        message: NotificationMessage | None = None
         try:
             message = NotificationMessage.model_validate_json(row.payload)
         except ValidationError:
-            return await self._replay_status(row)
+            if row.notification_id is None or _is_status_event(row.payload):
+                return await self._replay_status(row)
         n = await session.scalar(
             select(Notification).where(Notification.id == row.notification_id).with_for_update()
         )
@@ -255,6 +266,13 @@ class DeadLetters:
             return "skipped", "already delivered"
         if n.status != "failed":
             return "skipped", f"the notification is {n.status}, not failed"
+        if message is None:
+            # A message the worker could not even read, but whose notification is known: its
+            # work message is built again from the stored notification.
+            try:
+                message = message_for(n, await self.notifications.users.get(n.user_id))
+            except NotFound:
+                return "skipped", "its user no longer exists"
         now = utcnow()
         n.round += 1
         n.attempt = 0
