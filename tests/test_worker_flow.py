@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.smtp_peer import SmtpPeer
 from tidings.core import jsons
 from tidings.core.bus import BusMessage
 from tidings.core.bus.rabbit import RabbitBus
@@ -37,6 +38,8 @@ from tidings.core.topology import (
     REASON_HEADER,
     STATUS_QUEUE,
 )
+from tidings.email_worker.compose import OutgoingEmail
+from tidings.email_worker.senders.smtp import SmtpSender
 from tidings.push_worker.handlers import content_for
 
 MAX_ATTEMPTS = 3
@@ -299,3 +302,42 @@ async def test_sqlite_leases_use_sqlite_s_clock(tmp_path: Path) -> None:
         await store.renew(nid, mine.attempts)
     finally:
         await db.close()
+
+
+async def test_the_smtp_sender_renews_the_lease_after_waiting_for_a_connection(
+    rig: Rig,
+) -> None:
+    """The real SMTP sender, one pooled connection: the second message waits for it while
+    its lease runs out and another worker takes the notification; when the connection comes
+    free the renewal is refused, and the second message never reaches the server."""
+    smtp = await SmtpPeer().start()
+    smtp.gate = asyncio.Event()  # the server takes each message but holds its reply
+    sender = SmtpSender(smtp.url, pool_size=1, timeout_s=10)
+
+    async def deliver(n: NotificationMessage) -> str:
+        raw = (
+            f"From: a@example.com\r\nTo: b@example.com\r\nMessage-ID: <{n.notification_id}@t>"
+            f"\r\nX-Tidings-Notification-ID: {n.notification_id}\r\nSubject: s\r\n\r\nhi\r\n"
+        ).encode()
+        email = OutgoingEmail(raw, "a@example.com", ("b@example.com",), n.notification_id)
+        return await sender.send(email)
+
+    try:
+        flow = await rig.run(deliver)
+        first, second = message(), message()
+        sending = [
+            asyncio.create_task(flow(BusMessage(m.dumps(), EMAIL_ROUTE, m.notification_id)))
+            for m in (first, second)
+        ]
+        await asyncio.wait_for(smtp.arrivals.get(), 10)  # the first holds the connection
+        await expire(rig.store, second.notification_id)
+        assert (await rig.store.claim(second.notification_id)).result == "claimed"
+        smtp.gate.set()
+        await asyncio.wait_for(asyncio.gather(*sending), 20)
+        by_id = smtp.count_by("X-Tidings-Notification-ID")
+        assert by_id == {first.notification_id: 1}, by_id
+        row = await rig.store.get(first.notification_id)
+        assert row is not None and row.state == "sent"
+    finally:
+        await sender.close()
+        await smtp.stop()
