@@ -24,7 +24,7 @@ from tidings.core.bus import BusMessage
 from tidings.core.bus.rabbit import RabbitBus
 from tidings.core.db import open_database
 from tidings.core.deliveries import DeliveryStore, LeaseLost
-from tidings.core.errors import PermanentError
+from tidings.core.errors import NoRecipient, PermanentError
 from tidings.core.flow import DeliveryFlow, renew_lease
 from tidings.core.messages import NotificationMessage, Recipient, StatusEvent
 from tidings.core.migrations import migrate
@@ -183,6 +183,27 @@ async def test_a_failed_outcome_is_reported_again_by_a_redelivery(rig: Rig) -> N
     again = await rig.event(n.notification_id, "failed")
     assert again.error == first.error == "permanent: SMTP 554 no"
     assert (await rig.dead_letter(n.notification_id)).headers[REASON_HEADER] == first.error
+
+
+async def test_a_skipped_notification_s_copy_is_reported_skipped_again(rig: Rig) -> None:
+    """Its delivery record is `failed` ("skipped: ..."): a copy repeats `skipped`, and is no
+    dead letter."""
+    n, later = message(), message()
+
+    async def deliver(m: NotificationMessage) -> str:
+        if m.notification_id == n.notification_id:
+            raise NoRecipient("the user has no live push device")
+        return "250 ok"
+
+    await rig.run(deliver)
+    await rig.publish(n)
+    await rig.event(n.notification_id, "skipped")
+    await rig.publish(n)
+    again = await rig.event(n.notification_id, "skipped")
+    assert again.detail == "the user has no live push device"
+    await rig.publish(later)
+    await rig.event(later.notification_id, "delivered")
+    assert rig.dead.empty()
 
 
 async def test_a_message_too_deep_to_parse_is_reported_failed_by_its_id(rig: Rig) -> None:

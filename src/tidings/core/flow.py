@@ -47,6 +47,9 @@ OUTAGE_WAIT_CAP_S = 60.0
 # the message waits without spending an attempt).
 Deliver = Callable[[NotificationMessage], Awaitable[str]]
 
+# How a skipped notification's delivery record (state failed) says it was skipped.
+SKIPPED = "skipped: "
+
 # The lease of the attempt running in this task: renewed by ``renew_lease``.
 _lease: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("lease", default=None)
 
@@ -169,6 +172,9 @@ class DeliveryFlow:
             # The same for a failure: its report, or its dead letter, may be what was lost
             # (the gateway stores a dead letter once however often it comes).
             reason = claim.reply or "failed earlier"
+            if reason.startswith(SKIPPED):  # skipped, not failed: no dead letter
+                await self._report(n, "skipped", detail=reason.removeprefix(SKIPPED)[:500])
+                return
             log.info("duplicate of failed notification %s: reported again", n.notification_id)
             await self._report(n, "failed", error=reason, detail="duplicate message: failed")
             raise DeadLetter(reason, headers={"x-tidings-attempts": n.attempt})
@@ -327,7 +333,7 @@ class DeliveryFlow:
     async def _skip(self, n: NotificationMessage, reason: str) -> None:
         """Nothing to deliver to: final (a duplicate message is dropped), reported
         ``skipped`` with the reason, acknowledged, never dead-lettered."""
-        await self.deliveries.mark_failed(n.notification_id, f"skipped: {reason}")
+        await self.deliveries.mark_failed(n.notification_id, f"{SKIPPED}{reason}")
         await self._report(n, "skipped", detail=reason[:500])
 
     async def _fail(self, n: NotificationMessage, reason: str, suppress: str | None = None) -> None:
