@@ -26,7 +26,7 @@ from tidings.core.db import open_database
 from tidings.core.deliveries import DeliveryStore, LeaseLost
 from tidings.core.errors import NoRecipient, PermanentError
 from tidings.core.flow import DeliveryFlow, renew_lease
-from tidings.core.messages import NotificationMessage, Recipient, StatusEvent
+from tidings.core.messages import NotificationMessage, Recipient, StatusEvent, now_ms
 from tidings.core.migrations import migrate
 from tidings.core.retry import RetryPolicy
 from tidings.core.topology import (
@@ -183,6 +183,24 @@ async def test_a_failed_outcome_is_reported_again_by_a_redelivery(rig: Rig) -> N
     again = await rig.event(n.notification_id, "failed")
     assert again.error == first.error == "permanent: SMTP 554 no"
     assert (await rig.dead_letter(n.notification_id)).headers[REASON_HEADER] == first.error
+
+
+async def test_a_copy_that_finds_the_notification_held_past_the_max_wait_fails(
+    rig: Rig,
+) -> None:
+    """Before: a `busy` copy was republished for ever, whatever its age."""
+
+    async def deliver(m: NotificationMessage) -> str:
+        return "250 ok"
+
+    flow = await rig.run(deliver)
+    n = message()
+    assert (await rig.store.claim(n.notification_id)).result == "claimed"  # held, lease live
+    old = n.model_copy(update={"first_try_ms": now_ms() - int(flow.max_wait_s * 1000) - 1000})
+    await rig.publish(old)
+    failed = await rig.event(n.notification_id, "failed")
+    assert failed.error is not None and "still held by another worker" in failed.error
+    assert (await rig.dead_letter(n.notification_id)).message_id == n.notification_id
 
 
 async def test_a_skipped_notification_s_copy_is_reported_skipped_again(rig: Rig) -> None:
