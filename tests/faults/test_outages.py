@@ -83,7 +83,9 @@ async def outbox_empty(database_url: str) -> bool:
 async def test_the_email_worker_s_database_down_5s_fails_nothing(
     make_system: Start, fresh_pg: str, fresh_vhost: str
 ) -> None:
-    """Measured before: 50 of 50 failed ("dead-lettered by the broker: delivery_limit")."""
+    """Before: the issue measured 50 of 50 failed ("dead-lettered by the broker:
+    delivery_limit"); this test run against main's code instead found sends whose mark the
+    cut lost sent again (duplicates). Either fails it."""
     async with TcpProxy(PG_PORT) as proxy:
         # A short lease: a claim whose answer the cut swallowed holds its row this long.
         system = await make_system(email_database_url=proxy.url(fresh_pg), delivery_lease_s=10)
