@@ -21,6 +21,8 @@ from tidings.core.topology import (
     PUSH_ROUTE,
     REASON_HEADER,
     SOURCE_QUEUE_HEADER,
+    STATUS_QUEUE,
+    STATUS_ROUTE,
 )
 
 LIMIT = 3
@@ -142,6 +144,27 @@ async def test_delayed_publish_waits_for_its_tier(bus: Bus) -> None:
     message, _ = await collector.next()
     assert message.message_id == mid
     assert loop.time() - sent_at >= 0.95, "a delayed message arrived before its tier's delay"
+
+
+async def test_later_sends_a_status_event_round_again_spending_no_delivery(bus: Bus) -> None:
+    """How a consumer waits out an outage: the message comes back after its tier, with its
+    headers (and the ones added), as a new message the broker has never delivered."""
+    mid = uuid.uuid4().hex
+    collector = Collector({mid})
+    sent_at = asyncio.get_running_loop().time()
+
+    async def waits_once(message: BusMessage) -> None:
+        if message.message_id == mid and "x-waits" not in message.headers:
+            await bus.later(message, STATUS_ROUTE, 0.2, headers={"x-waits": 1})
+            return
+        await collector(message)
+
+    await bus.consume(STATUS_QUEUE, waits_once, prefetch=5)
+    await bus.publish(STATUS_ROUTE, b"{}", message_id=mid, headers={"x-kept": "yes"})
+    message, _ = await collector.next()
+    assert message.headers["x-kept"] == "yes" and message.headers["x-waits"] == 1
+    assert asyncio.get_running_loop().time() - sent_at >= 0.95
+    assert message.delivery_count == 0  # a new message: no delivery spent
 
 
 async def test_close_lets_the_handler_in_flight_finish(bus: Bus) -> None:

@@ -6,6 +6,8 @@ integers are exact in JSON too).
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from typing import Any, Literal
 
@@ -53,9 +55,35 @@ class NotificationMessage(BaseModel):
     # When this round was first tried: the clock for TIDINGS_MAX_WAIT_S.
     first_try_ms: int | None = None
     created_at_ms: int = Field(default_factory=now_ms)
+    # The receiving side's reply to a send whose ``sent`` mark could not be written (the
+    # worker's database was down): the copy that carries it records the mark and reports,
+    # and never sends again.
+    sent_reply: str | None = None
 
     def dumps(self) -> bytes:
         return jsons.dumps(self.model_dump(mode="json"))
+
+
+_ID_FIELD = re.compile(rb'"notification_id"\s*:\s*"([0-9A-Za-z-]{1,64})"')
+
+
+def salvage(body: bytes) -> dict[str, Any] | None:
+    """What can still be read of a message that does not parse as its model: its
+    notification id (and round and attempt, when the body is JSON at all), so that the
+    notification is reported failed and its dead letter found by id. None if no id."""
+    try:
+        # The json module, not orjson: it reads deeper nesting than the models' parser.
+        value = json.loads(body)
+    except (ValueError, RecursionError):
+        found = _ID_FIELD.search(body[:4096])
+        return {"notification_id": found.group(1).decode()} if found else None
+    if not isinstance(value, dict) or not isinstance(value.get("notification_id"), str):
+        return None
+    fields = {"notification_id": value["notification_id"][:64]}
+    for name in ("round", "attempt"):
+        if isinstance(value.get(name), int) and 0 <= value[name] < 2**31:
+            fields[name] = value[name]
+    return fields
 
 
 class StatusEvent(BaseModel):

@@ -70,6 +70,12 @@ class TidingsSettings(BaseSettings):
     # unreachable dependency before it fails.
     max_wait_s: float = Field(default=3600.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # The gateway's reconciler: every reconcile_every_s it requeues notifications whose
+    # status has not moved for reconcile_after_s (the worker's delivery record settles them),
+    # and fails one after reconcile_max_requeues requeues.
+    reconcile_every_s: float = Field(default=60.0, gt=0)
+    reconcile_after_s: float = Field(default=900.0, gt=0)
+    reconcile_max_requeues: int = Field(default=3, ge=0)
 
     # Circuit breakers: consecutive connection-level failures to open, seconds before a probe.
     smtp_breaker_failures: int = Field(default=5, ge=1)

@@ -66,5 +66,7 @@ def route_for(channel: str, priority: int, lane_min: int) -> str:
 # The delay tiers: powers of two from 1 s to 512 s (8.5 min). A wait is rounded down to a
 # tier, so the backoff's jitter survives as a spread across tiers.
 RETRY_TIERS_MS: tuple[int, ...] = tuple(1000 * 2**i for i in range(10))
-# Routing keys whose messages can be delayed (they have retry queues).
-DELAYABLE_ROUTES: tuple[str, ...] = (EMAIL_ROUTE, PUSH_ROUTE)
+# Routing keys whose messages can be delayed (they have retry queues): the work queues for
+# retries and waits, status and failed so that their consumers wait out an outage of the
+# gateway's database the same way, without spending deliveries.
+DELAYABLE_ROUTES: tuple[str, ...] = (EMAIL_ROUTE, PUSH_ROUTE, STATUS_ROUTE, FAILED_ROUTE)

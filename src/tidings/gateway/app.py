@@ -22,6 +22,7 @@ from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.keys import ApiKeys
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.push_routes import create_push_router
+from tidings.gateway.reconcile import Reconciler
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.router import router
 from tidings.gateway.service import NotificationService
@@ -165,10 +166,21 @@ def create_app(
 
             relay.start()
             stack.push_async_callback(relay.stop)
+            reconciler = Reconciler(
+                db,
+                users,
+                relay,
+                after_s=settings.reconcile_after_s,
+                every_s=settings.reconcile_every_s,
+                max_requeues=settings.reconcile_max_requeues,
+            )
+            app.state.reconciler = reconciler
+            reconciler.start()
+            stack.push_async_callback(reconciler.stop)
             watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
             stack.callback(watcher.cancel)
             await the_bus.consume(
-                STATUS_QUEUE, StatusConsumer(notifications), prefetch=settings.prefetch
+                STATUS_QUEUE, StatusConsumer(notifications, the_bus), prefetch=settings.prefetch
             )
             await the_bus.consume(FAILED_QUEUE, dead_letters, prefetch=settings.prefetch)
             relay.wake()  # publish whatever an earlier run left in the outbox

@@ -1,6 +1,10 @@
 """Dead letters: the gateway drains failed.queue into a table, where they can be listed,
 inspected and replayed. A replay is a new round of the same notification, published through
-the outbox; it never sends a notification that was delivered."""
+the outbox; it never sends a notification that was delivered. A dead-lettered status event
+keeps its notification id too, and its replay publishes it to status.queue again.
+
+While the gateway's database is down the consumer waits (failed's retry tiers), it does not
+spin: each dead letter goes round again later, its reason and source written on it."""
 
 from __future__ import annotations
 
@@ -17,8 +21,14 @@ from tidings.core.bus import BusMessage
 from tidings.core.db import Database, utcnow
 from tidings.core.envelope import PaginationMeta
 from tidings.core.errors import InvalidInput, NotFound
-from tidings.core.messages import NotificationMessage
-from tidings.core.topology import CHANNEL_ROUTES, REASON_HEADER, SOURCE_QUEUE_HEADER
+from tidings.core.messages import NotificationMessage, StatusEvent, salvage
+from tidings.core.topology import (
+    CHANNEL_ROUTES,
+    FAILED_ROUTE,
+    REASON_HEADER,
+    SOURCE_QUEUE_HEADER,
+    STATUS_ROUTE,
+)
 from tidings.gateway.models import (
     DeadLetter,
     Notification,
@@ -26,9 +36,11 @@ from tidings.gateway.models import (
     OutboxMessage,
     Replay,
 )
+from tidings.gateway.reconcile import message_for
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.schemas import DeadLetterFilter, DeadLetterOut, ReplayRequest, ReplayResult
 from tidings.gateway.service import NotificationService
+from tidings.gateway.status import wait_out
 
 log = logging.getLogger("tidings.gateway.deadletters")
 
@@ -54,6 +66,14 @@ def reason_of(headers: dict[str, Any]) -> str:
         first = deaths[0]
         return f"dead-lettered by the broker: {first.get('reason')} (from {first.get('queue')})"
     return "dead-lettered without a reason"
+
+
+def _is_status_event(payload: bytes) -> bool:
+    try:
+        StatusEvent.model_validate_json(payload)
+    except ValidationError:
+        return False
+    return True
 
 
 def to_out(row: DeadLetter) -> DeadLetterOut:
@@ -83,15 +103,38 @@ class DeadLetters:
     async def __call__(self, message: BusMessage) -> None:
         """The failed.queue consumer: store it (once), and make sure its notification says
         failed (a broker dead-lettering after the delivery limit reports nothing itself)."""
-        headers = _json_safe(message.headers)
         reason = reason_of(message.headers)
+        source = str(message.headers.get(SOURCE_QUEUE_HEADER) or message.routing_key)
         try:
-            parsed: NotificationMessage | None = NotificationMessage.model_validate_json(
-                message.body
+            await self._store(message, reason, source)
+        except Exception as exc:
+            # Written on the copy: after a round through a retry queue, x-death speaks of
+            # that queue, not of why the message died.
+            await wait_out(
+                self.relay.bus,
+                message,
+                FAILED_ROUTE,
+                exc,
+                **{REASON_HEADER: reason[:1000], SOURCE_QUEUE_HEADER: source},
             )
+
+    async def _store(self, message: BusMessage, reason: str, source: str) -> None:
+        headers = _json_safe(message.headers)
+        parsed: NotificationMessage | None = None
+        found_id: str | None = None
+        try:
+            parsed = NotificationMessage.model_validate_json(message.body)
+            found_id = parsed.notification_id
         except ValidationError:
-            parsed = None
-        notification_id = uuid.UUID(parsed.notification_id) if parsed else None
+            try:
+                found_id = StatusEvent.model_validate_json(message.body).notification_id
+            except ValidationError:
+                salvaged = salvage(message.body)
+                found_id = salvaged["notification_id"] if salvaged else None
+        try:
+            notification_id = uuid.UUID(found_id) if found_id else None
+        except ValueError:
+            notification_id = None
         fingerprint = hashlib.sha256(message.body + b"\x00" + reason.encode()).hexdigest()
         dialect = postgresql if self.db.is_postgres else sqlite
         stmt = (
@@ -99,7 +142,7 @@ class DeadLetters:
             .values(
                 fingerprint=fingerprint,
                 notification_id=notification_id,
-                source_queue=str(message.headers.get(SOURCE_QUEUE_HEADER) or message.routing_key),
+                source_queue=source,
                 reason=reason,
                 attempts=int(
                     message.headers.get("x-tidings-attempts") or (parsed.attempt if parsed else 0)
@@ -208,10 +251,12 @@ class DeadLetters:
         return results
 
     async def _replay_one(self, session: Any, row: DeadLetter) -> tuple[str, str]:
+        message: NotificationMessage | None = None
         try:
             message = NotificationMessage.model_validate_json(row.payload)
         except ValidationError:
-            return "skipped", "not a notification message: nothing to replay"
+            if row.notification_id is None or _is_status_event(row.payload):
+                return await self._replay_status(row)
         n = await session.scalar(
             select(Notification).where(Notification.id == row.notification_id).with_for_update()
         )
@@ -221,6 +266,13 @@ class DeadLetters:
             return "skipped", "already delivered"
         if n.status != "failed":
             return "skipped", f"the notification is {n.status}, not failed"
+        if message is None:
+            # A message the worker could not even read, but whose notification is known: its
+            # work message is built again from the stored notification.
+            try:
+                message = message_for(n, await self.notifications.users.get(n.user_id))
+            except NotFound:
+                return "skipped", "its user no longer exists"
         now = utcnow()
         n.round += 1
         n.attempt = 0
@@ -249,3 +301,19 @@ class DeadLetters:
         row.replay_count += 1
         row.replayed_at = now
         return "replayed", f"round {n.round}"
+
+    async def _replay_status(self, row: DeadLetter) -> tuple[str, str]:
+        """A status event goes back to status.queue as it was (the consumer records it; a
+        report that no longer moves the status is kept in the history)."""
+        try:
+            event = StatusEvent.model_validate_json(row.payload)
+        except ValidationError:
+            return "skipped", "neither a notification message nor a status event"
+        await self.relay.bus.publish(
+            STATUS_ROUTE,
+            row.payload,
+            message_id=f"{event.notification_id}:{event.status}:{event.attempt}",
+        )
+        row.replay_count += 1
+        row.replayed_at = utcnow()
+        return "replayed", f"status event ({event.status}) published again"

@@ -1,25 +1,59 @@
-"""Consumes the workers' status events from status.queue and records them."""
+"""Consumes the workers' status events from status.queue and records them.
+
+An outage on the way (the gateway's database, the users service of a feedback report) is a
+wait: the event goes round again through status's retry tiers, as a new message, so it spends
+none of the queue's deliveries and is never dead-lettered for it."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
 import uuid
+from typing import Any
 
-from tidings.core.bus import BusMessage, DeadLetter, parse
+from tidings.core.bus import Bus, BusMessage, DeadLetter, as_outage, parse
 from tidings.core.errors import Conflict, NotFound
 from tidings.core.messages import StatusEvent
+from tidings.core.topology import STATUS_ROUTE
 from tidings.gateway.service import NotificationService
 
 log = logging.getLogger("tidings.gateway.status")
 
+# How often a message has gone round waiting for an outage to end (it sets the next wait).
+WAITS_HEADER = "x-tidings-waits"
+# The longest single wait: a status event waits as long as the outage lasts, never fails.
+WAIT_CAP_S = 32.0
+
+
+async def wait_out(
+    bus: Bus, message: BusMessage, route: str, exc: Exception, **headers: Any
+) -> None:
+    """Send ``message`` round again through ``route``'s retry tiers, 1 s, 2 s, 4 s ... up to
+    ``WAIT_CAP_S``, when ``exc`` is an outage; anything else is raised again."""
+    outage = as_outage(exc)
+    if outage is None:
+        raise exc
+    waits = int(str(message.headers.get(WAITS_HEADER) or 0))
+    delay_s = min(WAIT_CAP_S, 2.0**waits)
+    log.warning("%s waits %gs: %s", message.message_id, delay_s, outage.message)
+    await bus.later(message, route, delay_s, headers={WAITS_HEADER: waits + 1, **headers})
+
 
 class StatusConsumer:
-    def __init__(self, notifications: NotificationService) -> None:
+    def __init__(self, notifications: NotificationService, bus: Bus) -> None:
         self.notifications = notifications
+        self.bus = bus
 
     async def __call__(self, message: BusMessage) -> None:
         event = parse(StatusEvent, message)
+        try:
+            await self._record(event)
+        except (DeadLetter, NotFound, Conflict, ValueError):
+            raise
+        except Exception as exc:
+            await wait_out(self.bus, message, STATUS_ROUTE, exc)
+
+    async def _record(self, event: StatusEvent) -> None:
         try:
             notification_id = uuid.UUID(event.notification_id)
             if event.feedback is not None:

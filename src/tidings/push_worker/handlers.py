@@ -32,6 +32,7 @@ from tidings.core.errors import (
     RecipientInvalid,
     TransientError,
 )
+from tidings.core.flow import renew_lease
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import NotificationMessage, now_ms
 from tidings.core.rendering import render_content_async
@@ -115,6 +116,8 @@ class PushDelivery:
             # with that device's reason, below.
             raise NoRecipient("the user has no live push device")
         todo = [d for d in devices if d.device_id not in done]
+        if todo:
+            await renew_lease()  # the lease runs from the sends, not from the look-ups
         outcomes = await asyncio.gather(*(self._one(n, d, content) for d in todo))
         retry: list[tuple[Device, Retryable]] = []
         for device, outcome in zip(todo, outcomes, strict=True):

@@ -11,7 +11,9 @@ The contract, which both adapters keep (tests/contract/test_bus.py runs against 
 * A handler that raises :class:`DeadLetter` sends the message to ``failed.queue`` with the
   reason in the ``x-tidings-reason`` header, then acknowledges it.
 * A handler that raises anything else returns the message to its queue; after
-  ``delivery_limit`` deliveries it is dead-lettered instead.
+  ``delivery_limit`` deliveries it is dead-lettered instead. That is the guard against a
+  handler bug, not how an outage is handled: a consumer that meets one (``as_outage``) sends
+  the message round again later (``later``), which spends no delivery.
 * The correlation id travels with the message and is set while its handler runs.
 * A delayed publish reaches its queue after its tier's delay, not before.
 * ``close`` stops consuming and waits for the handlers in flight before disconnecting.
@@ -25,8 +27,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import asyncpg
 from pydantic import BaseModel, ValidationError
+from sqlalchemy import exc as sa_exc
 
+from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
 from tidings.core.settings import TidingsSettings
 from tidings.core.topology import FAILED_ROUTE, REASON_HEADER, SOURCE_QUEUE_HEADER
@@ -55,6 +60,38 @@ class DeadLetter(Exception):
 
 
 Handler = Callable[[BusMessage], Awaitable[None]]
+
+# SQLSTATE classes of a server that is there but cannot serve now: connection exception,
+# insufficient resources, operator intervention (shutdown, cancel, cannot connect now),
+# system error.
+_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
+# Headers the broker sets on each delivery; a copy published again must not carry them.
+_DELIVERY_HEADERS = ("x-delivery-count",)
+
+
+def as_outage(exc: BaseException) -> DependencyUnavailable | None:
+    """``exc`` as a dependency outage (a database, the broker, a socket, a timeout), or None
+    when it is something else (a bug, bad data): an outage is waited out, never counted
+    against the message."""
+    if isinstance(exc, DependencyUnavailable):
+        return exc
+    if isinstance(exc, sa_exc.DBAPIError):
+        orig = exc.orig
+        cause = orig.__cause__ if orig is not None else None
+        sqlstate = str(getattr(cause, "sqlstate", None) or getattr(orig, "sqlstate", "") or "")
+        if (
+            exc.connection_invalidated
+            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
+            or isinstance(cause, OSError | TimeoutError | asyncpg.InterfaceError)
+            or sqlstate[:2] in _OUTAGE_SQLSTATE_CLASSES
+        ):
+            return DependencyUnavailable(f"database unavailable: {exc.orig or exc}"[:300])
+        return None
+    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
+        return DependencyUnavailable(f"database unavailable: {exc}"[:300])
+    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
+        return DependencyUnavailable(f"unavailable: {exc.__class__.__name__}: {exc}"[:300])
+    return None
 
 
 class Bus(ABC):
@@ -91,6 +128,30 @@ class Bus(ABC):
     async def depths(self) -> dict[str, tuple[int, int]]:
         """Messages ready and consumers, per queue (for metrics); {} if not known."""
         return {}
+
+    async def later(
+        self,
+        message: BusMessage,
+        route: str,
+        delay_s: float,
+        headers: dict[str, Any] | None = None,
+    ) -> None:
+        """Publish ``message`` again to ``route`` (one of ``DELAYABLE_ROUTES``) after
+        ``delay_s``, as a new message: the consumer then acknowledges the one it holds. How a
+        consumer waits out an outage without spending deliveries (a requeue would count one,
+        and come back at once)."""
+        kept = {k: v for k, v in message.headers.items() if k not in _DELIVERY_HEADERS}
+        token = correlation_id.set(message.correlation_id)
+        try:
+            await self.publish(
+                route,
+                message.body,
+                message_id=message.message_id,
+                headers={**kept, **(headers or {})},
+                delay_s=delay_s,
+            )
+        finally:
+            correlation_id.reset(token)
 
     async def dead_letter(
         self, message: BusMessage, queue: str, reason: str, extra: dict[str, Any] | None = None

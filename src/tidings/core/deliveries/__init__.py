@@ -5,6 +5,12 @@ the row is created, or moved from ``pending`` (or ``failed``, for a replay of a 
 or ``sending`` whose lease has run out) to ``sending`` with a lease. ``sent`` is final. So a
 redelivered or duplicated message never sends a delivered notification again, and a worker
 that dies mid-send costs at most one duplicate, after its lease.
+
+Leases are taken, renewed and compared on the database's clock (``now()``; SQLite's own on the
+embedded default), never a worker's: a worker whose clock runs two minutes fast must not see
+a live lease as expired. The holder renews its lease right before it hands the message over
+(``renew``, after any wait for a connection), and the renewal is refused once another worker
+has claimed the row (the claim's ``attempts`` is the holder's token).
 """
 
 from __future__ import annotations
@@ -13,14 +19,32 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, and_, bindparam, or_, select, update
+from sqlalchemy import (
+    Interval,
+    Table,
+    and_,
+    bindparam,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.elements import ColumnElement
 
 from tidings.core.batching import Batcher
-from tidings.core.db import Database, utcnow
+from tidings.core.db import Database, UTCDateTime, utcnow
 from tidings.core.deliveries.models import Delivery
+from tidings.core.errors import Conflict
 
 ClaimResult = Literal["claimed", "sent", "busy", "failed"]
+
+
+class LeaseLost(Conflict):
+    """Our lease ended and another worker claimed the notification: this attempt must not
+    send (the other holder does)."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +65,19 @@ class DeliveryStore:
         self._claim: Any = None
         self._finish_statements: dict[tuple[str, ...], Any] = {}
 
+    def _db_now(self, plus_lease: bool = False) -> ColumnElement[Any]:
+        """The database's current time, or its time plus the lease."""
+        if self.db.is_postgres:
+            now: ColumnElement[Any] = func.now()
+            if plus_lease:
+                now = now + literal(dt.timedelta(seconds=self.lease_s), Interval())
+            return now
+        # SQLite: the format SQLAlchemy stores its DATETIMEs in (microseconds: %f gives
+        # milliseconds), so the strings compare in time order with the stored ones.
+        modifier = f"+{self.lease_s if plus_lease else 0} seconds"
+        text = func.strftime("%Y-%m-%d %H:%M:%f", "now", modifier).concat("000")
+        return type_coerce(text, UTCDateTime())
+
     def _claim_statement(self) -> Any:
         """The claim, built once (its parameters bound per call): building and keying a
         statement per message cost more than running it (py-spy; docs/performance.md)."""
@@ -51,8 +88,8 @@ class DeliveryStore:
             state="sending",
             round=bindparam("round", type_=table.c.round.type),
             attempts=1,
-            lease_until=bindparam("lease", type_=table.c.lease_until.type),
-            updated_at=bindparam("now", type_=table.c.updated_at.type),
+            lease_until=self._db_now(plus_lease=True),
+            updated_at=self._db_now(),
         )
         new = insert.excluded
         return insert.on_conflict_do_update(
@@ -72,24 +109,47 @@ class DeliveryStore:
         ).returning(table.c.attempts)
 
     async def claim(self, notification_id: str, round_: int = 0) -> Claim:
-        now = utcnow()
-        lease = now + dt.timedelta(seconds=self.lease_s)
         if self._claim is None:
             self._claim = self._claim_statement()
-        params = {"nid": notification_id, "round": round_, "lease": lease, "now": now}
+        params = {"nid": notification_id, "round": round_}
         # One statement, its own transaction; the read after it needs no lock.
         async with self.db.autocommit.connect() as conn:
             attempts = (await conn.execute(self._claim, params)).scalar_one_or_none()
-        if attempts is not None:
-            return Claim("claimed", attempts=attempts)
-        row = await self.get(notification_id)
-        assert row is not None
-        if row.state == "sent":
-            return Claim("sent", attempts=row.attempts, reply=row.reply)
-        if row.state == "failed":
-            return Claim("failed", attempts=row.attempts)
-        remaining = (row.lease_until - now).total_seconds() if row.lease_until else 0.0
-        return Claim("busy", attempts=row.attempts, wait_s=max(remaining, 0.0))
+            if attempts is not None:
+                return Claim("claimed", attempts=attempts)
+            found = (
+                await conn.execute(
+                    select(Delivery.__table__, self._db_now().label("db_now")).where(
+                        Delivery.notification_id == notification_id
+                    )
+                )
+            ).one()
+        if found.state == "sent":
+            return Claim("sent", attempts=found.attempts, reply=found.reply)
+        if found.state == "failed":
+            return Claim("failed", attempts=found.attempts, reply=found.last_error)
+        lease_until = found.lease_until
+        remaining = (lease_until - found.db_now).total_seconds() if lease_until else 0.0
+        return Claim("busy", attempts=found.attempts, wait_s=max(remaining, 0.0))
+
+    async def renew(self, notification_id: str, attempts: int) -> None:
+        """A new lease from now, for the holder of claim number ``attempts``; LeaseLost if
+        the row has been claimed again (or settled) since."""
+        table = cast(Table, Delivery.__table__)
+        statement = (
+            update(table)
+            .where(
+                table.c.notification_id == notification_id,
+                table.c.state == "sending",
+                table.c.attempts == attempts,
+            )
+            .values(lease_until=self._db_now(plus_lease=True))
+            .returning(table.c.attempts)
+        )
+        async with self.db.autocommit.connect() as conn:
+            renewed = (await conn.execute(statement)).scalar_one_or_none()
+        if renewed is None:
+            raise LeaseLost(f"notification {notification_id}: the lease went to another worker")
 
     async def _finish(self, notification_id: str, **values: object) -> None:
         await self._finishes.submit(

@@ -19,6 +19,7 @@ from tidings.core.errors import (
     RecipientInvalid,
     TransientError,
 )
+from tidings.core.flow import renew_lease
 from tidings.email_worker.compose import OutgoingEmail
 from tidings.email_worker.senders import EmailSender
 
@@ -109,6 +110,8 @@ class SmtpSender(EmailSender):
                     if smtp is not None:
                         smtp.close()
                     smtp = await self._connect()
+                # The lease runs from here, after the wait for a pooled connection.
+                await renew_lease()
                 try:
                     # The bytes as compose built them (and DKIM signed them): no re-serialising.
                     _, reply = await smtp.sendmail(

@@ -1,0 +1,174 @@
+"""The reconciler: a notification left ``pending`` with no report for a long while is sent
+round again, so that nothing stays pending for good (a lost message, a lost report).
+
+It does not fight the normal path: it only takes notifications whose status has not moved
+for ``after_s`` (15 min by default, well past the longest silence of a normal life: the
+longest delay tier, 512 s, plus a lease) and that have no message waiting in the outbox (the
+relay's work). It requeues them through the outbox, and the worker's claim settles them from
+its delivery record: one already sent is reported delivered again and not sent, one that
+failed is reported failed again, one the worker never saw is delivered. Each requeue is in the
+history; after ``max_requeues`` the notification fails with the reason. Several gateways
+share the work: rows are taken ``FOR UPDATE SKIP LOCKED`` and their clock reset in the same
+transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import func, select
+
+from tidings.core.bus import as_outage
+from tidings.core.db import Database, utcnow
+from tidings.core.errors import NotFound
+from tidings.core.messages import NotificationMessage, Recipient
+from tidings.core.topology import CHANNEL_ROUTES
+from tidings.gateway.lookups import UserDirectory
+from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
+from tidings.gateway.relay import OutboxRelay
+
+log = logging.getLogger("tidings.gateway.reconcile")
+
+# How the reconciler's history entries begin (and how it counts its own requeues).
+MARK = "reconciler:"
+UNSETTLED = ("pending", "queued")
+
+
+def message_for(n: Notification, user: dict[str, Any]) -> NotificationMessage:
+    """The work message of ``n``'s current round, rebuilt from the stored notification."""
+    return NotificationMessage(
+        notification_id=str(n.id),
+        request_id=n.request_id,
+        notification_type=n.notification_type,
+        template_code=n.template_code,
+        language=n.language,
+        variables=n.variables,
+        recipient=Recipient(
+            user_id=str(n.user_id),
+            name=user.get("name", ""),
+            email=user.get("email"),
+            push_token=user.get("push_token"),
+            language=user.get("language", "en"),
+        ),
+        priority=n.priority,
+        metadata=n.extra,
+        round=n.round,
+    )
+
+
+class Reconciler:
+    def __init__(
+        self,
+        db: Database,
+        users: UserDirectory,
+        relay: OutboxRelay,
+        *,
+        after_s: float,
+        every_s: float,
+        max_requeues: int,
+        batch_size: int = 100,
+    ) -> None:
+        self.db = db
+        self.users = users
+        self.relay = relay
+        self.after_s = after_s
+        self.every_s = every_s
+        self.max_requeues = max_requeues
+        self.batch_size = batch_size
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="reconciler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            try:
+                await self.sweep()
+            except Exception as exc:
+                outage = as_outage(exc)
+                if outage is None:
+                    log.exception("reconciler failed; next sweep in %gs", self.every_s)
+                else:
+                    log.warning("reconciler waits: %s", outage.message)
+
+    async def sweep(self) -> int:
+        """One pass; returns how many notifications it settled or requeued."""
+        now = utcnow()
+        cutoff = now - dt.timedelta(seconds=self.after_s)
+        waiting = select(OutboxMessage.id).where(OutboxMessage.notification_id == Notification.id)
+        query = (
+            select(Notification)
+            .where(Notification.status.in_(UNSETTLED), Notification.updated_at < cutoff)
+            .where(~waiting.exists())
+            .order_by(Notification.updated_at)
+            .limit(self.batch_size)
+            .with_for_update(skip_locked=True)
+        )
+        async with self.db.sessions() as session, session.begin():
+            rows = (await session.scalars(query)).all()
+            for n in rows:
+                await self._one(session, n, now)
+        if rows:
+            self.relay.wake()
+            log.info("reconciler requeued or settled %d notification(s)", len(rows))
+        return len(rows)
+
+    async def _one(self, session: Any, n: Notification, now: dt.datetime) -> None:
+        silent_s = (now - n.updated_at).total_seconds()
+        done = await session.scalar(
+            select(func.count())
+            .select_from(NotificationEvent)
+            .where(NotificationEvent.notification_id == n.id)
+            .where(NotificationEvent.detail.startswith(MARK))
+        )
+        n.updated_at = now
+        if done >= self.max_requeues:
+            reason = f"{MARK} no outcome after {done} requeues; {silent_s:.0f}s without a report"
+            self._fail(session, n, reason, now)
+            return
+        try:
+            user = await self.users.get(n.user_id)
+        except NotFound:
+            self._fail(session, n, f"{MARK} the user no longer exists", now)
+            return
+        message = message_for(n, user)
+        session.add(
+            OutboxMessage(
+                notification_id=n.id,
+                routing_key=CHANNEL_ROUTES[n.notification_type],
+                payload=message.dumps(),
+                correlation_id=n.correlation_id,
+                created_at=now,
+                available_at=now,
+            )
+        )
+        session.add(
+            NotificationEvent(
+                notification_id=n.id,
+                status="pending",
+                detail=f"{MARK} no report for {silent_s:.0f}s; requeued "
+                f"({done + 1} of {self.max_requeues}); the worker's delivery record decides",
+                created_at=now,
+            )
+        )
+
+    @staticmethod
+    def _fail(session: Any, n: Notification, reason: str, now: dt.datetime) -> None:
+        n.status = "failed"
+        n.error = reason
+        session.add(
+            NotificationEvent(
+                notification_id=n.id, status="failed", error=reason, detail=reason, created_at=now
+            )
+        )
