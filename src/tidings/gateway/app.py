@@ -11,6 +11,7 @@ from tidings.core.access import Access
 from tidings.core.auth import Principal
 from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, open_cache
+from tidings.core.db import DbTimeouts
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import QUEUE_CONSUMERS, QUEUE_DEPTH
 from tidings.core.ratelimit import open_rate_limiter
@@ -52,7 +53,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            db = await stack.enter_async_context(app_database(app, settings.store_url, "gateway"))
+            db = await stack.enter_async_context(
+                app_database(app, settings.store_url, "gateway", DbTimeouts.of(settings))
+            )
             api_keys = ApiKeys(db)
             app.state.api_keys = api_keys
             the_bus = bus

@@ -7,6 +7,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 
 from tidings.core.access import Access
+from tidings.core.db import DbTimeouts
 from tidings.core.web import app_database, create_service_app
 from tidings.users import devices
 from tidings.users.auth import router as auth_router
@@ -20,7 +21,7 @@ def create_app(settings: UsersSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.access = Access(settings)
-        async with app_database(app, settings.store_url, "users") as db:
+        async with app_database(app, settings.store_url, "users", DbTimeouts.of(settings)) as db:
             app.state.users = UserService(db, PasswordHasher())
             yield
 
