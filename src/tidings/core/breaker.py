@@ -12,6 +12,7 @@ half_open: one probe call goes through; success closes, a counted failure re-ope
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +29,11 @@ class BreakerOpen(DependencyUnavailable):
     def __init__(self, name: str, retry_after_s: float) -> None:
         super().__init__(f"{name} circuit breaker is open; retry in {retry_after_s:.1f}s")
         self.retry_after_s = retry_after_s
+
+    @property
+    def retry_after_header(self) -> str:
+        """For an HTTP answer (core.web): whole seconds, at least 1."""
+        return str(max(1, math.ceil(self.retry_after_s)))
 
 
 class CircuitBreaker:

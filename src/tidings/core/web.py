@@ -18,11 +18,11 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tidings.core.breaker import CircuitBreaker
+from tidings.core.cache import RedisOptions
 from tidings.core.db import DRIVER_ERRORS, Database, DbTimeouts, open_database, unavailable
 from tidings.core.discovery import INSTANCE_HEADER, Endpoints, Heartbeat, Registry
 from tidings.core.envelope import Envelope, failure, ok
@@ -284,7 +284,9 @@ def create_service_app(
         """The service's own lifespan, then its registration (when discovery is on)."""
         registry = None
         if settings is not None and settings.redis_url:
-            registry = Registry(settings.redis_url, settings.cache_namespace)
+            registry = Registry(
+                settings.redis_url, settings.cache_namespace, options=RedisOptions.of(settings)
+            )
         app.state.registry = registry
         async with lifespan(app):
             heartbeat = None
@@ -294,7 +296,7 @@ def create_service_app(
                 )
                 try:
                     await heartbeat.start()
-                except RedisError as exc:
+                except DependencyUnavailable as exc:
                     log.warning("not registered for discovery: %s", exc)
                     heartbeat = None
             try:
