@@ -16,16 +16,20 @@ far is delivered, and no status event is in flight while the database is away.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 import httpx
 
 from tests.faults.conftest import Start
-from tests.faults.harness import Run, statuses, tally, wait_quiet, wait_until_all
+from tests.faults.harness import Run, send_many, statuses, tally, wait_quiet, wait_until_all
 from tests.faults.proxy import TcpProxy
 from tests.helpers import wait_for_condition
 from tests.scenario import create_template, create_user, notification
@@ -241,3 +245,75 @@ async def test_one_groups_database_failure_fails_only_that_group(
         finally:
             await conn.close()
         assert stored == len(bodies)
+
+
+WEBHOOK_KEY = "key-test-0123456789abcdef"
+
+
+def signed_webhook() -> dict[str, Any]:
+    """A genuine Mailgun event (fresh token) about no notification of ours."""
+    timestamp, token = str(int(time.time())), uuid.uuid4().hex
+    signature = hmac.new(
+        WEBHOOK_KEY.encode(), (timestamp + token).encode(), hashlib.sha256
+    ).hexdigest()
+    return {
+        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "event-data": {"event": "delivered", "message": {"headers": {"message-id": "<x@y>"}}},
+    }
+
+
+async def test_redis_restarted_each_use_behaves_as_decided_and_nothing_is_lost(
+    make_system: Start, fresh_pg: str, fresh_vhost: str, redis_url: str
+) -> None:
+    """docs/delivery.md, "Redis down", row by row, with every service's Redis cut."""
+    async with TcpProxy(6379) as proxy:
+        system = await make_system(
+            redis_url=proxy.url(redis_url),
+            login_burst=3,
+            login_rate_per_s=0.001,
+            mailgun_webhook_signing_key=WEBHOOK_KEY,
+            user_cache_ttl_s=0.1,  # look-ups reach past the in-process layer to Redis
+        )
+        gw = system.gateway
+        user = await create_user(gw)
+        template = await create_template(gw)
+        ours = f"http://127.0.0.1:{system.settings['users_port']}"
+        run = Run.new("redis")
+        await send_many(gw, run, user["user_id"], template["code"], 100)
+
+        await proxy.cut()
+        started = time.monotonic()
+        # Caches degrade: the user is read through from the users service; rate limits
+        # count in process: every notification is accepted.
+        await send_many(gw, run, user["user_id"], template["code"], 200, start=100)
+        during_s = time.monotonic() - started
+        health = (await gw.get("/health")).json()["data"]
+        # The breaker is open: Redis costs a request nothing, and /health says so.
+        assert "breaker is open" in str(health["checks"]["cache"]), health
+        # Discovery keeps the last instances it saw.
+        assert ours in health["instances"]["users"], health
+        # Login attempts are still limited (in process): the fourth is refused.
+        logins = [
+            await gw.post("/api/v1/auth/login/", json={"email": "a@b.c", "password": "x" * 12})
+            for _ in range(4)
+        ]
+        codes = [a.status_code for a in logins]
+        assert codes[3] == 429 and 429 not in codes[:3] and max(codes[:3]) < 500, codes
+        # A single-use webhook token cannot be checked: refused, to be sent again.
+        refused = await gw.post("/api/v1/webhooks/mailgun/", json=signed_webhook())
+        assert refused.status_code == 503, refused.text
+        assert "Retry-After" in refused.headers
+        await proxy.restore()
+
+        async def webhook_checked() -> bool:
+            answer = await gw.post("/api/v1/webhooks/mailgun/", json=signed_webhook())
+            return answer.status_code == 404  # token taken; the Message-ID is not ours
+
+        await wait_for_condition(webhook_checked, timeout_s=20, what="tokens checked again")
+        await send_many(gw, run, user["user_id"], template["code"], 100, start=300)
+        await wait_until_all(fresh_pg, run, "delivered", timeout_s=90)
+        await wait_quiet(fresh_vhost)
+        result = tally(system.smtp, run)
+        print(f"Redis cut: 200 accepted in {during_s:.1f}s while it was down; {result}")
+        assert result.delivered == len(run.sent) == 400 and not result.lost, result
+        assert not result.duplicated and not result.unexpected, result

@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from tidings.core.breaker import CircuitBreaker
-from tidings.core.errors import DependencyUnavailable
+from tidings.core.errors import StoreUnavailable
 from tidings.core.settings import TidingsSettings
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ class GuardedRedis:
             async with self.breaker.guard(lambda exc: isinstance(exc, REDIS_FAILURES)):
                 return await call(self.redis)
         except REDIS_FAILURES as exc:
-            raise DependencyUnavailable(f"Redis: {exc!r}") from exc
+            raise StoreUnavailable(f"Redis: {exc!r}") from exc
 
     async def close(self) -> None:
         await self.redis.aclose()

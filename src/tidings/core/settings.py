@@ -82,9 +82,9 @@ class TidingsSettings(BaseSettings):
     # PostgreSQL from the HTTP services (docs/delivery.md, "PostgreSQL down"): how long a
     # connect, a statement and a wait for a pooled connection may take before the request
     # answers 503. They bound a request's wait on a database that hangs.
-    db_connect_timeout_s: float = Field(default=0.5, gt=0)
+    db_connect_timeout_s: float = Field(default=1.0, gt=0)
     db_statement_timeout_s: float = Field(default=1.0, gt=0)
-    db_pool_timeout_s: float = Field(default=0.5, gt=0)
+    db_pool_timeout_s: float = Field(default=1.0, gt=0)
     # Redis (docs/delivery.md, "Redis down"): socket timeouts, and a breaker so a Redis
     # that is down costs a request nothing once it has failed this many times in a row.
     redis_connect_timeout_s: float = Field(default=0.25, gt=0)
