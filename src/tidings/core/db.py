@@ -102,7 +102,7 @@ class DbTimeouts:
 # asyncpg and socket errors it lets through unwrapped (a refused or timed-out connect, a
 # statement's client-side timeout). The web layer catches these (core.web) and asks
 # ``unavailable`` which of them mean "try again later".
-DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
     sa_exc.SQLAlchemyError,
     OSError,
     asyncpg.PostgresError,
