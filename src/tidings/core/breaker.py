@@ -52,6 +52,7 @@ class CircuitBreaker:
         self.failures = 0
         self.opened_at: float | None = None
         self.probing = False
+        self.probe_started = 0.0
 
     @property
     def state(self) -> State:
@@ -71,9 +72,13 @@ class CircuitBreaker:
         if state == "open":
             raise BreakerOpen(self.name, self.retry_after_s())
         if state == "half_open":
-            if self.probing:  # one probe at a time; the others wait for its outcome
+            # One probe at a time; the others wait for its outcome. A probe whose outcome
+            # never came (a caller that recorded nothing) stops counting after a reset time.
+            now = self.clock()
+            if self.probing and now - self.probe_started < self.reset_timeout_s:
                 raise BreakerOpen(self.name, min(1.0, self.reset_timeout_s))
             self.probing = True
+            self.probe_started = now
 
     def record_success(self) -> None:
         self.failures = 0

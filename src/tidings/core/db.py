@@ -23,9 +23,11 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.types import TypeDecorator
 
 from tidings.core import jsons
+from tidings.core.breaker import CircuitBreaker
 from tidings.core.settings import TidingsSettings
 
 
@@ -88,6 +90,10 @@ class DbTimeouts:
     connect_s: float
     statement_s: float
     pool_s: float
+    # The breaker in front of the pool: after this many "unavailable" errors in a row every
+    # checkout is refused at once (503) for ``breaker_reset_s``, then one probe goes.
+    breaker_failures: int = 1
+    breaker_reset_s: float = 1.0
 
     @classmethod
     def of(cls, settings: TidingsSettings) -> DbTimeouts:
@@ -95,6 +101,8 @@ class DbTimeouts:
             settings.db_connect_timeout_s,
             settings.db_statement_timeout_s,
             settings.db_pool_timeout_s,
+            settings.db_breaker_failures,
+            settings.db_breaker_reset_s,
         )
 
 
@@ -146,6 +154,41 @@ def _drop_hung_connection(context: ExceptionContext) -> None:
                 driver.terminate()
 
 
+def _guarded_pool(breaker: CircuitBreaker) -> type[AsyncAdaptedQueuePool]:
+    """The pool class of one engine, behind ``breaker``: while the database is away a
+    checkout is refused at once (BreakerOpen, a DependencyUnavailable: 503) instead of each
+    request meeting its own timeout, and a batch queued behind one that hung fails at once
+    too. A class per engine because SQLAlchemy makes the pool (and remakes it on dispose)."""
+
+    class GuardedPool(AsyncAdaptedQueuePool):
+        def connect(self) -> Any:
+            breaker.before_call()
+            try:
+                return super().connect()
+            except Exception as exc:  # a refused or timed-out connect, a full pool
+                if unavailable(exc) is not None:
+                    breaker.record_failure()
+                else:
+                    breaker.probing = False
+                raise
+
+    return GuardedPool
+
+
+def _watch(engine: AsyncEngine, breaker: CircuitBreaker) -> None:
+    """Statements tell the breaker whether the database answers."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _failed(context: ExceptionContext) -> None:
+        if unavailable(context.original_exception) is not None:
+            breaker.record_failure()
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _answered(*_: Any) -> None:
+        if breaker.failures or breaker.opened_at is not None:  # cheap when all is well
+            breaker.record_success()
+
+
 def engine_for(
     url: str, schema: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = None
 ) -> AsyncEngine:
@@ -157,11 +200,17 @@ def engine_for(
             "server_settings": {"search_path": schema, "application_name": f"tidings-{schema}"}
         }
         pool: dict[str, Any] = {}
+        breaker = None
         if timeouts is not None:
             # Client-side: a server-side statement_timeout cannot help when no packet
             # arrives. asyncpg's command_timeout covers every statement of the connection.
             connect_args |= {"timeout": timeouts.connect_s, "command_timeout": timeouts.statement_s}
-            pool = {"pool_timeout": timeouts.pool_s}
+            breaker = CircuitBreaker(
+                f"database-{schema}",
+                failure_threshold=timeouts.breaker_failures,
+                reset_timeout_s=timeouts.breaker_reset_s,
+            )
+            pool = {"pool_timeout": timeouts.pool_s, "poolclass": _guarded_pool(breaker)}
         engine = create_async_engine(
             url,
             # JSON columns through orjson: several times faster than the json module.
@@ -178,6 +227,8 @@ def engine_for(
             **pool,
         )
         event.listen(engine.sync_engine, "handle_error", _drop_hung_connection)
+        if breaker is not None:
+            _watch(engine, breaker)
         return engine
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:

@@ -85,6 +85,10 @@ class TidingsSettings(BaseSettings):
     db_connect_timeout_s: float = Field(default=1.0, gt=0)
     db_statement_timeout_s: float = Field(default=1.0, gt=0)
     db_pool_timeout_s: float = Field(default=1.0, gt=0)
+    # After this many such failures in a row, requests answer 503 at once for the reset time
+    # (then one probe goes), instead of each waiting for its own timeout.
+    db_breaker_failures: int = Field(default=1, ge=1)
+    db_breaker_reset_s: float = Field(default=1.0, gt=0)
     # Redis (docs/delivery.md, "Redis down"): socket timeouts, and a breaker so a Redis
     # that is down costs a request nothing once it has failed this many times in a row.
     redis_connect_timeout_s: float = Field(default=0.25, gt=0)
