@@ -1,6 +1,6 @@
-"""The gateway under PostgreSQL and Redis outages, made with a TCP proxy in front of the
-gateway's own connections (tests/faults/proxy.py); every other process talks to the real
-servers directly.
+"""The gateway under PostgreSQL and Redis outages, made with a TCP proxy (tests/faults/
+proxy.py): in front of the gateway's database connections only (the other services talk to
+PostgreSQL directly), and in front of every service's Redis.
 
 PostgreSQL refused or hanging: every request answers 202 or 503 with Retry-After (never 500),
 within a bound; the client sends its 503s again with the same request_id; afterwards every
@@ -38,9 +38,9 @@ from tests.scenario import create_template, create_user, notification
 N = 300  # 1,000 exceeded the per-test timeout on these shared 2-core machines (load 14)
 OUTAGE_S = 10
 CLIENTS = 20
-# What docs/delivery.md states for a database that hangs, with the default settings:
-# a request waits at most two statement timeouts (its batch may queue behind one that
-# hangs), 2 s. The assertion allows 1 s more for a loaded 2-core machine.
+# What docs/delivery.md states for a database that hangs, with the default settings: one
+# timeout (1 s) and at worst a pool wait before it, 2 s; the breaker answers the rest at
+# once. The assertion allows 1 s more for a loaded 2-core machine.
 HANG_BOUND_S = 2.0
 SLACK_S = 1.0
 
@@ -214,9 +214,11 @@ async def test_postgres_refusing_answers_503_fast_and_loses_nothing(
         await proxy.cut()
 
     answers = await run_with_outage(make_system, fresh_pg, fresh_vhost, "refused", refuse)
-    # The class of the answer is what is asserted; the figure goes in docs/delivery.md.
-    assert answers.p99_503_s() < 1.0, answers.p99_503_s()
+    # The class of the answer is what is asserted; the figures go in docs/delivery.md. Alone,
+    # a 503 costs milliseconds; among 20 clients on two shared cores their queueing shows
+    # (p99 0.75 s at load 10): the bounds are generous.
     assert max(answers.alone_s) < 1.0, answers.alone_s
+    assert answers.p99_503_s() < 2.0, answers.p99_503_s()
 
 
 async def test_postgres_hanging_answers_503_within_the_bound(
