@@ -72,7 +72,13 @@ async def start_world(pg_url: str, amqp_url: str, redis_url: str, namespace: str
         "push_breaker_reset_s": 1.0,
     }
     users_port = free_port()
-    users_settings = UsersSettings(**common, users_port=users_port)
+    # Past the default cap and registration rate: one test gives a user over a page of devices.
+    users_settings = UsersSettings(
+        **common,
+        users_port=users_port,
+        max_devices_per_user=1000,
+        device_register_burst=1000,
+    )
     await asyncio.to_thread(migrate, "tidings.users", users_settings.store_url, "users")
     # The push worker's own tables, beside core's delivery records in schema "push".
     await asyncio.to_thread(

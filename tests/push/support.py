@@ -96,8 +96,10 @@ def standalone_sender(
     resolve: Resolver = system_resolver,
     failures: int = 2,
     vapid_private_key: str | None = None,
+    **more: Any,
 ) -> WebPushSender:
-    """The push worker's Web Push sender as app.py builds it, outside any service."""
+    """The push worker's Web Push sender as app.py builds it, outside any service; ``more``:
+    other PushSettings."""
     settings = PushSettings(
         **SETTINGS,
         vapid_private_key=vapid_private_key or generate_vapid_keys()[0],
@@ -105,6 +107,7 @@ def standalone_sender(
         push_breaker_failures=failures,
         push_breaker_reset_s=60.0,
         push_timeout_s=5.0,
+        **more,
     )
     return webpush_sender(settings, resolve)
 

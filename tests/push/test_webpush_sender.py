@@ -170,8 +170,9 @@ async def test_the_connection_goes_to_the_address_that_was_checked(
 @pytest.mark.parametrize(
     ("status", "error", "kind"),
     [
-        (401, "provider_auth", "refused our VAPID credentials: 401"),
-        (403, "provider_auth", "refused our VAPID credentials: 403"),
+        # The endpoint is the user's: its refusal is the device's problem, not an alert.
+        (401, "recipient_invalid", "refused this subscription (401)"),
+        (403, "recipient_invalid", "refused this subscription (403)"),
         (500, "transient", "answered 500"),
         (503, "transient", "answered 503"),
         (410, "recipient_invalid", "answered 410: subscription gone"),

@@ -8,6 +8,7 @@ and HTTP clients and publishers copy it onto what they send.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import uuid
 from contextvars import ContextVar
@@ -29,6 +30,40 @@ def current_correlation_id() -> str:
         cid = new_correlation_id()
         correlation_id.set(cid)
     return cid
+
+
+# Bearer material that travels in URLs and so in log lines: the unsubscribe token in its
+# path (a JWT valid 400 days), any JWT, an API key, and the usual credential query parameters.
+_SECRETS = re.compile(
+    r"(?P<unsub>/unsubscribe/)[^/?#\s\"']+"
+    r"|eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+"
+    r"|(?P<key>tid_)[A-Za-z0-9_-]{16,}"
+    r"|(?P<param>[?&](?:token|access_token|refresh_token|api_key|key|signature)=)[^&#\s\"']+",
+    re.IGNORECASE,
+)
+REDACTED = "[redacted]"
+
+
+def _redaction(found: re.Match[str]) -> str:
+    prefix = found.group("unsub") or found.group("key") or found.group("param") or ""
+    return prefix + REDACTED
+
+
+def redact(text: str) -> str:
+    """``text`` with the bearer material above replaced by ``[redacted]``."""
+    return _SECRETS.sub(_redaction, text)
+
+
+class _RedactFilter(logging.Filter):
+    """On the one handler: every line, whoever logged it (our request line, httpx, uvicorn),
+    is redacted once its message is formatted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class _ContextFilter(logging.Filter):
@@ -60,6 +95,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
             )
         )
     handler.addFilter(_ContextFilter(service))
+    handler.addFilter(_RedactFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -68,6 +104,9 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request's full URL at INFO: a Web Push endpoint is the user's
+    # capability URL, and the services' own requests are in our request lines already.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("aiormq").setLevel(logging.WARNING)
     logging.getLogger("aio_pika").setLevel(logging.WARNING)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command lines

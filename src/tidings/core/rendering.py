@@ -5,6 +5,7 @@ variable is an error that names it, autoescape for HTML only, and compiled templ
 
 from __future__ import annotations
 
+import asyncio
 import re
 from functools import lru_cache
 from html.parser import HTMLParser
@@ -14,26 +15,13 @@ from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from tidings.core.errors import InvalidInput
-
-# Bounds on what one template expression may build: the sandbox stops access to Python
-# internals but not ``{{ 'x' * 10**9 }}``.
-MAX_REPEAT = 10_000
-MAX_EXPONENT = 100
-
-
-class BoundedSandbox(SandboxedEnvironment):
-    intercepted_binops = frozenset(["*", "**"])
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**" and isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
-            raise SecurityError(f"exponent {right} is over {MAX_EXPONENT}")
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
-                if sized and len(seq) * count > MAX_REPEAT:
-                    raise SecurityError(f"repetition would build over {MAX_REPEAT} items")
-        return super().call_binop(context, operator, left, right)
-
+from tidings.core.sandbox import (
+    MAX_STRING,
+    BoundedSandbox,
+    Budget,
+    budget,
+    static_check,
+)
 
 _HTML_ENV = BoundedSandbox(autoescape=True, undefined=StrictUndefined)
 _TEXT_ENV = BoundedSandbox(autoescape=False, undefined=StrictUndefined)
@@ -47,10 +35,13 @@ def _env(html: bool) -> SandboxedEnvironment:
 
 
 def check_template(source: str, *, field: str = "template") -> None:
-    """Refuse a template that does not parse or reaches for Python internals.
+    """Refuse a template that does not parse, reaches for Python internals, or is over the
+    render budget on its face (a width or a range past the bounds, nested loops over more
+    than ``MAX_STEPS`` iterations).
 
-    The sandbox already blocks ``__class__`` and friends at render time; refusing them when
-    the template is saved gives the author the error at once instead of at the first send.
+    The sandbox already blocks ``__class__`` and friends and the budget stops the rest at
+    render time; refusing them when the template is saved gives the author the error at once
+    instead of at the first send.
     """
     try:
         tree = _TEXT_ENV.parse(source)
@@ -67,6 +58,10 @@ def check_template(source: str, *, field: str = "template") -> None:
             name = getattr(getattr(node, "arg", None), "value", None)
         if isinstance(name, str) and name.startswith("_"):
             raise InvalidInput(f"{field}: access to internal attribute {name!r} is not allowed")
+    try:
+        static_check(tree)
+    except SecurityError as exc:
+        raise InvalidInput(f"{field}: over the render budget: {exc}") from exc
 
 
 @lru_cache(maxsize=4096)
@@ -74,10 +69,24 @@ def _compiled(source: str, html: bool) -> Any:
     return _env(html).from_string(source)
 
 
+def _render(source: str, variables: dict[str, Any], html: bool) -> str:
+    # Piece by piece, so an output past its bound stops the render where it crosses it.
+    parts: list[str] = []
+    size = 0
+    for part in _compiled(source, html).generate(variables):
+        size += len(part)
+        if size > MAX_STRING:
+            raise SecurityError(f"over the render budget: output past {MAX_STRING} characters")
+        parts.append(part)
+    return "".join(parts)
+
+
 def render(source: str, variables: dict[str, Any], *, html: bool, field: str = "template") -> str:
-    """Render ``source``; a missing variable or a sandbox violation is ``InvalidInput``."""
+    """Render ``source``; a missing variable, a sandbox violation or a template over its
+    budget (core/sandbox.py) is ``InvalidInput``."""
+    token = budget.set(Budget()) if budget.get() is None else None
     try:
-        return str(_compiled(source, html).render(variables))
+        return _render(source, variables, html)
     except UndefinedError as exc:
         found = _UNDEFINED.search(str(exc.message))
         name = found.group(1) if found else str(exc.message)
@@ -86,8 +95,13 @@ def render(source: str, variables: dict[str, Any], *, html: bool, field: str = "
         raise InvalidInput(f"{field}: not allowed: {exc}") from exc
     except TemplateSyntaxError as exc:
         raise InvalidInput(f"{field}: syntax error on line {exc.lineno}: {exc.message}") from exc
+    except RecursionError as exc:  # a macro calling itself: a template bug, not ours
+        raise InvalidInput(f"{field}: cannot render: recursion too deep") from exc
     except Exception as exc:  # a runtime error in the template itself: 1/0, a bad filter call
         raise InvalidInput(f"{field}: cannot render: {exc.__class__.__name__}: {exc}") from exc
+    finally:
+        if token is not None:
+            budget.reset(token)
 
 
 class _TextExtractor(HTMLParser):
@@ -147,7 +161,27 @@ def render_content(
     Email: ``subject`` (text), ``body`` (HTML, autoescaped), ``text_body`` (text; derived from
     the rendered HTML when the template has none). Push: ``title``, ``body``, ``image_url``,
     ``link``, all text; the optional ones stay None when the template leaves them out.
+    Every field spends from one budget (core/sandbox.py, ``MAX_STEPS`` steps and so on): a
+    notification's whole render is bounded, not each field alone.
     """
+    token = budget.set(Budget())
+    try:
+        return _render_fields(channel, template, variables)
+    finally:
+        budget.reset(token)
+
+
+async def render_content_async(
+    channel: str, template: dict[str, Any], variables: dict[str, Any]
+) -> dict[str, Any]:
+    """:func:`render_content` in a thread: the event loop runs on while a template renders
+    (at most ``MAX_CPU_S`` of CPU; docs/decisions.md has the measurements)."""
+    return await asyncio.to_thread(render_content, channel, template, variables)
+
+
+def _render_fields(
+    channel: str, template: dict[str, Any], variables: dict[str, Any]
+) -> dict[str, Any]:
     if channel == "email":
         body = render(template["body"], variables, html=True, field="body")
         text_source = template.get("text_body")

@@ -136,6 +136,9 @@ class TidingsSettings(BaseSettings):
     smtp_pool_size: int = Field(default=4, ge=1)
     smtp_timeout_s: float = 10.0
     smtp_password: SecretStr | None = None
+    # A user name and password go over TLS only (smtps://, or STARTTLS when the server offers
+    # it); true lets them go in clear, for a development relay on a trusted network.
+    smtp_allow_plaintext_auth: bool = False
 
     @property
     def embedded(self) -> bool:

@@ -53,6 +53,7 @@ def open_transport(name: str, settings: EmailSettings) -> EmailSender:
         pool_size=settings.smtp_pool_size,
         timeout_s=settings.smtp_timeout_s,
         password=password,
+        allow_plaintext_auth=settings.smtp_allow_plaintext_auth,
     )
 
 

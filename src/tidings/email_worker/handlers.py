@@ -11,7 +11,7 @@ from tidings.core.errors import InvalidInput, NotFound, PermanentError
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import NotificationMessage
-from tidings.core.rendering import render_content
+from tidings.core.rendering import render_content_async
 from tidings.email_worker.compose import compose
 from tidings.email_worker.dkim_signer import DkimSigner
 from tidings.email_worker.senders import EmailSender
@@ -47,7 +47,7 @@ class EmailDelivery:
     async def __call__(self, n: NotificationMessage) -> str:
         try:
             template = await self.templates.get(n.template_code, "email", n.language)
-            rendered = render_content("email", template, n.variables)
+            rendered = await render_content_async("email", template, n.variables)
         except (NotFound, InvalidInput) as exc:
             raise PermanentError(f"template {n.template_code!r}: {exc.message}") from exc
         if not n.recipient.email:

@@ -17,7 +17,7 @@ from tidings.core.worker import Deliver, create_worker_app
 from tidings.push_worker.breakers import OriginBreakers
 from tidings.push_worker.devices import DeviceDirectory
 from tidings.push_worker.handlers import PushDelivery
-from tidings.push_worker.senders import PushSender
+from tidings.push_worker.senders import CallLimits, PushSender
 from tidings.push_worker.senders.fcm import FcmSender
 from tidings.push_worker.senders.fcm_auth import AccessTokens, ServiceAccount
 from tidings.push_worker.senders.netguard import (
@@ -48,6 +48,10 @@ def provider_client(
     )
 
 
+def call_limits(settings: PushSettings) -> CallLimits:
+    return CallLimits(settings.push_deadline_s, settings.push_max_response_bytes)
+
+
 def webpush_sender(settings: PushSettings, resolve: Resolver = system_resolver) -> WebPushSender:
     """``resolve``: how endpoint hosts are resolved (the event loop's getaddrinfo; tests
     pass their own)."""
@@ -70,6 +74,7 @@ def webpush_sender(settings: PushSettings, resolve: Resolver = system_resolver) 
         vapid=vapid,
         subject=settings.vapid_subject,
         allow_insecure=settings.webpush_allow_insecure,
+        limits=call_limits(settings),
     )
 
 
@@ -92,6 +97,7 @@ def fcm_sender(settings: PushSettings) -> FcmSender:
         project_id=settings.fcm_project_id or (account.project_id if account else None),
         base_url=settings.fcm_base_url,
         click_action=settings.fcm_click_action,
+        limits=call_limits(settings),
     )
 
 

@@ -34,7 +34,7 @@ from tidings.core.errors import (
 )
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import NotificationMessage, now_ms
-from tidings.core.rendering import render_content
+from tidings.core.rendering import render_content_async
 from tidings.push_worker.devices import DeviceDirectory
 from tidings.push_worker.senders import Device, PushContent, PushSender, urgency_for
 from tidings.push_worker.store import DeviceResults
@@ -90,7 +90,7 @@ class PushDelivery:
     async def __call__(self, n: NotificationMessage) -> str:
         try:
             template = await self.templates.get(n.template_code, "push", n.language)
-            rendered = render_content("push", template, n.variables)
+            rendered = await render_content_async("push", template, n.variables)
         except (NotFound, InvalidInput) as exc:
             raise PermanentError(f"template {n.template_code!r}: {exc.message}") from exc
         content = content_for(n, rendered, self.ttl_s)

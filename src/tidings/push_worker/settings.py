@@ -31,6 +31,10 @@ class PushSettings(TidingsSettings):
     # How long a push service keeps an undelivered push (Web Push TTL, FCM ttl), seconds.
     push_ttl_s: int = Field(default=86_400, ge=0, le=2_419_200)
     push_timeout_s: float = Field(default=10.0, gt=0)
+    # One call to a push service or FCM, as a whole (push_timeout_s is per connect or read),
+    # and how much of its answer is read: the servers of Web Push endpoints are users' choice.
+    push_deadline_s: float = Field(default=15.0, gt=0)
+    push_max_response_bytes: int = Field(default=65_536, ge=1024)
     # One circuit breaker per provider (webpush, fcm): connection-level failures only.
     push_breaker_failures: int = Field(default=5, ge=1)
     push_breaker_reset_s: float = Field(default=60.0, gt=0)

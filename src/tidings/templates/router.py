@@ -18,7 +18,7 @@ from tidings.templates.schemas import (
     TemplateOut,
 )
 
-# Every route needs a caller; writing needs templates:write.
+# Every route needs a caller; writing and rendering need templates:write.
 router = APIRouter(
     prefix="/api/v1/templates", tags=["templates"], dependencies=[Depends(current_principal)]
 )
@@ -72,6 +72,10 @@ async def list_versions(
 
 @router.post("/{code}/render/", response_model=Envelope[RenderOut])
 async def render_template(
-    code: CodePath, body: RenderRequest, templates: Templates
+    code: CodePath, body: RenderRequest, templates: Templates, caller: Caller
 ) -> dict[str, Any]:
+    # A render spends CPU on any variables given: for template authors (templates:write)
+    # and the gateway's dashboard preview, which calls with the service credential.
+    if caller.kind != "service":
+        caller.require("templates:write")
     return ok(await templates.render(code, body), "template rendered")

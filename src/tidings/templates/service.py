@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import Conflict, NotFound
-from tidings.core.rendering import EMAIL_FIELDS, PUSH_FIELDS, check_template, render_content
+from tidings.core.rendering import (
+    EMAIL_FIELDS,
+    PUSH_FIELDS,
+    check_template,
+    render_content_async,
+)
 from tidings.templates.models import TemplateVersion
 from tidings.templates.schemas import (
     Channel,
@@ -215,9 +220,12 @@ class TemplateService:
 
     async def render(self, code: str, request: RenderRequest) -> RenderOut:
         template = await self.active(code, request.channel, request.language)
-        # render_content raises InvalidInput naming a missing variable; the core handler turns
-        # it into a 422 envelope.
-        rendered = render_content(template.channel, template.model_dump(), request.variables)
+        # InvalidInput names a missing variable or the bound a template went past; the core
+        # handler turns it into a 422 envelope. In a thread: a heavy template must not stall
+        # the service's other requests (docs/decisions.md, "Templates under a budget").
+        rendered = await render_content_async(
+            template.channel, template.model_dump(), request.variables
+        )
         return RenderOut(
             code=template.code,
             channel=template.channel,

@@ -15,16 +15,23 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, PaginationMeta, ok
-from tidings.users.devices_service import DeviceService, StatusFilter
+from tidings.users.devices_service import DeviceLimits, DeviceService, StatusFilter
 from tidings.users.schemas import DeviceCreate, DeviceDead, DeviceOut
+from tidings.users.settings import UsersSettings
 
 
 async def _devices(request: Request) -> DeviceService:
     # Built per request: it holds nothing but the users service's store and one setting.
-    settings = getattr(request.app.state, "settings", None)
+    settings: UsersSettings = request.app.state.settings
     return DeviceService(
         request.app.state.users.db,
-        allow_insecure=bool(getattr(settings, "webpush_allow_insecure", False)),
+        allow_insecure=settings.webpush_allow_insecure,
+        limits=DeviceLimits(
+            request.app.state.limiter,
+            settings.max_devices_per_user,
+            settings.device_register_rate_per_s,
+            settings.device_register_burst,
+        ),
     )
 
 

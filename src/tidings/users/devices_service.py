@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import delete, func, select
@@ -12,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.db import Database, utcnow
-from tidings.core.errors import NotFound
+from tidings.core.errors import Conflict, NotFound
+from tidings.core.ratelimit import RateLimiter
 from tidings.users.devices_validation import FCM_TOKEN, check_fcm_token, check_webpush
 from tidings.users.models import Device, User
 from tidings.users.schemas import DeviceCreate, DeviceOut, Subscription, WebPushDeviceCreate
@@ -111,17 +113,65 @@ async def live_devices(session: AsyncSession, user_id: uuid.UUID) -> list[Device
     return [device_out(d) for d in rows]
 
 
+@dataclass(frozen=True)
+class DeviceLimits:
+    """How many devices a user may have, and how often they may register one."""
+
+    limiter: RateLimiter | None = None
+    max_devices: int = 100
+    rate_per_s: float = 0.2
+    burst: int = 20
+
+
 class DeviceService:
-    def __init__(self, db: Database, *, allow_insecure: bool) -> None:
+    def __init__(
+        self, db: Database, *, allow_insecure: bool, limits: DeviceLimits | None = None
+    ) -> None:
         self.db = db
         self.allow_insecure = allow_insecure
+        self.limits = limits or DeviceLimits()
 
-    async def _user(self, session: AsyncSession, user_id: uuid.UUID) -> None:
-        if await session.get(User, user_id) is None:
+    async def _user(self, session: AsyncSession, user_id: uuid.UUID, *, lock: bool = False) -> None:
+        query = select(User.id).where(User.id == user_id)
+        if lock:  # registrations of one user, one at a time: the count below stays true
+            query = query.with_for_update()
+        if await session.scalar(query) is None:
             raise NotFound(f"user {user_id} not found")
 
+    async def _make_room(self, session: AsyncSession, user_id: uuid.UUID) -> None:
+        """With a new device added (not committed): past the cap, the oldest dead devices go
+        (they are never sent to again); with not enough dead, the registration is refused."""
+        await session.flush()
+        count = await session.scalar(
+            select(func.count()).select_from(Device).where(Device.user_id == user_id)
+        )
+        over = int(count or 0) - self.limits.max_devices
+        if over <= 0:
+            return
+        dead = await session.scalars(
+            select(Device.id)
+            .where(Device.user_id == user_id, Device.status == "dead")
+            .order_by(Device.dead_at, Device.id)
+            .limit(over)
+        )
+        ids = list(dead)
+        if len(ids) < over:
+            raise Conflict(
+                f"user {user_id} has {self.limits.max_devices} devices, the most allowed: "
+                "delete one first"
+            )
+        await session.execute(delete(Device).where(Device.id.in_(ids)))
+
     async def register(self, user_id: uuid.UUID, body: DeviceCreate) -> tuple[DeviceOut, bool]:
-        """Validate and store; returns the device and whether it is new."""
+        """Validate and store; returns the device and whether it is new. Registrations are
+        rate limited per user (429), and a new device past the cap is refused (409)."""
+        if self.limits.limiter is not None:
+            await self.limits.limiter.check(
+                f"devices:{user_id}",
+                self.limits.rate_per_s,
+                self.limits.burst,
+                "device registrations for this user",
+            )
         if isinstance(body, WebPushDeviceCreate):
             sub = body.subscription
             check_webpush(
@@ -134,9 +184,11 @@ class DeviceService:
             fields, kind, address = {}, "fcm", body.token
         for _ in range(2):  # a concurrent registration of the same device wins the race once
             async with self.db.sessions() as session:
-                await self._user(session, user_id)
+                await self._user(session, user_id, lock=True)
                 device, created = await upsert_device(session, user_id, kind, address, **fields)
                 try:
+                    if created:
+                        await self._make_room(session, user_id)
                     await session.commit()
                 except IntegrityError:
                     await session.rollback()

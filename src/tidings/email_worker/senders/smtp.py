@@ -54,7 +54,13 @@ def classify(exc: Exception) -> DeliveryError:
 
 class SmtpSender(EmailSender):
     def __init__(
-        self, url: str, *, pool_size: int, timeout_s: float, password: str | None = None
+        self,
+        url: str,
+        *,
+        pool_size: int,
+        timeout_s: float,
+        password: str | None = None,
+        allow_plaintext_auth: bool = False,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("smtp", "smtps"):
@@ -65,20 +71,33 @@ class SmtpSender(EmailSender):
         self.username = unquote(parts.username) if parts.username else None
         self.password = password or (unquote(parts.password) if parts.password else None)
         self.timeout_s = timeout_s
+        self.allow_plaintext_auth = allow_plaintext_auth
         self._pool: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
         for _ in range(pool_size):
             self._pool.put_nowait(None)
 
     async def _connect(self) -> aiosmtplib.SMTP:
+        # Connect first (aiosmtplib upgrades with STARTTLS when the server offers it), log in
+        # after: aiosmtplib's own login on connect would send the password in clear to a
+        # server that offers no STARTTLS, or to a man in the middle who struck it from EHLO.
         smtp = aiosmtplib.SMTP(
-            hostname=self.host,
-            port=self.port,
-            use_tls=self.implicit_tls,
-            timeout=self.timeout_s,
-            username=self.username,
-            password=self.password,
+            hostname=self.host, port=self.port, use_tls=self.implicit_tls, timeout=self.timeout_s
         )
         await smtp.connect()
+        if self.username is None:
+            return smtp
+        if smtp.get_transport_info("sslcontext") is None and not self.allow_plaintext_auth:
+            smtp.close()
+            raise ProviderAuthError(
+                f"the SMTP server {self.host}:{self.port} offers no TLS (no STARTTLS): the "
+                "password is not sent in clear; use smtps:// or a server with STARTTLS, or "
+                "set TIDINGS_SMTP_ALLOW_PLAINTEXT_AUTH=true for a development relay"
+            )
+        try:
+            await smtp.login(self.username, self.password or "")
+        except BaseException:
+            smtp.close()
+            raise
         return smtp
 
     async def send(self, email: OutgoingEmail, envelope_from: str | None = None) -> str:

@@ -7,10 +7,13 @@ exceptions stop at the sender."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
+
+import httpx
 
 from tidings.core.errors import TransientError
 
@@ -109,3 +112,37 @@ def trips_breaker(exc: BaseException) -> bool:
     """Only a provider that cannot be reached opens its breaker, never a reply about one
     message or device (a 410, a 429)."""
     return isinstance(exc, TransientError) and exc.connection_level
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """Bounds on one call to a push service, whose server may be the user's choice:
+    ``deadline_s`` for the whole exchange (httpx's timeouts are per connect, read or write,
+    so a server trickling a byte at a time would hold a send forever), and ``max_body_bytes``
+    read of its answer (the rest is never read; the connection is closed)."""
+
+    deadline_s: float = 15.0
+    max_body_bytes: int = 65_536
+
+
+async def bounded_post(
+    http: httpx.AsyncClient, url: str, limits: CallLimits, **kwargs: Any
+) -> httpx.Response:
+    """POST and read at most ``limits.max_body_bytes`` of the answer, all within
+    ``limits.deadline_s``; TimeoutError past the deadline. The answer comes back as a
+    response holding the bytes read: a body asked as identity, and one that comes encoded
+    anyway is dropped (a small compressed body may inflate to gigabytes)."""
+    headers = {**kwargs.pop("headers", {}), "Accept-Encoding": "identity"}
+    async with asyncio.timeout(limits.deadline_s):
+        async with http.stream("POST", url, headers=headers, **kwargs) as answer:
+            body = bytearray()
+            encoded = answer.headers.get("content-encoding", "identity").lower() != "identity"
+            async for chunk in answer.aiter_raw():
+                if encoded:
+                    break
+                body += chunk[: limits.max_body_bytes - len(body)]
+                if len(body) >= limits.max_body_bytes:
+                    break
+    kept = {k: v for k, v in answer.headers.items() if k.lower() != "content-encoding"}
+    kept.pop("content-length", None)
+    return httpx.Response(answer.status_code, headers=kept, content=bytes(body))

@@ -15,7 +15,14 @@ from tidings.core.errors import (
     RecipientInvalid,
     TransientError,
 )
-from tidings.push_worker.senders import Device, PushContent, retry_after_s, trips_breaker
+from tidings.push_worker.senders import (
+    CallLimits,
+    Device,
+    PushContent,
+    bounded_post,
+    retry_after_s,
+    trips_breaker,
+)
 from tidings.push_worker.senders.fcm_auth import AccessTokens
 
 NOT_CONFIGURED = (
@@ -105,6 +112,7 @@ class FcmSender:
         project_id: str | None,
         base_url: str,
         click_action: str | None = None,
+        limits: CallLimits | None = None,
     ) -> None:
         self.http = http
         self.breaker = breaker
@@ -112,6 +120,7 @@ class FcmSender:
         self.project_id = project_id
         self.url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
         self.click_action = click_action
+        self.limits = limits or CallLimits()
 
     async def send(self, device: Device, content: PushContent) -> str:
         if self.tokens is None or not self.project_id:
@@ -132,11 +141,19 @@ class FcmSender:
             self.tokens.invalidate(token)
             token = await self.tokens.get()
         try:
-            return await self.http.post(
-                self.url, json=body, headers={"Authorization": f"Bearer {token}"}
+            return await bounded_post(
+                self.http,
+                self.url,
+                self.limits,
+                json=body,
+                headers={"Authorization": f"Bearer {token}"},
             )
         except httpx.HTTPError as exc:
             raise TransientError(f"FCM unreachable: {exc!r}", connection_level=True) from exc
+        except TimeoutError as exc:
+            raise TransientError(
+                f"FCM did not answer within {self.limits.deadline_s:g} s", connection_level=True
+            ) from exc
 
     async def close(self) -> None:
         await self.http.aclose()

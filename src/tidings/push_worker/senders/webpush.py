@@ -18,12 +18,18 @@ from pywebpush import WebPusher
 
 from tidings.core.errors import (
     PermanentError,
-    ProviderAuthError,
     RecipientInvalid,
     TransientError,
 )
 from tidings.push_worker.breakers import MAX_ORIGINS, OriginBreakers
-from tidings.push_worker.senders import Device, PushContent, retry_after_s, trips_breaker
+from tidings.push_worker.senders import (
+    CallLimits,
+    Device,
+    PushContent,
+    bounded_post,
+    retry_after_s,
+    trips_breaker,
+)
 from tidings.push_worker.senders.netguard import NonPublicAddress
 
 log = logging.getLogger("tidings.push.webpush")
@@ -76,14 +82,17 @@ class WebPushSender:
         vapid: Vapid | None,
         subject: str,
         allow_insecure: bool = False,
+        limits: CallLimits | None = None,
     ) -> None:
         """``http`` must connect through ``netguard.CheckedTransport`` (see app.py): that is
-        where each endpoint's addresses are checked; ``breakers``: one per push service."""
+        where each endpoint's addresses are checked; ``breakers``: one per push service;
+        ``limits``: the deadline and answer size of one call."""
         self.http = http
         self.breakers = breakers
         self.vapid = vapid
         self.subject = subject
         self.allow_insecure = allow_insecure
+        self.limits = limits or CallLimits()
         # aud -> (Authorization header, its exp): one signature per push service per hour.
         self._tokens: dict[str, tuple[str, float]] = {}
 
@@ -145,7 +154,9 @@ class WebPushSender:
         }
         async with self.breakers.for_origin(origin_of(device.endpoint)).guard(trips_breaker):
             try:
-                answer = await self.http.post(device.endpoint, content=body, headers=headers)
+                answer = await bounded_post(
+                    self.http, device.endpoint, self.limits, content=body, headers=headers
+                )
             except NonPublicAddress as exc:
                 # The addresses go to the log only: the reason is shown to the user, and a
                 # name of theirs must not map the network the worker runs in for them.
@@ -154,6 +165,11 @@ class WebPushSender:
             except httpx.HTTPError as exc:
                 raise TransientError(
                     f"push service unreachable: {exc!r}", connection_level=True
+                ) from exc
+            except TimeoutError as exc:
+                raise TransientError(
+                    f"push service did not answer within {self.limits.deadline_s:g} s",
+                    connection_level=True,
                 ) from exc
         return classify(answer)
 
@@ -176,5 +192,11 @@ def classify(answer: httpx.Response) -> str:
             retry_after_s=retry_after_s(answer.headers.get("retry-after")),
         )
     if status in (401, 403):
-        raise ProviderAuthError(f"push service refused our VAPID credentials: {status}")
+        # The endpoint is the user's choice of server: a refusal there is this device's
+        # problem (a subscription made for another VAPID key, or a server that says no to
+        # everyone), not an outage of ours to alert on and hold every notification for.
+        # Our key itself is checked when the worker starts (app.py signs with it).
+        raise RecipientInvalid(
+            f"push service refused this subscription ({status}): it does not accept our VAPID key"
+        )
     raise PermanentError(f"push service refused the message: {status}")
