@@ -48,7 +48,11 @@ class System:
         index = list(self.apps).index(name)
         server = Server(
             uvicorn.Config(
-                self.apps[name], host="127.0.0.1", port=self.ports[name], log_config=None
+                self.apps[name],
+                host="127.0.0.1",
+                port=self.ports[name],
+                log_config=None,
+                proxy_headers=False,
             )
         )
         self.servers[index] = server
@@ -94,6 +98,8 @@ async def start_system(
         "recipient_rate_per_s": 1e6,
         "recipient_burst": 1_000_000,
         "login_burst": 1_000,
+        "auth_failure_burst": 100_000,
+        "user_burst": 100_000,
         **common,
         "smtp_url": smtp.url,
         "gateway_port": ports["gateway"],
@@ -128,7 +134,11 @@ async def start_system(
     system.apps = {name: make() for name, make in apps.items() if name not in skip}
     system.ports = ports
     for name, app in system.apps.items():  # servers and tasks in the order of apps
-        server = Server(uvicorn.Config(app, host="127.0.0.1", port=ports[name], log_config=None))
+        server = Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=ports[name], log_config=None, proxy_headers=False
+            )
+        )
         system.servers.append(server)
         system.tasks.append(asyncio.create_task(server.serve()))
     system.client = httpx.AsyncClient(

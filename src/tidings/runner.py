@@ -137,6 +137,9 @@ def _server(app: FastAPI, host: str, port: int) -> Server:
             log_config=None,
             lifespan="on",
             timeout_keep_alive=KEEP_ALIVE_S,
+            # X-Forwarded-For is the app's to believe or not (TIDINGS_FORWARDED_ALLOW_IPS);
+            # uvicorn's own default would believe any local peer.
+            proxy_headers=False,
         )
     )
 

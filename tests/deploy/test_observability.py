@@ -33,6 +33,15 @@ def test_every_service_is_scraped_on_its_port() -> None:
     assert targets == {f"{s}:{settings.port_of(s)}" for s in SERVICES}
 
 
+def test_the_scrape_presents_the_metrics_token() -> None:
+    """/metrics needs Bearer TIDINGS_METRICS_TOKEN (tests/gateway/test_open_routes.py)."""
+    config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
+    assert "metrics_token" in TidingsSettings.model_fields
+    for job in config["scrape_configs"]:
+        assert job["authorization"]["type"] == "Bearer", job["job_name"]
+        assert job["authorization"]["credentials_file"], job["job_name"]
+
+
 def test_every_panel_queries_metrics_that_exist() -> None:
     dashboard = json.loads((DEPLOY / "grafana" / "tidings-dashboard.json").read_text())
     known = exported()

@@ -1,8 +1,11 @@
 """The auth matrix: every endpoint refuses a missing credential (401), a wrong one (401), one
-without the scope (403) and another user's token (403), and accepts the right one."""
+without the scope (403) and another user's token (403), and accepts the right one; another
+client's notification is not there (404); every route of the gateway is either closed
+(401 without a credential) or open by choice (docs/auth.md)."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -26,7 +29,13 @@ def bearer(token: str) -> dict[str, str]:
 async def world(system: System) -> dict[str, Any]:
     gw = system.gateway
     keys = {}
-    for scope in ("notifications:send", "notifications:read", "users:write", "templates:write"):
+    for scope in (
+        "notifications:send",
+        "notifications:read",
+        "notifications:read_all",
+        "users:write",
+        "templates:write",
+    ):
         answer = await gw.post("/api/v1/admin/api-keys/", json={"name": scope, "scopes": [scope]})
         assert answer.status_code == 201, answer.text
         keys[scope] = answer.json()["data"]["key"]
@@ -56,6 +65,12 @@ async def world(system: System) -> dict[str, Any]:
 
 
 Call = Callable[[httpx.AsyncClient, dict[str, Any], dict[str, str]], Awaitable[httpx.Response]]
+# Answers other than 403 for a key without the call's scope: the notification was made by
+# the admin, so a key that may read only its own does not find it; read_all includes read.
+OTHER_KEYS = {
+    ("read notification", "notifications:read"): 404,
+    ("list notifications", "notifications:read_all"): 200,
+}
 
 
 def _calls() -> list[tuple[str, Call, str | None]]:
@@ -73,7 +88,23 @@ def _calls() -> list[tuple[str, Call, str | None]]:
         (
             "read notification",
             lambda c, w, h: c.get(f"/api/v1/notifications/{w['nid']}/", headers=h),
+            "notifications:read_all",
+        ),
+        (
+            "list notifications",
+            lambda c, w, h: c.get("/api/v1/notifications/", headers=h),
             "notifications:read",
+        ),
+        (
+            "batch",
+            lambda c, w, h: c.post(
+                "/api/v1/notifications/batch/",
+                json={
+                    "notifications": [notification(w["alice"]["user_id"], w["template"]["code"])]
+                },
+                headers=h,
+            ),
+            "notifications:send",
         ),
         (
             "create user",
@@ -145,11 +176,12 @@ async def test_auth_matrix(
     }
     for other in world["keys"]:
         if other != scope:
-            refusals[f"key with {other}"] = (bearer(world["keys"][other]), 403)
+            expected = OTHER_KEYS.get((name, other), 403)
+            refusals[f"key with {other}"] = (bearer(world["keys"][other]), expected)
     for label, (headers, status) in refusals.items():
         answer = await call(gw, world, headers)
         assert answer.status_code == status, f"{name} with {label}: {answer.text}"
-        assert_envelope(answer.json(), success=False)
+        assert_envelope(answer.json(), success=status < 300)
     allowed = bearer(SERVICE_TOKEN if scope is None else world["keys"].get(scope, ""))
     if scope == "admin":
         allowed = gw.headers  # the admin key
@@ -255,3 +287,78 @@ async def test_revoked_key_and_services_behind_the_gateway(
     # The gateway ignores a principal token sent from outside: the caller is the key's.
     sealed = {"X-Tidings-Principal": "anything", **bearer(world["keys"]["users:write"])}
     assert (await gw.get("/api/v1/admin/api-keys/", headers=sealed)).status_code == 403
+
+
+# Open without a credential, by choice (docs/auth.md "What is open").
+OPEN = {
+    ("GET", "/health"),  # up or down only; the details need the admin key or service token
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/docs/oauth2-redirect"),
+    ("GET", "/redoc"),
+    ("POST", "/api/v1/auth/{path:path}"),  # login and refresh, limited per address
+    ("GET", "/api/v1/push/vapid-public-key/"),
+    ("GET", "/push-demo/"),
+    ("GET", "/push-demo/demo.js"),
+    ("GET", "/push-demo/sw.js"),
+    ("GET", "/dashboard/login"),
+    ("GET", "/dashboard/static/dashboard.js"),
+}
+# Each with a credential of its own: the signed link's token, the provider's signature, the
+# admin key in the dashboard's login form (limited per address).
+OWN_CREDENTIAL = {
+    ("POST", "/dashboard/login"),
+    ("GET", "/unsubscribe/{token}/"),
+    ("POST", "/unsubscribe/{token}/"),
+    ("POST", "/api/v1/webhooks/mailgun/"),
+}
+
+
+def _routes(routes: list[Any]) -> list[Any]:
+    """Every route, those of included routers too (FastAPI keeps them behind a wrapper)."""
+    found = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        found.extend(_routes(inner.routes) if inner is not None else [route])
+    return found
+
+
+def _example(path: str) -> str:
+    """A path of the route with its parameters filled in with values of the right type."""
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name == "dead_letter_id":
+            return "1"
+        return str(uuid.uuid4()) if name.endswith("_id") else "x"
+
+    return re.sub(r"\{(\w+)(?::\w+)?\}", value, path)
+
+
+async def test_every_route_is_closed_or_open_by_choice(system: System) -> None:
+    routes = {
+        (method, route.path)
+        for route in _routes(system.apps["gateway"].routes)
+        for method in getattr(route, "methods", None) or ()
+        if method != "HEAD"
+    }
+    assert routes >= OPEN | OWN_CREDENTIAL, "a route named here no longer exists"
+    async with httpx.AsyncClient(base_url=str(system.gateway.base_url), timeout=10) as anonymous:
+        for method, path in sorted(routes):
+            answer = await anonymous.request(method, _example(path), follow_redirects=False)
+            where = f"{method} {path}: {answer.status_code} {answer.text[:200]}"
+            if (method, path) in OPEN:
+                assert answer.status_code < 500 and answer.status_code not in (401, 403), where
+            elif (method, path) in OWN_CREDENTIAL:
+                assert answer.status_code in (400, 401, 422), where
+            elif path.startswith("/dashboard/"):
+                # Without a session: to the login page (pages), 401 (its JSON calls).
+                assert answer.status_code in (303, 401), where
+                if answer.status_code == 303:
+                    assert answer.headers["location"] == "/dashboard/login", where
+            else:
+                assert answer.status_code == 401, where
+                assert_envelope(answer.json(), success=False)
+        health = await anonymous.get("/health")
+        assert health.json()["data"] == {"status": "ok"}, health.text
+        assert (await anonymous.get("/metrics", headers=system.gateway.headers)).status_code == 200

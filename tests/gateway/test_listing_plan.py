@@ -53,9 +53,15 @@ async def test_filtered_pages_are_index_scans_at_a_million_rows(fresh_pg: str) -
             NotificationFilter(request_id="req-123456"),
             NotificationFilter(status="pending", created_after=week_ago),
         ]
-        for f in filters:
+        # An API key without notifications:read_all sees only its own (the owner's index).
+        owned = [(f, None) for f in filters] + [
+            (NotificationFilter(), "admin"),
+            (NotificationFilter(request_id="req-123456"), "admin"),
+            (NotificationFilter(status="failed"), "admin"),
+        ]
+        for f, owner in owned:
             sql = str(
-                page_query(f).compile(
+                page_query(f, owner).compile(
                     dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}
                 )
             ).replace("notifications", "gateway.notifications")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.credentials import ADMIN
 from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.system import System
 
@@ -42,7 +43,8 @@ async def test_every_service_exposes_the_figures(system: System) -> None:
         await gw.post("/api/v1/notifications/", json=notification(user["user_id"], broken["code"]))
     ).json()["data"]["notification_id"]
     await wait_for_status(gw, failed, "failed")
-    async with httpx.AsyncClient(timeout=10) as client:
+    # /metrics needs a credential (tests/gateway/test_open_routes.py): here the admin key.
+    async with httpx.AsyncClient(timeout=10, headers=ADMIN) as client:
         for service, port in system.ports.items():
             answer = await client.get(f"http://127.0.0.1:{port}/metrics")
             assert answer.status_code == 200, service

@@ -27,7 +27,14 @@ from tidings.core.auth import (
 from tidings.core.errors import Unauthorized
 from tidings.core.settings import TidingsSettings
 
-ApiKeyResolver = Callable[[str], Awaitable[Principal]]
+# Resolves an API key; calls its second argument before it looks the key up in the store.
+ApiKeyResolver = Callable[[str, Callable[[], Awaitable[None]]], Awaitable[Principal]]
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the TCP peer's, or X-Forwarded-For's when the peer is a trusted
+    proxy (TIDINGS_FORWARDED_ALLOW_IPS; ProxyHeadersMiddleware in create_service_app)."""
+    return request.client.host if request.client else "unknown"
 
 
 class Access:
@@ -36,20 +43,45 @@ class Access:
         settings: TidingsSettings,
         api_keys: ApiKeyResolver | None = None,
         limit: Callable[[Principal], Awaitable[None]] | None = None,
+        limit_attempts: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """``api_keys``: the gateway's resolver. Without one (the users and templates
         services) the gateway's sealed principal is accepted instead; the gateway itself
-        never takes one from outside. ``limit``: the gateway's rate limit per API key."""
+        never takes one from outside. ``limit``: the gateway's rate limit per credential
+        (API key, user). ``limit_attempts``: its limit per client address of the attempts
+        that failed or that need a look-up to tell (RateLimited past it)."""
         self.secret_key = settings.secret("secret_key")
         self.service_token = settings.secret("service_token")
         self.admin_key = settings.secret("admin_api_key")
         self.api_keys = api_keys
         self.limit = limit
+        self.limit_attempts = limit_attempts
 
     async def authenticate(self, request: Request) -> Principal:
         sealed = request.headers.get(PRINCIPAL_HEADER)
         if sealed and self.api_keys is None:
             return unseal(self.secret_key, sealed)
+        address = client_address(request)
+        counted = False
+
+        async def attempt() -> None:
+            nonlocal counted
+            if self.limit_attempts is not None and not counted:
+                counted = True
+                await self.limit_attempts(address)
+
+        try:
+            principal = await self._identify(request, attempt)
+        except Unauthorized:
+            await attempt()  # 429 instead, once this address has failed too often
+            raise
+        if self.limit is not None:
+            await self.limit(principal)  # per credential: 429 with Retry-After past it
+        return principal
+
+    async def _identify(
+        self, request: Request, before_lookup: Callable[[], Awaitable[None]]
+    ) -> Principal:
         token = bearer(request.headers.get("authorization"))
         if token is None:
             raise Unauthorized("send Authorization: Bearer <API key or access token>")
@@ -60,10 +92,9 @@ class Access:
         if token.startswith(API_KEY_PREFIX):
             if self.api_keys is None:
                 raise Unauthorized("API keys are accepted by the gateway only")
-            principal = await self.api_keys(token)
-            if self.limit is not None:
-                await self.limit(principal)  # per key: 429 with Retry-After past it
-            return principal
+            # A key not yet known costs a look-up: counted per address before it is made,
+            # so a guesser is held at the limit without reaching the database.
+            return await self.api_keys(token, before_lookup)
         return user_principal(self.secret_key, token)
 
 

@@ -33,6 +33,7 @@ API_KEY_PREFIX = "tid_"
 Scope = Literal[
     "notifications:send",
     "notifications:read",
+    "notifications:read_all",
     "templates:write",
     "users:write",
     "admin",
@@ -40,6 +41,7 @@ Scope = Literal[
 SCOPES: tuple[str, ...] = (
     "notifications:send",
     "notifications:read",
+    "notifications:read_all",
     "templates:write",
     "users:write",
     "admin",
@@ -63,6 +65,8 @@ class Principal(BaseModel):
         return self.kind == "admin" or "admin" in self.scopes
 
     def may(self, scope: str) -> bool:
+        if scope == "notifications:read" and "notifications:read_all" in self.scopes:
+            return True  # reading every client's notifications includes one's own
         return self.is_admin or scope in self.scopes
 
     def require(self, scope: str) -> None:
@@ -83,10 +87,12 @@ class Principal(BaseModel):
 
 
 ADMIN = Principal(kind="admin", subject="admin", scopes=frozenset({"admin"}))
-# What the services need of each other: users and their devices, notifications. Not admin:
-# a leaked service token cannot make API keys or replay dead letters.
+# What the services need of each other: users and their devices, notifications (every
+# client's). Not admin: a leaked service token cannot make API keys or replay dead letters.
 SERVICE = Principal(
-    kind="service", subject="service", scopes=frozenset({"users:write", "notifications:read"})
+    kind="service",
+    subject="service",
+    scopes=frozenset({"users:write", "notifications:read", "notifications:read_all"}),
 )
 
 

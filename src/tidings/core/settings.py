@@ -113,6 +113,18 @@ class TidingsSettings(BaseSettings):
     recipient_burst: int = Field(default=30, ge=1)
     login_rate_per_s: float = Field(default=0.5, gt=0)
     login_burst: int = Field(default=10, ge=1)
+    # Requests per user's access token (per user), and authentication attempts that are
+    # refused or not yet verified (no credential, an unknown key) per client address.
+    user_rate_per_s: float = Field(default=20.0, gt=0)
+    user_burst: int = Field(default=60, ge=1)
+    auth_failure_rate_per_s: float = Field(default=0.5, gt=0)
+    auth_failure_burst: int = Field(default=30, ge=1)
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
+    # addresses or networks, "*" for any); empty: none, the client is the TCP peer.
+    forwarded_allow_ips: str = ""
+    # Bearer token Prometheus sends to /metrics (the admin key is accepted too); unset:
+    # only the admin key.
+    metrics_token: SecretStr | None = None
     # Browser origins allowed to call the API (comma-separated; empty: none).
     cors_origins: str = ""
     gateway_url: str | None = None

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -18,9 +19,12 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from pydantic import SecretStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
+from tidings.core.auth import bearer, same_secret
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.cache import RedisOptions
 from tidings.core.db import DRIVER_ERRORS, Database, DbTimeouts, open_database, unavailable
@@ -31,6 +35,7 @@ from tidings.core.errors import (
     InvalidInput,
     NotFound,
     TidingsError,
+    Unauthorized,
 )
 from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
 from tidings.core.metrics import HTTP_SECONDS, exposition, watch_breaker
@@ -232,18 +237,38 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
 
+# /health runs its checks at most this often; callers in between share the last results
+# (and a run under way), so a flood of /health costs no more than one a second.
+HEALTH_CACHE_S = 1.0
+
+
 class HealthRegistry:
     """Named checks a service registers at start; /health runs them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_age_s: float = HEALTH_CACHE_S) -> None:
         self.checks: dict[str, HealthCheck] = {}
         # Facts shown in /health that are not pass/fail (the instances a gateway sees).
         self.info: dict[str, Callable[[], Awaitable[Any]]] = {}
+        self.max_age_s = max_age_s
+        self.runs = 0  # how many times the checks ran (tests read it)
+        self._last: tuple[float, dict[str, str]] | None = None
+        self._running: asyncio.Future[dict[str, str]] | None = None
 
     def add(self, name: str, check: HealthCheck) -> None:
         self.checks[name] = check
 
     async def run(self) -> dict[str, str]:
+        """The checks' results, at most ``max_age_s`` old."""
+        now = time.monotonic()
+        if self._last is not None and now - self._last[0] < self.max_age_s:
+            return self._last[1]
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(self._run_all())
+        # Shielded: one caller that goes away does not cancel the run the others await.
+        return await asyncio.shield(self._running)
+
+    async def _run_all(self) -> dict[str, str]:
+        self.runs += 1
         results: dict[str, str] = {}
         for name, check in self.checks.items():
             try:
@@ -251,7 +276,18 @@ class HealthRegistry:
                 results[name] = "ok" if detail in (None, True) else str(detail)
             except Exception as exc:  # a health check reports, never raises
                 results[name] = f"error: {exc.__class__.__name__}: {exc}"[:300]
+        self._last = (time.monotonic(), results)
         return results
+
+
+def _bearer_is(request: Request, *secrets: str | None) -> bool:
+    token = bearer(request.headers.get("authorization"))
+    return token is not None and any(same_secret(token, s) for s in secrets if s)
+
+
+def _secret_of(settings: TidingsSettings | None, name: str) -> str | None:
+    value: SecretStr | None = getattr(settings, name, None) if settings is not None else None
+    return value.get_secret_value() if value is not None else None
 
 
 @asynccontextmanager
@@ -327,32 +363,54 @@ def create_service_app(
             allow_headers=["Authorization", "Content-Type", CORRELATION_HEADER],
         )
     app.add_middleware(CorrelationMiddleware, instance_id=instance_id, service=service)
+    # The client's address (login and failed-authentication limits) from X-Forwarded-For
+    # only when the peer is a trusted proxy: uvicorn's middleware, not our own parsing. In
+    # the app rather than the server's config, so every way of serving it does the same.
+    forwarders = settings.forwarded_allow_ips if settings is not None else ""
+    trusted = [h.strip() for h in forwarders.split(",") if h.strip()]
+    if trusted:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
+
+    admin_key = _secret_of(settings, "admin_api_key")
+    service_token = _secret_of(settings, "service_token")
+    metrics_token = _secret_of(settings, "metrics_token")
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus text format (not the envelope: Prometheus reads this)."""
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format (not the envelope: Prometheus reads this). Bearer
+        TIDINGS_METRICS_TOKEN or the admin key: the figures name routes, queues and rates
+        an outsider has no business reading."""
+        if not _bearer_is(request, metrics_token, admin_key):
+            raise Unauthorized("send Authorization: Bearer <TIDINGS_METRICS_TOKEN>")
         body, content_type = exposition()
         return Response(body, media_type=content_type)
 
     @app.get("/health", response_model=Envelope[dict[str, Any]], tags=["health"])
     async def health(request: Request) -> JSONResponse:
+        """Up or degraded, for anyone (200 or 503); the checks, instances and process
+        details only for the operator's credentials (admin key, service token): they
+        name internal addresses and carry raw error text."""
         checks = await request.app.state.health.run()
         healthy = all(v == "ok" for v in checks.values())
-        info = {name: await show() for name, show in request.app.state.health.info.items()}
-        body = ok(
-            {
+        status = "ok" if healthy else "degraded"
+        data: dict[str, Any] = {"status": status}
+        if _bearer_is(request, admin_key, service_token):
+            info = {name: await show() for name, show in request.app.state.health.info.items()}
+            data = {
                 "service": service,
-                "status": "ok" if healthy else "degraded",
+                "status": status,
                 "pid": os.getpid(),
                 "instance_id": request.app.state.instance_id,
                 "checks": checks,
                 **info,
-            },
-            "healthy" if healthy else "degraded",
-        )
+            }
+        body = ok(data, "healthy" if healthy else "degraded")
         if not healthy:
             body["success"] = False
-            body["error"] = "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
+            if "checks" in data:
+                body["error"] = "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
+            else:
+                body["data"], body["error"] = None, "degraded"
         return JSONResponse(body, 200 if healthy else 503)
 
     return app

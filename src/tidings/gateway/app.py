@@ -77,15 +77,38 @@ def create_app(
             app.state.settings = settings
             app.state.cache = the_cache
 
-            async def limit_key(caller: Principal) -> None:
+            async def limit_caller(caller: Principal) -> None:
+                """Per API key and per user; the admin key and the service token are the
+                operator's own and not limited."""
+                if caller.kind == "api_key":
+                    await limiter.check(
+                        f"key:{caller.subject}",
+                        caller.rate_per_s or settings.rate_limit_per_s,
+                        caller.burst or settings.rate_limit_burst,
+                        "this API key",
+                    )
+                elif caller.kind == "user":
+                    await limiter.check(
+                        f"token:{caller.subject}",
+                        settings.user_rate_per_s,
+                        settings.user_burst,
+                        "this user's requests",
+                    )
+
+            async def limit_attempts(address: str) -> None:
                 await limiter.check(
-                    f"key:{caller.subject}",
-                    caller.rate_per_s or settings.rate_limit_per_s,
-                    caller.burst or settings.rate_limit_burst,
-                    "this API key",
+                    f"auth:{address}",
+                    settings.auth_failure_rate_per_s,
+                    settings.auth_failure_burst,
+                    "failed authentications from this address",
                 )
 
-            app.state.access = Access(settings, api_keys=api_keys.resolve, limit=limit_key)
+            app.state.access = Access(
+                settings,
+                api_keys=api_keys.resolve,
+                limit=limit_caller,
+                limit_attempts=limit_attempts,
+            )
             timeout_s = settings.http_timeout_s
             # Look-ups carry the service credential; proxied requests carry the caller only.
             registry = app.state.registry

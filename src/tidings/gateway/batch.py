@@ -24,8 +24,9 @@ def _invalid(exc: ValidationError) -> str:
 
 
 async def accept_batch(
-    service: NotificationService, items: list[dict[str, Any]]
+    service: NotificationService, items: list[dict[str, Any]], owner: str = "admin"
 ) -> list[BatchItemResult]:
+    """``owner``: the client the notifications belong to; its request ids are its own."""
     results: list[BatchItemResult | None] = [None] * len(items)
     bodies: dict[int, NotificationCreate] = {}
     for i, raw in enumerate(items):
@@ -41,7 +42,7 @@ async def accept_batch(
             )
     for _ in range(2):  # a second pass only if a concurrent request took a request_id
         try:
-            return await _accept(service, bodies, results)
+            return await _accept(service, bodies, results, owner)
         except IntegrityError:
             continue
     raise TidingsError("the batch kept racing with other requests; send it again")
@@ -51,6 +52,7 @@ async def _accept(
     service: NotificationService,
     bodies: dict[int, NotificationCreate],
     results: list[BatchItemResult | None],
+    owner: str,
 ) -> list[BatchItemResult]:
     results = list(results)
     digests = {i: body_hash(b) for i, b in bodies.items()}
@@ -59,7 +61,8 @@ async def _accept(
             n.request_id: n
             for n in await session.scalars(
                 select(Notification).where(
-                    Notification.request_id.in_({b.request_id for b in bodies.values()})
+                    Notification.owner == owner,
+                    Notification.request_id.in_({b.request_id for b in bodies.values()}),
                 )
             )
         }
@@ -109,7 +112,9 @@ async def _accept(
                 index=i, request_id=bodies[i].request_id, outcome="rejected", error=exc.message
             )
             continue
-        notification, item_rows = service.build(bodies[i], digests[i], user, template, skip_reason)
+        notification, item_rows = service.build(
+            bodies[i], digests[i], user, template, skip_reason, owner
+        )
         built[i] = notification
         rows.extend(item_rows)
     if rows:

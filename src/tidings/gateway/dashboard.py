@@ -27,9 +27,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from tidings.core.access import Access
+from tidings.core.access import Access, client_address
 from tidings.core.auth import issue_token, read_token, same_secret
 from tidings.core.errors import NotFound, TidingsError, Unauthorized
+from tidings.core.ratelimit import RateLimited
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.listing import search
 from tidings.gateway.models import Notification
@@ -135,6 +136,18 @@ async def login_form(request: Request) -> Response:
 @router.post("/login")
 async def login(request: Request) -> Response:
     access = _access(request)
+    settings = request.app.state.settings
+    try:  # per client address, as the API's login: the admin key is worth guessing at
+        await request.app.state.limiter.check(
+            f"dashboard-login:{client_address(request)}",
+            settings.login_rate_per_s,
+            settings.login_burst,
+            "login attempts",
+        )
+    except RateLimited as exc:
+        limited = _page("login.html", None, 429, error="Too many attempts; wait a minute.")
+        limited.headers["Retry-After"] = exc.retry_after_header
+        return limited
     key = (await _form(request)).get("admin_key", "")
     if not access.admin_key or not same_secret(key, access.admin_key):
         return _page("login.html", None, 401, error="That is not the admin key.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy import select
 
@@ -16,6 +17,10 @@ from tidings.gateway.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 # A resolved key is remembered this long in process: a revocation reaches the other
 # replicas within it.
 KEY_CACHE_S = 30.0
+# A key that is not there is remembered this long, so a flood of made-up keys costs no
+# database query each; a key just created is never one of them (it is 32 random bytes).
+MISS_CACHE_S = 10.0
+_MISS = b"-"
 
 
 def to_out(row: ApiKey) -> ApiKeyOut:
@@ -34,6 +39,9 @@ class ApiKeys:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._resolved = MemoryCache(max_entries=10_000)
+        # Apart from the resolved keys, so made-up keys cannot push the good ones out.
+        self._missing = MemoryCache(max_entries=10_000)
+        self.lookups = 0  # queries made to resolve a key (tests read it)
 
     async def create(self, body: ApiKeyCreate) -> ApiKeyCreated:
         key, key_hash = new_api_key()
@@ -63,16 +71,27 @@ class ApiKeys:
                 raise NotFound(f"API key {api_key_id} not found")
             row.revoked_at = row.revoked_at or utcnow()
         await self._resolved.delete(row.key_hash)
+        await self._missing.set(row.key_hash, _MISS, MISS_CACHE_S)
         return to_out(row)
 
-    async def resolve(self, key: str) -> Principal:
+    async def resolve(
+        self, key: str, before_lookup: Callable[[], Awaitable[None]] | None = None
+    ) -> Principal:
+        """The key's principal; Unauthorized if unknown or revoked. ``before_lookup`` runs
+        before a query is made (the gateway's limit per client address)."""
         key_hash = hash_api_key(key)
         cached = await self._resolved.get(key_hash)
         if cached is not None:
             return Principal.model_validate_json(cached)
+        if await self._missing.get(key_hash) is not None:
+            raise Unauthorized("unknown or revoked API key")
+        if before_lookup is not None:
+            await before_lookup()
+        self.lookups += 1
         async with self.db.sessions() as session:
             row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))
         if row is None or row.revoked_at is not None:
+            await self._missing.set(key_hash, _MISS, MISS_CACHE_S)
             raise Unauthorized("unknown or revoked API key")
         principal = Principal(
             kind="api_key",

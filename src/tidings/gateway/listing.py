@@ -14,8 +14,11 @@ from tidings.gateway.models import Notification
 from tidings.gateway.schemas import NotificationFilter, NotificationSummary
 
 
-def filtered(f: NotificationFilter) -> Select[Any]:
+def filtered(f: NotificationFilter, owner: str | None = None) -> Select[Any]:
+    """``owner``: only the notifications it created (None: everyone's)."""
     query = select(Notification)
+    if owner is not None:
+        query = query.where(Notification.owner == owner)
     for column, value in (
         (Notification.status, f.status),
         (Notification.notification_type, f.notification_type),
@@ -32,9 +35,9 @@ def filtered(f: NotificationFilter) -> Select[Any]:
     return query
 
 
-def page_query(f: NotificationFilter) -> Select[Any]:
+def page_query(f: NotificationFilter, owner: str | None = None) -> Select[Any]:
     return (
-        filtered(f)
+        filtered(f, owner)
         .order_by(Notification.created_at.desc(), Notification.id.desc())
         .offset((f.page - 1) * f.limit)
         .limit(f.limit)
@@ -42,11 +45,12 @@ def page_query(f: NotificationFilter) -> Select[Any]:
 
 
 async def search(
-    db: Database, f: NotificationFilter
+    db: Database, f: NotificationFilter, owner: str | None = None
 ) -> tuple[list[NotificationSummary], PaginationMeta]:
     async with db.sessions() as session:
-        total = await session.scalar(select(func.count()).select_from(filtered(f).subquery())) or 0
-        rows = (await session.scalars(page_query(f))).all()
+        counted = select(func.count()).select_from(filtered(f, owner).subquery())
+        total = await session.scalar(counted) or 0
+        rows = (await session.scalars(page_query(f, owner))).all()
     items = [
         NotificationSummary(
             notification_id=n.id,

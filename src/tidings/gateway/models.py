@@ -37,10 +37,16 @@ class Notification(GatewayBase):
         Index("ix_notifications_status_created", "status", "created_at"),
         Index("ix_notifications_type_created", "notification_type", "created_at"),
         Index("ix_notifications_template_created", "template_code", "created_at"),
+        Index("ix_notifications_owner_created", "owner", "created_at"),
+        Index("ix_notifications_request", "request_id"),  # the admin's look-up across owners
+        # A request_id is the client's own: unique per owner, not across the deployment.
+        Index("ux_notifications_owner_request", "owner", "request_id", unique=True),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    request_id: Mapped[str] = mapped_column(String(255), unique=True)
+    # Who created it: the API key's id (its client application), or "admin" (owner_of).
+    owner: Mapped[str] = mapped_column(String(64), default="admin", server_default="admin")
+    request_id: Mapped[str] = mapped_column(String(255))
     # sha256 of the canonical request body: the same request_id with another body is a 409.
     body_hash: Mapped[str] = mapped_column(String(64))
     user_id: Mapped[uuid.UUID] = mapped_column(Uuid)

@@ -7,7 +7,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from tidings.core.access import Caller
+from tidings.core.access import Caller, client_address
+from tidings.core.auth import Principal
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import NotFound
 from tidings.gateway.batch import accept_batch
@@ -30,6 +31,18 @@ router = APIRouter()
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
+def owner_of(caller: Principal) -> str:
+    """Whom the notifications a caller creates belong to: the API key (its client
+    application), or the admin."""
+    return "admin" if caller.kind == "admin" else caller.subject
+
+
+def owned_by(caller: Principal) -> str | None:
+    """Whose notifications a caller may read and cancel: its own, or (None) everyone's for
+    the admin, the service and a key with ``notifications:read_all``."""
+    return None if caller.may("notifications:read_all") else owner_of(caller)
+
+
 @router.post(
     "/api/v1/notifications/",
     status_code=202,
@@ -40,7 +53,7 @@ async def send_notification(
     body: NotificationCreate, notifications: Notifications, caller: Caller
 ) -> dict[str, Any]:
     caller.require("notifications:send")
-    result, repeated = await notifications.accept(body)
+    result, repeated = await notifications.accept(body, owner_of(caller))
     if repeated:
         return ok(result, "duplicate request_id: this is the notification it created")
     return ok(
@@ -59,7 +72,7 @@ async def send_batch(
 ) -> dict[str, Any]:
     """Up to 1,000 notifications; a result per item, in order."""
     caller.require("notifications:send")
-    results = await accept_batch(notifications, body.notifications)
+    results = await accept_batch(notifications, body.notifications, owner_of(caller))
     counts = Counter(r.outcome for r in results)
     summary = ", ".join(f"{counts[k]} {k}" for k in ("accepted", "duplicate", "rejected"))
     return ok(results, summary)
@@ -73,9 +86,11 @@ async def send_batch(
 async def cancel_notification(
     notification_id: uuid.UUID, notifications: Notifications, caller: Caller
 ) -> dict[str, Any]:
-    """Cancel a notification not yet handed to the queue (a scheduled one, above all)."""
+    """Cancel a notification not yet handed to the queue (a scheduled one, above all); one's
+    own, unless the credential may read all (another client's is 404, as a missing one)."""
     caller.require("notifications:send")
-    return ok(await notifications.cancel(notification_id), "notification cancelled")
+    cancelled = await notifications.cancel(notification_id, owned_by(caller))
+    return ok(cancelled, "notification cancelled")
 
 
 @router.get(
@@ -86,12 +101,15 @@ async def cancel_notification(
 async def list_notifications(
     request: Request, caller: Caller, query: Annotated[NotificationFilter, Query()]
 ) -> dict[str, Any]:
-    """Newest first. A user sees only their own notifications."""
+    """Newest first. A user sees only their own notifications, an API key those it created
+    (all of them with ``notifications:read_all``)."""
+    owner = None
     if caller.kind == "user":
         query = query.model_copy(update={"user_id": caller.user_id})
     else:
         caller.require("notifications:read")
-    items, meta = await search(request.app.state.notifications.db, query)
+        owner = owned_by(caller)
+    items, meta = await search(request.app.state.notifications.db, query, owner)
     return ok(items, f"{meta.total} notification(s)", meta)
 
 
@@ -103,12 +121,16 @@ async def list_notifications(
 async def get_notification(
     notification_id: uuid.UUID, notifications: Notifications, caller: Caller
 ) -> dict[str, Any]:
-    found = await notifications.get(notification_id)
-    if caller.kind == "user" and caller.user_id != found.user_id:
-        # Not 403: another user's notification is not even said to exist.
-        raise NotFound(f"notification {notification_id} not found")
-    caller.require_user_or(found.user_id, "notifications:read")
-    return ok(found, "notification found")
+    """A user reads their own; an API key those it created (any with
+    ``notifications:read_all``). Someone else's is not even said to exist: 404, as a missing
+    one, and the scope is checked first, so a 403 says nothing about the id either."""
+    if caller.kind == "user":
+        found = await notifications.get(notification_id)
+        if caller.user_id != found.user_id:
+            raise NotFound(f"notification {notification_id} not found")
+        return ok(found, "notification found")
+    caller.require("notifications:read")
+    return ok(await notifications.get(notification_id, owned_by(caller)), "notification found")
 
 
 @router.post(
@@ -141,7 +163,11 @@ async def users_proxy(request: Request, path: str, caller: Caller) -> Response:
     """Forwarded to the users service, with the caller; see its own schema. A change to a
     user drops the gateway's cached copy, so the next notification sees it."""
     answer = await forward(
-        request, request.app.state.users_http, request.app.state.users_endpoints, caller
+        request,
+        request.app.state.users_http,
+        request.app.state.users_endpoints,
+        caller,
+        "users",
     )
     user_id = path.split("/", 1)[0]
     if request.method != "GET" and answer.is_success and user_id:
@@ -154,7 +180,11 @@ async def users_proxy(request: Request, path: str, caller: Caller) -> Response:
 async def templates_proxy(request: Request, path: str, caller: Caller) -> Response:
     """Forwarded to the templates service, with the caller; see its own schema."""
     answer = await forward(
-        request, request.app.state.templates_http, request.app.state.templates_endpoints, caller
+        request,
+        request.app.state.templates_http,
+        request.app.state.templates_endpoints,
+        caller,
+        "templates",
     )
     return passed_back(answer)
 
@@ -164,12 +194,18 @@ async def auth_proxy(request: Request, path: str) -> Response:
     """Login and refresh, forwarded to the users service: no credential needed, but a
     rate limit per client address against password guessing."""
     settings = request.app.state.settings
-    client = request.client.host if request.client else "unknown"
     await request.app.state.limiter.check(
-        f"login:{client}", settings.login_rate_per_s, settings.login_burst, "login attempts"
+        f"login:{client_address(request)}",
+        settings.login_rate_per_s,
+        settings.login_burst,
+        "login attempts",
     )
     return passed_back(
         await forward(
-            request, request.app.state.users_http, request.app.state.users_endpoints, None
+            request,
+            request.app.state.users_http,
+            request.app.state.users_endpoints,
+            None,
+            "auth",
         )
     )

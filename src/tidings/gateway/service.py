@@ -113,22 +113,26 @@ class NotificationService:
         self.templates = templates
         self.relay = relay
         # Group commit (core.batching): concurrent requests share one query or transaction.
-        self._finds: Batcher[str, Notification | None] = Batcher(self._find_many)
+        self._finds: Batcher[tuple[str, str], Notification | None] = Batcher(self._find_many)
         self._writes: Batcher[list[Any], bool] = Batcher(self._write_many)
         self._reports: Batcher[StatusReport, str] = Batcher(self._record_many)
 
-    async def _by_request_id(self, request_id: str) -> Notification | None:
-        return await self._finds.submit(request_id)
+    async def _by_request_id(self, owner: str, request_id: str) -> Notification | None:
+        return await self._finds.submit((owner, request_id))
 
-    async def _find_many(self, request_ids: list[str]) -> list[Notification | None]:
+    async def _find_many(self, keys: list[tuple[str, str]]) -> list[Notification | None]:
+        """Request ids are per owner: (owner, request_id) pairs, found in one query."""
         async with self.db.statements() as session:
             found = {
-                n.request_id: n
+                (n.owner, n.request_id): n
                 for n in await session.scalars(
-                    select(Notification).where(Notification.request_id.in_(set(request_ids)))
+                    select(Notification).where(
+                        Notification.request_id.in_({r for _, r in keys}),
+                        Notification.owner.in_({o for o, _ in keys}),
+                    )
                 )
             }
-        return [found.get(r) for r in request_ids]
+        return [found.get(k) for k in keys]
 
     async def _write_many(self, items: list[list[Any]]) -> list[bool]:
         """Each item: a notification and the rows that go with it (``build``). One
@@ -138,7 +142,7 @@ class NotificationService:
         table = cast(Table, Notification.__table__)
         new = (
             dialect.insert(table)
-            .on_conflict_do_nothing(index_elements=[table.c.request_id])
+            .on_conflict_do_nothing(index_elements=[table.c.owner, table.c.request_id])
             .returning(table.c.id)
         )
         async with self.db.engine.begin() as conn:
@@ -189,8 +193,10 @@ class NotificationService:
         user: dict[str, Any],
         template: dict[str, Any],
         skip_reason: str | None,
+        owner: str = "admin",
     ) -> tuple[Notification, list[Any]]:
-        """The notification, its first history entry and (unless skipped) its outbox row."""
+        """The notification, its first history entry and (unless skipped) its outbox row.
+        ``owner``: the client it belongs to (router.owner_of)."""
         channel = body.notification_type
         now = utcnow()
         scheduled = body.send_at is not None and body.send_at > now
@@ -198,6 +204,7 @@ class NotificationService:
         correlation = current_correlation_id()
         notification = Notification(
             id=uuid.uuid4(),
+            owner=owner,
             request_id=body.request_id,
             body_hash=digest,
             user_id=body.user_id,
@@ -277,21 +284,24 @@ class NotificationService:
             },
         )
 
-    async def accept(self, body: NotificationCreate) -> tuple[NotificationAccepted, bool]:
+    async def accept(
+        self, body: NotificationCreate, owner: str = "admin"
+    ) -> tuple[NotificationAccepted, bool]:
         """Store the notification and its outgoing message in one transaction.
 
-        Returns the answer and whether it repeats an earlier request with the same id.
+        Returns the answer and whether it repeats an earlier request of ``owner`` with the
+        same id (another owner's ids are not seen: each client has its own).
         """
         digest = body_hash(body)
-        existing = await self._by_request_id(body.request_id)
+        existing = await self._by_request_id(owner, body.request_id)
         if existing is not None:
             return self._repeat(existing, digest)
         user, template = await self.lookups(body)
         skip_reason = await self.admit(body, user)
-        notification, rows = self.build(body, digest, user, template, skip_reason)
+        notification, rows = self.build(body, digest, user, template, skip_reason, owner)
         if not await self._writes.submit(rows):
             # Another request with this request_id won the race: answer as a repeat.
-            existing = await self._by_request_id(body.request_id)
+            existing = await self._by_request_id(owner, body.request_id)
             if existing is None:
                 raise Conflict(f"request_id {body.request_id!r} is being used; send it again")
             return self._repeat(existing, digest)
@@ -300,13 +310,14 @@ class NotificationService:
         self._logged(notification)
         return accepted(notification), False
 
-    async def cancel(self, notification_id: uuid.UUID) -> NotificationOut:
-        """Cancel a notification whose message has not been published yet."""
+    async def cancel(self, notification_id: uuid.UUID, owner: str | None = None) -> NotificationOut:
+        """Cancel a notification whose message has not been published yet. ``owner``: only
+        if it is theirs (another's is not found, as a missing one); None: anyone's."""
         async with self.db.sessions() as session, session.begin():
             n = await session.scalar(
                 select(Notification).where(Notification.id == notification_id).with_for_update()
             )
-            if n is None:
+            if n is None or (owner is not None and n.owner != owner):
                 raise NotFound(f"notification {notification_id} not found")
             if n.status in (*TERMINAL_STATUSES, "cancelled"):
                 raise Conflict(f"notification {notification_id} is already {n.status}")
@@ -329,10 +340,11 @@ class NotificationService:
         self._logged(n)
         return await self.get(notification_id)
 
-    async def get(self, notification_id: uuid.UUID) -> NotificationOut:
+    async def get(self, notification_id: uuid.UUID, owner: str | None = None) -> NotificationOut:
+        """The notification and its history; ``owner`` as for :meth:`cancel`."""
         async with self.db.sessions() as session:
             n = await session.get(Notification, notification_id)
-            if n is None:
+            if n is None or (owner is not None and n.owner != owner):
                 raise NotFound(f"notification {notification_id} not found")
             events = (
                 await session.scalars(
