@@ -82,3 +82,19 @@ async def test_failures_that_do_not_count_never_open_it() -> None:
     with pytest.raises(Refused):
         await call(breaker, Refused())
     assert breaker.state == "closed"
+
+
+def test_a_probe_whose_outcome_never_comes_stops_blocking_after_a_reset_time() -> None:
+    """A caller that took the probe and recorded nothing (the database pool's breaker hears
+    outcomes from statements, and a checkout may run none) must not hold it open for good."""
+    clock = Clock()
+    breaker = CircuitBreaker("db", failure_threshold=1, reset_timeout_s=1, clock=clock)
+    breaker.record_failure()
+    clock.now += 1
+    breaker.before_call()  # the probe, never heard of again
+    with pytest.raises(BreakerOpen):
+        breaker.before_call()
+    clock.now += 1
+    breaker.before_call()  # another probe may go
+    breaker.record_success()
+    assert breaker.state == "closed"

@@ -8,8 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tidings.core.cache import Cache, MemoryCache, RedisCache
-from tidings.core.errors import DependencyUnavailable
+from tests.faults.proxy import TcpProxy
+from tests.helpers import wait_for_condition
+from tidings.core.breaker import BreakerOpen
+from tidings.core.cache import Cache, MemoryCache, RedisCache, RedisOptions
+from tidings.core.errors import DependencyUnavailable, StoreUnavailable
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -64,3 +67,37 @@ async def test_add_stores_only_once(cache: Cache) -> None:
     assert await cache.add(key, b"first", ttl_s=60) is True
     assert await cache.add(key, b"second", ttl_s=60) is False
     assert await cache.get(key) == b"first"
+
+
+async def test_a_hanging_redis_opens_the_breaker_and_then_costs_nothing(
+    redis_url: str, cache_namespace: str
+) -> None:
+    """Through a stalled proxy: the first calls time out (short), then the breaker refuses
+    without touching Redis; after the reset, a probe finds it back."""
+    options = RedisOptions(
+        connect_timeout_s=0.2, timeout_s=0.2, breaker_failures=2, breaker_reset_s=0.5
+    )
+    async with TcpProxy(6379) as proxy:
+        cache = RedisCache(proxy.url(redis_url), cache_namespace, options)
+        try:
+            await cache.set("k", b"v", ttl_s=60)
+            proxy.stall()
+            for _ in range(2):
+                with pytest.raises(StoreUnavailable):
+                    await cache.get("k")
+            connections = proxy.connections
+            with pytest.raises(BreakerOpen):
+                await cache.get("k")
+            assert proxy.connections == connections  # refused without trying Redis
+            await proxy.restore()
+
+            async def back() -> bool:
+                try:
+                    return await cache.get("k") == b"v"
+                except DependencyUnavailable:
+                    return False
+
+            await wait_for_condition(back, timeout_s=10, what="the probe closes the breaker")
+            assert cache.breaker.state == "closed"
+        finally:
+            await cache.close()

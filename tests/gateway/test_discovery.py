@@ -4,6 +4,7 @@ stops is dropped (at once when it stops cleanly, after its registration expires 
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import uvicorn
 
@@ -75,3 +76,65 @@ async def test_a_registration_that_is_not_renewed_expires(system: System) -> Non
         await wait_for_condition(expired, timeout_s=30, what="its registration expired")
     finally:
         await registry.close()
+
+
+# A registrant and reader whose wall clock is two minutes fast: time.time is replaced before
+# Tidings is imported, in a process of its own (the test's services keep the real clock).
+SKEWED = """
+import asyncio, sys, time
+_real = time.time
+time.time = lambda: _real() + 120
+from tidings.core.discovery import Heartbeat, Registry
+
+async def main(url, namespace, mine):
+    registry = Registry(url, namespace, ttl_s=4.0, refresh_s=0.0)
+    await Heartbeat(registry, "users", mine, every_s=0.5).start()
+    for _ in range(40):
+        print(" ".join(await registry.instances("users")), flush=True)
+        await asyncio.sleep(0.25)
+    await asyncio.Event().wait()  # until killed, without deregistering
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_an_instance_with_a_fast_clock_deregisters_no_other(system: System) -> None:
+    """Registrations expire by Redis's clock: the fast reader still sees the others, and
+    the fast registrant, killed, drops out after its TTL (not two minutes later)."""
+    ours = f"http://127.0.0.1:{system.settings['users_port']}"
+    fast = "http://127.0.0.1:7/"
+    assert ours in await seen(system)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SKEWED,
+        system.settings["redis_url"],
+        system.settings["cache_namespace"],
+        fast,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert proc.stdout is not None
+        lists = []
+        for _ in range(20):  # 5 s of the fast reader's view, heartbeats of both going on
+            line = await asyncio.wait_for(proc.stdout.readline(), 10)
+            lists.append(set(line.decode().split()))
+        assert all(ours in found for found in lists), lists
+        assert any(fast in found for found in lists), lists
+
+        async def both() -> bool:
+            found = await seen(system)
+            return ours in found and fast in found
+
+        await wait_for_condition(both, timeout_s=10, what="both listed by the gateway")
+    finally:
+        proc.kill()  # SIGKILL: no deregistration, its entry must expire by itself
+        await proc.wait()
+
+    async def fast_expired() -> bool:
+        found = await seen(system)
+        return fast not in found and ours in found
+
+    # The TTL is 4 s: expiring by Redis's clock takes that (plus the readers' refresh), by
+    # the fast clock it would take two minutes more.
+    await wait_for_condition(fast_expired, timeout_s=20, what="the killed fast instance expired")

@@ -12,6 +12,7 @@ half_open: one probe call goes through; success closes, a counted failure re-ope
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +29,11 @@ class BreakerOpen(DependencyUnavailable):
     def __init__(self, name: str, retry_after_s: float) -> None:
         super().__init__(f"{name} circuit breaker is open; retry in {retry_after_s:.1f}s")
         self.retry_after_s = retry_after_s
+
+    @property
+    def retry_after_header(self) -> str:
+        """For an HTTP answer (core.web): whole seconds, at least 1."""
+        return str(max(1, math.ceil(self.retry_after_s)))
 
 
 class CircuitBreaker:
@@ -46,6 +52,7 @@ class CircuitBreaker:
         self.failures = 0
         self.opened_at: float | None = None
         self.probing = False
+        self.probe_started = 0.0
 
     @property
     def state(self) -> State:
@@ -65,9 +72,13 @@ class CircuitBreaker:
         if state == "open":
             raise BreakerOpen(self.name, self.retry_after_s())
         if state == "half_open":
-            if self.probing:  # one probe at a time; the others wait for its outcome
+            # One probe at a time; the others wait for its outcome. A probe whose outcome
+            # never came (a caller that recorded nothing) stops counting after a reset time.
+            now = self.clock()
+            if self.probing and now - self.probe_started < self.reset_timeout_s:
                 raise BreakerOpen(self.name, min(1.0, self.reset_timeout_s))
             self.probing = True
+            self.probe_started = now
 
     def record_success(self) -> None:
         self.failures = 0

@@ -1,19 +1,92 @@
-"""The cache port: bytes by key with a time to live.
+"""The cache port: bytes by key with a time to live; and the one way to reach Redis.
 
 Adapters: :class:`RedisCache` (shared by every replica) and :class:`MemoryCache` (one
 process: the embedded default, and the in-process layer in front of Redis).
+:class:`GuardedRedis` is the Redis client every Redis user (cache, rate limits, discovery)
+goes through: short timeouts and a circuit breaker (docs/delivery.md, "Redis down").
 """
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from tidings.core.errors import DependencyUnavailable
+from tidings.core.breaker import CircuitBreaker
+from tidings.core.errors import StoreUnavailable
+from tidings.core.settings import TidingsSettings
+
+T = TypeVar("T")
+# What a Redis that is down or hanging raises (redis-py wraps most; a socket error can slip).
+REDIS_FAILURES = (RedisError, OSError)
+
+
+@dataclass(frozen=True)
+class RedisOptions:
+    connect_timeout_s: float
+    timeout_s: float
+    breaker_failures: int
+    breaker_reset_s: float
+
+    @classmethod
+    def of(cls, settings: TidingsSettings | None = None) -> RedisOptions:
+        """From ``settings``; None: the settings' defaults (tests, tools)."""
+        s = settings if settings is not None else TidingsSettings.model_construct()
+        return cls(
+            s.redis_connect_timeout_s,
+            s.redis_timeout_s,
+            s.redis_breaker_failures,
+            s.redis_breaker_reset_s,
+        )
+
+
+class GuardedRedis:
+    """A Redis client behind a circuit breaker. A Redis that is down costs the first
+    ``breaker_failures`` calls a timeout each (short: ``timeout_s``), then nothing: the
+    breaker refuses at once (BreakerOpen, a DependencyUnavailable) until a probe after
+    ``breaker_reset_s`` finds it back. Every failure leaves as DependencyUnavailable."""
+
+    def __init__(self, url: str, name: str, options: RedisOptions, *, max_connections: int) -> None:
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=options.timeout_s,  # waiting for a free connection of the pool
+            socket_timeout=options.timeout_s,
+            socket_connect_timeout=options.connect_timeout_s,
+            # One retry, at once: a pooled connection a Redis restart reset fails once and
+            # the retry takes a fresh one. redis-py's default (3, with backoff) multiplied
+            # each timeout of a Redis that is down.
+            retry=Retry(NoBackoff(), 1),
+        )
+        self.redis = aioredis.Redis(connection_pool=pool)
+        self.breaker = CircuitBreaker(
+            f"redis-{name}",
+            failure_threshold=options.breaker_failures,
+            reset_timeout_s=options.breaker_reset_s,
+        )
+
+    async def run(self, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        try:
+            async with self.breaker.guard(lambda exc: isinstance(exc, REDIS_FAILURES)):
+                return await call(self.redis)
+        except REDIS_FAILURES as exc:
+            raise StoreUnavailable(f"Redis: {exc!r}") from exc
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def redis_ms(ttl_s: float) -> int:
+    return max(1, math.ceil(ttl_s * 1000))
 
 
 class Cache(ABC):
@@ -76,59 +149,47 @@ class MemoryCache(Cache):
 
 
 class RedisCache(Cache):
-    """Redis through redis-py's asyncio client, every key under ``namespace:``."""
+    """Redis through :class:`GuardedRedis`, every key under ``namespace:``. While Redis is
+    down every call raises DependencyUnavailable; each caller decides whether to degrade
+    (read through, do not store) or refuse (single-use tokens: a replay could pass)."""
 
-    def __init__(self, url: str, namespace: str = "tidings") -> None:
+    def __init__(
+        self, url: str, namespace: str = "tidings", options: RedisOptions | None = None
+    ) -> None:
         self.namespace = namespace
         # A bounded pool that waits for a free connection rather than failing under a burst.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=5, socket_timeout=2, socket_connect_timeout=2
-        )
-        self._redis = aioredis.Redis(connection_pool=pool)
+        self._redis = GuardedRedis(url, "cache", options or RedisOptions.of(), max_connections=64)
+
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self._redis.breaker
 
     def _key(self, key: str) -> str:
         return f"{self.namespace}:{key}"
 
     async def get(self, key: str) -> bytes | None:
-        try:
-            value = await self._redis.get(self._key(key))
-            return value.encode() if isinstance(value, str) else value
-        except RedisError as exc:
-            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        value = await self._redis.run(lambda r: r.get(self._key(key)))
+        return value.encode() if isinstance(value, str) else value
 
     async def set(self, key: str, value: bytes, ttl_s: float | None = None) -> None:
-        try:
-            if ttl_s is None:
-                await self._redis.set(self._key(key), value)
-            else:
-                await self._redis.set(self._key(key), value, px=max(1, int(ttl_s * 1000)))
-        except RedisError as exc:
-            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        px = None if ttl_s is None else redis_ms(ttl_s)
+        await self._redis.run(lambda r: r.set(self._key(key), value, px=px))
 
     async def delete(self, key: str) -> None:
-        try:
-            await self._redis.delete(self._key(key))
-        except RedisError as exc:
-            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        await self._redis.run(lambda r: r.delete(self._key(key)))
 
     async def add(self, key: str, value: bytes, ttl_s: float) -> bool:
-        try:
-            stored = await self._redis.set(
-                self._key(key), value, px=max(1, int(ttl_s * 1000)), nx=True
-            )
-        except RedisError as exc:
-            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        stored = await self._redis.run(
+            lambda r: r.set(self._key(key), value, px=redis_ms(ttl_s), nx=True)
+        )
         return bool(stored)
 
     async def ping(self) -> None:
-        try:
-            await self._redis.ping()
-        except RedisError as exc:
-            raise DependencyUnavailable(f"Redis: {exc}") from exc
+        await self._redis.run(lambda r: r.ping())
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()
 
 
-def open_cache(redis_url: str | None, namespace: str) -> Cache:
-    return RedisCache(redis_url, namespace) if redis_url else MemoryCache()
+def open_cache(redis_url: str | None, namespace: str, options: RedisOptions | None = None) -> Cache:
+    return RedisCache(redis_url, namespace, options) if redis_url else MemoryCache()

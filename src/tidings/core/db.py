@@ -7,22 +7,28 @@ so a service cannot read another's tables by accident.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import orjson
 from sqlalchemy import DateTime, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 from sqlalchemy.types import TypeDecorator
 
 from tidings.core import jsons
+from tidings.core.breaker import CircuitBreaker
+from tidings.core.settings import TidingsSettings
 
 
 def utcnow() -> dt.datetime:
@@ -73,10 +79,139 @@ def _json_text(value: Any) -> str:
     return jsons.dumps(value).decode()
 
 
-def engine_for(url: str, schema: str, *, pool_size: int = 10) -> AsyncEngine:
+@dataclass(frozen=True)
+class DbTimeouts:
+    """How long a connect, a statement and a wait for a pooled connection may take.
+
+    Without them a database host that drops packets holds a request for the driver's
+    defaults (60 s to connect, no limit on a statement, 30 s for the pool).
+    """
+
+    connect_s: float
+    statement_s: float
+    pool_s: float
+    # The breaker in front of the pool: after this many "unavailable" errors in a row every
+    # checkout is refused at once (503) for ``breaker_reset_s``, then one probe goes.
+    breaker_failures: int = 1
+    breaker_reset_s: float = 1.0
+
+    @classmethod
+    def of(cls, settings: TidingsSettings) -> DbTimeouts:
+        return cls(
+            settings.db_connect_timeout_s,
+            settings.db_statement_timeout_s,
+            settings.db_pool_timeout_s,
+            settings.db_breaker_failures,
+            settings.db_breaker_reset_s,
+        )
+
+
+# What the drivers raise when the database cannot be used: SQLAlchemy's own errors, and the
+# asyncpg and socket errors it lets through unwrapped (a refused or timed-out connect, a
+# statement's client-side timeout). The web layer catches these (core.web) and asks
+# ``unavailable`` which of them mean "try again later".
+DRIVER_ERRORS: tuple[type[Exception], ...] = (
+    sa_exc.SQLAlchemyError,
+    OSError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+)
+# SQLSTATE classes of a server that cannot serve now: 08 connection exception, 53
+# insufficient resources (too many connections), 57P admin/crash shutdown, cannot connect now.
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+
+
+def unavailable(exc: BaseException) -> str | None:
+    """Why ``exc`` means the database is unreachable, hanging or overloaded (the request or
+    message may be tried again later), or None when it is about the statement itself (a
+    constraint, a bug), which trying again cannot help."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError):  # refused, reset, timed out (TimeoutError is one)
+            return f"database unreachable: {seen!r}"
+        if isinstance(seen, sa_exc.TimeoutError):
+            return f"database pool exhausted: {seen}"
+        if isinstance(seen, sa_exc.DBAPIError) and (
+            seen.connection_invalidated
+            or isinstance(seen, (sa_exc.OperationalError, sa_exc.InterfaceError))
+        ):
+            return f"database connection failed: {seen.orig!r}"
+        if isinstance(seen, asyncpg.InterfaceError):
+            return f"database connection failed: {seen!r}"
+        if str(getattr(seen, "sqlstate", "") or "").startswith(_UNAVAILABLE_SQLSTATES):
+            return f"database unavailable: {seen!r}"
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return None
+
+
+def _drop_hung_connection(context: ExceptionContext) -> None:
+    """A statement that timed out leaves its connection mid-protocol; SQLAlchemy would then
+    try a graceful close that waits on the same silent peer. Abort it at once instead."""
+    if isinstance(context.original_exception, TimeoutError) and context.connection is not None:
+        with contextlib.suppress(Exception):
+            driver = context.connection.connection.driver_connection
+            if driver is not None:
+                driver.terminate()
+
+
+def _guarded_pool(breaker: CircuitBreaker) -> type[AsyncAdaptedQueuePool]:
+    """The pool class of one engine, behind ``breaker``: while the database is away a
+    checkout is refused at once (BreakerOpen, a DependencyUnavailable: 503) instead of each
+    request meeting its own timeout, and a batch queued behind one that hung fails at once
+    too. A class per engine because SQLAlchemy makes the pool (and remakes it on dispose)."""
+
+    class GuardedPool(AsyncAdaptedQueuePool):
+        def connect(self) -> Any:
+            breaker.before_call()
+            try:
+                return super().connect()
+            except Exception as exc:  # a refused or timed-out connect, a full pool
+                if unavailable(exc) is not None:
+                    breaker.record_failure()
+                else:
+                    breaker.probing = False
+                raise
+
+    return GuardedPool
+
+
+def _watch(engine: AsyncEngine, breaker: CircuitBreaker) -> None:
+    """Statements tell the breaker whether the database answers."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _failed(context: ExceptionContext) -> None:
+        if unavailable(context.original_exception) is not None:
+            breaker.record_failure()
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def _answered(*_: Any) -> None:
+        if breaker.failures or breaker.opened_at is not None:  # cheap when all is well
+            breaker.record_success()
+
+
+def engine_for(
+    url: str, schema: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = None
+) -> AsyncEngine:
+    """``timeouts`` None: the drivers' defaults (migrations, which may run long, and the
+    workers, which do not pass theirs yet)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return create_async_engine(
+        connect_args: dict[str, Any] = {
+            "server_settings": {"search_path": schema, "application_name": f"tidings-{schema}"}
+        }
+        pool: dict[str, Any] = {}
+        breaker = None
+        if timeouts is not None:
+            # Client-side: a server-side statement_timeout cannot help when no packet
+            # arrives. asyncpg's command_timeout covers every statement of the connection.
+            connect_args |= {"timeout": timeouts.connect_s, "command_timeout": timeouts.statement_s}
+            breaker = CircuitBreaker(
+                f"database-{schema}",
+                failure_threshold=timeouts.breaker_failures,
+                reset_timeout_s=timeouts.breaker_reset_s,
+            )
+            pool = {"pool_timeout": timeouts.pool_s, "poolclass": _guarded_pool(breaker)}
+        engine = create_async_engine(
             url,
             # JSON columns through orjson: several times faster than the json module.
             json_serializer=_json_text,
@@ -88,15 +223,23 @@ def engine_for(url: str, schema: str, *, pool_size: int = 10) -> AsyncEngine:
             # then discards every pooled connection made before it. The request answers 503
             # (core.web), a consumed message goes back to its queue.
             pool_recycle=1800,
-            connect_args={
-                "server_settings": {"search_path": schema, "application_name": f"tidings-{schema}"}
-            },
+            connect_args=connect_args,
+            **pool,
         )
+        event.listen(engine.sync_engine, "handle_error", _drop_hung_connection)
+        if breaker is not None:
+            _watch(engine, breaker)
+        return engine
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             from pathlib import Path
 
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        # The timeouts are not applied: a local file neither refuses nor hangs the way a
+        # network peer does. Its one wait is for a lock another writer of this process
+        # holds, which a burst can hold longer than a network timeout, and the embedded
+        # default would answer 503 to bursts it can absorb. A lock held past 30 s is an
+        # OperationalError, which answers 503 (``unavailable``), not 500.
         engine = create_async_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -111,8 +254,8 @@ def engine_for(url: str, schema: str, *, pool_size: int = 10) -> AsyncEngine:
     raise ValueError(f"unsupported database URL scheme: {parsed.drivername}")
 
 
-def open_database(url: str, schema: str) -> Database:
-    engine = engine_for(url, schema)
+def open_database(url: str, schema: str, timeouts: DbTimeouts | None = None) -> Database:
+    engine = engine_for(url, schema, timeouts=timeouts)
     autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")
     return Database(
         engine,

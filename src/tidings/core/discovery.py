@@ -2,10 +2,13 @@
 others find it by name, spreading calls over the instances alive.
 
 An instance is a member of the sorted set ``<ns>:svc:<name>`` whose score is when its
-registration expires; it renews it every ``heartbeat_s`` and removes it when it stops. A
-crashed instance drops out when its score passes. Readers keep the list for ``refresh_s``.
-A static URL (TIDINGS_USERS_URL, …) or no Redis (the embedded default) means no discovery:
-the static address is used, as it is when no instance is registered.
+registration expires, in Redis's own clock (TIME, inside the script that writes or reads it):
+no process's clock takes part, so an instance whose clock is off neither outlives its
+heartbeats nor expires the others' (docs/decisions.md, "Service discovery"). It renews it
+every ``heartbeat_s`` and removes it when it stops; a crashed instance drops out when its
+score passes. Readers keep the list for ``refresh_s``, and keep the last list seen while
+Redis is down. A static URL (TIDINGS_USERS_URL, …) or no Redis (the embedded default) means
+no discovery: the static address is used, as it is when no instance is registered.
 """
 
 from __future__ import annotations
@@ -16,55 +19,88 @@ import itertools
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from tidings.core.cache import GuardedRedis, RedisOptions, redis_ms
+from tidings.core.errors import DependencyUnavailable
+from tidings.core.metrics import REDIS_DEGRADED
 
 log = logging.getLogger("tidings.discovery")
 INSTANCE_HEADER = "X-Tidings-Instance"
 
+# Redis's clock, in ms: the only clock registrations are compared with.
+_NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) "
+_REGISTER = (
+    _NOW
+    + "redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) "
+    # The set itself goes when no instance has renewed for a TTL.
+    + "redis.call('PEXPIRE', KEYS[1], ARGV[2]) return now"
+)
+_ALIVE = (
+    _NOW
+    + "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now) "
+    + "return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')"
+)
+
 
 class Registry:
     def __init__(
-        self, url: str, namespace: str, *, ttl_s: float = 6.0, refresh_s: float = 1.0
+        self,
+        url: str,
+        namespace: str,
+        *,
+        ttl_s: float = 6.0,
+        refresh_s: float = 1.0,
+        options: RedisOptions | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=8, timeout=5, socket_timeout=2, socket_connect_timeout=2
+        """``clock`` only times this reader's own copy of the list (``refresh_s``)."""
+        self._redis = GuardedRedis(
+            url, "discovery", options or RedisOptions.of(), max_connections=8
         )
-        self._redis = aioredis.Redis(connection_pool=pool)
+        self._register = self._redis.redis.register_script(_REGISTER)
+        self._alive = self._redis.redis.register_script(_ALIVE)
         self.namespace = namespace
         self.ttl_s = ttl_s
         self.refresh_s = refresh_s
+        self.clock = clock
         self._seen: dict[str, tuple[float, list[str]]] = {}
+        self._down = False
 
     def _key(self, service: str) -> str:
         return f"{self.namespace}:svc:{service}"
 
     async def register(self, service: str, url: str) -> None:
-        await self._redis.zadd(self._key(service), {url: time.time() + self.ttl_s})
+        """Raises DependencyUnavailable while Redis is down."""
+        key, ttl_ms = self._key(service), redis_ms(self.ttl_s)
+        await self._redis.run(lambda _: self._register(keys=[key], args=[url, ttl_ms]))
 
     async def deregister(self, service: str, url: str) -> None:
-        await self._redis.zrem(self._key(service), url)
+        await self._redis.run(lambda r: r.zrem(self._key(service), url))
 
     async def instances(self, service: str) -> list[str]:
-        """The instances alive (cached ``refresh_s``); [] when none, or Redis is down."""
-        now = time.monotonic()
+        """The instances alive (cached ``refresh_s``); the last list seen while Redis is
+        down; [] when none."""
+        now = self.clock()
         cached = self._seen.get(service)
         if cached is not None and now - cached[0] < self.refresh_s:
             return cached[1]
         try:
             key = self._key(service)
-            await self._redis.zremrangebyscore(key, "-inf", time.time())
-            members = await self._redis.zrangebyscore(key, time.time(), "+inf")
+            members = await self._redis.run(lambda _: self._alive(keys=[key]))
             found = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
-        except RedisError as exc:
-            log.warning("discovery unavailable, using what was seen last: %s", exc)
+            self._down = False
+        except DependencyUnavailable as exc:
+            REDIS_DEGRADED.labels("discovery", "last_known").inc()
+            if not self._down:  # one line per outage
+                log.warning("discovery unavailable, using what was seen last: %s", exc)
+                self._down = True
             found = cached[1] if cached else []
         self._seen[service] = (now, found)
         return found
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()
 
 
 class Endpoints:
@@ -111,7 +147,7 @@ class Heartbeat:
             await asyncio.sleep(self.every_s)
             try:
                 await self.registry.register(self.service, self.url)
-            except RedisError as exc:
+            except DependencyUnavailable as exc:
                 log.warning("heartbeat not sent: %s", exc)
 
     async def stop(self) -> None:
@@ -119,5 +155,5 @@ class Heartbeat:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        with contextlib.suppress(RedisError):
+        with contextlib.suppress(DependencyUnavailable):
             await self.registry.deregister(self.service, self.url)

@@ -58,6 +58,12 @@ class DependencyUnavailable(TidingsError):
     default_message = "a dependency is unavailable"
 
 
+class StoreUnavailable(DependencyUnavailable):
+    """A store (Redis) cannot be reached or does not answer in time: try again shortly."""
+
+    retry_after_header = "1"
+
+
 FailureKind = Literal["transient", "permanent", "recipient_invalid", "provider_auth"]
 
 

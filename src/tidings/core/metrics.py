@@ -49,6 +49,11 @@ DELIVERY_ERRORS = Counter(
 )
 RETRIES = Counter("tidings_retries_total", "Retries scheduled", ["channel"])
 CACHE = Counter("tidings_cache_requests_total", "Look-up cache use", ["cache", "result"])
+REDIS_DEGRADED = Counter(
+    "tidings_redis_degraded_total",
+    "Uses of Redis while it was unavailable, by what was done instead (docs/delivery.md)",
+    ["use", "outcome"],
+)
 BREAKER_STATE = Gauge(
     "tidings_breaker_state",
     "Circuit breakers: 0 closed, 1 half-open, 2 open",

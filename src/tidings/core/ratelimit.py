@@ -4,6 +4,11 @@ A bucket holds up to ``burst`` tokens and refills at ``rate_per_s``; each reques
 ``take`` answers 0 when the request may go, or how many seconds until it may (the
 ``Retry-After``). Written here rather than with a library because the limit is one Lua script
 on the Redis the project already has, and the in-process twin is ten lines.
+
+Redis down (docs/delivery.md, "Redis down"): the limits neither stop (fail open would let one
+key, or a password guesser, go unlimited) nor refuse (notifications would stop for want of a
+counter): each replica keeps counting in process until Redis is back, so the cluster allows
+at most its replicas times the limit meanwhile.
 """
 
 from __future__ import annotations
@@ -13,11 +18,9 @@ import math
 import time
 from abc import ABC, abstractmethod
 
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-
-from tidings.core.cache import MemoryCache
-from tidings.core.errors import TidingsError
+from tidings.core.cache import GuardedRedis, MemoryCache, RedisOptions
+from tidings.core.errors import DependencyUnavailable, TidingsError
+from tidings.core.metrics import REDIS_DEGRADED
 
 log = logging.getLogger("tidings.ratelimit")
 
@@ -85,28 +88,38 @@ return tostring(wait)
 
 
 class RedisRateLimiter(RateLimiter):
-    def __init__(self, url: str, namespace: str) -> None:
+    def __init__(self, url: str, namespace: str, options: RedisOptions | None = None) -> None:
         self.namespace = namespace
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url, max_connections=64, timeout=5, socket_timeout=2, socket_connect_timeout=2
+        self._redis = GuardedRedis(
+            url, "ratelimit", options or RedisOptions.of(), max_connections=64
         )
-        self._redis = aioredis.Redis(connection_pool=pool)
-        self._script = self._redis.register_script(_BUCKET)
+        self._script = self._redis.redis.register_script(_BUCKET)
+        self._local = MemoryRateLimiter()  # while Redis is down
+        self.degraded = False
 
     async def take(self, key: str, rate_per_s: float, burst: int) -> float:
         try:
-            answer = await self._script(
-                keys=[f"{self.namespace}:rl:{key}"], args=[rate_per_s, burst]
+            answer = await self._redis.run(
+                lambda _: self._script(
+                    keys=[f"{self.namespace}:rl:{key}"], args=[rate_per_s, burst]
+                )
             )
-        except RedisError as exc:
-            # Fail open: Redis down should not stop notifications; it is in /health.
-            log.warning("rate limit not checked, Redis unavailable: %s", exc)
-            return 0.0
+        except DependencyUnavailable as exc:
+            if not self.degraded:  # one line per outage, not one per request
+                log.warning("rate limits counted in process until Redis is back: %s", exc)
+                self.degraded = True
+            REDIS_DEGRADED.labels("rate_limit", "local").inc()
+            return await self._local.take(key, rate_per_s, burst)
+        if self.degraded:
+            log.info("rate limits counted in Redis again")
+            self.degraded = False
         return float(answer)
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()
 
 
-def open_rate_limiter(redis_url: str | None, namespace: str) -> RateLimiter:
-    return RedisRateLimiter(redis_url, namespace) if redis_url else MemoryRateLimiter()
+def open_rate_limiter(
+    redis_url: str | None, namespace: str, options: RedisOptions | None = None
+) -> RateLimiter:
+    return RedisRateLimiter(redis_url, namespace, options) if redis_url else MemoryRateLimiter()

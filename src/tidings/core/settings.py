@@ -85,6 +85,23 @@ class TidingsSettings(BaseSettings):
     users_breaker_failures: int = Field(default=3, ge=1)
     users_breaker_reset_s: float = Field(default=30.0, gt=0)
 
+    # PostgreSQL from the HTTP services (docs/delivery.md, "PostgreSQL down"): how long a
+    # connect, a statement and a wait for a pooled connection may take before the request
+    # answers 503. They bound a request's wait on a database that hangs.
+    db_connect_timeout_s: float = Field(default=1.0, gt=0)
+    db_statement_timeout_s: float = Field(default=1.0, gt=0)
+    db_pool_timeout_s: float = Field(default=1.0, gt=0)
+    # After this many such failures in a row, requests answer 503 at once for the reset time
+    # (then one probe goes), instead of each waiting for its own timeout.
+    db_breaker_failures: int = Field(default=1, ge=1)
+    db_breaker_reset_s: float = Field(default=1.0, gt=0)
+    # Redis (docs/delivery.md, "Redis down"): socket timeouts, and a breaker so a Redis
+    # that is down costs a request nothing once it has failed this many times in a row.
+    redis_connect_timeout_s: float = Field(default=0.25, gt=0)
+    redis_timeout_s: float = Field(default=0.5, gt=0)
+    redis_breaker_failures: int = Field(default=3, ge=1)
+    redis_breaker_reset_s: float = Field(default=5.0, gt=0)
+
     # Credentials. Unset, `tidings up` makes them at start (and prints the admin key);
     # `tidings run SERVICE` needs them set, the same in every process.
     admin_api_key: SecretStr | None = None

@@ -20,15 +20,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import SecretStr
-from redis.exceptions import RedisError
-from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tidings.core.auth import bearer, same_secret
 from tidings.core.breaker import CircuitBreaker
-from tidings.core.db import Database, open_database
+from tidings.core.cache import RedisOptions
+from tidings.core.db import DRIVER_ERRORS, Database, DbTimeouts, open_database, unavailable
 from tidings.core.discovery import INSTANCE_HEADER, Endpoints, Heartbeat, Registry
 from tidings.core.envelope import Envelope, failure, ok
 from tidings.core.errors import (
@@ -210,18 +209,24 @@ def install_error_handlers(app: FastAPI) -> None:
         status, error = _describe_validation(exc)
         return JSONResponse(failure(error, _REASONS[status]), status)
 
-    @app.exception_handler(DBAPIError)
-    async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
-        # A pooled connection the server dropped (a restart): nothing was written, and the
-        # pool has discarded its other old connections; the next try gets a fresh one.
-        if exc.connection_invalidated:
+    async def _database(_: Request, exc: Exception) -> JSONResponse:
+        # The one place a database error becomes an answer. Unreachable, hanging, a pool
+        # exhausted, a pooled connection the server dropped (a restart): nothing was
+        # committed that a retry with the same request_id would repeat, so 503 and
+        # Retry-After. Anything else is a bug: 500, logged.
+        reason = unavailable(exc)
+        if reason is not None:
+            log.warning("database unavailable: %s", reason)
             return JSONResponse(
-                failure("database connection lost; send the request again", _REASONS[503]),
+                failure("database unavailable; send the request again", _REASONS[503]),
                 503,
                 headers={"Retry-After": "1"},
             )
-        log.exception("database error")
+        log.error("database error", exc_info=exc)
         return JSONResponse(failure("internal error", _REASONS.get(500, "error")), 500)
+
+    for error_class in DRIVER_ERRORS:
+        app.add_exception_handler(error_class, _database)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -286,9 +291,11 @@ def _secret_of(settings: TidingsSettings | None, name: str) -> str | None:
 
 
 @asynccontextmanager
-async def app_database(app: FastAPI, url: str, schema: str) -> AsyncIterator[Database]:
+async def app_database(
+    app: FastAPI, url: str, schema: str, timeouts: DbTimeouts | None = None
+) -> AsyncIterator[Database]:
     """The service's store for the app's lifetime, with its /health check."""
-    db = open_database(url, schema)
+    db = open_database(url, schema, timeouts)
     app.state.health.add("database", db.ping)
     try:
         yield db
@@ -313,7 +320,9 @@ def create_service_app(
         """The service's own lifespan, then its registration (when discovery is on)."""
         registry = None
         if settings is not None and settings.redis_url:
-            registry = Registry(settings.redis_url, settings.cache_namespace)
+            registry = Registry(
+                settings.redis_url, settings.cache_namespace, options=RedisOptions.of(settings)
+            )
         app.state.registry = registry
         async with lifespan(app):
             heartbeat = None
@@ -323,7 +332,7 @@ def create_service_app(
                 )
                 try:
                     await heartbeat.start()
-                except RedisError as exc:
+                except DependencyUnavailable as exc:
                     log.warning("not registered for discovery: %s", exc)
                     heartbeat = None
             try:

@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from tidings.core.access import Access
 from tidings.core.auth import Principal
 from tidings.core.bus import Bus, open_bus
-from tidings.core.cache import Cache, open_cache
+from tidings.core.cache import Cache, RedisOptions, open_cache
+from tidings.core.db import DbTimeouts
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import QUEUE_CONSUMERS, QUEUE_DEPTH
 from tidings.core.ratelimit import open_rate_limiter
@@ -53,7 +54,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            db = await stack.enter_async_context(app_database(app, settings.store_url, "gateway"))
+            db = await stack.enter_async_context(
+                app_database(app, settings.store_url, "gateway", DbTimeouts.of(settings))
+            )
             api_keys = ApiKeys(db)
             app.state.api_keys = api_keys
             the_bus = bus
@@ -63,9 +66,13 @@ def create_app(
                 stack.push_async_callback(the_bus.close)
             the_cache = cache
             if the_cache is None:
-                the_cache = open_cache(settings.redis_url, settings.cache_namespace)
+                the_cache = open_cache(
+                    settings.redis_url, settings.cache_namespace, RedisOptions.of(settings)
+                )
                 stack.push_async_callback(the_cache.close)
-            limiter = open_rate_limiter(settings.redis_url, settings.cache_namespace)
+            limiter = open_rate_limiter(
+                settings.redis_url, settings.cache_namespace, RedisOptions.of(settings)
+            )
             app.state.limiter = limiter
             stack.push_async_callback(limiter.close)
             app.state.settings = settings

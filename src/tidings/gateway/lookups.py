@@ -1,5 +1,9 @@
 """The gateway's view of users: cached in process and in Redis, with the last known copy
-kept to serve while the users service is down."""
+kept to serve while the users service is down.
+
+Redis down: the cache degrades (docs/delivery.md, "Redis down"): reads go through to the
+users service, nothing is stored, and the Redis breaker makes each of those cost nothing.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import orjson
 
 from tidings.core.cache import Cache, MemoryCache
 from tidings.core.errors import DependencyUnavailable
-from tidings.core.metrics import CACHE
+from tidings.core.metrics import CACHE, REDIS_DEGRADED
 from tidings.core.web import ServiceClient
 
 log = logging.getLogger("tidings.gateway.lookups")
@@ -29,19 +33,30 @@ class UserDirectory:
         self.ttl_s = ttl_s
         self._local = MemoryCache(max_entries=50_000)
         self.degraded: str | None = None
+        self._cache_down = False
+
+    def _cache_failed(self, exc: DependencyUnavailable, outcome: str) -> None:
+        REDIS_DEGRADED.labels("users_cache", outcome).inc()
+        if not self._cache_down:  # one line per outage, not one per request
+            log.warning("user cache unavailable, reading through to the users service: %s", exc)
+            self._cache_down = True
 
     async def _cache_get(self, key: str) -> bytes | None:
         try:
-            return await self.cache.get(key)
+            found = await self.cache.get(key)
         except DependencyUnavailable as exc:
-            log.warning("cache unavailable, reading through: %s", exc)
+            self._cache_failed(exc, "read_through")
             return None
+        if self._cache_down:
+            log.info("user cache available again")
+            self._cache_down = False
+        return found
 
     async def _cache_set(self, key: str, value: bytes, ttl_s: float | None) -> None:
         try:
             await self.cache.set(key, value, ttl_s)
         except DependencyUnavailable as exc:
-            log.warning("cache unavailable, not storing %s: %s", key, exc)
+            self._cache_failed(exc, "not_stored")
 
     async def get(self, user_id: uuid.UUID) -> dict[str, Any]:
         """The user's contact data and preferences; raises NotFound for an unknown user."""
@@ -75,7 +90,8 @@ class UserDirectory:
         try:
             await self.cache.delete(key)
         except DependencyUnavailable as exc:
-            log.warning("cache unavailable, could not drop %s: %s", key, exc)
+            # The Redis copy outlives this for at most the cache TTL (other replicas).
+            log.warning("user cache unavailable, could not drop %s: %s", key, exc)
 
     async def health(self) -> str | None:
         return self.degraded

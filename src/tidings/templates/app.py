@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tidings.core.access import Access
+from tidings.core.db import DbTimeouts
 from tidings.core.web import app_database, create_service_app
 from tidings.templates.router import router
 from tidings.templates.service import TemplateService
@@ -16,7 +17,9 @@ def create_app(settings: TemplatesSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.access = Access(settings)
-        async with app_database(app, settings.store_url, "templates") as db:
+        async with app_database(
+            app, settings.store_url, "templates", DbTimeouts.of(settings)
+        ) as db:
             app.state.templates = TemplateService(db)
             yield
 

@@ -7,6 +7,8 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 
 from tidings.core.access import Access
+from tidings.core.cache import RedisOptions
+from tidings.core.db import DbTimeouts
 from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.web import app_database, create_service_app
 from tidings.users import devices
@@ -22,8 +24,10 @@ def create_app(settings: UsersSettings) -> FastAPI:
         app.state.settings = settings
         app.state.access = Access(settings)
         # Device registrations per user (users/devices_service.py).
-        app.state.limiter = open_rate_limiter(settings.redis_url, settings.cache_namespace)
-        async with app_database(app, settings.store_url, "users") as db:
+        app.state.limiter = open_rate_limiter(
+            settings.redis_url, settings.cache_namespace, RedisOptions.of(settings)
+        )
+        async with app_database(app, settings.store_url, "users", DbTimeouts.of(settings)) as db:
             app.state.users = UserService(db, PasswordHasher())
             try:
                 yield

@@ -1,0 +1,352 @@
+"""The gateway under PostgreSQL and Redis outages, made with a TCP proxy (tests/faults/
+proxy.py): in front of the gateway's database connections only (the other services talk to
+PostgreSQL directly), and in front of every service's Redis.
+
+PostgreSQL refused or hanging: every request answers 202 or 503 with Retry-After (never 500),
+within a bound; the client sends its 503s again with the same request_id; afterwards every
+accepted notification is delivered once. Redis cut: each use behaves as docs/delivery.md
+("Redis down") decides.
+
+Only the gateway's database path is cut. The workers' and the gateway's consumers' handling
+of a database outage is another part of the work (their messages would be requeued until the
+broker's delivery limit): so the run pauses, before each cut, until what it has accepted so
+far is delivered, and no status event is in flight while the database is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.faults.conftest import Start
+from tests.faults.harness import Run, send_many, statuses, tally, wait_quiet, wait_until_all
+from tests.faults.proxy import TcpProxy
+from tests.helpers import wait_for_condition
+from tests.scenario import create_template, create_user, notification
+
+N = 300  # 1,000 exceeded the per-test timeout on these shared 2-core machines (load 14)
+OUTAGE_S = 10
+CLIENTS = 20
+# What docs/delivery.md states for a database that hangs, with the default settings: one
+# timeout (1 s) and at worst a pool wait before it, 2 s; the breaker answers the rest at
+# once. The assertion allows 1 s more for a loaded 2-core machine.
+HANG_BOUND_S = 2.0
+SLACK_S = 1.0
+
+
+@dataclass
+class Answers:
+    """Every answer the clients got: status codes, and how long each 503 took."""
+
+    codes: Counter[int] = field(default_factory=Counter)
+    unavailable_s: list[float] = field(default_factory=list)
+    slowest_s: float = 0.0
+    without_retry_after: int = 0
+    transport_errors: int = 0
+    # The slowest answer to a request sent while the database was away.
+    slowest_in_outage_s: float = 0.0
+    # One request at a time during the outage: the cost of a 503 itself, without the
+    # queueing of CLIENTS concurrent clients on a 2-core machine.
+    alone_s: list[float] = field(default_factory=list)
+
+    def quantile_503_s(self, q: float) -> float:
+        ordered = sorted(self.unavailable_s)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else 0.0
+
+    def p99_503_s(self) -> float:
+        return self.quantile_503_s(0.99)
+
+
+class Clients:
+    """CLIENTS clients sending N notifications; a 503 is sent again (same request_id) after
+    its Retry-After, up to a deadline. ``pause()`` stops them taking new ones and waits until
+    none is in flight; ``go()`` lets them on."""
+
+    def __init__(self, gw: httpx.AsyncClient, run: Run, user_id: str, code: str) -> None:
+        self.gw = gw
+        self.run = run
+        self.user_id = user_id
+        self.code = code
+        self.answers = Answers()
+        self._ids = iter(range(N))
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self.accepted = asyncio.Condition()
+        self.outage = False  # set by the scenario while the database is away
+
+    async def pause(self) -> None:
+        self._flowing.clear()
+        if self._in_flight:
+            self._idle.clear()
+            await asyncio.wait_for(self._idle.wait(), 60)
+
+    def go(self) -> None:
+        self._flowing.set()
+
+    async def wait_accepted(self, count: int) -> None:
+        async with self.accepted:
+            await asyncio.wait_for(self.accepted.wait_for(lambda: len(self.run.sent) >= count), 60)
+
+    async def _one(self, i: int) -> None:
+        body = notification(self.user_id, self.code, request_id=f"{self.run.tag}{i:05d}")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            started, in_outage = time.monotonic(), self.outage
+            try:
+                answer = await self.gw.post("/api/v1/notifications/", json=body, timeout=30)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # A kept-alive connection the server closed as it was reused (uvicorn's 5 s
+                # keep-alive, after a pause): the client sends again, as any client would.
+                self.answers.transport_errors += 1
+                continue
+            took = time.monotonic() - started
+            self.answers.codes[answer.status_code] += 1
+            self.answers.slowest_s = max(self.answers.slowest_s, took)
+            if in_outage:
+                self.answers.slowest_in_outage_s = max(self.answers.slowest_in_outage_s, took)
+            if answer.status_code == 202:
+                async with self.accepted:
+                    self.run.sent[body["request_id"]] = answer.json()["data"]["notification_id"]
+                    self.accepted.notify_all()
+                return
+            assert answer.status_code == 503, f"{answer.status_code} {answer.text[:300]}"
+            self.answers.unavailable_s.append(took)
+            if "Retry-After" not in answer.headers:
+                self.answers.without_retry_after += 1
+            # As a client should: after Retry-After (1 s). Retrying sooner only made the
+            # gateway's 2 cores, not the database, the bottleneck of what is measured.
+            await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
+        raise AssertionError(f"{body['request_id']} not accepted in 90 s")
+
+    async def _client(self) -> None:
+        while True:
+            await self._flowing.wait()
+            i = next(self._ids, None)
+            if i is None:
+                return
+            self._in_flight += 1
+            try:
+                await self._one(i)
+            finally:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._idle.set()
+
+    async def run_all(self) -> None:
+        await asyncio.gather(*(self._client() for _ in range(CLIENTS)))
+
+
+async def run_with_outage(
+    make_system: Start,
+    fresh_pg: str,
+    fresh_vhost: str,
+    name: str,
+    fault: Callable[[TcpProxy], Awaitable[None]],
+) -> Answers:
+    """N notifications; a third in, the gateway's database gets ``fault`` for OUTAGE_S."""
+    async with TcpProxy(5432) as proxy:
+        system = await make_system(gateway_database_url=proxy.url(fresh_pg))
+        gw = system.gateway
+        user = await create_user(gw)
+        template = await create_template(gw)
+        run = Run.new(name)
+        clients = Clients(gw, run, user["user_id"], template["code"])
+        sending = asyncio.create_task(clients.run_all())
+        await clients.wait_accepted(N // 3)
+        await clients.pause()
+        await wait_until_all(fresh_pg, run, "delivered", timeout_s=60)
+        await fault(proxy)
+        clients.outage = True
+        cut_at = time.monotonic()
+        for _ in range(5):  # at most ~5 s of the outage: the clients get the rest
+            body = notification(user["user_id"], template["code"])
+            started = time.monotonic()
+            alone = await gw.post("/api/v1/notifications/", json=body, timeout=30)
+            clients.answers.alone_s.append(time.monotonic() - started)
+            assert alone.status_code == 503, alone.text
+        clients.go()
+        # The outage is what is under test: it lasts its time.
+        await asyncio.sleep(max(0.0, OUTAGE_S - (time.monotonic() - cut_at)))
+        during = clients.answers.codes.copy()
+        clients.outage = False
+        await proxy.restore()
+        await asyncio.wait_for(sending, 100)
+
+        assert during[503] > 0, f"no request saw the outage: {during}"
+        await wait_until_all(fresh_pg, run, "delivered", timeout_s=90)
+        await wait_quiet(fresh_vhost)
+        result = tally(system.smtp, run)
+        answers = clients.answers
+        print(
+            f"{name}: {N} messages, database {name} for {OUTAGE_S}s: {result}; answers"
+            f" {dict(answers.codes)}; 503 p50 {answers.quantile_503_s(0.5) * 1e3:.1f} ms,"
+            f" p99 {answers.p99_503_s() * 1e3:.1f} ms,"
+            f" slowest answer {answers.slowest_s * 1e3:.0f} ms, during the outage"
+            f" {answers.slowest_in_outage_s * 1e3:.0f} ms; one at a time:"
+            f" {sorted(round(t * 1e3) for t in answers.alone_s)} ms;"
+            f" {answers.transport_errors} kept-alive connections closed under a request"
+        )
+        assert set(answers.codes) <= {202, 503}, answers.codes
+        assert answers.without_retry_after == 0
+        assert result.delivered == N and not result.lost, result
+        assert not result.duplicated and not result.unexpected, result
+        assert await statuses(fresh_pg, run) == {"delivered": N}
+        return answers
+
+
+async def test_postgres_refusing_answers_503_fast_and_loses_nothing(
+    make_system: Start, fresh_pg: str, fresh_vhost: str
+) -> None:
+    async def refuse(proxy: TcpProxy) -> None:
+        await proxy.cut()
+
+    answers = await run_with_outage(make_system, fresh_pg, fresh_vhost, "refused", refuse)
+    # The class of the answer is what is asserted; the figures go in docs/delivery.md. Alone,
+    # a 503 costs milliseconds; among 20 clients on two shared cores their queueing shows
+    # (p99 0.75 s at load 10): the bounds are generous.
+    assert max(answers.alone_s) < 1.0, answers.alone_s
+    assert answers.p99_503_s() < 2.0, answers.p99_503_s()
+
+
+async def test_postgres_hanging_answers_503_within_the_bound(
+    make_system: Start, fresh_pg: str, fresh_vhost: str
+) -> None:
+    async def hang(proxy: TcpProxy) -> None:
+        proxy.stall()
+
+    answers = await run_with_outage(make_system, fresh_pg, fresh_vhost, "hanging", hang)
+    assert answers.slowest_in_outage_s < HANG_BOUND_S + SLACK_S, answers.slowest_in_outage_s
+    assert max(answers.alone_s) < HANG_BOUND_S + SLACK_S, answers.alone_s
+
+
+async def test_one_groups_database_failure_fails_only_that_group(
+    make_system: Start, fresh_pg: str
+) -> None:
+    """Group commit (core.batching) under a cut: the requests of the group that met it answer
+    503; the next group, after the database is back, is written."""
+    async with TcpProxy(5432) as proxy:
+        system = await make_system(gateway_database_url=proxy.url(fresh_pg))
+        gw = system.gateway
+        user = await create_user(gw)
+        template = await create_template(gw)
+        bodies = [notification(user["user_id"], template["code"]) for _ in range(20)]
+        await proxy.cut()
+        down = await asyncio.gather(*(gw.post("/api/v1/notifications/", json=b) for b in bodies))
+        assert {a.status_code for a in down} == {503}, [a.text for a in down]
+        await proxy.restore()
+
+        async def accepted() -> bool:
+            answers = await asyncio.gather(
+                *(gw.post("/api/v1/notifications/", json=b) for b in bodies)
+            )
+            codes = {a.status_code for a in answers}
+            assert codes <= {202, 503}, codes
+            return codes == {202}
+
+        await wait_for_condition(accepted, timeout_s=20, interval_s=0.2, what="accepted")
+        conn = await asyncpg.connect(fresh_pg)
+        try:
+            stored = await conn.fetchval(
+                "SELECT count(*) FROM gateway.notifications WHERE request_id = ANY($1)",
+                [b["request_id"] for b in bodies],
+            )
+        finally:
+            await conn.close()
+        assert stored == len(bodies)
+
+
+WEBHOOK_KEY = "key-test-0123456789abcdef"
+
+
+@asynccontextmanager
+async def fresh(gw: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+    """A client with no kept-alive connections: after a pause, a connection uvicorn closes
+    (5 s keep-alive) just as it is reused fails the request (httpx.ReadError)."""
+    async with httpx.AsyncClient(base_url=gw.base_url, headers=gw.headers, timeout=30) as c:
+        yield c
+
+
+def signed_webhook() -> dict[str, Any]:
+    """A genuine Mailgun event (fresh token) about no notification of ours."""
+    timestamp, token = str(int(time.time())), uuid.uuid4().hex
+    signature = hmac.new(
+        WEBHOOK_KEY.encode(), (timestamp + token).encode(), hashlib.sha256
+    ).hexdigest()
+    return {
+        "signature": {"timestamp": timestamp, "token": token, "signature": signature},
+        "event-data": {"event": "delivered", "message": {"headers": {"message-id": "<x@y>"}}},
+    }
+
+
+async def test_redis_restarted_each_use_behaves_as_decided_and_nothing_is_lost(
+    make_system: Start, fresh_pg: str, fresh_vhost: str, redis_url: str
+) -> None:
+    """docs/delivery.md, "Redis down", row by row, with every service's Redis cut."""
+    async with TcpProxy(6379) as proxy:
+        system = await make_system(
+            redis_url=proxy.url(redis_url),
+            login_burst=3,
+            login_rate_per_s=0.001,
+            mailgun_webhook_signing_key=WEBHOOK_KEY,
+            user_cache_ttl_s=0.1,  # look-ups reach past the in-process layer to Redis
+        )
+        gw = system.gateway
+        user = await create_user(gw)
+        template = await create_template(gw)
+        ours = f"http://127.0.0.1:{system.settings['users_port']}"
+        run = Run.new("redis")
+        async with fresh(gw) as client:
+            await send_many(client, run, user["user_id"], template["code"], 100)
+
+        await proxy.cut()
+        started = time.monotonic()
+        # Caches degrade: the user is read through from the users service; rate limits
+        # count in process: every notification is accepted.
+        async with fresh(gw) as client:
+            await send_many(client, run, user["user_id"], template["code"], 200, start=100)
+            during_s = time.monotonic() - started
+            health = (await client.get("/health")).json()["data"]
+            # /health says so; the breaker is open (its probe, maybe this very check, failed):
+            # Redis costs a request nothing.
+            assert health["checks"]["cache"].startswith("error"), health
+            assert system.apps["gateway"].state.cache.breaker.state != "closed"
+            # Discovery keeps the last instances it saw.
+            assert ours in health["instances"]["users"], health
+            # Login attempts are still limited (in process): the fourth is refused.
+            login = {"email": "a@b.c", "password": "x" * 12}
+            logins = [await client.post("/api/v1/auth/login/", json=login) for _ in range(4)]
+            codes = [a.status_code for a in logins]
+            assert codes[3] == 429 and 429 not in codes[:3] and max(codes[:3]) < 500, codes
+            # A single-use webhook token cannot be checked: refused, to be sent again.
+            refused = await client.post("/api/v1/webhooks/mailgun/", json=signed_webhook())
+            assert refused.status_code == 503, refused.text
+            assert "Retry-After" in refused.headers
+        await proxy.restore()
+
+        async def webhook_checked() -> bool:
+            async with fresh(gw) as client:
+                answer = await client.post("/api/v1/webhooks/mailgun/", json=signed_webhook())
+            return answer.status_code == 404  # token taken; the Message-ID is not ours
+
+        await wait_for_condition(webhook_checked, timeout_s=20, what="tokens checked again")
+        async with fresh(gw) as client:
+            await send_many(client, run, user["user_id"], template["code"], 100, start=300)
+        await wait_until_all(fresh_pg, run, "delivered", timeout_s=90)
+        await wait_quiet(fresh_vhost)
+        result = tally(system.smtp, run)
+        print(f"Redis cut: 200 accepted in {during_s:.1f}s while it was down; {result}")
+        assert result.delivered == len(run.sent) == 400 and not result.lost, result
+        assert not result.duplicated and not result.unexpected, result
