@@ -175,7 +175,9 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, str]:
     for err in exc.errors():
         if err.get("type") == "json_invalid":
             return 400, f"malformed JSON: {err.get('ctx', {}).get('error', 'cannot parse body')}"
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc[:1] == ["body"]:  # where FastAPI found it; a field may be named body too
+            loc = loc[1:]
         where = ".".join(loc) or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return status, "; ".join(parts) or "invalid request"
