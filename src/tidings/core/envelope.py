@@ -39,6 +39,16 @@ class Envelope(BaseModel, Generic[T]):
     meta: PaginationMeta | None = None
 
 
+class ErrorEnvelope(BaseModel):
+    """The envelope of every error answer (the schema each documented 4xx/5xx shows)."""
+
+    success: bool
+    data: None = None
+    error: str
+    message: str
+    meta: None = None
+
+
 def ok(data: Any, message: str = "ok", meta: PaginationMeta | None = None) -> dict[str, Any]:
     """A success envelope as a plain dict (FastAPI validates it against the route's model)."""
     return {"success": True, "data": data, "error": None, "message": message, "meta": meta}

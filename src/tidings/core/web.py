@@ -30,7 +30,7 @@ from tidings.core.auth import bearer, same_secret
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.db import Database, open_database
 from tidings.core.discovery import INSTANCE_HEADER, Endpoints, Heartbeat, Registry
-from tidings.core.envelope import Envelope, failure, ok
+from tidings.core.envelope import Envelope, ErrorEnvelope, failure, ok
 from tidings.core.errors import (
     DependencyUnavailable,
     InvalidInput,
@@ -342,6 +342,7 @@ def create_service_app(
         version="0.1.0",
         lifespan=announced,
     )
+    app.openapi = _truthful_openapi(app)  # type: ignore[method-assign]
     app.state.instance_id = instance_id
     app.state.service = service
     app.state.health = HealthRegistry()
@@ -378,7 +379,13 @@ def create_service_app(
         body, content_type = exposition()
         return Response(body, media_type=content_type)
 
-    @app.get("/health", response_model=Envelope[dict[str, Any]], tags=["health"])
+    @app.get(
+        "/health",
+        response_model=Envelope[dict[str, Any]],
+        tags=["health"],
+        # Degraded: the same body, success false, with the failing checks in ``error``.
+        responses={503: {"model": Envelope[dict[str, Any]], "description": "degraded"}},
+    )
     async def health(request: Request) -> JSONResponse:
         """Up or degraded, for anyone (200 or 503); the checks, instances and process
         details only for the operator's credentials (admin key, service token): they
@@ -527,3 +534,63 @@ def service_client(
         service, settings.url_of(service), registry if settings.discovers(service) else None
     )
     return ServiceClient(service, http, breaker, endpoints)
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: the error answers it gives beyond those
+    ``document_errors`` derives from its parameters and credential (a 409, a login's 401)."""
+    return {code: {"model": ErrorEnvelope, "description": _REASONS[code]} for code in codes}
+
+
+def _derived_codes(operation: dict[str, Any]) -> set[int]:
+    """The error answers an operation can give by its shape: every route may find its store
+    or a service it calls down (503); a parameter or body can be invalid (422); a body can
+    be malformed or too large (400, 413); a resource in the path can be missing (404); a
+    credential (``security``, from core.access) can be missing, refused or over its rate
+    (401, 403, 429)."""
+    codes = {503}
+    params = operation.get("parameters", [])
+    if params or "requestBody" in operation:
+        codes.add(422)
+    if "requestBody" in operation:
+        codes |= {400, 413}
+    if any(p.get("in") == "path" for p in params):
+        codes.add(404)
+    if operation.get("security"):
+        codes |= {401, 403, 429}
+    return codes
+
+
+def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
+    """Add to every operation of ``schema`` (an app's OpenAPI) the error answers it can
+    give, each with the envelope's schema; an operation's own entry for a code wins, but
+    FastAPI's default 422 (its own error shape, which Tidings never sends) is replaced.
+    Done once, here, rather than by hand on every route; a route declares only what its
+    shape does not tell (``errors(409)``)."""
+    ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["ErrorEnvelope"] = ErrorEnvelope.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            responses = operation.setdefault("responses", {})
+            for code in sorted(_derived_codes(operation)):
+                known = responses.get(str(code))
+                if known is None or "HTTPValidationError" in str(known):
+                    responses[str(code)] = {
+                        "description": _REASONS[code],
+                        "content": {"application/json": {"schema": ref}},
+                    }
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    return schema
+
+
+def _truthful_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_errors(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    return openapi

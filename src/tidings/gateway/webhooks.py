@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import Forbidden, NotFound, Unauthorized
+from tidings.core.web import errors
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 MAX_SKEW_S = 300
@@ -61,7 +62,8 @@ async def _verify(request: Request, sig: MailgunSignature) -> None:
         raise Unauthorized("this webhook token was seen before (a replay)")
 
 
-@router.post("/mailgun/", response_model=Envelope[dict[str, Any]])
+# 401: a bad or replayed signature; 403: the webhook is not configured.
+@router.post("/mailgun/", response_model=Envelope[dict[str, Any]], responses=errors(401, 403))
 async def mailgun(body: MailgunWebhook, request: Request) -> dict[str, Any]:
     await _verify(request, body.signature)
     event = body.event_data

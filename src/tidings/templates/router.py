@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from tidings.core.access import Caller, current_principal
 from tidings.core.envelope import Envelope, PaginationMeta, ok
 from tidings.core.limits import Pagination
+from tidings.core.web import errors
 from tidings.templates.dependencies import Templates
 from tidings.templates.schemas import (
     CODE_MAX_LENGTH,
@@ -30,7 +31,8 @@ LanguageQuery = Annotated[str, Query(pattern=LANGUAGE_PATTERN)]
 Pages = Annotated[Pagination, Query()]
 
 
-@router.post("/", status_code=201, response_model=Envelope[TemplateOut])
+# 409: saved concurrently by another request, past the retries.
+@router.post("/", status_code=201, response_model=Envelope[TemplateOut], responses=errors(409))
 async def create_template(
     body: TemplateCreate, templates: Templates, caller: Caller
 ) -> dict[str, Any]:
