@@ -20,7 +20,7 @@ from tests.credentials import ADMIN
 from tests.fuzz.conftest import BackgroundSystem
 from tidings.runner import openapi_schemas
 
-EXAMPLES = 10
+EXAMPLES = 15
 CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 BOUNDED = settings(
     max_examples=EXAMPLES,

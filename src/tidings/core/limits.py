@@ -66,9 +66,7 @@ def check_json(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
             if isinstance(item, dict):
                 for key in item:
                     check_text(str(key))
-                children = item.values()
-            else:
-                children = item
+            children = list(item.values()) if isinstance(item, dict) else item
             stack.extend((child, depth + 1) for child in children)
         elif isinstance(item, str):
             check_text(item)
