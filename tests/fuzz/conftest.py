@@ -15,6 +15,7 @@ import pytest
 
 from tests.credentials import ADMIN
 from tests.system import System, start_system
+from tidings.cli_push import generate_vapid_keys
 
 
 class BackgroundSystem:
@@ -52,11 +53,17 @@ class BackgroundSystem:
 def fuzzed(
     pg_database: str, redis_url: str, cache_namespace_session: str, amqp_vhost_session: str
 ) -> Iterator[BackgroundSystem]:
+    private, public = generate_vapid_keys()
     with BackgroundSystem(
         database_url=pg_database,
         amqp_url=amqp_vhost_session,
         redis_url=redis_url,
         cache_namespace=cache_namespace_session,
+        # Configured, so the fuzzer reaches these routes' handlers, not only their 403/404.
+        mailgun_webhook_signing_key="fuzz-signing-key-0123456789",
+        vapid_private_key=private,
+        vapid_public_key=public,
+        vapid_subject="mailto:ops@tidings.example",
     ) as background:
         yield background
 
