@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from tests.conftest import RUN_ID, _vhost
 from tests.credentials import ADMIN
+from tests.scenario import WELCOME
 from tests.system import System, start_system
 from tidings.cli_push import generate_vapid_keys
+from tidings.gateway.schemas import NotificationCreate
 
 
 class BackgroundSystem:
@@ -70,18 +75,29 @@ def fuzzed(
 
 @pytest.fixture(scope="session")
 def cache_namespace_session() -> str:
-    import uuid
-
-    from tests.conftest import RUN_ID
 
     return f"tidings-test-{RUN_ID}-fuzz-{uuid.uuid4().hex[:6]}"
 
 
 @pytest.fixture(scope="session")
 def amqp_vhost_session() -> Iterator[str]:
-    from tests.conftest import _vhost
-
     yield from _vhost()
+
+
+EXAMPLE_USER_ID = NotificationCreate.model_config["json_schema_extra"]["examples"][0]["user_id"]
+
+
+async def _take_example_id(fuzzed: BackgroundSystem, user_id: str) -> None:
+    assert fuzzed.system is not None
+    conn = await asyncpg.connect(fuzzed.system.settings["database_url"])
+    try:
+        await conn.execute(
+            "UPDATE users.users SET id = $1 WHERE id = $2",
+            uuid.UUID(EXAMPLE_USER_ID),
+            uuid.UUID(user_id),
+        )
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -109,6 +125,11 @@ def credentials(fuzzed: BackgroundSystem) -> dict[str, dict[str, str]]:
             },
         )
         assert user.status_code == 201, user.text
+        # The user and the template the request examples name, so those examples (which the
+        # fuzzer sends first) go the whole way through, not only to a 404.
+        fuzzed.run(_take_example_id(fuzzed, user.json()["data"]["user_id"]), 30)
+        template = client.post("/api/v1/templates/", json={"code": "welcome", **WELCOME})
+        assert template.status_code == 201, template.text
         login = client.post(
             "/api/v1/auth/login/",
             json={"email": "fuzz@example.com", "password": "a long enough password"},

@@ -84,3 +84,16 @@ def test_email_worker(case: Any, fuzzed: BackgroundSystem) -> None:
 @BOUNDED
 def test_push_worker(case: Any, fuzzed: BackgroundSystem) -> None:
     call(case, fuzzed, "push", ADMIN)
+
+
+def test_the_fuzzer_reached_the_handlers(fuzzed: BackgroundSystem) -> None:
+    """After the runs above (pytest keeps a file's order): the request example was accepted,
+    so the fuzzer's requests went past validation and the look-ups, not only to a 4xx."""
+    answer = httpx.get(
+        f"{fuzzed.url('gateway')}/api/v1/notifications/",
+        params={"request_id": "signup-42"},
+        headers=ADMIN,
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["meta"]["total"] == 1, answer.json()
