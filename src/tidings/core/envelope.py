@@ -8,6 +8,19 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 T = TypeVar("T")
+# The envelope's ``message`` for each error status.
+REASONS = {
+    401: "unauthorized",
+    403: "forbidden",
+    400: "bad request",
+    404: "not found",
+    405: "method not allowed",
+    409: "conflict",
+    429: "too many requests",
+    413: "request body too large",
+    422: "validation failed",
+    503: "unavailable",
+}
 
 
 class PaginationMeta(BaseModel):

@@ -30,7 +30,7 @@ from tidings.core.auth import bearer, same_secret
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.db import Database, open_database
 from tidings.core.discovery import INSTANCE_HEADER, Endpoints, Heartbeat, Registry
-from tidings.core.envelope import Envelope, ErrorEnvelope, failure, ok
+from tidings.core.envelope import REASONS, Envelope, failure, ok
 from tidings.core.errors import (
     DependencyUnavailable,
     InvalidInput,
@@ -40,24 +40,13 @@ from tidings.core.errors import (
 )
 from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
 from tidings.core.metrics import HTTP_SECONDS, exposition, watch_breaker
+from tidings.core.openapi import truthful_openapi
 from tidings.core.settings import ServiceName, TidingsSettings
 
 log = logging.getLogger("tidings.http")
 
 HealthCheck = Callable[[], Awaitable[Any]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_REASONS = {
-    401: "unauthorized",
-    403: "forbidden",
-    400: "bad request",
-    404: "not found",
-    405: "method not allowed",
-    409: "conflict",
-    429: "too many requests",
-    413: "request body too large",
-    422: "validation failed",
-    503: "unavailable",
-}
 
 
 class CorrelationMiddleware:
@@ -140,7 +129,7 @@ class BodyLimitMiddleware:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             response = JSONResponse(
-                failure(f"request body exceeds {self.max_bytes} bytes", _REASONS[413]), 413
+                failure(f"request body exceeds {self.max_bytes} bytes", REASONS[413]), 413
             )
             await response(scope, receive, send)
             return
@@ -158,7 +147,7 @@ class BodyLimitMiddleware:
             more = message.get("more_body", False)
             if seen > self.max_bytes:
                 response = JSONResponse(
-                    failure(f"request body exceeds {self.max_bytes} bytes", _REASONS[413]), 413
+                    failure(f"request body exceeds {self.max_bytes} bytes", REASONS[413]), 413
                 )
                 await response(scope, receive, send)
                 return
@@ -202,7 +191,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _tidings(_: Request, exc: TidingsError) -> JSONResponse:
         retry_after = getattr(exc, "retry_after_header", None)
         return JSONResponse(
-            failure(exc.message, _REASONS.get(exc.status_code, "error")),
+            failure(exc.message, REASONS.get(exc.status_code, "error")),
             exc.status_code,
             headers={"Retry-After": retry_after} if retry_after else None,
         )
@@ -210,7 +199,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         status, error = _describe_validation(exc)
-        return JSONResponse(failure(error, _REASONS[status]), status)
+        return JSONResponse(failure(error, REASONS[status]), status)
 
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, exc: DBAPIError) -> JSONResponse:
@@ -218,17 +207,17 @@ def install_error_handlers(app: FastAPI) -> None:
         # pool has discarded its other old connections; the next try gets a fresh one.
         if exc.connection_invalidated:
             return JSONResponse(
-                failure("database connection lost; send the request again", _REASONS[503]),
+                failure("database connection lost; send the request again", REASONS[503]),
                 503,
                 headers={"Retry-After": "1"},
             )
         log.exception("database error")
-        return JSONResponse(failure("internal error", _REASONS.get(500, "error")), 500)
+        return JSONResponse(failure("internal error", REASONS.get(500, "error")), 500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
-            failure(str(exc.detail), _REASONS.get(exc.status_code, "error")),
+            failure(str(exc.detail), REASONS.get(exc.status_code, "error")),
             exc.status_code,
             headers=exc.headers,
         )
@@ -342,7 +331,7 @@ def create_service_app(
         version="0.1.0",
         lifespan=announced,
     )
-    app.openapi = _truthful_openapi(app)  # type: ignore[method-assign]
+    app.openapi = truthful_openapi(app)  # type: ignore[method-assign]
     app.state.instance_id = instance_id
     app.state.service = service
     app.state.health = HealthRegistry()
@@ -534,63 +523,3 @@ def service_client(
         service, settings.url_of(service), registry if settings.discovers(service) else None
     )
     return ServiceClient(service, http, breaker, endpoints)
-
-
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` for a route: the error answers it gives beyond those
-    ``document_errors`` derives from its parameters and credential (a 409, a login's 401)."""
-    return {code: {"model": ErrorEnvelope, "description": _REASONS[code]} for code in codes}
-
-
-def _derived_codes(operation: dict[str, Any]) -> set[int]:
-    """The error answers an operation can give by its shape: every route may find its store
-    or a service it calls down (503); a parameter or body can be invalid (422); a body can
-    be malformed or too large (400, 413); a resource in the path can be missing (404); a
-    credential (``security``, from core.access) can be missing, refused or over its rate
-    (401, 403, 429)."""
-    codes = {503}
-    params = operation.get("parameters", [])
-    if params or "requestBody" in operation:
-        codes.add(422)
-    if "requestBody" in operation:
-        codes |= {400, 413}
-    if any(p.get("in") == "path" for p in params):
-        codes.add(404)
-    if operation.get("security"):
-        codes |= {401, 403, 429}
-    return codes
-
-
-def document_errors(schema: dict[str, Any]) -> dict[str, Any]:
-    """Add to every operation of ``schema`` (an app's OpenAPI) the error answers it can
-    give, each with the envelope's schema; an operation's own entry for a code wins, but
-    FastAPI's default 422 (its own error shape, which Tidings never sends) is replaced.
-    Done once, here, rather than by hand on every route; a route declares only what its
-    shape does not tell (``errors(409)``)."""
-    ref = {"$ref": "#/components/schemas/ErrorEnvelope"}
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    components["ErrorEnvelope"] = ErrorEnvelope.model_json_schema(
-        ref_template="#/components/schemas/{model}"
-    )
-    for path in schema.get("paths", {}).values():
-        for operation in path.values():
-            responses = operation.setdefault("responses", {})
-            for code in sorted(_derived_codes(operation)):
-                known = responses.get(str(code))
-                if known is None or "HTTPValidationError" in str(known):
-                    responses[str(code)] = {
-                        "description": _REASONS[code],
-                        "content": {"application/json": {"schema": ref}},
-                    }
-    components.pop("HTTPValidationError", None)
-    components.pop("ValidationError", None)
-    return schema
-
-
-def _truthful_openapi(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = document_errors(FastAPI.openapi(app))
-        return app.openapi_schema
-
-    return openapi

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import NotFound
-from tidings.core.web import errors
+from tidings.core.openapi import errors
 
 # The scripts are files of their own so the page can forbid inline script.
 _SECURITY_HEADERS = {

@@ -11,7 +11,7 @@ from tidings.core.access import Caller, client_address
 from tidings.core.auth import Principal
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import NotFound
-from tidings.core.web import errors
+from tidings.core.openapi import errors
 from tidings.gateway.batch import accept_batch
 from tidings.gateway.dependencies import Notifications
 from tidings.gateway.listing import search

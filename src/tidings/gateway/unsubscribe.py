@@ -13,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from tidings.core.auth import read_unsubscribe_token
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import TidingsError, Unauthorized
-from tidings.core.web import errors
+from tidings.core.openapi import errors
 
 router = APIRouter(tags=["unsubscribe"])
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import Forbidden, NotFound, Unauthorized
 from tidings.core.limits import JsonObject, Storable
-from tidings.core.web import errors
+from tidings.core.openapi import errors
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 MAX_SKEW_S = 300

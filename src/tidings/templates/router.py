@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from tidings.core.access import Caller, current_principal
 from tidings.core.envelope import Envelope, PaginationMeta, ok
 from tidings.core.limits import Pagination
-from tidings.core.web import errors
+from tidings.core.openapi import errors
 from tidings.templates.dependencies import Templates
 from tidings.templates.schemas import (
     CODE_MAX_LENGTH,

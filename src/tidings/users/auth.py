@@ -17,7 +17,7 @@ from sqlalchemy import select
 from tidings.core.auth import read_token, user_tokens
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import Unauthorized
-from tidings.core.web import errors
+from tidings.core.openapi import errors
 from tidings.users.models import User
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 
 from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, ok
-from tidings.core.web import errors
+from tidings.core.openapi import errors
 from tidings.users.dependencies import Users
 from tidings.users.schemas import UserCreate, UserOut, UserUpdate
 
