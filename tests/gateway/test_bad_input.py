@@ -339,7 +339,10 @@ async def test_a_nul_request_id_in_a_group_fails_only_its_own_lookup(
     assert known.status_code == 202, known.text
     await system.smtp.next()
     answers = await asyncio.gather(
-        *(service._by_request_id(r) for r in ("group-known", "bad\x00id", "group-missing")),
+        *(
+            service._by_request_id("admin", r)
+            for r in ("group-known", "bad\x00id", "group-missing")
+        ),
         return_exceptions=True,
     )
     assert answers[0] is not None and answers[0].request_id == "group-known", answers
