@@ -62,3 +62,25 @@ def test_credentials_are_documented_where_routes_take_them() -> None:
     assert "security" not in SCHEMAS["users"]["paths"]["/api/v1/auth/login/"]["post"]
     for schema in SCHEMAS.values():
         assert "HTTPValidationError" not in str(schema)
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "path", "codes"),
+    [
+        ("gateway", "post", "/api/v1/notifications/", {"404", "409"}),
+        ("gateway", "delete", "/api/v1/notifications/{notification_id}/", {"409"}),
+        ("gateway", "post", "/api/v1/webhooks/mailgun/", {"401", "403"}),
+        ("users", "post", "/api/v1/users/", {"409"}),
+        ("users", "post", "/api/v1/users/{user_id}/devices/", {"409"}),
+        ("users", "post", "/api/v1/auth/login/", {"401", "429"}),
+        ("templates", "post", "/api/v1/templates/", {"409"}),
+    ],
+)
+def test_the_codes_routes_declare_are_documented(
+    service: str, method: str, path: str, codes: set[str]
+) -> None:
+    """What a route's shape does not tell, declared on it (core.openapi.errors)."""
+    responses = SCHEMAS[service]["paths"][path][method]["responses"]
+    assert codes <= set(responses), sorted(responses)
+    for code in codes:
+        assert responses[code]["content"]["application/json"]["schema"] == ENVELOPE

@@ -17,6 +17,7 @@ from pydantic import Field
 from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, PaginationMeta, ok
 from tidings.core.limits import MAX_LIMIT, Pagination
+from tidings.core.openapi import errors
 from tidings.users.devices_service import DeviceLimits, DeviceService, StatusFilter
 from tidings.users.schemas import DeviceCreate, DeviceDead, DeviceOut
 from tidings.users.settings import UsersSettings
@@ -47,7 +48,8 @@ class DevicePages(Pagination):
 router = APIRouter(prefix="/api/v1/users/{user_id}/devices", tags=["devices"])
 
 
-@router.post("/", status_code=201, response_model=Envelope[DeviceOut])
+# 409: the user has TIDINGS_MAX_DEVICES_PER_USER live devices.
+@router.post("/", status_code=201, response_model=Envelope[DeviceOut], responses=errors(409))
 async def register_device(
     user_id: uuid.UUID, body: DeviceCreate, devices: Devices, response: Response, caller: Caller
 ) -> dict[str, Any]:
