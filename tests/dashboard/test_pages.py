@@ -135,3 +135,11 @@ async def test_replay_needs_the_csrf_token_and_replays_once(system: System) -> N
     finally:
         if system.smtp.server is None:
             await system.smtp.start()
+
+
+async def test_a_search_postgresql_cannot_take_is_an_error_on_the_page(system: System) -> None:
+    """Issue 13: a NUL in the request id searched for reached PostgreSQL (500)."""
+    async with signed_in(system) as client:
+        answer = await client.get("/dashboard/notifications/", params={"request_id": "a\x00b"})
+        assert answer.status_code == 200, answer.text
+        assert "NUL" in answer.text

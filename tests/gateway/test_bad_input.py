@@ -3,6 +3,7 @@ queued or sent (counted in the database, then fenced on the SMTP peer)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from tests.helpers import assert_envelope
 from tests.scenario import create_template, create_user, notification
 from tests.system import System
+from tidings.core.errors import InvalidInput
 from tidings.gateway.settings import GatewaySettings
 
 URL = "/api/v1/notifications/"
@@ -161,6 +163,203 @@ async def test_cr_lf_never_creates_a_header(system: System, valid: dict[str, Any
     assert "\n" not in msg["Subject"] and "\r" not in msg["Subject"]
     assert msg["Subject"] == "Hi Eve X-Injected: yes"
     assert msg["X-Request-ID"] == "req-crlf Bcc: victim2@example.com"
+
+
+# Issue 13: inputs that used to reach PostgreSQL, the UTC conversion or the body hash and
+# answer 500. Each is a 422 in the envelope that names the field and the bound.
+
+LISTINGS = [
+    "/api/v1/notifications/",
+    "/api/v1/templates/",
+    "/api/v1/templates/{code}/versions/",
+    "/api/v1/users/{user_id}/devices/",
+    "/api/v1/admin/dead-letters/",
+    "/api/v1/admin/suppressions/",
+]
+
+
+@pytest.fixture(scope="module")
+async def listings(system: System, valid: dict[str, Any]) -> list[str]:
+    return [url.format(code=valid["template_code"], user_id=valid["user_id"]) for url in LISTINGS]
+
+
+async def refused(answer: Any, *fragments: str) -> None:
+    assert answer.status_code == 422, answer.text
+    assert_envelope(answer.json(), success=False)
+    for fragment in fragments:
+        assert fragment in answer.json()["error"], answer.json()["error"]
+
+
+@pytest.mark.parametrize("page", [2**63, 2**64, 10**30, 10_001])
+async def test_a_page_past_the_bound_is_422_on_every_listing(
+    system: System, listings: list[str], page: int
+) -> None:
+    for url in listings:
+        await refused(await system.gateway.get(url, params={"page": page}), "page")
+        await refused(await system.gateway.get(url, params={"limit": 2**63}), "limit")
+
+
+async def test_the_deepest_page_allowed_answers(system: System, listings: list[str]) -> None:
+    for url in listings:
+        answer = await system.gateway.get(url, params={"page": 10_000, "limit": 100})
+        assert answer.status_code == 200, (url, answer.text)
+        assert answer.json()["data"] == []
+
+
+NUL_QUERIES = [
+    ("/api/v1/notifications/", "request_id"),
+    ("/api/v1/notifications/", "status"),
+    ("/api/v1/notifications/", "template_code"),
+    ("/api/v1/admin/dead-letters/", "reason_contains"),
+    ("/api/v1/admin/dead-letters/", "source_queue"),
+]
+
+
+@pytest.mark.parametrize(("url", "field"), NUL_QUERIES)
+async def test_a_nul_in_a_query_filter_is_422(system: System, url: str, field: str) -> None:
+    await refused(await system.gateway.get(url, params={field: "a\x00b"}), field, "NUL")
+
+
+def raw_json(body: dict[str, Any], **strings: str) -> bytes:
+    """``body`` with fields whose JSON is written as given (a lone surrogate escape, which
+    httpx's own encoder would refuse to write)."""
+    text = json.dumps(body)
+    for name, escaped in strings.items():
+        text = text.replace(f'"{name}": "PLACEHOLDER"', f'"{name}": "{escaped}"')
+    return text.encode()
+
+
+async def test_nul_and_lone_surrogates_in_bodies_are_422(
+    system: System, valid: dict[str, Any], pg_database: str
+) -> None:
+    gw = system.gateway
+    before = await counts(pg_database)
+    for escaped in ("a\\u0000b", "a\\ud800b"):
+        for field in ("request_id",):
+            body = raw_json({**valid, field: "PLACEHOLDER"}, **{field: escaped})
+            answer = await gw.post(URL, content=body, headers={"content-type": "application/json"})
+            await refused(answer, field)
+        meta = raw_json({**valid, "metadata": {"note": "PLACEHOLDER"}}, note=escaped)
+        answer = await gw.post(URL, content=meta, headers={"content-type": "application/json"})
+        await refused(answer, "metadata")
+        var = raw_json(
+            {**valid, "variables": {**valid["variables"], "x": "PLACEHOLDER"}}, x=escaped
+        )
+        answer = await gw.post(URL, content=var, headers={"content-type": "application/json"})
+        await refused(answer, "variables")
+    assert await counts(pg_database) == before
+    # The other services' strings: a user's name, a template's body, a suppression's reason.
+    await refused(await gw.post("/api/v1/users/", json={"name": "a\x00"}), "name")
+    template = {"code": "nul", "channel": "email", "subject": "s", "body": "x\x00"}
+    await refused(await gw.post("/api/v1/templates/", json=template), "body")
+    suppression = {"address": "nul@example.com", "reason": "x\x00"}
+    await refused(await gw.post("/api/v1/admin/suppressions/", json=suppression), "reason")
+    await refused(await gw.delete("/api/v1/admin/suppressions/a%00b@example.com/"), "address")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("created_after", "0001-01-01T00:00:00+01:00"),
+        ("created_before", "0001-01-01T00:00:00+01:00"),
+        ("created_after", "9999-12-31T23:59:59-01:00"),
+    ],
+)
+async def test_a_timestamp_outside_utc_years_is_422(system: System, field: str, value: str) -> None:
+    await refused(await system.gateway.get(URL, params={field: value}), field, "9999")
+
+
+async def test_send_at_outside_utc_years_is_422(system: System, valid: dict[str, Any]) -> None:
+    body = {**valid, "send_at": "0001-01-01T00:00:00+01:00"}
+    await refused(await system.gateway.post(URL, json=body), "send_at", "9999")
+
+
+def nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return {"a": value} if depth else value
+
+
+def deep_json(body: dict[str, Any], field: str, depth: int) -> bytes:
+    """``body`` with ``field`` nested ``depth`` objects deep, written as text (json.dumps
+    stops at Python's recursion limit)."""
+    text = json.dumps({**body, field: "PLACEHOLDER"})
+    return text.replace('"PLACEHOLDER"', '{"a": ' * depth + '"leaf"' + "}" * depth).encode()
+
+
+@pytest.mark.parametrize("depth", [33, 300, 5000])
+async def test_variables_and_metadata_nested_past_the_bound_are_422(
+    system: System, valid: dict[str, Any], pg_database: str, depth: int
+) -> None:
+    before = await counts(pg_database)
+    json_type = {"content-type": "application/json"}
+    inner = {**valid, "variables": {**valid["variables"], "deep": "PLACEHOLDER"}}
+    text = json.dumps(inner).replace('"PLACEHOLDER"', '{"a": ' * depth + '"leaf"' + "}" * depth)
+    answers = [
+        await system.gateway.post(URL, content=text.encode(), headers=json_type),
+        await system.gateway.post(
+            URL, content=deep_json(valid, "metadata", depth), headers=json_type
+        ),
+    ]
+    for answer, field in zip(answers, ("variables", "metadata"), strict=True):
+        if depth > 900:  # past what the JSON parser nests: malformed, a 400
+            assert answer.status_code == 400, answer.text
+            assert_envelope(answer.json(), success=False)
+        else:
+            await refused(answer, field, "nested deeper than 32")
+    assert await counts(pg_database) == before
+
+
+async def test_variables_within_the_bounds_are_accepted(
+    system: System, valid: dict[str, Any]
+) -> None:
+    body = {
+        **valid,
+        "request_id": valid["request_id"] + "-deep-ok",
+        "variables": {**valid["variables"], "deep": nested(30), "big": 2**63 - 1},
+    }
+    answer = await system.gateway.post(URL, json=body)
+    assert answer.status_code == 202, answer.text
+    await system.smtp.next()  # delivered; the fence below expects an empty inbox
+
+
+async def test_an_integer_past_64_bits_is_422(system: System, valid: dict[str, Any]) -> None:
+    body = {**valid, "variables": {**valid["variables"], "big": 2**64}}
+    await refused(await system.gateway.post(URL, json=body), "variables", "64-bit")
+
+
+async def test_a_nul_request_id_in_a_group_fails_only_its_own_lookup(
+    system: System, valid: dict[str, Any]
+) -> None:
+    """Request-id look-ups are grouped (core.batching): one unstorable id among them is
+    refused alone; the others of its group get their answers."""
+    service = system.apps["gateway"].state.notifications
+    known = await system.gateway.post(URL, json={**valid, "request_id": "group-known"})
+    assert known.status_code == 202, known.text
+    await system.smtp.next()
+    answers = await asyncio.gather(
+        *(
+            service._by_request_id("admin", r)
+            for r in ("group-known", "bad\x00id", "group-missing")
+        ),
+        return_exceptions=True,
+    )
+    assert answers[0] is not None and answers[0].request_id == "group-known", answers
+    assert isinstance(answers[1], InvalidInput), answers
+    assert answers[2] is None, answers
+    # Through a batch too: the NUL item is rejected, the others accepted.
+    items = [
+        {**valid, "request_id": "batch-nul\x00"},
+        {**valid, "request_id": "batch-good-1"},
+        {**valid, "request_id": "batch-good-2"},
+    ]
+    answer = await system.gateway.post(f"{URL}batch/", json={"notifications": items})
+    assert answer.status_code == 202, answer.text
+    outcomes = [r["outcome"] for r in answer.json()["data"]]
+    assert outcomes == ["rejected", "accepted", "accepted"], answer.json()
+    await system.smtp.next()
+    await system.smtp.next()
 
 
 async def test_nothing_bad_was_sent(system: System, valid: dict[str, Any]) -> None:

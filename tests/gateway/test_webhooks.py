@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import time
 import uuid
 from typing import Any
@@ -110,3 +111,28 @@ async def test_a_complaint_turns_the_preference_off(system: System) -> None:
     ).status_code == 200
     me = (await gw.get(f"/api/v1/users/{user['user_id']}/")).json()["data"]
     assert me["preferences"]["email"] is False
+
+
+@pytest.mark.parametrize(
+    ("field", "escaped"),
+    [
+        ("timestamp", "\\ud800"),
+        ("token", "\\ud800"),
+        ("signature", "\\ud800"),
+        ("signature", "\\uda38\\udc3a"),  # a pair: one character past the BMP
+    ],
+)
+async def test_a_signature_the_hmac_cannot_take_is_422(
+    system: System, field: str, escaped: str
+) -> None:
+    """Found by the fuzzer (issue 13): a lone surrogate could not be encoded for the HMAC,
+    and compare_digest refuses non-ASCII strings; each answered 500."""
+    body = signed({"event": "delivered"})
+    body["signature"][field] = "PLACEHOLDER" + "0" * 10
+    raw = json.dumps(body).replace("PLACEHOLDER", escaped).encode()
+    answer = await system.gateway.post(
+        URL, content=raw, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert_envelope(answer.json(), success=False)
+    assert field in answer.json()["error"]

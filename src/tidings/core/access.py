@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from tidings.core.auth import (
     ADMIN,
@@ -98,7 +99,15 @@ class Access:
         return user_principal(self.secret_key, token)
 
 
-async def current_principal(request: Request) -> Principal:
+# Only for the OpenAPI schema: it documents the bearer credential on every route that takes
+# one (core.web derives their 401/403/429 from it). Access.authenticate reads the header.
+_BEARER = HTTPBearer(auto_error=False, description="An API key, access token or admin key")
+
+
+async def current_principal(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
+) -> Principal:
     access: Access = request.app.state.access
     principal = await access.authenticate(request)
     request.state.principal = principal

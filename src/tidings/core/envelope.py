@@ -8,6 +8,19 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel
 
 T = TypeVar("T")
+# The envelope's ``message`` for each error status.
+REASONS = {
+    401: "unauthorized",
+    403: "forbidden",
+    400: "bad request",
+    404: "not found",
+    405: "method not allowed",
+    409: "conflict",
+    429: "too many requests",
+    413: "request body too large",
+    422: "validation failed",
+    503: "unavailable",
+}
 
 
 class PaginationMeta(BaseModel):
@@ -37,6 +50,16 @@ class Envelope(BaseModel, Generic[T]):
     error: str | None = None
     message: str
     meta: PaginationMeta | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    """The envelope of every error answer (the schema each documented 4xx/5xx shows)."""
+
+    success: bool
+    data: None = None
+    error: str
+    message: str
+    meta: None = None
 
 
 def ok(data: Any, message: str = "ok", meta: PaginationMeta | None = None) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from tidings.core.breaker import CircuitBreaker
 from tidings.core.cache import RedisOptions
 from tidings.core.db import DRIVER_ERRORS, Database, DbTimeouts, open_database, unavailable
 from tidings.core.discovery import INSTANCE_HEADER, Endpoints, Heartbeat, Registry
-from tidings.core.envelope import Envelope, failure, ok
+from tidings.core.envelope import REASONS, Envelope, failure, ok
 from tidings.core.errors import (
     DependencyUnavailable,
     InvalidInput,
@@ -39,24 +39,13 @@ from tidings.core.errors import (
 )
 from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
 from tidings.core.metrics import HTTP_SECONDS, exposition, watch_breaker
+from tidings.core.openapi import truthful_openapi
 from tidings.core.settings import ServiceName, TidingsSettings
 
 log = logging.getLogger("tidings.http")
 
 HealthCheck = Callable[[], Awaitable[Any]]
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-_REASONS = {
-    401: "unauthorized",
-    403: "forbidden",
-    400: "bad request",
-    404: "not found",
-    405: "method not allowed",
-    409: "conflict",
-    429: "too many requests",
-    413: "request body too large",
-    422: "validation failed",
-    503: "unavailable",
-}
 
 
 class CorrelationMiddleware:
@@ -139,7 +128,7 @@ class BodyLimitMiddleware:
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             response = JSONResponse(
-                failure(f"request body exceeds {self.max_bytes} bytes", _REASONS[413]), 413
+                failure(f"request body exceeds {self.max_bytes} bytes", REASONS[413]), 413
             )
             await response(scope, receive, send)
             return
@@ -157,7 +146,7 @@ class BodyLimitMiddleware:
             more = message.get("more_body", False)
             if seen > self.max_bytes:
                 response = JSONResponse(
-                    failure(f"request body exceeds {self.max_bytes} bytes", _REASONS[413]), 413
+                    failure(f"request body exceeds {self.max_bytes} bytes", REASONS[413]), 413
                 )
                 await response(scope, receive, send)
                 return
@@ -174,7 +163,9 @@ def _describe_validation(exc: RequestValidationError) -> tuple[int, str]:
     for err in exc.errors():
         if err.get("type") == "json_invalid":
             return 400, f"malformed JSON: {err.get('ctx', {}).get('error', 'cannot parse body')}"
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc[:1] == ["body"]:  # where FastAPI found it; a field may be named body too
+            loc = loc[1:]
         where = ".".join(loc) or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return status, "; ".join(parts) or "invalid request"
@@ -199,7 +190,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _tidings(_: Request, exc: TidingsError) -> JSONResponse:
         retry_after = getattr(exc, "retry_after_header", None)
         return JSONResponse(
-            failure(exc.message, _REASONS.get(exc.status_code, "error")),
+            failure(exc.message, REASONS.get(exc.status_code, "error")),
             exc.status_code,
             headers={"Retry-After": retry_after} if retry_after else None,
         )
@@ -207,7 +198,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         status, error = _describe_validation(exc)
-        return JSONResponse(failure(error, _REASONS[status]), status)
+        return JSONResponse(failure(error, REASONS[status]), status)
 
     async def _database(_: Request, exc: Exception) -> JSONResponse:
         # The one place a database error becomes an answer. Unreachable, hanging, a pool
@@ -218,12 +209,12 @@ def install_error_handlers(app: FastAPI) -> None:
         if reason is not None:
             log.warning("database unavailable: %s", reason)
             return JSONResponse(
-                failure("database unavailable; send the request again", _REASONS[503]),
+                failure("database unavailable; send the request again", REASONS[503]),
                 503,
                 headers={"Retry-After": "1"},
             )
         log.error("database error", exc_info=exc)
-        return JSONResponse(failure("internal error", _REASONS.get(500, "error")), 500)
+        return JSONResponse(failure("internal error", REASONS.get(500, "error")), 500)
 
     for error_class in DRIVER_ERRORS:
         app.add_exception_handler(error_class, _database)
@@ -231,7 +222,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse(
-            failure(str(exc.detail), _REASONS.get(exc.status_code, "error")),
+            failure(str(exc.detail), REASONS.get(exc.status_code, "error")),
             exc.status_code,
             headers=exc.headers,
         )
@@ -349,6 +340,7 @@ def create_service_app(
         version="0.1.0",
         lifespan=announced,
     )
+    app.openapi = truthful_openapi(app)  # type: ignore[method-assign]
     app.state.instance_id = instance_id
     app.state.service = service
     app.state.health = HealthRegistry()
@@ -385,7 +377,13 @@ def create_service_app(
         body, content_type = exposition()
         return Response(body, media_type=content_type)
 
-    @app.get("/health", response_model=Envelope[dict[str, Any]], tags=["health"])
+    @app.get(
+        "/health",
+        response_model=Envelope[dict[str, Any]],
+        tags=["health"],
+        # Degraded: the same body, success false, with the failing checks in ``error``.
+        responses={503: {"model": Envelope[dict[str, Any]], "description": "degraded"}},
+    )
     async def health(request: Request) -> JSONResponse:
         """Up or degraded, for anyone (200 or 503); the checks, instances and process
         details only for the operator's credentials (admin key, service token): they

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from tidings.core.access import require_admin
 from tidings.core.envelope import Envelope, ok
+from tidings.core.limits import Int64, Pagination, Storable
 from tidings.core.web import from_state
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.keys import ApiKeys
@@ -40,7 +41,7 @@ async def list_dead_letters(
 
 
 @router.get("/dead-letters/{dead_letter_id}/", response_model=Envelope[DeadLetterOut])
-async def get_dead_letter(dead_letter_id: int, letters: Letters) -> dict[str, Any]:
+async def get_dead_letter(dead_letter_id: Int64, letters: Letters) -> dict[str, Any]:
     return ok(await letters.get(dead_letter_id), "dead letter found")
 
 
@@ -74,11 +75,9 @@ Suppressed = Annotated[Suppressions, Depends(from_state("suppressions"))]
 
 @router.get("/suppressions/", response_model=Envelope[list[SuppressionOut]])
 async def list_suppressions(
-    suppressions: Suppressed,
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    suppressions: Suppressed, pages: Annotated[Pagination, Query()]
 ) -> dict[str, Any]:
-    rows, meta = await suppressions.search(page, limit)
+    rows, meta = await suppressions.search(pages)
     return ok(rows, f"{meta.total} suppressed address(es)", meta)
 
 
@@ -88,6 +87,8 @@ async def add_suppression(body: SuppressionIn, suppressions: Suppressed) -> dict
 
 
 @router.delete("/suppressions/{address}/", response_model=Envelope[None])
-async def remove_suppression(address: str, suppressions: Suppressed) -> dict[str, Any]:
+async def remove_suppression(
+    address: Annotated[str, Path(max_length=320), Storable], suppressions: Suppressed
+) -> dict[str, Any]:
     await suppressions.remove(address)
     return ok(None, f"{address} is no longer suppressed")

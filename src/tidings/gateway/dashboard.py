@@ -25,11 +25,13 @@ import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import REGISTRY
+from pydantic import ValidationError
 from sqlalchemy import func, select
 
 from tidings.core.access import Access, client_address
 from tidings.core.auth import issue_token, read_token, same_secret
 from tidings.core.errors import NotFound, TidingsError, Unauthorized
+from tidings.core.limits import Int64
 from tidings.core.ratelimit import RateLimited
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.listing import search
@@ -278,13 +280,20 @@ async def notifications(request: Request, request_id: str = "", user_id: str = "
         return _to_login()
     error = None
     f = NotificationFilter(limit=50)
-    if request_id.strip():
-        f.request_id = request_id.strip()
     if user_id.strip():
         try:
-            f.user_id = uuid.UUID(user_id.strip())
+            uuid.UUID(user_id.strip())
         except ValueError:
             error = f"{user_id!r} is not a user id (a UUID)."
+    if error is None:
+        try:  # validated, so a search PostgreSQL cannot take is refused (core.limits)
+            f = NotificationFilter(
+                limit=50,
+                request_id=request_id.strip() or None,
+                user_id=user_id.strip() or None,
+            )
+        except ValidationError as exc:
+            error = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
     items, meta = ([], None) if error else await search(_notifications(request).db, f)
     return _page(
         "notifications.html",
@@ -360,7 +369,7 @@ async def dead_letters(
 
 
 @router.post("/dead-letters/{dead_letter_id}/replay")
-async def replay(request: Request, dead_letter_id: int) -> Response:
+async def replay(request: Request, dead_letter_id: Int64) -> Response:
     token = _session(request)
     if token is None:
         return _to_login()

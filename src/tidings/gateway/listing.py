@@ -39,7 +39,7 @@ def page_query(f: NotificationFilter, owner: str | None = None) -> Select[Any]:
     return (
         filtered(f, owner)
         .order_by(Notification.created_at.desc(), Notification.id.desc())
-        .offset((f.page - 1) * f.limit)
+        .offset(f.offset)
         .limit(f.limit)
     )
 

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import NotFound
+from tidings.core.openapi import errors
 
 # The scripts are files of their own so the page can forbid inline script.
 _SECURITY_HEADERS = {
@@ -135,7 +136,11 @@ class VapidPublicKey(BaseModel):
 def create_push_router(vapid_public_key: str | None) -> APIRouter:
     router = APIRouter(tags=["push"])
 
-    @router.get("/api/v1/push/vapid-public-key/", response_model=Envelope[VapidPublicKey])
+    @router.get(
+        "/api/v1/push/vapid-public-key/",
+        response_model=Envelope[VapidPublicKey],
+        responses=errors(404),  # Web Push not configured
+    )
     async def vapid_key() -> dict[str, Any]:
         """The applicationServerKey for ``PushManager.subscribe`` (base64url)."""
         if not vapid_public_key:

@@ -11,6 +11,7 @@ from tidings.core.access import Caller, client_address
 from tidings.core.auth import Principal
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import NotFound
+from tidings.core.openapi import errors
 from tidings.gateway.batch import accept_batch
 from tidings.gateway.dependencies import Notifications
 from tidings.gateway.listing import search
@@ -48,6 +49,8 @@ def owned_by(caller: Principal) -> str | None:
     status_code=202,
     response_model=Envelope[NotificationAccepted],
     tags=["notifications"],
+    # 404: no such user or template; 409: the request_id was used with another body.
+    responses=errors(404, 409),
 )
 async def send_notification(
     body: NotificationCreate, notifications: Notifications, caller: Caller
@@ -82,6 +85,7 @@ async def send_batch(
     "/api/v1/notifications/{notification_id}/",
     response_model=Envelope[NotificationOut],
     tags=["notifications"],
+    responses=errors(409),  # already handed to the queue
 )
 async def cancel_notification(
     notification_id: uuid.UUID, notifications: Notifications, caller: Caller
@@ -137,6 +141,7 @@ async def get_notification(
     "/api/v1/{channel}/status/",
     response_model=Envelope[StatusRecorded],
     tags=["status"],
+    responses=errors(409),  # the notification is of the other channel
 )
 async def report_status(
     channel: Literal["email", "push"],

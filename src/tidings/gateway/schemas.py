@@ -14,12 +14,23 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     field_validator,
+    model_validator,
 )
 
 from tidings.core.auth import Scope
+from tidings.core.limits import (
+    Int64,
+    JsonObject,
+    Pagination,
+    Storable,
+    Timestamp,
+    check_json,
+)
 from tidings.core.rendering import TEMPLATE_CODE_PATTERN
 
-RequestId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+RequestId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), Storable
+]
 _HTTP_URL = TypeAdapter(AnyHttpUrl)
 
 
@@ -29,27 +40,26 @@ def _http_url(value: str) -> str:
     return value
 
 
-HttpLink = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url)]
+HttpLink = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_http_url), Storable]
 TemplateCode = Annotated[
     str,
     StringConstraints(strip_whitespace=True, max_length=100, pattern=TEMPLATE_CODE_PATTERN),
 ]
 
 
-def _as_utc(value: dt.datetime | None) -> dt.datetime | None:
-    """A timestamp without a zone is taken as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
 class UserData(BaseModel):
     """The spec's ``variables``: ``name`` and ``link`` are required; templates may use more."""
 
     model_config = ConfigDict(extra="allow")
-    name: Annotated[str, StringConstraints(max_length=500)]
+    name: Annotated[str, StringConstraints(max_length=500), Storable]
     link: HttpLink
     meta: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _bounded(self) -> UserData:
+        # The whole object, extra fields included: the bounds the workers render within.
+        check_json({"meta": self.meta, **(self.model_extra or {})})
+        return self
 
 
 class NotificationCreate(BaseModel):
@@ -78,9 +88,9 @@ class NotificationCreate(BaseModel):
     request_id: RequestId
     # 0 (lowest) to 9 (highest); see docs/decisions.md.
     priority: Annotated[int, Field(ge=0, le=9)] = 5
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     # Hold the notification until then (at most a year ahead); a time in the past sends now.
-    send_at: Annotated[dt.datetime | None, AfterValidator(_as_utc)] = None
+    send_at: Timestamp | None = None
 
     @field_validator("send_at")
     @classmethod
@@ -140,8 +150,8 @@ class StatusUpdate(BaseModel):
     )
     notification_id: uuid.UUID
     status: Literal["delivered", "pending", "failed"]
-    timestamp: Annotated[dt.datetime | None, AfterValidator(_as_utc)] = None
-    error: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    timestamp: Timestamp | None = None
+    error: Annotated[str, StringConstraints(max_length=2000), Storable] | None = None
 
 
 class StatusRecorded(BaseModel):
@@ -149,13 +159,11 @@ class StatusRecorded(BaseModel):
     status: str
 
 
-class DeadLetterFilter(BaseModel):
-    source_queue: str | None = None
+class DeadLetterFilter(Pagination):
+    source_queue: Annotated[str, StringConstraints(max_length=255), Storable] | None = None
     notification_id: uuid.UUID | None = None
-    reason_contains: str | None = None
+    reason_contains: Annotated[str, StringConstraints(max_length=1000), Storable] | None = None
     replayed: bool | None = None
-    page: Annotated[int, Field(ge=1)] = 1
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
 
 
 class DeadLetterOut(BaseModel):
@@ -181,9 +189,9 @@ class ReplayRequest(BaseModel):
             "examples": [{"reason_contains": "SMTP 421", "source_queue": "email.queue"}]
         },
     )
-    dead_letter_ids: list[int] | None = Field(default=None, max_length=1000)
-    source_queue: str | None = None
-    reason_contains: str | None = None
+    dead_letter_ids: list[Int64] | None = Field(default=None, max_length=1000)
+    source_queue: Annotated[str, StringConstraints(max_length=255), Storable] | None = None
+    reason_contains: Annotated[str, StringConstraints(max_length=1000), Storable] | None = None
     # Say so to replay everything: an empty selection is refused, not taken as "all".
     all: bool = False
     limit: Annotated[int, Field(ge=1, le=10_000)] = 1000
@@ -210,11 +218,13 @@ class ApiKeyCreate(BaseModel):
             ]
         },
     )
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable
+    ]
     scopes: Annotated[list[Scope], Field(min_length=1)]
-    # Overrides of the default rate limit for this key.
-    rate_per_s: Annotated[float, Field(gt=0)] | None = None
-    burst: Annotated[int, Field(ge=1)] | None = None
+    # Overrides of the default rate limit for this key (finite: JSON cannot answer infinity).
+    rate_per_s: Annotated[float, Field(gt=0, le=1e6, allow_inf_nan=False)] | None = None
+    burst: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
 class ApiKeyOut(BaseModel):
@@ -233,18 +243,16 @@ class ApiKeyCreated(ApiKeyOut):
     key: str
 
 
-class NotificationFilter(BaseModel):
+class NotificationFilter(Pagination):
     """GET /api/v1/notifications/: every filter optional; newest first."""
 
-    status: str | None = None
+    status: Annotated[str, StringConstraints(max_length=50), Storable] | None = None
     notification_type: Literal["email", "push"] | None = None
     user_id: uuid.UUID | None = None
-    template_code: str | None = None
-    request_id: str | None = None
-    created_after: Annotated[dt.datetime | None, AfterValidator(_as_utc)] = None
-    created_before: Annotated[dt.datetime | None, AfterValidator(_as_utc)] = None
-    page: Annotated[int, Field(ge=1)] = 1
-    limit: Annotated[int, Field(ge=1, le=100)] = 20
+    template_code: Annotated[str, StringConstraints(max_length=100), Storable] | None = None
+    request_id: Annotated[str, StringConstraints(max_length=255), Storable] | None = None
+    created_after: Timestamp | None = None
+    created_before: Timestamp | None = None
 
 
 class NotificationSummary(BaseModel):
@@ -279,7 +287,9 @@ class BatchItemResult(BaseModel):
 class SuppressionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     address: EmailStr
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Storable
+    ]
 
 
 class SuppressionOut(BaseModel):

@@ -16,7 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from tidings.core import jsons
 from tidings.core.batching import Batcher
 from tidings.core.db import Database, utcnow
-from tidings.core.errors import Conflict, NotFound
+from tidings.core.errors import Conflict, InvalidInput, NotFound
+from tidings.core.limits import check_text
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import TERMINAL_STATUSES, NotificationMessage, Recipient
@@ -120,19 +121,33 @@ class NotificationService:
     async def _by_request_id(self, owner: str, request_id: str) -> Notification | None:
         return await self._finds.submit((owner, request_id))
 
-    async def _find_many(self, keys: list[tuple[str, str]]) -> list[Notification | None]:
-        """Request ids are per owner: (owner, request_id) pairs, found in one query."""
-        async with self.db.statements() as session:
-            found = {
-                (n.owner, n.request_id): n
-                for n in await session.scalars(
-                    select(Notification).where(
-                        Notification.request_id.in_({r for _, r in keys}),
-                        Notification.owner.in_({o for o, _ in keys}),
+    async def _find_many(
+        self, keys: list[tuple[str, str]]
+    ) -> list[Notification | BaseException | None]:
+        """Request ids are per owner: (owner, request_id) pairs, found in one query. An id
+        PostgreSQL cannot take would fail that query for the whole group: it is refused
+        alone, before the query (the schemas refuse it first; this holds for any caller that
+        skips them)."""
+        refused: dict[tuple[str, str], BaseException] = {}
+        for key in keys:
+            try:
+                check_text(key[1])
+            except ValueError as exc:
+                refused[key] = InvalidInput(f"request_id: {exc}")
+        wanted = [k for k in keys if k not in refused]
+        found: dict[tuple[str, str], Notification] = {}
+        if wanted:
+            async with self.db.statements() as session:
+                found = {
+                    (n.owner, n.request_id): n
+                    for n in await session.scalars(
+                        select(Notification).where(
+                            Notification.request_id.in_({r for _, r in wanted}),
+                            Notification.owner.in_({o for o, _ in wanted}),
+                        )
                     )
-                )
-            }
-        return [found.get(k) for k in keys]
+                }
+        return [refused[k] if k in refused else found.get(k) for k in keys]
 
     async def _write_many(self, items: list[list[Any]]) -> list[bool]:
         """Each item: a notification and the rows that go with it (``build``). One

@@ -10,6 +10,7 @@ from tidings.core.cache import MemoryCache
 from tidings.core.db import Database, utcnow
 from tidings.core.envelope import PaginationMeta
 from tidings.core.errors import NotFound
+from tidings.core.limits import Pagination
 from tidings.gateway.models import Suppression
 from tidings.gateway.schemas import SuppressionOut
 
@@ -64,15 +65,16 @@ class Suppressions:
         if not removed.rowcount:  # type: ignore[attr-defined]
             raise NotFound(f"{address} is not suppressed")
 
-    async def search(self, page: int, limit: int) -> tuple[list[SuppressionOut], PaginationMeta]:
+    async def search(self, pages: Pagination) -> tuple[list[SuppressionOut], PaginationMeta]:
         async with self.db.sessions() as session:
             total = await session.scalar(select(func.count()).select_from(Suppression)) or 0
             rows = (
                 await session.scalars(
                     select(Suppression)
                     .order_by(Suppression.created_at.desc())
-                    .offset((page - 1) * limit)
-                    .limit(limit)
+                    .offset(pages.offset)
+                    .limit(pages.limit)
                 )
             ).all()
-        return [_out(r) for r in rows], PaginationMeta.of(total=total, page=page, limit=limit)
+        meta = PaginationMeta.of(total=total, page=pages.page, limit=pages.limit)
+        return [_out(r) for r in rows], meta

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse
 from tidings.core.auth import read_unsubscribe_token
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import TidingsError, Unauthorized
+from tidings.core.openapi import errors
 
 router = APIRouter(tags=["unsubscribe"])
 
@@ -23,7 +24,11 @@ _PAGE = """<!doctype html>
 <h1>Unsubscribe</h1><p>{message}</p>{form}</body></html>"""
 
 
-@router.get("/unsubscribe/{token}/", response_class=HTMLResponse)
+@router.get(
+    "/unsubscribe/{token}/",
+    response_class=HTMLResponse,
+    responses={400: {"description": "the link is not valid", "content": {"text/html": {}}}},
+)
 async def confirm_page(token: str, request: Request) -> HTMLResponse:
     """A confirmation page; it changes nothing by itself."""
     try:
@@ -39,7 +44,9 @@ async def confirm_page(token: str, request: Request) -> HTMLResponse:
     return HTMLResponse(_PAGE.format(message="Stop receiving these emails?", form=form))
 
 
-@router.post("/unsubscribe/{token}/", response_model=Envelope[dict[str, Any]])
+@router.post(
+    "/unsubscribe/{token}/", response_model=Envelope[dict[str, Any]], responses=errors(401)
+)
 async def one_click(token: str, request: Request) -> dict[str, Any]:
     """The one-click POST (``List-Unsubscribe=One-Click``): the preference goes off."""
     try:

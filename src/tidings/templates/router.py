@@ -6,6 +6,8 @@ from fastapi import APIRouter, Depends, Path, Query
 
 from tidings.core.access import Caller, current_principal
 from tidings.core.envelope import Envelope, PaginationMeta, ok
+from tidings.core.limits import Pagination
+from tidings.core.openapi import errors
 from tidings.templates.dependencies import Templates
 from tidings.templates.schemas import (
     CODE_MAX_LENGTH,
@@ -26,11 +28,11 @@ router = APIRouter(
 # A malformed code is refused as such (422) rather than looked up and reported missing.
 CodePath = Annotated[str, Path(min_length=1, max_length=CODE_MAX_LENGTH, pattern=CODE_PATTERN)]
 LanguageQuery = Annotated[str, Query(pattern=LANGUAGE_PATTERN)]
-Page = Annotated[int, Query(ge=1)]
-Limit = Annotated[int, Query(ge=1, le=100)]
+Pages = Annotated[Pagination, Query()]
 
 
-@router.post("/", status_code=201, response_model=Envelope[TemplateOut])
+# 409: saved concurrently by another request, past the retries.
+@router.post("/", status_code=201, response_model=Envelope[TemplateOut], responses=errors(409))
 async def create_template(
     body: TemplateCreate, templates: Templates, caller: Caller
 ) -> dict[str, Any]:
@@ -40,9 +42,9 @@ async def create_template(
 
 
 @router.get("/", response_model=Envelope[list[TemplateOut]])
-async def list_templates(templates: Templates, page: Page = 1, limit: Limit = 20) -> dict[str, Any]:
-    items, total = await templates.list_active(page=page, limit=limit)
-    meta = PaginationMeta.of(total=total, page=page, limit=limit)
+async def list_templates(templates: Templates, pages: Pages) -> dict[str, Any]:
+    items, total = await templates.list_active(pages)
+    meta = PaginationMeta.of(total=total, page=pages.page, limit=pages.limit)
     return ok(items, "active templates", meta)
 
 
@@ -60,13 +62,12 @@ async def get_template(
 async def list_versions(
     code: CodePath,
     templates: Templates,
+    pages: Pages,
     channel: Channel | None = None,
     language: Annotated[str | None, Query(pattern=LANGUAGE_PATTERN)] = None,
-    page: Page = 1,
-    limit: Limit = 20,
 ) -> dict[str, Any]:
-    items, total = await templates.versions(code, channel, language, page=page, limit=limit)
-    meta = PaginationMeta.of(total=total, page=page, limit=limit)
+    items, total = await templates.versions(code, channel, language, pages)
+    meta = PaginationMeta.of(total=total, page=pages.page, limit=pages.limit)
     return ok(items, f"versions of template {code!r}", meta)
 
 

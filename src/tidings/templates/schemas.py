@@ -2,10 +2,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from tidings.core.limits import JsonObject, Storable
 from tidings.core.rendering import TEMPLATE_CODE_PATTERN
 
 CODE_PATTERN = TEMPLATE_CODE_PATTERN
@@ -19,11 +20,11 @@ Code = Annotated[
 Language = Annotated[str, StringConstraints(pattern=LANGUAGE_PATTERN)]
 
 # Lengths match the columns in models.py. A subject is one header line (RFC 5322: 998).
-Subject = Annotated[str, StringConstraints(min_length=1, max_length=998)]
-Body = Annotated[str, StringConstraints(min_length=1, max_length=200_000)]
-Title = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Subject = Annotated[str, StringConstraints(min_length=1, max_length=998), Storable]
+Body = Annotated[str, StringConstraints(min_length=1, max_length=200_000), Storable]
+Title = Annotated[str, StringConstraints(min_length=1, max_length=500), Storable]
 # image_url and link are templates too ("{{ link }}"), so they are not checked as URLs here.
-UrlTemplate = Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+UrlTemplate = Annotated[str, StringConstraints(min_length=1, max_length=2048), Storable]
 
 
 class EmailTemplateCreate(BaseModel):
@@ -98,7 +99,7 @@ class TemplateOut(BaseModel):
 
 class RenderRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: JsonObject = Field(default_factory=dict)
     language: Language = "en"
     channel: Channel = "email"
 

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import Conflict, NotFound
+from tidings.core.limits import Pagination
 from tidings.core.rendering import (
     EMAIL_FIELDS,
     PUSH_FIELDS,
@@ -155,9 +156,7 @@ class TemplateService:
         code: str,
         channel: Channel | None,
         language: str | None,
-        *,
-        page: int,
-        limit: int,
+        pages: Pagination,
     ) -> tuple[list[TemplateOut], int]:
         """Every version of ``code`` (optionally one channel/language), newest first."""
         where: list[Any] = [TemplateVersion.code == code]
@@ -182,12 +181,12 @@ class TemplateService:
                     TemplateVersion.version.desc(),
                     TemplateVersion.id,
                 )
-                .offset((page - 1) * limit)
-                .limit(limit)
+                .offset(pages.offset)
+                .limit(pages.limit)
             )
             return [to_out(row) for row in rows], total
 
-    async def list_active(self, *, page: int, limit: int) -> tuple[list[TemplateOut], int]:
+    async def list_active(self, pages: Pagination) -> tuple[list[TemplateOut], int]:
         """The active version of every code/channel/language, sorted by that key."""
         latest = (
             select(
@@ -213,8 +212,8 @@ class TemplateService:
                     ),
                 )
                 .order_by(TemplateVersion.code, TemplateVersion.channel, TemplateVersion.language)
-                .offset((page - 1) * limit)
-                .limit(limit)
+                .offset(pages.offset)
+                .limit(pages.limit)
             )
             return [to_out(row) for row in rows], total
 

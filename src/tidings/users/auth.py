@@ -17,6 +17,7 @@ from sqlalchemy import select
 from tidings.core.auth import read_token, user_tokens
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import Unauthorized
+from tidings.core.openapi import errors
 from tidings.users.models import User
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
@@ -58,7 +59,7 @@ def _tokens(request: Request, user_id: uuid.UUID) -> dict[str, Any]:
     return {**issued, "user_id": user_id}
 
 
-@router.post("/login/", response_model=Envelope[Tokens])
+@router.post("/login/", response_model=Envelope[Tokens], responses=errors(401, 429))
 async def login(body: LoginRequest, request: Request) -> dict[str, Any]:
     db = request.app.state.users.db
     hasher: PasswordHasher = request.app.state.users.hasher
@@ -76,7 +77,7 @@ async def login(body: LoginRequest, request: Request) -> dict[str, Any]:
     return ok(_tokens(request, user.id), "logged in")
 
 
-@router.post("/refresh/", response_model=Envelope[Tokens])
+@router.post("/refresh/", response_model=Envelope[Tokens], responses=errors(401, 429))
 async def refresh(body: RefreshRequest, request: Request) -> dict[str, Any]:
     secret = request.app.state.settings.secret("secret_key")
     claims = read_token(secret, body.refresh_token, token_type="refresh")

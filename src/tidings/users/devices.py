@@ -12,9 +12,12 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import Field
 
 from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, PaginationMeta, ok
+from tidings.core.limits import MAX_LIMIT, Pagination
+from tidings.core.openapi import errors
 from tidings.users.devices_service import DeviceLimits, DeviceService, StatusFilter
 from tidings.users.schemas import DeviceCreate, DeviceDead, DeviceOut
 from tidings.users.settings import UsersSettings
@@ -36,10 +39,17 @@ async def _devices(request: Request) -> DeviceService:
 
 
 Devices = Annotated[DeviceService, Depends(_devices)]
+
+
+class DevicePages(Pagination):
+    limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = MAX_LIMIT  # the push worker's page
+
+
 router = APIRouter(prefix="/api/v1/users/{user_id}/devices", tags=["devices"])
 
 
-@router.post("/", status_code=201, response_model=Envelope[DeviceOut])
+# 409: the user has TIDINGS_MAX_DEVICES_PER_USER live devices.
+@router.post("/", status_code=201, response_model=Envelope[DeviceOut], responses=errors(409))
 async def register_device(
     user_id: uuid.UUID, body: DeviceCreate, devices: Devices, response: Response, caller: Caller
 ) -> dict[str, Any]:
@@ -58,13 +68,13 @@ async def list_devices(
     user_id: uuid.UUID,
     devices: Devices,
     caller: Caller,
+    pages: Annotated[DevicePages, Query()],
     status: StatusFilter = "all",
-    page: Annotated[int, Query(ge=1)] = 1,
-    limit: Annotated[int, Query(ge=1, le=100)] = 100,
 ) -> dict[str, Any]:
     caller.require_user_or(user_id, "users:write")
-    found, total = await devices.list(user_id, status, page, limit)
-    return ok(found, "devices", PaginationMeta.of(total=total, page=page, limit=limit))
+    found, total = await devices.list(user_id, status, pages.page, pages.limit)
+    meta = PaginationMeta.of(total=total, page=pages.page, limit=pages.limit)
+    return ok(found, "devices", meta)
 
 
 @router.get("/{device_id}/", response_model=Envelope[DeviceOut])

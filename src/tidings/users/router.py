@@ -7,13 +7,14 @@ from fastapi import APIRouter
 
 from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, ok
+from tidings.core.openapi import errors
 from tidings.users.dependencies import Users
 from tidings.users.schemas import UserCreate, UserOut, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
 
-@router.post("/", status_code=201, response_model=Envelope[UserOut])
+@router.post("/", status_code=201, response_model=Envelope[UserOut], responses=errors(409))
 async def create_user(body: UserCreate, users: Users, caller: Caller) -> dict[str, Any]:
     caller.require("users:write")
     return ok(await users.create(body), "user created")

@@ -6,9 +6,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+from tidings.core.limits import Storable
+
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable
+]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
-PushToken = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
+PushToken = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096), Storable
+]
 
 
 class Preferences(BaseModel):
@@ -72,8 +78,12 @@ class UserOut(BaseModel):
 
 class SubscriptionKeys(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    p256dh: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-    auth: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+    p256dh: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), Storable
+    ]
+    auth: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), Storable
+    ]
 
 
 class Subscription(BaseModel):
@@ -83,7 +93,7 @@ class Subscription(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     endpoint: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048)
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048), Storable
     ]
     keys: SubscriptionKeys
 
@@ -97,7 +107,9 @@ class WebPushDeviceCreate(BaseModel):
 class FcmDeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["fcm"]
-    token: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096)]
+    token: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096), Storable
+    ]
 
 
 DeviceCreate = Annotated[WebPushDeviceCreate | FcmDeviceCreate, Field(discriminator="kind")]
@@ -108,7 +120,9 @@ class DeviceDead(BaseModel):
     called gone (Web Push 404/410, FCM UNREGISTERED)."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)]
+    reason: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), Storable
+    ]
 
 
 class DeviceOut(BaseModel):
