@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -105,6 +105,16 @@ class DbTimeouts:
             settings.db_breaker_reset_s,
         )
 
+    @classmethod
+    def for_worker(cls, settings: TidingsSettings) -> DbTimeouts:
+        """A delivery worker's bounds: the same connect, pool and breaker bounds, but a
+        statement may take up to a quarter of the delivery lease. A claim whose answer a
+        timeout swallowed still holds its row until the lease ends, so on a merely slow
+        database a tight statement bound would turn a short delay into a lease-long one."""
+        bounds = cls.of(settings)
+        statement_s = max(bounds.statement_s, settings.delivery_lease_s / 4)
+        return replace(bounds, statement_s=statement_s)
+
 
 # What the drivers raise when the database cannot be used: SQLAlchemy's own errors, and the
 # asyncpg and socket errors it lets through unwrapped (a refused or timed-out connect, a
@@ -118,7 +128,7 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (
 )
 # SQLSTATE classes of a server that cannot serve now: 08 connection exception, 53
 # insufficient resources (too many connections), 57P admin/crash shutdown, cannot connect now.
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "58")
 
 
 def unavailable(exc: BaseException) -> str | None:

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from tidings.core.bus import Bus, Handler, open_bus
-from tidings.core.db import open_database
+from tidings.core.db import DbTimeouts, open_database
 from tidings.core.deliveries import DeliveryStore
 from tidings.core.flow import Deliver, DeliveryFlow, renew_lease
 from tidings.core.lookups import TemplateDirectory
@@ -42,7 +42,7 @@ def create_worker_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
             health = app.state.health
-            db = open_database(store_url, service)
+            db = open_database(store_url, service, DbTimeouts.for_worker(settings))
             stack.push_async_callback(db.close)
             health.add("database", db.ping)
             the_bus = bus

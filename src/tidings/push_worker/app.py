@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus
-from tidings.core.db import open_database
+from tidings.core.db import DbTimeouts, open_database
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import watch_breaker
 from tidings.core.web import HealthRegistry, service_client
@@ -108,7 +108,7 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
         health: HealthRegistry,
     ) -> Deliver:
         # The delivery records' store is core's; the per-device results share its schema.
-        db = open_database(settings.store_url, "push")
+        db = open_database(settings.store_url, "push", DbTimeouts.for_worker(settings))
         stack.push_async_callback(db.close)
         users = service_client("users", settings, stack, caller="push")
         health.add("users_service", users.ping)

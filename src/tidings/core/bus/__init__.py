@@ -27,10 +27,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import asyncpg
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import exc as sa_exc
 
+from tidings.core.db import unavailable
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
 from tidings.core.settings import TidingsSettings
@@ -61,10 +60,6 @@ class DeadLetter(Exception):
 
 Handler = Callable[[BusMessage], Awaitable[None]]
 
-# SQLSTATE classes of a server that is there but cannot serve now: connection exception,
-# insufficient resources, operator intervention (shutdown, cancel, cannot connect now),
-# system error.
-_OUTAGE_SQLSTATE_CLASSES = ("08", "53", "57", "58")
 # Headers the broker sets on each delivery; a copy published again must not carry them.
 _DELIVERY_HEADERS = ("x-delivery-count",)
 
@@ -72,26 +67,12 @@ _DELIVERY_HEADERS = ("x-delivery-count",)
 def as_outage(exc: BaseException) -> DependencyUnavailable | None:
     """``exc`` as a dependency outage (a database, the broker, a socket, a timeout), or None
     when it is something else (a bug, bad data): an outage is waited out, never counted
-    against the message."""
+    against the message. Database errors are classified once, by ``core.db.unavailable``,
+    the same function that answers 503 at the HTTP edge."""
     if isinstance(exc, DependencyUnavailable):
         return exc
-    if isinstance(exc, sa_exc.DBAPIError):
-        orig = exc.orig
-        cause = orig.__cause__ if orig is not None else None
-        sqlstate = str(getattr(cause, "sqlstate", None) or getattr(orig, "sqlstate", "") or "")
-        if (
-            exc.connection_invalidated
-            or isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError)
-            or isinstance(cause, OSError | TimeoutError | asyncpg.InterfaceError)
-            or sqlstate[:2] in _OUTAGE_SQLSTATE_CLASSES
-        ):
-            return DependencyUnavailable(f"database unavailable: {exc.orig or exc}"[:300])
-        return None
-    if isinstance(exc, sa_exc.TimeoutError):  # no pooled connection came free in time
-        return DependencyUnavailable(f"database unavailable: {exc}"[:300])
-    if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
-        return DependencyUnavailable(f"unavailable: {exc.__class__.__name__}: {exc}"[:300])
-    return None
+    reason = unavailable(exc)
+    return DependencyUnavailable(reason[:300]) if reason is not None else None
 
 
 class Bus(ABC):
