@@ -1,0 +1,182 @@
+"""Replicas, and a replica killed: ``tidings up --replicas ...`` as a real OS process, one
+supervised process per replica, and ``kill -9`` of one of them mid-run. Every message is
+counted at the SMTP server (delivered, lost, duplicated, unexpected) and in the gateway's
+statuses (nothing left pending)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.faults.harness import (
+    Run,
+    TidingsUp,
+    send_many,
+    statuses,
+    tally,
+    wait_quiet,
+    wait_until_all,
+)
+from tests.helpers import wait_for_condition
+from tests.scenario import create_template, create_user
+from tests.smtp_peer import SmtpPeer
+
+pytestmark = pytest.mark.e2e
+N = 600
+Up = Callable[..., Awaitable[TidingsUp]]
+
+
+@pytest.fixture
+async def up(
+    tmp_path: Path, fresh_pg: str, fresh_vhost: str, redis_url: str, cache_namespace: str
+) -> AsyncIterator[Up]:
+    """Start ``tidings up --replicas ...`` on this test's database, vhost and namespace."""
+    started: list[TidingsUp] = []
+
+    async def start(replicas: str, smtp: SmtpPeer, **env: str) -> TidingsUp:
+        stack = TidingsUp(
+            tmp_path / "tidings.log",
+            replicas,
+            TIDINGS_DATABASE_URL=fresh_pg,
+            TIDINGS_AMQP_URL=fresh_vhost,
+            TIDINGS_REDIS_URL=redis_url,
+            TIDINGS_CACHE_NAMESPACE=cache_namespace,
+            TIDINGS_SMTP_URL=smtp.url,
+            TIDINGS_RETRY_BASE_S="1",
+            **env,
+        )
+        started.append(stack)
+        await stack.start()
+        return stack
+
+    yield start
+    for stack in started:
+        code = await stack.stop()
+        assert code == 0, stack.log.read_text()[-3000:]
+
+
+@pytest.fixture
+async def smtp() -> AsyncIterator[SmtpPeer]:
+    peer = await SmtpPeer().start()
+    yield peer
+    await peer.stop()
+
+
+async def test_every_service_as_replicas_one_gateway_url_discovery_finds_them(
+    up: Up, smtp: SmtpPeer
+) -> None:
+    stack = await up("gateway=2,users=2,templates=2,email=2,push=2", smtp)
+    pids = {s: await stack.pids(s) for s in stack.counts}
+    assert all(len(p) == 2 for p in pids.values()), pids
+    assert len(set().union(*pids.values())) == 10, "ten processes, each its own"
+
+    # The gateway finds both users and both templates replicas through discovery.
+    async def both_found() -> bool:
+        info = (await stack.client.get("/health")).json()["data"]["instances"]
+        return sorted(info["users"]) == stack.urls("users") and sorted(
+            info["templates"]
+        ) == stack.urls("templates")
+
+    await wait_for_condition(both_found, timeout_s=30, what="both replicas discovered")
+    user = await create_user(stack.client)
+    template = await create_template(stack.client)
+    run = Run.new("replicas")
+    await send_many(stack.client, run, user["user_id"], template["code"], 100)
+    await wait_until_all(stack.env["TIDINGS_DATABASE_URL"], run, "delivered", timeout_s=120)
+    result = tally(smtp, run)
+    print(f"every service x2, 100 messages: {result}")
+    assert result.delivered == 100 and not result.lost and not result.duplicated
+
+
+async def test_kill_9_of_one_of_two_gateways_mid_run_loses_nothing(
+    up: Up, smtp: SmtpPeer, fresh_pg: str, fresh_vhost: str
+) -> None:
+    stack = await up("gateway=2,email=2", smtp)
+    gw = stack.client
+    user = await create_user(gw)
+    template = await create_template(gw)
+    run = Run.new("gw-kill9")
+    victim = min(await stack.pids("gateway"))
+    # New connections for every request, so both gateways take a share of the run.
+    gw_fresh = httpx.AsyncClient(
+        base_url=str(gw.base_url),
+        headers=dict(gw.headers),
+        timeout=10,
+        limits=httpx.Limits(max_keepalive_connections=0),
+    )
+
+    async def kill_when_a_third_is_in() -> None:
+        async def a_third() -> bool:
+            return len(run.sent) >= N // 3
+
+        await wait_for_condition(a_third, timeout_s=60, interval_s=0.01, what="a third sent")
+        os.kill(victim, signal.SIGKILL)
+
+    try:
+        killer = asyncio.create_task(kill_when_a_third_is_in())
+        retried = await send_many(
+            gw_fresh, run, user["user_id"], template["code"], N, concurrency=20, retries=5
+        )
+        await killer
+    finally:
+        await gw_fresh.aclose()
+    await wait_until_all(fresh_pg, run, "delivered", timeout_s=180)
+    await wait_quiet(fresh_vhost)
+
+    result = tally(smtp, run)
+    print(f"kill -9 of one of two gateways, {N} messages, {retried} requests retried: {result}")
+    assert len(run.sent) == N
+    assert result.delivered == N and not result.lost and not result.unexpected, result
+    assert (await statuses(fresh_pg, run)) == {"delivered": N}, "none left pending"
+    # The relay de-duplicates nothing itself: a row published and not yet deleted when its
+    # relay died is published again, and the workers' delivery records stop the second send.
+    assert not result.duplicated, result
+    assert victim not in await stack.pids("gateway"), "the killed replica was replaced"
+
+
+async def test_kill_9_of_one_of_two_email_workers_duplicates_at_most_its_prefetch(
+    up: Up, smtp: SmtpPeer, fresh_pg: str, fresh_vhost: str
+) -> None:
+    prefetch = 10
+    stack = await up(
+        "email=2",
+        smtp,
+        TIDINGS_PREFETCH=str(prefetch),
+        TIDINGS_DELIVERY_LEASE_S="2",
+    )
+    gw = stack.client
+    user = await create_user(gw)
+    template = await create_template(gw)
+    # Past a third of the run the server takes each message and holds its reply: the
+    # workers' sends in flight are then ones the server has and the workers cannot know.
+    smtp.gate, smtp.hold_after = asyncio.Event(), N // 3
+    run = Run.new("email-kill9")
+    await send_many(gw, run, user["user_id"], template["code"], N)
+
+    async def holding() -> bool:
+        return smtp.held >= 2
+
+    await wait_for_condition(holding, timeout_s=60, what="messages held at the server")
+    victim = min(await stack.pids("email"))
+    os.kill(victim, signal.SIGKILL)
+    in_flight = smtp.held  # of both workers: the survivor's are acknowledged after the gate
+    smtp.gate.set()
+    await wait_until_all(fresh_pg, run, "delivered", timeout_s=180)
+    await wait_quiet(fresh_vhost)
+
+    result = tally(smtp, run)
+    duplicates = sum(result.duplicated.values())
+    print(
+        f"kill -9 of one of two email workers (prefetch {prefetch}), {in_flight} held at the "
+        f"server, {N} messages: {result}"
+    )
+    assert result.delivered == N and not result.lost and not result.unexpected, result
+    assert (await statuses(fresh_pg, run)) == {"delivered": N}, "none left pending"
+    assert duplicates <= min(in_flight, prefetch), (result, in_flight)
+    assert victim not in await stack.pids("email"), "the killed replica was replaced"
