@@ -6,13 +6,20 @@ statuses (nothing left pending)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import cast
 
+import aio_pika
 import httpx
 import pytest
+from sqlalchemy import Table, insert, select, text
 
 from tests.faults.harness import (
     Run,
@@ -23,11 +30,18 @@ from tests.faults.harness import (
     wait_quiet,
     wait_until_all,
 )
+from tests.faults.proxy import TcpProxy
 from tests.helpers import wait_for_condition
 from tests.scenario import create_template, create_user
 from tests.smtp_peer import SmtpPeer
+from tidings.core.bus import open_bus
+from tidings.core.db import Database, open_database, utcnow
+from tidings.core.migrations import migrate
+from tidings.core.topology import EMAIL_QUEUE, EMAIL_ROUTE
+from tidings.gateway.models import Notification, OutboxMessage
+from tidings.gateway.relay import OutboxRelay
+from tidings.gateway.settings import GatewaySettings
 
-pytestmark = pytest.mark.e2e
 N = 600
 Up = Callable[..., Awaitable[TidingsUp]]
 
@@ -68,6 +82,7 @@ async def smtp() -> AsyncIterator[SmtpPeer]:
     await peer.stop()
 
 
+@pytest.mark.e2e
 async def test_every_service_as_replicas_one_gateway_url_discovery_finds_them(
     up: Up, smtp: SmtpPeer
 ) -> None:
@@ -94,6 +109,7 @@ async def test_every_service_as_replicas_one_gateway_url_discovery_finds_them(
     assert result.delivered == 100 and not result.lost and not result.duplicated
 
 
+@pytest.mark.e2e
 async def test_kill_9_of_one_of_two_gateways_mid_run_loses_nothing(
     up: Up, smtp: SmtpPeer, fresh_pg: str, fresh_vhost: str
 ) -> None:
@@ -140,6 +156,7 @@ async def test_kill_9_of_one_of_two_gateways_mid_run_loses_nothing(
     assert victim not in await stack.pids("gateway"), "the killed replica was replaced"
 
 
+@pytest.mark.e2e
 async def test_kill_9_of_one_of_two_email_workers_duplicates_at_most_its_prefetch(
     up: Up, smtp: SmtpPeer, fresh_pg: str, fresh_vhost: str
 ) -> None:
@@ -180,3 +197,120 @@ async def test_kill_9_of_one_of_two_email_workers_duplicates_at_most_its_prefetc
     assert (await statuses(fresh_pg, run)) == {"delivered": N}, "none left pending"
     assert duplicates <= min(in_flight, prefetch), (result, in_flight)
     assert victim not in await stack.pids("email"), "the killed replica was replaced"
+
+
+# Two relays over one outbox, in this process (each its own engine and broker connection, as
+# two gateways have): every row is published once, and a crashed relay's rows are taken over.
+RELAY_ROWS = 400
+
+
+async def _outbox(db: Database, n: int) -> list[str]:
+    """``n`` notifications with their outbox rows, as the gateway writes them."""
+    ids = [uuid.uuid4() for _ in range(n)]
+    now = utcnow()
+    notifications = cast(Table, Notification.__table__)
+    outbox = cast(Table, OutboxMessage.__table__)
+    async with db.engine.begin() as conn:
+        await conn.execute(
+            insert(notifications),
+            [
+                {
+                    "id": i, "request_id": f"relay-{i}", "body_hash": "x", "user_id": i,
+                    "notification_type": "email", "template_code": "t", "language": "en",
+                    "priority": 5, "variables": {}, "status": "pending",
+                    "correlation_id": "relay", "created_at": now, "updated_at": now,
+                }
+                for i in ids
+            ],
+        )  # fmt: skip
+        await conn.execute(
+            insert(outbox),
+            [
+                {
+                    "notification_id": i, "routing_key": EMAIL_ROUTE, "payload": b"{}",
+                    "correlation_id": "relay", "created_at": now, "available_at": now,
+                }
+                for i in ids
+            ],
+        )  # fmt: skip
+    return [str(i) for i in ids]
+
+
+async def _published(amqp_url: str) -> Counter[str]:
+    """Every message in email.queue, by message id (taken off the queue)."""
+    seen: Counter[str] = Counter()
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        queue = await channel.declare_queue(EMAIL_QUEUE, passive=True)
+        while (message := await queue.get(no_ack=True, fail=False)) is not None:
+            seen[str(message.message_id)] += 1
+    finally:
+        await connection.close()
+    return seen
+
+
+async def _unlocked(db: Database) -> int:
+    """Outbox rows no relay holds at the moment."""
+    async with db.engine.begin() as conn:
+        outbox = cast(Table, OutboxMessage.__table__)
+        rows = await conn.execute(select(outbox.c.id).with_for_update(skip_locked=True))
+        return len(rows.all())
+
+
+async def test_two_relays_publish_each_row_once_and_take_over_a_crashed_ones_rows(
+    fresh_pg: str, fresh_vhost: str
+) -> None:
+    settings = GatewaySettings(database_url=fresh_pg, amqp_url=fresh_vhost)
+    await asyncio.to_thread(migrate, "tidings.gateway", settings.store_url, "gateway")
+    async with TcpProxy(5672) as proxy, AsyncExitStack() as stack:
+        dbs, relays = [], []
+        for amqp_url in (proxy.url(fresh_vhost), fresh_vhost):  # relay A through the proxy
+            db = open_database(settings.store_url, "gateway")
+            stack.push_async_callback(db.close)
+            bus = open_bus(settings.model_copy(update={"amqp_url": amqp_url}))
+            await bus.start()
+            stack.push_async_callback(bus.close)
+            dbs.append(db)
+            relays.append(OutboxRelay(db, bus, batch_size=20, poll_s=1))
+        a, b = relays
+
+        # Both at once, in batches of 20: the rows are shared, none published twice.
+        ids = await _outbox(dbs[0], RELAY_ROWS)
+
+        async def drain(relay: OutboxRelay) -> None:
+            while await relay.flush():
+                pass
+
+        await asyncio.gather(drain(a), drain(b))
+        seen = await _published(fresh_vhost)
+        print(f"two relays, {RELAY_ROWS} rows: A published {a.published}, B {b.published}")
+        assert seen == Counter(dict.fromkeys(ids, 1)), "each row published exactly once"
+        assert a.published > 0 and b.published > 0, "both relays took a share"
+
+        # A takes a batch and its broker hangs; B publishes everything else meanwhile.
+        more = await _outbox(dbs[0], 100)
+        proxy.stall()
+        stuck = asyncio.create_task(a.flush())
+
+        async def a_holds_a_batch() -> bool:
+            return await _unlocked(dbs[1]) == 100 - 20
+
+        await wait_for_condition(a_holds_a_batch, timeout_s=10, what="relay A holding its rows")
+        await drain(b)
+        assert await _unlocked(dbs[1]) == 0 and b.published == RELAY_ROWS - a.published + 80
+        # A dies: its broker connection and its database session go, as with kill -9.
+        await proxy.cut()
+        async with dbs[1].engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND state = 'idle in transaction'"
+                )
+            )
+        stuck.cancel()
+        with contextlib.suppress(BaseException):
+            await stuck
+        assert await b.flush() == 20, "the dead relay's rows are B's now"
+        seen = await _published(fresh_vhost)
+        assert seen == Counter(dict.fromkeys(more, 1)), "each published once, none lost"
