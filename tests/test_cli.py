@@ -54,3 +54,15 @@ async def test_migrate_creates_every_service_schema(fresh_pg: str) -> None:
     } <= tables
     again = tidings("migrate", TIDINGS_DATABASE_URL=fresh_pg)
     assert again.returncode == 0, again.stderr  # idempotent
+
+
+def test_up_refuses_replicas_it_cannot_run() -> None:
+    amqp = {"TIDINGS_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/"}
+    for bad in ("email", "email=0", "mail=2", "gateway=two", "push=33"):
+        result = tidings("up", "--replicas", bad, **amqp)
+        assert result.returncode == 2 and "SERVICE=N" in result.stderr, (bad, result.stderr)
+    # Replicas of users or templates are found through discovery, which needs Redis.
+    no_redis = tidings("up", "--replicas", "users=2", **amqp)
+    assert no_redis.returncode == 2 and "TIDINGS_REDIS_URL" in no_redis.stderr
+    embedded = tidings("up", "--replicas", "email=2")
+    assert embedded.returncode == 2 and "real infrastructure" in embedded.stderr
