@@ -21,9 +21,10 @@ import os
 import signal
 import sys
 import time
+from typing import cast
 
 from tidings.core.logs import configure_logging
-from tidings.core.settings import SERVICES, TidingsSettings
+from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
 from tidings.mailcapture import start_capture
 from tidings.runner import (
     ConfigurationError,
@@ -41,9 +42,9 @@ REPLICA_PORT_STEP = 100
 MAX_REPLICAS = 32
 
 
-def parse_replicas(text: str | None) -> dict[str, int]:
+def parse_replicas(text: str | None) -> dict[ServiceName, int]:
     """``"email=2,gateway=2"`` -> how many processes of each service (1 unless named)."""
-    counts = dict.fromkeys(SERVICES, 1)
+    counts: dict[ServiceName, int] = dict.fromkeys(SERVICES, 1)
     for part in (text or "").split(","):
         if not part.strip():
             continue
@@ -53,35 +54,39 @@ def parse_replicas(text: str | None) -> dict[str, int]:
                 f"--replicas: {part.strip()!r} is not SERVICE=N with N from 1 to {MAX_REPLICAS}"
                 f" (services: {', '.join(SERVICES)})"
             )
-        counts[name] = int(number)
+        counts[cast(ServiceName, name)] = int(number)
     return counts
 
 
-def check_replicas(settings: TidingsSettings, counts: dict[str, int]) -> None:
+def check_replicas(settings: TidingsSettings, counts: dict[ServiceName, int]) -> None:
     for service in ("users", "templates"):
-        if counts[service] > 1 and not settings.discovers(service):  # type: ignore[arg-type]
+        if counts[service] > 1 and not settings.discovers(service):
             raise ConfigurationError(
                 f"more than one {service} process is found through discovery: set "
                 f"TIDINGS_REDIS_URL and leave TIDINGS_{service.upper()}_URL unset"
             )
     for service, count in counts.items():
         if service != "gateway" and count > 1:
-            top = settings.port_of(service) + REPLICA_PORT_STEP * (count - 1)  # type: ignore[arg-type]
+            top = settings.port_of(service) + REPLICA_PORT_STEP * (count - 1)
             if top > 65535:
                 raise ConfigurationError(f"{service} replica ports would pass 65535 ({top})")
 
 
-def replica_env(settings: TidingsSettings, service: str, index: int, count: int) -> dict[str, str]:
+def replica_env(
+    settings: TidingsSettings, service: ServiceName, index: int, count: int
+) -> dict[str, str]:
     """What replica ``index`` of ``count`` gets in its environment on top of ours."""
     if service == "gateway":
         return {"TIDINGS_REUSE_PORT": "true"} if count > 1 else {}
     if index == 0:
         return {}
-    port = settings.port_of(service) + REPLICA_PORT_STEP * index  # type: ignore[arg-type]
+    port = settings.port_of(service) + REPLICA_PORT_STEP * index
     return {f"TIDINGS_{service.upper()}_PORT": str(port)}
 
 
-async def _supervise_one(name: str, service: str, env: dict[str, str], stopping: asyncio.Event) -> None:
+async def _supervise_one(
+    name: str, service: str, env: dict[str, str], stopping: asyncio.Event
+) -> None:
     """Keep one process running until ``stopping``; restart it when it dies."""
     backoff_s = 0.5
     while not stopping.is_set():
@@ -119,7 +124,11 @@ def run_supervised(replicas: str | None = None) -> None:
     configure_logging("supervisor", settings.log_level, settings.log_format)
     migrate_all()
     processes = [
-        (f"{service}#{k}" if count > 1 else service, service, replica_env(settings, service, k, count))
+        (
+            f"{service}#{k}" if count > 1 else service,
+            service,
+            replica_env(settings, service, k, count),
+        )
         for service, count in counts.items()
         for k in range(count)
     ]

@@ -22,9 +22,8 @@ from tests.credentials import ADMIN, ENV
 from tests.helpers import wait_for_condition
 from tests.scenario import notification
 from tests.smtp_peer import SmtpPeer
-from tidings.core.settings import SERVICES
-from tidings.supervisor import REPLICA_PORT_STEP, parse_replicas
 from tidings.core.retry import retry_queue
+from tidings.core.settings import SERVICES
 from tidings.core.topology import (
     DELAYABLE_ROUTES,
     EMAIL_QUEUE,
@@ -33,6 +32,7 @@ from tidings.core.topology import (
     RETRY_TIERS_MS,
     STATUS_QUEUE,
 )
+from tidings.supervisor import REPLICA_PORT_STEP, parse_replicas
 
 
 @dataclass
@@ -232,9 +232,16 @@ class TidingsUp:
     async def start(self) -> None:
         with self.log.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tidings", "up", "--replicas", self.replicas,
-                env=self.env, stdout=out, stderr=out,
-            )  # fmt: skip
+                sys.executable,
+                "-m",
+                "tidings",
+                "up",
+                "--replicas",
+                self.replicas,
+                env=self.env,
+                stdout=out,
+                stderr=out,
+            )
         await wait_for_condition(self.healthy, timeout_s=90, what="every replica healthy")
 
     async def healthy(self) -> bool:

@@ -215,24 +215,37 @@ async def _outbox(db: Database, n: int) -> list[str]:
             insert(notifications),
             [
                 {
-                    "id": i, "request_id": f"relay-{i}", "body_hash": "x", "user_id": i,
-                    "notification_type": "email", "template_code": "t", "language": "en",
-                    "priority": 5, "variables": {}, "status": "pending",
-                    "correlation_id": "relay", "created_at": now, "updated_at": now,
+                    "id": i,
+                    "request_id": f"relay-{i}",
+                    "body_hash": "x",
+                    "user_id": i,
+                    "notification_type": "email",
+                    "template_code": "t",
+                    "language": "en",
+                    "priority": 5,
+                    "variables": {},
+                    "status": "pending",
+                    "correlation_id": "relay",
+                    "created_at": now,
+                    "updated_at": now,
                 }
                 for i in ids
             ],
-        )  # fmt: skip
+        )
         await conn.execute(
             insert(outbox),
             [
                 {
-                    "notification_id": i, "routing_key": EMAIL_ROUTE, "payload": b"{}",
-                    "correlation_id": "relay", "created_at": now, "available_at": now,
+                    "notification_id": i,
+                    "routing_key": EMAIL_ROUTE,
+                    "payload": b"{}",
+                    "correlation_id": "relay",
+                    "created_at": now,
+                    "available_at": now,
                 }
                 for i in ids
             ],
-        )  # fmt: skip
+        )
     return [str(i) for i in ids]
 
 
