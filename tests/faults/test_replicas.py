@@ -32,6 +32,9 @@ from tests.faults.harness import (
 )
 from tests.faults.proxy import TcpProxy
 from tests.helpers import wait_for_condition
+from tests.push.fcm_peer import FcmPeer
+from tests.push.keys import fcm_token
+from tests.push.support import push_template, push_user, send_push
 from tests.scenario import create_template, create_user
 from tests.smtp_peer import SmtpPeer
 from tidings.core.bus import open_bus
@@ -83,33 +86,61 @@ async def smtp() -> AsyncIterator[SmtpPeer]:
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(300)  # ten processes start on a shared 2-core machine
 async def test_every_service_as_replicas_one_gateway_url_discovery_finds_them(
-    up: Up, smtp: SmtpPeer
+    up: Up, smtp: SmtpPeer, fresh_pg: str
 ) -> None:
-    stack = await up("gateway=2,users=2,templates=2,email=2,push=2", smtp)
-    pids = {s: await stack.pids(s) for s in stack.counts}
-    assert all(len(p) == 2 for p in pids.values()), pids
-    assert len(set().union(*pids.values())) == 10, "ten processes, each its own"
+    fcm = await FcmPeer().start()
+    try:
+        stack = await up(
+            "gateway=2,users=2,templates=2,email=2,push=2",
+            smtp,
+            TIDINGS_FCM_SERVICE_ACCOUNT_JSON=fcm.service_account_json(),
+            TIDINGS_FCM_BASE_URL=fcm.server.origin,
+            TIDINGS_WEBPUSH_ALLOW_INSECURE="true",
+        )
+        pids = {s: await stack.pids(s) for s in stack.counts}
+        assert all(len(p) == 2 for p in pids.values()), pids
+        assert len(set().union(*pids.values())) == 10, "ten processes, each its own"
 
-    # The gateway finds both users and both templates replicas through discovery.
-    async def both_found() -> bool:
-        info = (await stack.client.get("/health")).json()["data"]["instances"]
-        return sorted(info["users"]) == stack.urls("users") and sorted(
-            info["templates"]
-        ) == stack.urls("templates")
+        # The gateway finds both users and both templates replicas through discovery.
+        async def both_found() -> bool:
+            info = (await stack.client.get("/health")).json()["data"]["instances"]
+            return sorted(info["users"]) == stack.urls("users") and sorted(
+                info["templates"]
+            ) == stack.urls("templates")
 
-    await wait_for_condition(both_found, timeout_s=30, what="both replicas discovered")
-    user = await create_user(stack.client)
-    template = await create_template(stack.client)
-    run = Run.new("replicas")
-    await send_many(stack.client, run, user["user_id"], template["code"], 100)
-    await wait_until_all(stack.env["TIDINGS_DATABASE_URL"], run, "delivered", timeout_s=120)
+        await wait_for_condition(both_found, timeout_s=30, what="both replicas discovered")
+        gw = stack.client
+        user = await create_user(gw)
+        template = await create_template(gw)
+        run = Run.new("replicas")
+        await send_many(gw, run, user["user_id"], template["code"], 100)
+
+        # Push through both push workers, counted at the FCM peer by each message's body.
+        code = await push_template(gw)
+        token = fcm_token()
+        push_user_id = await push_user(gw, push_token=token)
+        pushes = Run.new("replicas-push")
+        for i in range(50):
+            rid = f"{pushes.tag}{i:05d}"
+            nid = await send_push(
+                gw, push_user_id, code, request_id=rid, variables={"order_id": str(i)}
+            )
+            pushes.sent[rid] = nid
+        await wait_until_all(fresh_pg, run, "delivered", timeout_s=120)
+        await wait_until_all(fresh_pg, pushes, "delivered", timeout_s=120)
+        bodies = Counter(s.message["notification"]["body"] for s in fcm.sent_to(token))
+    finally:
+        await fcm.close()
     result = tally(smtp, run)
-    print(f"every service x2, 100 messages: {result}")
+    print(f"every service x2, 100 emails: {result}; 50 pushes: {sum(bodies.values())} sent")
     assert result.delivered == 100 and not result.lost and not result.duplicated
+    assert bodies == Counter(f"Your order {i} has shipped." for i in range(50)), "each once"
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(300)  # ten processes start on a shared 2-core machine
 async def test_kill_9_of_one_of_two_gateways_mid_run_loses_nothing(
     up: Up, smtp: SmtpPeer, fresh_pg: str, fresh_vhost: str
 ) -> None:
@@ -157,6 +188,7 @@ async def test_kill_9_of_one_of_two_gateways_mid_run_loses_nothing(
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(300)  # ten processes start on a shared 2-core machine
 async def test_kill_9_of_one_of_two_email_workers_duplicates_at_most_its_prefetch(
     up: Up, smtp: SmtpPeer, fresh_pg: str, fresh_vhost: str
 ) -> None:
