@@ -86,7 +86,7 @@ async def smtp() -> AsyncIterator[SmtpPeer]:
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(300)  # ten processes start on a shared 2-core machine
+@pytest.mark.timeout(300)  # processes start slowly on a shared 2-core machine
 async def test_every_service_as_replicas_one_gateway_url_discovery_finds_them(
     up: Up, smtp: SmtpPeer, fresh_pg: str
 ) -> None:
@@ -140,7 +140,7 @@ async def test_every_service_as_replicas_one_gateway_url_discovery_finds_them(
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(300)  # ten processes start on a shared 2-core machine
+@pytest.mark.timeout(300)  # processes start slowly on a shared 2-core machine
 async def test_kill_9_of_one_of_two_gateways_mid_run_loses_nothing(
     up: Up, smtp: SmtpPeer, fresh_pg: str, fresh_vhost: str
 ) -> None:
@@ -188,7 +188,7 @@ async def test_kill_9_of_one_of_two_gateways_mid_run_loses_nothing(
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(300)  # ten processes start on a shared 2-core machine
+@pytest.mark.timeout(300)  # processes start slowly on a shared 2-core machine
 async def test_kill_9_of_one_of_two_email_workers_duplicates_at_most_its_prefetch(
     up: Up, smtp: SmtpPeer, fresh_pg: str, fresh_vhost: str
 ) -> None:
