@@ -65,11 +65,17 @@ def check_replicas(settings: TidingsSettings, counts: dict[ServiceName, int]) ->
                 f"more than one {service} process is found through discovery: set "
                 f"TIDINGS_REDIS_URL and leave TIDINGS_{service.upper()}_URL unset"
             )
+    taken: dict[int, str] = {}
     for service, count in counts.items():
-        if service != "gateway" and count > 1:
-            top = settings.port_of(service) + REPLICA_PORT_STEP * (count - 1)
-            if top > 65535:
-                raise ConfigurationError(f"{service} replica ports would pass 65535 ({top})")
+        replicas = 1 if service == "gateway" else count  # the gateway's share one port
+        for k in range(replicas):
+            port = settings.port_of(service) + REPLICA_PORT_STEP * k
+            if port > 65535 or port in taken:
+                raise ConfigurationError(
+                    f"{service} replica {k} would listen on port {port}"
+                    + (f", {taken[port]}'s" if port in taken else ", past 65535")
+                )
+            taken[port] = f"{service} replica {k}"
 
 
 def replica_env(
