@@ -90,8 +90,13 @@ def replica_env(
     return {f"TIDINGS_{service.upper()}_PORT": str(port)}
 
 
+# After SIGTERM a child stops consuming and lets its handlers finish for
+# TIDINGS_SHUTDOWN_GRACE_S; it gets that and this margin before SIGKILL.
+STOP_MARGIN_S = 10.0
+
+
 async def _supervise_one(
-    name: str, service: str, env: dict[str, str], stopping: asyncio.Event
+    name: str, service: str, env: dict[str, str], stopping: asyncio.Event, stop_after_s: float
 ) -> None:
     """Keep one process running until ``stopping``; restart it when it dies."""
     backoff_s = 0.5
@@ -106,9 +111,11 @@ async def _supervise_one(
         if stopping.is_set():
             if proc.returncode is None:
                 proc.terminate()
-                try:
-                    await asyncio.wait_for(waiter, 15)
-                except TimeoutError:
+                # asyncio.wait, not wait_for: wait_for cancels the waiter when it times out,
+                # and the supervisor then died of that CancelledError with its child alive.
+                done, _ = await asyncio.wait({waiter}, timeout=stop_after_s)
+                if not done:
+                    log.error("%s did not stop in %.0fs after SIGTERM: killed", name, stop_after_s)
                     proc.kill()
                     await waiter
             return
@@ -151,7 +158,8 @@ def run_supervised(replicas: str | None = None) -> None:
             )
         log.info("starting %s", ", ".join(name for name, _, _ in processes))
         try:
-            await asyncio.gather(*(_supervise_one(*p, stopping) for p in processes))
+            stop_after_s = settings.shutdown_grace_s + STOP_MARGIN_S
+            await asyncio.gather(*(_supervise_one(*p, stopping, stop_after_s) for p in processes))
         finally:
             if capture is not None:
                 capture.close()

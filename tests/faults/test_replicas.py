@@ -115,7 +115,9 @@ async def test_every_service_as_replicas_one_gateway_url_discovery_finds_them(
         user = await create_user(gw)
         template = await create_template(gw)
         run = Run.new("replicas")
-        await send_many(gw, run, user["user_id"], template["code"], 100)
+        # Few at once: ten processes' pools share PostgreSQL's 100 connections with the
+        # other tests of the machine (past them it answers "too many clients").
+        await send_many(gw, run, user["user_id"], template["code"], 100, concurrency=5)
 
         # Push through both push workers, counted at the FCM peer by each message's body.
         code = await push_template(gw)
@@ -229,6 +231,20 @@ async def test_kill_9_of_one_of_two_email_workers_duplicates_at_most_its_prefetc
     assert (await statuses(fresh_pg, run)) == {"delivered": N}, "none left pending"
     assert duplicates <= min(in_flight, prefetch), (result, in_flight)
     assert victim not in await stack.pids("email"), "the killed replica was replaced"
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(300)  # processes start slowly on a shared 2-core machine
+async def test_a_replica_that_cannot_stop_is_killed_and_up_still_stops_cleanly(
+    up: Up, smtp: SmtpPeer
+) -> None:
+    stack = await up("email=2", smtp, TIDINGS_SHUTDOWN_GRACE_S="0")
+    frozen = min(await stack.pids("email"))
+    os.kill(frozen, signal.SIGSTOP)  # it cannot act on the SIGTERM to come
+    assert await stack.stop() == 0, stack.log.read_text()[-3000:]
+    assert "did not stop in 10s after SIGTERM: killed" in stack.log.read_text()
+    with pytest.raises(ProcessLookupError):
+        os.kill(frozen, 0)
 
 
 # Two relays over one outbox, in this process (each its own engine and broker connection, as
