@@ -20,7 +20,7 @@ N_STALL = 600
 STALL_S = 10.0
 # After the broker flows again, every notification is final within this (stated in
 # docs/delivery.md, "Replicas and crashes").
-SETTLE_AFTER_STALL_S = 60.0
+SETTLE_AFTER_STALL_S = 90.0
 
 
 @pytest.fixture
