@@ -336,7 +336,10 @@ async def test_two_relays_publish_each_row_once_and_take_over_a_crashed_ones_row
             relays.append(OutboxRelay(db, bus, batch_size=20, poll_s=1))
         a, b = relays
 
-        # Both at once, in batches of 20: the rows are shared, none published twice.
+        # Both at once, in batches of 20: the rows are shared, none published twice. (Each
+        # engine connected first, so that neither starts late by a connect.)
+        for db in dbs:
+            await _unlocked(db)
         ids = await _outbox(dbs[0], RELAY_ROWS)
 
         async def drain(relay: OutboxRelay) -> None:
@@ -355,11 +358,22 @@ async def test_two_relays_publish_each_row_once_and_take_over_a_crashed_ones_row
         stuck = asyncio.create_task(a.flush())
 
         async def a_holds_a_batch() -> bool:
-            return await _unlocked(dbs[1]) == 100 - 20
+            # Read from pg_stat_activity, which takes no lock: a probe that locked rows (FOR
+            # UPDATE SKIP LOCKED) would take A's batch from under it.
+            async with dbs[1].engine.begin() as conn:
+                waiting = await conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                        " AND state = 'idle in transaction'"
+                        " AND query LIKE '%FOR UPDATE SKIP LOCKED%'"  # its select is done
+                    )
+                )
+                return waiting.scalar_one() == 1
 
         await wait_for_condition(a_holds_a_batch, timeout_s=10, what="relay A holding its rows")
         await drain(b)
-        assert await _unlocked(dbs[1]) == 0 and b.published == RELAY_ROWS - a.published + 80
+        assert b.published == RELAY_ROWS - a.published + 80, "all but A's batch of 20"
+        assert await _unlocked(dbs[1]) == 0
         # A dies: its broker connection and its database session go, as with kill -9.
         await proxy.cut()
         async with dbs[1].engine.begin() as conn:
@@ -372,6 +386,11 @@ async def test_two_relays_publish_each_row_once_and_take_over_a_crashed_ones_row
         stuck.cancel()
         with contextlib.suppress(BaseException):
             await stuck
+
+        async def released() -> bool:  # the terminated backend ends soon after the signal
+            return await _unlocked(dbs[1]) == 20
+
+        await wait_for_condition(released, timeout_s=10, what="the dead relay's rows released")
         assert await b.flush() == 20, "the dead relay's rows are B's now"
         seen = await _published(fresh_vhost)
         assert seen == Counter(dict.fromkeys(more, 1)), "each published once, none lost"
