@@ -1,13 +1,15 @@
 """A real SMTP server (aiosmtpd) for the tests, in the test's event loop: it records every
 message it accepts, lets a test await each arrival, and can misbehave on purpose: refuse the
-first attempts of each message (451), hold messages after taking them (a lost reply), or go
-down and come back on the same port."""
+first attempts of each message (451), hold messages after taking them (a lost reply), go
+down and come back on the same port, or, at random (seeded), answer 451, drop the connection
+after taking a message, or stall its reply."""
 
 from __future__ import annotations
 
 import asyncio
 import email
 import email.policy
+import random
 from collections import Counter
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -41,6 +43,17 @@ class SmtpPeer:
     # Recipients answered 550 at RCPT, and every RCPT the server was asked for.
     refuse_rcpt: set[str] = field(default_factory=set)
     rcpt_asked: Counter[str] = field(default_factory=Counter)
+    # At random, per DATA (all 0 by default): answer 451; take the message, then drop the
+    # connection before the reply (the sender cannot know it was taken: the one duplicate
+    # it may cause); take it and stall the reply ``stall_s``. Each counted.
+    temp_fail_rate: float = 0.0
+    drop_rate: float = 0.0
+    stall_rate: float = 0.0
+    stall_s: float = 2.0
+    rng: random.Random = field(default_factory=lambda: random.Random(20261201))
+    temp_failed: int = 0
+    dropped_after_data: int = 0
+    stalled: int = 0
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -58,9 +71,21 @@ class SmtpPeer:
         self.tries[key] += 1
         if self.tries[key] <= self.refuse_first:
             return "451 4.7.1 Try again later"
+        dice = self.rng.random()
+        if dice < self.temp_fail_rate:
+            self.temp_failed += 1
+            return "451 4.3.0 Temporary failure, try again"
         item = Received(str(envelope.mail_from), list(envelope.rcpt_tos), msg, raw)  # type: ignore[arg-type]
         self.received.append(item)
         self.arrivals.put_nowait(item)
+        dice -= self.temp_fail_rate
+        if dice < self.drop_rate and server.transport is not None:
+            self.dropped_after_data += 1
+            server.transport.abort()
+            return "421 4.4.2 Connection dropped"  # never reaches the sender
+        if dice - self.drop_rate < self.stall_rate:
+            self.stalled += 1
+            await asyncio.sleep(self.stall_s)  # the fault itself: a slow reply
         if (
             self.gate is not None
             and not self.gate.is_set()

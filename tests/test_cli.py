@@ -7,6 +7,10 @@ import subprocess
 import sys
 
 import asyncpg
+import pytest
+
+from tidings.runner import ConfigurationError
+from tidings.supervisor import parse_replicas
 
 
 def tidings(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -54,3 +58,28 @@ async def test_migrate_creates_every_service_schema(fresh_pg: str) -> None:
     } <= tables
     again = tidings("migrate", TIDINGS_DATABASE_URL=fresh_pg)
     assert again.returncode == 0, again.stderr  # idempotent
+
+
+def test_up_refuses_replicas_it_cannot_run() -> None:
+    amqp = {"TIDINGS_AMQP_URL": "amqp://guest:guest@127.0.0.1:5672/"}
+    for bad in ("email", "email=0", "mail=2", "gateway=two", "push=33"):
+        with pytest.raises(ConfigurationError, match="SERVICE=N"):
+            parse_replicas(bad)
+    assert parse_replicas("email=2, gateway=3") == {
+        "gateway": 3,
+        "users": 1,
+        "templates": 1,
+        "email": 2,
+        "push": 1,
+    }
+    result = tidings("up", "--replicas", "mail=2", **amqp)
+    assert result.returncode == 2 and "SERVICE=N" in result.stderr, result.stderr
+    # Replicas of users or templates are found through discovery, which needs Redis.
+    no_redis = tidings("up", "--replicas", "users=2", **amqp)
+    assert no_redis.returncode == 2 and "TIDINGS_REDIS_URL" in no_redis.stderr
+    # Replica k listens on its port + 100k: never on another's.
+    redis = {"TIDINGS_REDIS_URL": "redis://127.0.0.1:6379/0"}
+    clash = tidings("up", "--replicas", "users=2", **amqp, **redis, TIDINGS_TEMPLATES_PORT="8101")
+    assert clash.returncode == 2 and "users replica 1's" in clash.stderr, clash.stderr
+    embedded = tidings("up", "--replicas", "email=2")
+    assert embedded.returncode == 2 and "real infrastructure" in embedded.stderr

@@ -9,13 +9,20 @@ import sys
 from tidings.core.settings import SERVICES, TidingsSettings
 
 
-def _up(_: argparse.Namespace) -> int:
+def _up(args: argparse.Namespace) -> int:
     from tidings import runner
 
     if TidingsSettings().embedded:
+        if args.replicas:
+            raise runner.ConfigurationError(
+                "--replicas needs the real infrastructure (TIDINGS_DATABASE_URL, "
+                "TIDINGS_AMQP_URL, TIDINGS_REDIS_URL): embedded, every service is in one process"
+            )
         runner.run_embedded()
     else:
-        runner.run_supervised()
+        from tidings import supervisor
+
+        supervisor.run_supervised(args.replicas)
     return 0
 
 
@@ -73,10 +80,16 @@ def parser() -> argparse.ArgumentParser:
         prog="tidings", description="Tidings: a distributed notification system."
     )
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser(
+    up = sub.add_parser(
         "up",
         help="run every service (embedded in one process when no TIDINGS_*_URL is set)",
-    ).set_defaults(func=_up)
+    )
+    up.add_argument(
+        "--replicas",
+        metavar="SERVICE=N,...",
+        help="how many processes of each service, e.g. email=2,gateway=2 (default: 1 each)",
+    )
+    up.set_defaults(func=_up)
     run = sub.add_parser("run", help="run one service")
     run.add_argument("service", choices=SERVICES)
     run.set_defaults(func=_run)

@@ -1,6 +1,6 @@
-"""Starting Tidings: one service, every service in one process (the embedded default), or
-every service as its own supervised OS process. This is the composition root: the only
-module that imports every service."""
+"""Starting Tidings: one service, or every service in one process (the embedded default);
+``tidings.supervisor`` runs them as supervised OS processes. This is the composition root:
+the only module that imports every service."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import logging
 import os
 import secrets
 import signal
-import sys
-import time
+import socket
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
@@ -115,12 +114,37 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
         asyncio.run(main)
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening address several processes can bind at once (SO_REUSEPORT): Linux spreads
+    new connections over them, and a dead one's share goes to the others, so the gateway's
+    replicas serve one URL with no balancer in front. uvicorn has no option for it (it binds
+    with SO_REUSEADDR only), so the socket is made here and handed to ``serve``."""
+    if not hasattr(socket, "SO_REUSEPORT"):  # pragma: no cover (Windows)
+        raise ConfigurationError("TIDINGS_REUSE_PORT needs SO_REUSEPORT (Linux, BSD, macOS)")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
 class Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to us, so several can share one loop."""
+    """A uvicorn server that leaves signals to us, so several can share one loop, and can
+    share its port with other processes (``reuse_port``)."""
+
+    def __init__(self, config: uvicorn.Config, *, reuse_port: bool = False) -> None:
+        super().__init__(config)
+        self.reuse_port = reuse_port
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        if sockets is None and self.reuse_port:
+            sockets = [reuse_port_socket(self.config.host, self.config.port)]
+        await super().serve(sockets)
 
 
 # Idle keep-alive connections stay open this long: longer than clients' own idle expiry
@@ -128,7 +152,7 @@ class Server(uvicorn.Server):
 KEEP_ALIVE_S = 30
 
 
-def _server(app: FastAPI, host: str, port: int) -> Server:
+def _server(app: FastAPI, host: str, port: int, *, reuse_port: bool = False) -> Server:
     return Server(
         uvicorn.Config(
             app,
@@ -140,7 +164,8 @@ def _server(app: FastAPI, host: str, port: int) -> Server:
             # X-Forwarded-For is the app's to believe or not (TIDINGS_FORWARDED_ALLOW_IPS);
             # uvicorn's own default would believe any local peer.
             proxy_headers=False,
-        )
+        ),
+        reuse_port=reuse_port,
     )
 
 
@@ -209,7 +234,9 @@ def run_service(service: ServiceName) -> None:
     require_credentials(settings, f"`tidings run {service}`")
     configure_logging(service, settings.log_level, settings.log_format)
     app = build_app(service)
-    run_loop(_serve_all([_server(app, settings.host, settings.port_of(service))]))
+    port = settings.port_of(service)
+    server = _server(app, settings.host, port, reuse_port=settings.reuse_port)
+    run_loop(_serve_all([server]))
 
 
 def run_embedded() -> None:
@@ -246,60 +273,5 @@ def run_embedded() -> None:
             if capture is not None:
                 capture.close()
                 await capture.wait_closed()
-
-    run_loop(main())
-
-
-async def _supervise_one(service: str, stopping: asyncio.Event) -> None:
-    """Keep one service's process running until ``stopping``; restart it when it dies."""
-    backoff_s = 0.5
-    while not stopping.is_set():
-        started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "tidings", "run", service)
-        waiter = asyncio.create_task(proc.wait())
-        stop_waiter = asyncio.create_task(stopping.wait())
-        await asyncio.wait({waiter, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
-        if stopping.is_set():
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(waiter, 15)
-                except TimeoutError:
-                    proc.kill()
-                    await waiter
-            return
-        stop_waiter.cancel()
-        if time.monotonic() - started > 30:
-            backoff_s = 0.5
-        log.error("%s exited with %s; restarting in %.1fs", service, proc.returncode, backoff_s)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), backoff_s)
-        backoff_s = min(backoff_s * 2, 30)
-
-
-def run_supervised() -> None:
-    """Every service as its own OS process, restarted when it crashes, all stopped on
-    SIGINT/SIGTERM."""
-    settings = TidingsSettings()
-    require_broker(settings, "`tidings up` with TIDINGS_DATABASE_URL or TIDINGS_REDIS_URL set")
-    settings = ensure_credentials(settings)
-    configure_logging("supervisor", settings.log_level, settings.log_format)
-    migrate_all()
-
-    async def main() -> None:
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stopping.set)
-        capture = None
-        if not settings.smtp_url:
-            capture = await start_capture(
-                "127.0.0.1", settings.smtp_capture_port, settings.data_dir / "mailbox"
-            )
-        try:
-            await asyncio.gather(*(_supervise_one(s, stopping) for s in SERVICES))
-        finally:
-            if capture is not None:
-                capture.close()
 
     run_loop(main())

@@ -66,6 +66,14 @@ def test_each_service_runs_its_own_command_from_the_one_image(compose: dict[str,
     assert services["migrate"]["restart"] == "no", "a one-shot: restarting it would loop"
 
 
+def test_every_service_but_the_gateway_runs_as_two_replicas(compose: dict[str, Any]) -> None:
+    services = tidings_services(compose)
+    for name in ("users", "templates", "email", "push"):
+        assert services[name]["deploy"]["replicas"] == 2, name
+    # The gateway publishes a host port, which only one container can hold.
+    assert "ports" in services["gateway"] and "deploy" not in services["gateway"]
+
+
 def test_every_long_running_service_has_a_health_check(compose: dict[str, Any]) -> None:
     missing = [
         name

@@ -4,19 +4,26 @@ server (delivered once, lost, duplicated, or unexpected) and in the gateway's st
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import socket
+import sys
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aio_pika
 import asyncpg
 import httpx
 
+from tests.credentials import ADMIN, ENV
 from tests.helpers import wait_for_condition
 from tests.scenario import notification
 from tests.smtp_peer import SmtpPeer
 from tidings.core.retry import retry_queue
+from tidings.core.settings import SERVICES
 from tidings.core.topology import (
     DELAYABLE_ROUTES,
     EMAIL_QUEUE,
@@ -25,6 +32,7 @@ from tidings.core.topology import (
     RETRY_TIERS_MS,
     STATUS_QUEUE,
 )
+from tidings.supervisor import REPLICA_PORT_STEP, parse_replicas
 
 
 @dataclass
@@ -48,22 +56,41 @@ async def send_many(
     *,
     concurrency: int = 20,
     start: int = 0,
-) -> None:
-    """POST ``n`` notifications (each must be accepted with 202)."""
+    retries: int = 0,
+) -> int:
+    """POST ``n`` notifications (each must be accepted with 202). With ``retries``, a request
+    that failed in transit or with a 5xx (a gateway killed under it) is sent again, with the
+    same request_id, as a client would; returns how many were retried."""
     ids = iter(range(start, start + n))
     refused: list[str] = []
+    retried = 0
+
+    async def post(body: dict[str, Any]) -> httpx.Response | str:
+        nonlocal retried
+        for attempt in range(retries + 1):
+            retried += attempt > 0
+            try:
+                answer = await gw.post("/api/v1/notifications/", json=body)
+            except httpx.TransportError as exc:
+                failure: httpx.Response | str = f"{exc.__class__.__name__}: {exc}"
+                continue
+            if answer.status_code < 500:
+                return answer
+            failure = answer
+        return failure
 
     async def client() -> None:
         for i in ids:
             body = notification(user_id, code, request_id=f"{run.tag}{i:05d}")
-            answer = await gw.post("/api/v1/notifications/", json=body)
-            if answer.status_code != 202:
-                refused.append(f"{answer.status_code} {answer.text[:200]}")
+            answer = await post(body)
+            if isinstance(answer, str) or answer.status_code != 202:
+                refused.append(answer if isinstance(answer, str) else answer.text[:200])
                 continue
             run.sent[body["request_id"]] = answer.json()["data"]["notification_id"]
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
     assert not refused, f"{len(refused)} refused, e.g. {refused[:3]}"
+    return retried
 
 
 async def statuses(database_url: str, run: Run) -> Counter[str]:
@@ -150,3 +177,106 @@ async def history(gw: httpx.AsyncClient, notification_id: str) -> dict[str, Any]
     answer = await gw.get(f"/api/v1/notifications/{notification_id}/")
     data: dict[str, Any] = answer.json()["data"]
     return data
+
+
+def _replica_port(count: int) -> int:
+    """A port free for every replica of a service: p, p + 100, p + 200, ..."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = int(probe.getsockname()[1])
+        if port + REPLICA_PORT_STEP * (count - 1) > 65535:
+            continue
+        try:
+            for k in range(1, count):
+                with socket.socket() as other:
+                    other.bind(("127.0.0.1", port + REPLICA_PORT_STEP * k))
+        except OSError:
+            continue
+        return port
+    raise AssertionError("no free port for every replica")
+
+
+class TidingsUp:
+    """``tidings up --replicas ...`` as a real OS process (one supervised process per
+    replica) on the test's PostgreSQL, RabbitMQ, Redis and SMTP peer."""
+
+    def __init__(self, log: Path, replicas: str, **env: str) -> None:
+        self.replicas = replicas
+        self.counts = parse_replicas(replicas)
+        self.ports = {s: _replica_port(self.counts[s]) for s in SERVICES}
+        self.log = log
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+        self.env |= {f"TIDINGS_{s.upper()}_PORT": str(p) for s, p in self.ports.items()}
+        self.env |= ENV | {
+            # Many notifications to one user, from one key: limits out of the way.
+            "TIDINGS_RATE_LIMIT_PER_S": "1000000",
+            "TIDINGS_RATE_LIMIT_BURST": "1000000",
+            "TIDINGS_RECIPIENT_RATE_PER_S": "1000000",
+            "TIDINGS_RECIPIENT_BURST": "1000000",
+            "TIDINGS_LOG_FORMAT": "text",
+            "TIDINGS_DATA_DIR": str(log.parent / "data"),
+        }
+        self.env |= env
+        self.proc: asyncio.subprocess.Process | None = None
+        self.client = httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{self.ports['gateway']}", timeout=10, headers=ADMIN
+        )
+
+    def urls(self, service: str) -> list[str]:
+        """Every replica's address (the gateway's replicas share one)."""
+        port = self.ports[service]
+        count = 1 if service == "gateway" else self.counts[service]
+        return [f"http://127.0.0.1:{port + REPLICA_PORT_STEP * k}" for k in range(count)]
+
+    async def start(self) -> None:
+        with self.log.open("ab") as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tidings",
+                "up",
+                "--replicas",
+                self.replicas,
+                env=self.env,
+                stdout=out,
+                stderr=out,
+            )
+        await wait_for_condition(self.healthy, timeout_s=90, what="every replica healthy")
+
+    async def healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            raise AssertionError(f"tidings up exited: {self.log.read_text()[-3000:]}")
+        for service in SERVICES:
+            for url in self.urls(service):
+                answer = await self.client.get(f"{url}/health")
+                if answer.status_code != 200:
+                    return False
+        return len(await self.pids("gateway")) == self.counts["gateway"]
+
+    async def pids(self, service: str) -> set[int]:
+        """The process ids answering for ``service``. The gateway's replicas share a port:
+        asked over new connections until every replica has answered (bounded)."""
+        if service != "gateway":
+            return {
+                (await self.client.get(f"{url}/health")).json()["data"]["pid"]
+                for url in self.urls(service)
+            }
+        seen: set[int] = set()
+        fresh = httpx.Limits(max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=5, limits=fresh) as once:
+            for _ in range(200):
+                answer = await once.get(f"{self.urls('gateway')[0]}/health")
+                seen.add(answer.json()["data"]["pid"])
+                if len(seen) == self.counts["gateway"]:
+                    break
+        return seen
+
+    async def stop(self) -> int:
+        await self.client.aclose()
+        if self.proc is None:
+            return 0
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return await asyncio.wait_for(self.proc.wait(), 60)

@@ -34,6 +34,9 @@ class TidingsSettings(BaseSettings):
     templates_port: int = 8002
     email_port: int = 8003
     push_port: int = 8004
+    # Listen with SO_REUSEPORT, so several processes serve one port (the kernel spreads the
+    # connections): `tidings up --replicas gateway=N` sets it for the gateway's replicas.
+    reuse_port: bool = False
     # Where services find each other. Set: that address, always. Unset: the instances
     # registered in Redis (round robin), or the host and port above.
     users_url: str | None = None
