@@ -35,8 +35,8 @@ from tidings.gateway.models import (
     NotificationEvent,
     OutboxMessage,
     Replay,
+    message_for,
 )
-from tidings.gateway.reconcile import message_for
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.schemas import DeadLetterFilter, DeadLetterOut, ReplayRequest, ReplayResult
 from tidings.gateway.service import NotificationService

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tidings.core.db import UTCDateTime, utcnow
+from tidings.core.messages import NotificationMessage, Recipient
 
 # SQLite only auto-increments INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -158,3 +159,25 @@ class Suppression(GatewayBase):
     reason: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(String(32))  # bounce | complaint | manual
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def message_for(n: Notification, user: dict[str, Any]) -> NotificationMessage:
+    """The work message of ``n``'s current round, rebuilt from the stored notification."""
+    return NotificationMessage(
+        notification_id=str(n.id),
+        request_id=n.request_id,
+        notification_type=n.notification_type,
+        template_code=n.template_code,
+        language=n.language,
+        variables=n.variables,
+        recipient=Recipient(
+            user_id=str(n.user_id),
+            name=user.get("name", ""),
+            email=user.get("email"),
+            push_token=user.get("push_token"),
+            language=user.get("language", "en"),
+        ),
+        priority=n.priority,
+        metadata=n.extra,
+        round=n.round,
+    )

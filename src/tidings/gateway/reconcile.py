@@ -25,10 +25,9 @@ from sqlalchemy import func, select
 from tidings.core.bus import as_outage
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import NotFound
-from tidings.core.messages import NotificationMessage, Recipient
 from tidings.core.topology import CHANNEL_ROUTES
 from tidings.gateway.lookups import UserDirectory
-from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
+from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage, message_for
 from tidings.gateway.relay import OutboxRelay
 
 log = logging.getLogger("tidings.gateway.reconcile")
@@ -36,28 +35,6 @@ log = logging.getLogger("tidings.gateway.reconcile")
 # How the reconciler's history entries begin (and how it counts its own requeues).
 MARK = "reconciler:"
 UNSETTLED = ("pending", "queued")
-
-
-def message_for(n: Notification, user: dict[str, Any]) -> NotificationMessage:
-    """The work message of ``n``'s current round, rebuilt from the stored notification."""
-    return NotificationMessage(
-        notification_id=str(n.id),
-        request_id=n.request_id,
-        notification_type=n.notification_type,
-        template_code=n.template_code,
-        language=n.language,
-        variables=n.variables,
-        recipient=Recipient(
-            user_id=str(n.user_id),
-            name=user.get("name", ""),
-            email=user.get("email"),
-            push_token=user.get("push_token"),
-            language=user.get("language", "en"),
-        ),
-        priority=n.priority,
-        metadata=n.extra,
-        round=n.round,
-    )
 
 
 class Reconciler:

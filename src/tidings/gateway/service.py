@@ -20,12 +20,12 @@ from tidings.core.errors import Conflict, InvalidInput, NotFound
 from tidings.core.limits import check_text
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
-from tidings.core.messages import TERMINAL_STATUSES, NotificationMessage, Recipient
+from tidings.core.messages import TERMINAL_STATUSES
 from tidings.core.metrics import NOTIFICATIONS, STAGE_SECONDS
 from tidings.core.ratelimit import RateLimiter
 from tidings.core.topology import route_for
 from tidings.gateway.lookups import UserDirectory
-from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
+from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage, message_for
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.schemas import NotificationAccepted, NotificationCreate, NotificationOut
 from tidings.gateway.suppressions import Suppressions
@@ -247,23 +247,7 @@ class NotificationService:
             ),
         ]
         if skip_reason is None:
-            message = NotificationMessage(
-                notification_id=str(notification.id),
-                request_id=body.request_id,
-                notification_type=channel,
-                template_code=body.template_code,
-                language=notification.language,
-                variables=notification.variables,
-                recipient=Recipient(
-                    user_id=str(body.user_id),
-                    name=user.get("name", ""),
-                    email=user.get("email"),
-                    push_token=user.get("push_token"),
-                    language=user.get("language", "en"),
-                ),
-                priority=body.priority,
-                metadata=body.metadata,
-            )
+            message = message_for(notification, user)
             rows.append(
                 OutboxMessage(
                     notification_id=notification.id,
