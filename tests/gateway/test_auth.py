@@ -148,6 +148,15 @@ def _calls() -> list[tuple[str, Call, str | None]]:
             "templates:write",
         ),
         (
+            "render template",
+            lambda c, w, h: c.post(
+                f"/api/v1/templates/{w['template']['code']}/render/",
+                json={"variables": {"name": "Ada", "link": "https://example.com/", "meta": None}},
+                headers=h,
+            ),
+            "templates:write",
+        ),
+        (
             "status",
             lambda c, w, h: c.post(
                 "/api/v1/email/status/",
