@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import wait_for_condition
 from tests.mailgun_peer import MailgunPeer
 from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.system import System
@@ -52,5 +53,10 @@ async def test_smtp_down_fails_over_to_the_provider(system: System, mailgun: Mai
         assert [e["attempt"] for e in done["history"] if e["status"] == "delivered"] == [1]
     assert mailgun.received[0][0] == [f"Grace Hopper <{user['email']}>"]
     assert not mailgun.problems
-    email_health = (await gw.get(f"http://127.0.0.1:{system.ports['email']}/health")).json()
-    assert "smtp breaker open" in email_health["data"]["checks"]["smtp"]
+
+    async def breaker_shown() -> bool:
+        # /health's checks are cached for a second (core.web.HealthRegistry).
+        health = (await gw.get(f"http://127.0.0.1:{system.ports['email']}/health")).json()
+        return "smtp breaker open" in health["data"]["checks"]["smtp"]
+
+    await wait_for_condition(breaker_shown, timeout_s=10, what="the open breaker in /health")
