@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 from tests.credentials import ENV
-from tests.faults.conftest import Start
+from tests.faults.conftest import Proxies, Start
 from tests.faults.harness import Run, send_many, tally, wait_quiet, wait_until_all
-from tests.faults.proxy import TcpProxy
 from tests.helpers import free_port, wait_for_condition
 from tests.scenario import create_template, create_user
 
@@ -88,25 +87,25 @@ async def test_kill_9_of_the_email_worker_loses_nothing(
 
 
 async def test_rabbitmq_down_and_back_during_a_run_loses_nothing(
-    make_system: Start, fresh_pg: str, fresh_vhost: str
+    make_system: Start, proxy_to: Proxies, fresh_pg: str, fresh_vhost: str
 ) -> None:
     """The broker goes away (connections reset, new ones refused) and comes back. Cut at a
     TCP proxy in front of RabbitMQ: the machine's own broker keeps serving every other test."""
-    async with TcpProxy(5672) as proxy:
-        system = await make_system(amqp_url=proxy.url(fresh_vhost))
-        gw = system.gateway
-        user = await create_user(gw)
-        template = await create_template(gw)
-        run = Run.new("rabbit")
-        await send_many(gw, run, user["user_id"], template["code"], N // 3)
-        await proxy.cut()
-        try:
-            # Accepted while the broker is away: kept in the outbox.
-            await send_many(gw, run, user["user_id"], template["code"], N - N // 3, start=N // 3)
-        finally:
-            await proxy.restore()
-        await wait_until_all(fresh_pg, run, "delivered", timeout_s=180)
-        await wait_quiet(fresh_vhost)
+    proxy = await proxy_to(5672)
+    system = await make_system(amqp_url=proxy.url(fresh_vhost))
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    run = Run.new("rabbit")
+    await send_many(gw, run, user["user_id"], template["code"], N // 3)
+    await proxy.cut()
+    try:
+        # Accepted while the broker is away: kept in the outbox.
+        await send_many(gw, run, user["user_id"], template["code"], N - N // 3, start=N // 3)
+    finally:
+        await proxy.restore()
+    await wait_until_all(fresh_pg, run, "delivered", timeout_s=180)
+    await wait_quiet(fresh_vhost)
 
     result = tally(system.smtp, run)
     print(f"RabbitMQ away and back, {N} messages: {result}")

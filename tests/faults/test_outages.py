@@ -18,7 +18,7 @@ import aio_pika
 import asyncpg
 import httpx
 
-from tests.faults.conftest import Start
+from tests.faults.conftest import Proxies, Start
 from tests.faults.harness import (
     Run,
     history,
@@ -28,7 +28,6 @@ from tests.faults.harness import (
     wait_quiet,
     wait_until_all,
 )
-from tests.faults.proxy import TcpProxy
 from tests.helpers import wait_for_condition
 from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.smtp_peer import SmtpPeer
@@ -81,36 +80,36 @@ async def outbox_empty(database_url: str) -> bool:
 
 
 async def test_the_email_worker_s_database_down_5s_fails_nothing(
-    make_system: Start, fresh_pg: str, fresh_vhost: str
+    make_system: Start, proxy_to: Proxies, fresh_pg: str, fresh_vhost: str
 ) -> None:
     """Before: the issue measured 50 of 50 failed ("dead-lettered by the broker:
     delivery_limit"); this test run against main's code instead found sends whose mark the
     cut lost sent again (duplicates). Either fails it."""
-    async with TcpProxy(PG_PORT) as proxy:
-        # A short lease: a claim whose answer the cut swallowed holds its row this long.
-        system = await make_system(email_database_url=proxy.url(fresh_pg), delivery_lease_s=10)
-        gw = system.gateway
-        user = await create_user(gw)
-        template = await create_template(gw)
-        gate = hold_replies(system.smtp)
-        before = requeued(EMAIL_QUEUE)
-        run = Run.new("email-db")
-        await send_many(gw, run, user["user_id"], template["code"], N)
+    proxy = await proxy_to(PG_PORT)
+    # A short lease: a claim whose answer the cut swallowed holds its row this long.
+    system = await make_system(email_database_url=proxy.url(fresh_pg), delivery_lease_s=10)
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    gate = hold_replies(system.smtp)
+    before = requeued(EMAIL_QUEUE)
+    run = Run.new("email-db")
+    await send_many(gw, run, user["user_id"], template["code"], N)
 
-        async def in_flight() -> bool:
-            return system.smtp.held >= POOL
+    async def in_flight() -> bool:
+        return system.smtp.held >= POOL
 
-        await wait_for_condition(in_flight, timeout_s=30, what="sends in flight")
-        await proxy.cut()
-        # The server's replies come back while the worker cannot record them; the other
-        # sends wait for a connection, then for their lease to be renewed.
-        gate.set()
-        await asyncio.sleep(OUTAGE_S)  # the outage itself is what is under test
-        during = await statuses(fresh_pg, run)
-        assert during["failed"] == 0, during
-        await proxy.restore()
-        await wait_until_all(fresh_pg, run, "delivered", timeout_s=120)
-        await wait_quiet(fresh_vhost)
+    await wait_for_condition(in_flight, timeout_s=30, what="sends in flight")
+    await proxy.cut()
+    # The server's replies come back while the worker cannot record them; the other
+    # sends wait for a connection, then for their lease to be renewed.
+    gate.set()
+    await asyncio.sleep(OUTAGE_S)  # the outage itself is what is under test
+    during = await statuses(fresh_pg, run)
+    assert during["failed"] == 0, during
+    await proxy.restore()
+    await wait_until_all(fresh_pg, run, "delivered", timeout_s=120)
+    await wait_quiet(fresh_vhost)
 
     result = tally(system.smtp, run)
     print(f"email worker's database down {OUTAGE_S}s, {N} in flight: {result}")
@@ -122,44 +121,44 @@ async def test_the_email_worker_s_database_down_5s_fails_nothing(
 
 
 async def test_the_gateway_s_database_down_5s_loses_no_status(
-    make_system: Start, fresh_pg: str, fresh_vhost: str
+    make_system: Start, proxy_to: Proxies, fresh_pg: str, fresh_vhost: str
 ) -> None:
     """Measured before: status events dead-lettered by the delivery limit, stored with a null
     notification id, their notifications pending for good; failed.queue's consumer spun."""
-    async with TcpProxy(PG_PORT) as proxy:
-        system = await make_system(gateway_database_url=proxy.url(fresh_pg))
-        gw = system.gateway
-        user = await create_user(gw)
-        template = await create_template(gw)
-        gate = hold_replies(system.smtp)
-        before = requeued(STATUS_QUEUE, FAILED_QUEUE)
-        run = Run.new("gateway-db")
-        await send_many(gw, run, user["user_id"], template["code"], N)
+    proxy = await proxy_to(PG_PORT)
+    system = await make_system(gateway_database_url=proxy.url(fresh_pg))
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    gate = hold_replies(system.smtp)
+    before = requeued(STATUS_QUEUE, FAILED_QUEUE)
+    run = Run.new("gateway-db")
+    await send_many(gw, run, user["user_id"], template["code"], N)
 
-        async def published() -> bool:
-            return system.smtp.held >= POOL and await outbox_empty(fresh_pg)
+    async def published() -> bool:
+        return system.smtp.held >= POOL and await outbox_empty(fresh_pg)
 
-        await wait_for_condition(published, timeout_s=30, what="all published, sends in flight")
-        await proxy.cut()
-        gate.set()
-        # A dead letter while the database is down: failed.queue's consumer must wait too.
-        await publish(fresh_vhost, EMAIL_ROUTE, b"{not json", "poison")
+    await wait_for_condition(published, timeout_s=30, what="all published, sends in flight")
+    await proxy.cut()
+    gate.set()
+    # A dead letter while the database is down: failed.queue's consumer must wait too.
+    await publish(fresh_vhost, EMAIL_ROUTE, b"{not json", "poison")
 
-        async def all_sent() -> bool:
-            return len(tally(system.smtp, run).lost) == 0
+    async def all_sent() -> bool:
+        return len(tally(system.smtp, run).lost) == 0
 
-        await wait_for_condition(all_sent, timeout_s=60, what="every email at the server")
-        await asyncio.sleep(OUTAGE_S)  # the outage itself is what is under test
-        await proxy.restore()
-        await wait_until_all(fresh_pg, run, "delivered", timeout_s=120)
-        await wait_quiet(fresh_vhost)
-        result = tally(system.smtp, run)
-        print(f"gateway's database down {OUTAGE_S}s, {N} reports in flight: {result}")
-        assert result.delivered == N and not result.duplicated, result
-        assert await statuses(fresh_pg, run) == {"delivered": N}
-        rows = await dead_letters(gw)
-        assert [r["payload"] for r in rows] == ["{not json"], rows  # only the poison
-        assert requeued(STATUS_QUEUE, FAILED_QUEUE) == before
+    await wait_for_condition(all_sent, timeout_s=60, what="every email at the server")
+    await asyncio.sleep(OUTAGE_S)  # the outage itself is what is under test
+    await proxy.restore()
+    await wait_until_all(fresh_pg, run, "delivered", timeout_s=120)
+    await wait_quiet(fresh_vhost)
+    result = tally(system.smtp, run)
+    print(f"gateway's database down {OUTAGE_S}s, {N} reports in flight: {result}")
+    assert result.delivered == N and not result.duplicated, result
+    assert await statuses(fresh_pg, run) == {"delivered": N}
+    rows = await dead_letters(gw)
+    assert [r["payload"] for r in rows] == ["{not json"], rows  # only the poison
+    assert requeued(STATUS_QUEUE, FAILED_QUEUE) == before
 
 
 async def publish(amqp_url: str, route: str, body: bytes, message_id: str, **headers: Any) -> None:
