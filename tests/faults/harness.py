@@ -265,7 +265,8 @@ class TidingsUp:
             }
         seen: set[int] = set()
         fresh = httpx.Limits(max_keepalive_connections=0)
-        async with httpx.AsyncClient(timeout=5, limits=fresh) as once:
+        # The pid is an operator's detail of /health: asked with the admin key.
+        async with httpx.AsyncClient(timeout=5, limits=fresh, headers=ADMIN) as once:
             for _ in range(200):
                 answer = await once.get(f"{self.urls('gateway')[0]}/health")
                 seen.add(answer.json()["data"]["pid"])
