@@ -135,6 +135,36 @@ async def queue_depths(amqp_url: str) -> dict[str, int]:
         await connection.close()
 
 
+async def waiting_out(amqp_url: str, *routes: str, tier_ms_at_least: int = 0) -> int:
+    """Copies parked in the retry tiers of ``routes`` (from ``tier_ms_at_least`` up):
+    consumers waiting an outage out. The status and dead-letter consumers double each wait
+    (gateway.status.wait_out), so a copy in the 2 s tier has met the outage twice."""
+    depths = await queue_depths(amqp_url)
+    return sum(
+        depths[retry_queue(route, tier)]
+        for route in routes
+        for tier in RETRY_TIERS_MS
+        if tier >= tier_ms_at_least
+    )
+
+
+async def waited_twice(database_url: str, run: Run) -> bool:
+    """Whether a notification of ``run`` has waited an outage out twice (two "waiting"
+    entries in its history, core.flow): the outage outlasted a whole wait."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        found = await conn.fetchval(
+            "SELECT count(*) FROM gateway.notification_events e"
+            " JOIN gateway.notifications n ON n.id = e.notification_id"
+            " WHERE n.request_id LIKE $1 AND e.detail LIKE 'waiting %'"
+            " GROUP BY e.notification_id HAVING count(*) >= 2 LIMIT 1",
+            run.tag + "%",
+        )
+    finally:
+        await conn.close()
+    return found is not None
+
+
 async def wait_quiet(amqp_url: str, timeout_s: float = 60) -> None:
     """Until no queue holds a message: nothing is left that could still be delivered."""
 
