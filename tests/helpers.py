@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import httpx
 from fastapi import FastAPI
@@ -25,6 +27,26 @@ async def app_client(
             headers=ADMIN if headers is None else headers,
         ) as client:
             yield client
+
+
+@contextmanager
+def logged(logger: str, text: str) -> Iterator[asyncio.Event]:
+    """An event set once ``logger`` (or a logger below it) logs a line containing ``text``:
+    for what an in-process service only tells in its log (a publish that timed out)."""
+    seen = asyncio.Event()
+
+    class Watch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if text in record.getMessage():
+                seen.set()
+
+    watch = Watch()
+    target = logging.getLogger(logger)
+    target.addHandler(watch)
+    try:
+        yield seen
+    finally:
+        target.removeHandler(watch)
 
 
 def assert_envelope(body: dict, *, success: bool) -> None:
