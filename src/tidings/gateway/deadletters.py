@@ -23,7 +23,6 @@ from tidings.core.envelope import PaginationMeta
 from tidings.core.errors import InvalidInput, NotFound
 from tidings.core.messages import NotificationMessage, StatusEvent, salvage
 from tidings.core.topology import (
-    CHANNEL_ROUTES,
     FAILED_ROUTE,
     REASON_HEADER,
     SOURCE_QUEUE_HEADER,
@@ -32,10 +31,9 @@ from tidings.core.topology import (
 from tidings.gateway.models import (
     DeadLetter,
     Notification,
-    NotificationEvent,
-    OutboxMessage,
     Replay,
     message_for,
+    requeue_rows,
 )
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.schemas import DeadLetterFilter, DeadLetterOut, ReplayRequest, ReplayResult
@@ -281,23 +279,7 @@ class DeadLetters:
         fresh = message.model_copy(
             update={"round": n.round, "attempt": 1, "errors": [], "first_try_ms": None}
         )
-        session.add(
-            NotificationEvent(
-                notification_id=n.id,
-                status="pending",
-                detail=f"replayed from dead letter {row.id}",
-                created_at=now,
-            )
-        )
-        session.add(
-            OutboxMessage(
-                notification_id=n.id,
-                routing_key=CHANNEL_ROUTES[message.notification_type],
-                payload=fresh.dumps(),
-                correlation_id=n.correlation_id,
-                created_at=now,
-            )
-        )
+        session.add_all(requeue_rows(n, fresh, f"replayed from dead letter {row.id}", now))
         row.replay_count += 1
         row.replayed_at = now
         return "replayed", f"round {n.round}"

@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tidings.core.db import UTCDateTime, utcnow
 from tidings.core.messages import NotificationMessage, Recipient
+from tidings.core.topology import CHANNEL_ROUTES
 
 # SQLite only auto-increments INTEGER PRIMARY KEY.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -181,3 +182,21 @@ def message_for(n: Notification, user: dict[str, Any]) -> NotificationMessage:
         metadata=n.extra,
         round=n.round,
     )
+
+
+def requeue_rows(
+    n: Notification, message: NotificationMessage, detail: str, now: dt.datetime
+) -> list[Any]:
+    """What sends a stored notification on again through the outbox (a reconciler requeue,
+    a dead letter's replay): its work message, and the history line that says why."""
+    return [
+        OutboxMessage(
+            notification_id=n.id,
+            routing_key=CHANNEL_ROUTES[n.notification_type],
+            payload=message.dumps(),
+            correlation_id=n.correlation_id,
+            created_at=now,
+            available_at=now,
+        ),
+        NotificationEvent(notification_id=n.id, status="pending", detail=detail, created_at=now),
+    ]

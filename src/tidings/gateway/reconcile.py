@@ -25,9 +25,14 @@ from sqlalchemy import func, select
 from tidings.core.bus import as_outage
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import NotFound
-from tidings.core.topology import CHANNEL_ROUTES
 from tidings.gateway.lookups import UserDirectory
-from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage, message_for
+from tidings.gateway.models import (
+    Notification,
+    NotificationEvent,
+    OutboxMessage,
+    message_for,
+    requeue_rows,
+)
 from tidings.gateway.relay import OutboxRelay
 
 log = logging.getLogger("tidings.gateway.reconcile")
@@ -119,26 +124,11 @@ class Reconciler:
         except NotFound:
             self._fail(session, n, f"{MARK} the user no longer exists", now)
             return
-        message = message_for(n, user)
-        session.add(
-            OutboxMessage(
-                notification_id=n.id,
-                routing_key=CHANNEL_ROUTES[n.notification_type],
-                payload=message.dumps(),
-                correlation_id=n.correlation_id,
-                created_at=now,
-                available_at=now,
-            )
+        detail = (
+            f"{MARK} no report for {silent_s:.0f}s; requeued "
+            f"({done + 1} of {self.max_requeues}); the worker's delivery record decides"
         )
-        session.add(
-            NotificationEvent(
-                notification_id=n.id,
-                status="pending",
-                detail=f"{MARK} no report for {silent_s:.0f}s; requeued "
-                f"({done + 1} of {self.max_requeues}); the worker's delivery record decides",
-                created_at=now,
-            )
-        )
+        session.add_all(requeue_rows(n, message_for(n, user), detail, now))
 
     @staticmethod
     def _fail(session: Any, n: Notification, reason: str, now: dt.datetime) -> None:

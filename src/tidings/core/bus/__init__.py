@@ -122,34 +122,28 @@ class Bus(ABC):
         consumer waits out an outage without spending deliveries (a requeue would count one,
         and come back at once)."""
         kept = {k: v for k, v in message.headers.items() if k not in _DELIVERY_HEADERS}
-        token = correlation_id.set(message.correlation_id)
-        try:
-            await self.publish(
-                route,
-                message.body,
-                message_id=message.message_id,
-                headers={**kept, **(headers or {})},
-                delay_s=delay_s,
-            )
-        finally:
-            correlation_id.reset(token)
+        await self._again(message, route, {**kept, **(headers or {})}, delay_s)
 
     async def dead_letter(
         self, message: BusMessage, queue: str, reason: str, extra: dict[str, Any] | None = None
     ) -> None:
         """Send ``message`` to failed.queue with the reason and the queue it came from."""
+        headers = {
+            **message.headers,
+            **(extra or {}),
+            REASON_HEADER: reason[:1000],
+            SOURCE_QUEUE_HEADER: queue,
+        }
+        await self._again(message, FAILED_ROUTE, headers)
+
+    async def _again(
+        self, message: BusMessage, route: str, headers: dict[str, Any], delay_s: float = 0
+    ) -> None:
+        """Publish a consumed message's body once more, under its id and correlation id."""
         token = correlation_id.set(message.correlation_id)
         try:
             await self.publish(
-                FAILED_ROUTE,
-                message.body,
-                message_id=message.message_id,
-                headers={
-                    **message.headers,
-                    **(extra or {}),
-                    REASON_HEADER: reason[:1000],
-                    SOURCE_QUEUE_HEADER: queue,
-                },
+                route, message.body, message_id=message.message_id, headers=headers, delay_s=delay_s
             )
         finally:
             correlation_id.reset(token)
