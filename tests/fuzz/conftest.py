@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.conftest import RUN_ID, _vhost
+from tests.conftest import RUN_ID, _database_url, _pg, _vhost
 from tests.credentials import ADMIN
 from tests.scenario import WELCOME
 from tests.system import System, start_system
@@ -54,13 +54,27 @@ class BackgroundSystem:
         return f"http://127.0.0.1:{self.system.ports[service]}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
+def fuzz_database() -> Iterator[str]:
+    """A database of the fuzzed system's own. On the run's shared database its outbox relay
+    (polling for due rows) took scheduled notifications of later test modules' systems and
+    published them to its own broker, where no worker of theirs consumed them."""
+    name = f"tidings_test_{RUN_ID}_fuzz"
+    _pg(f'CREATE DATABASE "{name}"')
+    try:
+        yield _database_url(name)
+    finally:
+        _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# Package scope: the fuzzed system stops when tests/fuzz is done, not at the end of the run.
+@pytest.fixture(scope="package")
 def fuzzed(
-    pg_database: str, redis_url: str, cache_namespace_session: str, amqp_vhost_session: str
+    fuzz_database: str, redis_url: str, cache_namespace_session: str, amqp_vhost_session: str
 ) -> Iterator[BackgroundSystem]:
     private, public = generate_vapid_keys()
     with BackgroundSystem(
-        database_url=pg_database,
+        database_url=fuzz_database,
         amqp_url=amqp_vhost_session,
         redis_url=redis_url,
         cache_namespace=cache_namespace_session,
@@ -73,13 +87,13 @@ def fuzzed(
         yield background
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cache_namespace_session() -> str:
 
     return f"tidings-test-{RUN_ID}-fuzz-{uuid.uuid4().hex[:6]}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def amqp_vhost_session() -> Iterator[str]:
     yield from _vhost()
 
@@ -100,7 +114,7 @@ async def _take_example_id(fuzzed: BackgroundSystem, user_id: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def credentials(fuzzed: BackgroundSystem) -> dict[str, dict[str, str]]:
     """The headers each service is fuzzed with: the admin key, and a credential of a client
     (an API key at the gateway, a user's access token at the users and templates services),

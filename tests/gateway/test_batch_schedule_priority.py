@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-import pytest
-
 from tests.helpers import assert_envelope, wait_for_condition
 from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.system import System
@@ -71,17 +69,6 @@ async def test_a_batch_of_1000_with_valid_invalid_and_duplicate_items(system: Sy
     assert "notifications" in too_many.json()["error"]
 
 
-# In the full suite the delivery of the batch test's 1,000-notification backlog was seen to
-# pause for more than 30 s between two arrivals (2 of 3 CI runs this session; never alone):
-# cause not found yet. The wait for each arrival is 90 s, so a pause does not fail it; a
-# scheduled notification that is never sent still does. It still failed so in the full suite:
-# marked as a known open defect below (closing note of this session), not hidden.
-@pytest.mark.xfail(
-    strict=False,
-    reason="open defect: in the full suite (after the 1,000-notification batch test) the"
-    " scheduled notification does not arrive within 90 s; passes alone; cause not found",
-)
-@pytest.mark.timeout(300)
 async def test_scheduled_waits_and_cancelled_never_goes(system: System) -> None:
     gw = system.gateway
     user = await create_user(gw)
@@ -103,7 +90,7 @@ async def test_scheduled_waits_and_cancelled_never_goes(system: System) -> None:
     async def arrival_of(request_id: str) -> None:
         """Mail of earlier tests may still be arriving; the cancelled one never may."""
         while True:
-            got = str((await system.smtp.next(timeout_s=90)).message["X-Request-ID"])
+            got = str((await system.smtp.next(timeout_s=30)).message["X-Request-ID"])
             assert got != cancelled["request_id"], "a cancelled notification was sent"
             if got == request_id:
                 return
