@@ -16,6 +16,7 @@ import asyncpg
 import orjson
 from sqlalchemy import DateTime, event, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -66,6 +67,12 @@ class Database:
     @property
     def is_postgres(self) -> bool:
         return self.engine.dialect.name == "postgresql"
+
+    def insert(self, table: Any) -> Any:
+        """An INSERT for this database's dialect: PostgreSQL's or SQLite's, the two that
+        have ``on_conflict_do_nothing``/``on_conflict_do_update`` (the one place the switch
+        is written)."""
+        return (postgresql if self.is_postgres else sqlite).insert(table)
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

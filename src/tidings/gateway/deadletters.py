@@ -15,7 +15,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from tidings.core.bus import BusMessage
 from tidings.core.db import Database, utcnow
@@ -134,9 +133,8 @@ class DeadLetters:
         except ValueError:
             notification_id = None
         fingerprint = hashlib.sha256(message.body + b"\x00" + reason.encode()).hexdigest()
-        dialect = postgresql if self.db.is_postgres else sqlite
         stmt = (
-            dialect.insert(DeadLetter.__table__)
+            self.db.insert(DeadLetter.__table__)
             .values(
                 fingerprint=fingerprint,
                 notification_id=notification_id,

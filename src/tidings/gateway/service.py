@@ -11,7 +11,6 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, insert, inspect, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from tidings.core import jsons
 from tidings.core.batching import Batcher
@@ -153,10 +152,9 @@ class NotificationService:
         """Each item: a notification and the rows that go with it (``build``). One
         transaction for all; an item whose request_id is taken (by an earlier item of the
         batch, or another request) writes nothing and answers False."""
-        dialect = postgresql if self.db.is_postgres else sqlite
         table = cast(Table, Notification.__table__)
         new = (
-            dialect.insert(table)
+            self.db.insert(table)
             .on_conflict_do_nothing(index_elements=[table.c.owner, table.c.request_id])
             .returning(table.c.id)
         )

@@ -4,7 +4,6 @@ A notification to one is `skipped` with the reason, and never reaches the mail s
 from __future__ import annotations
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from tidings.core.cache import MemoryCache
 from tidings.core.db import Database, utcnow
@@ -44,9 +43,8 @@ class Suppressions:
 
     async def add(self, address: str, reason: str, source: str) -> SuppressionOut:
         key = address.lower()
-        dialect = postgresql if self.db.is_postgres else sqlite
         stmt = (
-            dialect.insert(Suppression.__table__)
+            self.db.insert(Suppression.__table__)
             .values(address=key, reason=reason[:1000], source=source, created_at=utcnow())
             .on_conflict_do_nothing(index_elements=["address"])
         )

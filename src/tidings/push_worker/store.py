@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from tidings.core.db import Database, utcnow
 from tidings.push_worker.models import DeviceResult
@@ -30,10 +29,9 @@ class DeviceResults:
     async def record(
         self, notification_id: str, device_id: str, kind: str, state: str, detail: str
     ) -> None:
-        dialect = postgresql if self.db.is_postgres else sqlite
         table = DeviceResult.__table__
         values = {"kind": kind, "state": state, "detail": detail[:2000], "updated_at": utcnow()}
-        stmt = dialect.insert(table).values(
+        stmt = self.db.insert(table).values(
             notification_id=notification_id, device_id=device_id, **values
         )
         stmt = stmt.on_conflict_do_update(

@@ -31,7 +31,6 @@ from sqlalchemy import (
     type_coerce,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from tidings.core.batching import Batcher
@@ -82,8 +81,7 @@ class DeliveryStore:
         """The claim, built once (its parameters bound per call): building and keying a
         statement per message cost more than running it (py-spy; docs/performance.md)."""
         table = cast(Table, Delivery.__table__)
-        dialect = postgresql if self.db.is_postgres else sqlite
-        insert = dialect.insert(table).values(
+        insert = self.db.insert(table).values(
             notification_id=bindparam("nid", type_=table.c.notification_id.type),
             state="sending",
             round=bindparam("round", type_=table.c.round.type),
