@@ -5,8 +5,6 @@ the one part written by hand, gives dkimpy's bytes."""
 
 from __future__ import annotations
 
-from email.headerregistry import Address
-
 import dkim
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -14,8 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from dkim.canonicalization import Relaxed
 
 from tests.dkim_keys import KEYS, RSA, dns_answering
-from tidings.core.messages import NotificationMessage, Recipient
-from tidings.email_worker.compose import compose
+from tests.email.test_compose import build, notification, rendered
 from tidings.email_worker.dkim_signer import SIGNED_HEADERS, DkimSigner, relaxed_body
 
 DOMAIN = "tidings.example"
@@ -23,22 +20,9 @@ RECORD = b"s2026._domainkey.tidings.example."
 
 
 def raw_email(text: str = "Bonjour, ça va?\n" * 50, html: str = "<p>Bonjour</p>") -> bytes:
-    n = NotificationMessage(
-        notification_id="3f1c0a4e-9a53-4c55-b7a1-7f5b7b3f8a11",
-        request_id="req-1",
-        notification_type="email",
-        template_code="welcome",
-        language="en",
-        variables={},
-        recipient=Recipient(user_id="u1", name="Grâce Hôpper", email="grace@example.org"),
-    )
-    return compose(
-        n,
-        {"subject": "Bienvenue, Grâce", "text_body": text, "body": html},
-        sender=Address(display_name="Tidings", username="no-reply", domain=DOMAIN),
-        correlation_id="corr-1",
-        unsubscribe_url="https://tidings.example/unsubscribe/eyJ1IjoiMSJ9.c2ln/",
-        unsubscribe_mailto="bounces+0123@tidings.example",
+    return build(
+        notification(name="Grâce Hôpper"),
+        rendered(subject="Bienvenue, Grâce", text=text, html=html),
     ).raw
 
 
