@@ -13,7 +13,12 @@ from dkim.canonicalization import Relaxed
 
 from tests.dkim_keys import KEYS, RSA, dns_answering
 from tests.email.test_compose import build, notification, rendered
-from tidings.email_worker.dkim_signer import SIGNED_HEADERS, DkimSigner, relaxed_body
+from tidings.email_worker.dkim_signer import (
+    INLINE_MAX,
+    SIGNED_HEADERS,
+    DkimSigner,
+    relaxed_body,
+)
 
 DOMAIN = "tidings.example"
 RECORD = b"s2026._domainkey.tidings.example."
@@ -62,6 +67,18 @@ async def test_relaxed_survives_a_relay_that_refolds_and_respaces(key_type: str)
     )
     assert relayed.count(b"\r\n") == signed.count(b"\r\n") + 1 and b"a b" in relayed
     assert dkim.verify(relayed, dnsfunc=dns_answering(RECORD, key))
+
+
+@pytest.mark.parametrize("key_type", sorted(KEYS))
+async def test_a_message_too_large_for_the_event_loop_is_signed_alike(key_type: str) -> None:
+    """Past INLINE_MAX the signature is made in a thread; it verifies all the same."""
+    key = KEYS[key_type]
+    raw = raw_email(text="Une ligne  de texte,\tavec des espaces. \n" * 4000)
+    assert len(raw) > INLINE_MAX
+    dns = dns_answering(RECORD, key)
+    signed = await DkimSigner(key.pem, "s2026", DOMAIN).sign(raw)
+    assert signed.endswith(raw) and dkim.verify(signed, dnsfunc=dns)
+    assert not dkim.verify(signed.replace(b"Une ligne", b"Un ligne", 1), dnsfunc=dns)
 
 
 async def test_an_rsa_signature_is_the_one_dkim_sign_writes() -> None:

@@ -22,6 +22,7 @@ word (about 0.4 ms for a 13 KB body, more than the RSA signature). Here it is do
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import re
@@ -44,6 +45,8 @@ SIGNED_HEADERS = (
     b"list-unsubscribe-post",
 )
 HEADER_NAME = b"DKIM-Signature"
+# Up to this size (about 0.6 ms of CPU with RSA) a message is signed on the event loop.
+INLINE_MAX = 64 * 1024
 _LINE_END = re.compile(rb"\r?\n")
 
 
@@ -113,7 +116,14 @@ class DkimSigner:
         return HEADER_NAME + b": " + dkim.fold(value, namelen=len(HEADER_NAME))
 
     async def sign(self, raw: bytes) -> bytes:
-        """``raw`` with the DKIM-Signature header prepended (folded, CRLF-ended). On the
-        event loop: a quarter of a millisecond at most, and ``cryptography`` holds the GIL
-        while it signs, so a worker thread would only add a hand-over."""
-        return self._signature(raw) + raw
+        """``raw`` with the DKIM-Signature header prepended (folded, CRLF-ended).
+
+        An ordinary message is signed on the event loop: about 0.4 ms of CPU with RSA-2048
+        (0.15 ms with Ed25519), where a worker thread's hand-over costs 0.09 ms more CPU per
+        message (measured on uvloop: RSA 383 -> 465 µs, Ed25519 136 -> 216 µs) and frees
+        only the OpenSSL part (``cryptography`` releases the GIL there; dkimpy's header work
+        holds it). A large one goes to a thread: the body's canonicalisation grows with its
+        size (about 1.7 ms at 200 KB, 15 ms at 2 MB)."""
+        if len(raw) <= INLINE_MAX:
+            return self._signature(raw) + raw
+        return await asyncio.to_thread(self._signature, raw) + raw
