@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Literal
 
 from tidings.core.errors import DependencyUnavailable
@@ -34,6 +35,18 @@ class BreakerOpen(DependencyUnavailable):
     def retry_after_header(self) -> str:
         """For an HTTP answer (core.web): whole seconds, at least 1."""
         return str(max(1, math.ceil(self.retry_after_s)))
+
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """When a breaker opens (``failures`` counted failures in a row) and how long it stays
+    open before a probe (``reset_s``)."""
+
+    failures: int
+    reset_s: float
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        return CircuitBreaker(name, failure_threshold=self.failures, reset_timeout_s=self.reset_s)
 
 
 class CircuitBreaker:
