@@ -18,7 +18,7 @@ import math
 import time
 from abc import ABC, abstractmethod
 
-from tidings.core.cache import GuardedRedis, MemoryCache, RedisOptions
+from tidings.core.cache import MemoryCache, RedisOptions, shared_redis
 from tidings.core.errors import DependencyUnavailable, TidingsError
 from tidings.core.metrics import REDIS_DEGRADED
 
@@ -90,9 +90,7 @@ return tostring(wait)
 class RedisRateLimiter(RateLimiter):
     def __init__(self, url: str, namespace: str, options: RedisOptions | None = None) -> None:
         self.namespace = namespace
-        self._redis = GuardedRedis(
-            url, "ratelimit", options or RedisOptions.of(), max_connections=64
-        )
+        self._redis = shared_redis(url, options)
         self._script = self._redis.redis.register_script(_BUCKET)
         self._local = MemoryRateLimiter()  # while Redis is down
         self.degraded = False
