@@ -22,7 +22,7 @@ from tidings.core.cache import MemoryCache, RedisOptions, shared_redis
 from tidings.core.errors import DependencyUnavailable, TidingsError
 from tidings.core.metrics import REDIS_DEGRADED
 
-log = logging.getLogger("tidings.ratelimit")
+log = logging.getLogger(__name__)
 
 
 class RateLimited(TidingsError):
