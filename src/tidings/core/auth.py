@@ -88,11 +88,12 @@ class Principal(BaseModel):
 
 ADMIN = Principal(kind="admin", subject="admin", scopes=frozenset({"admin"}))
 # What the services need of each other: users and their devices, notifications (every
-# client's). Not admin: a leaked service token cannot make API keys or replay dead letters.
+# client's; read_all includes read). Not admin: a leaked service token cannot make API keys
+# or replay dead letters.
 SERVICE = Principal(
     kind="service",
     subject="service",
-    scopes=frozenset({"users:write", "notifications:read", "notifications:read_all"}),
+    scopes=frozenset({"users:write", "notifications:read_all"}),
 )
 
 

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.core.db import DRIVER_ERRORS, unavailable
 from tidings.core.envelope import REASONS, failure
-from tidings.core.errors import TidingsError
+from tidings.core.errors import RetryAfter, TidingsError
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +36,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TidingsError)
     async def _tidings(_: Request, exc: TidingsError) -> JSONResponse:
-        retry_after = getattr(exc, "retry_after_header", None)
         return JSONResponse(
             failure(exc.message, REASONS.get(exc.status_code, "error")),
             exc.status_code,
-            headers={"Retry-After": retry_after} if retry_after else None,
+            headers={"Retry-After": exc.retry_after_header}
+            if isinstance(exc, RetryAfter)
+            else None,
         )
 
     @app.exception_handler(RequestValidationError)

@@ -20,24 +20,22 @@ class HealthRegistry:
     def __init__(self, max_age_s: float = HEALTH_CACHE_S) -> None:
         self.checks: dict[str, HealthCheck] = {}
         # Facts shown in /health that are not pass/fail (the instances a gateway sees).
-        self.info: dict[str, Callable[[], Awaitable[Any]]] = {}
+        self.info: dict[str, HealthCheck] = {}
         self.max_age_s = max_age_s
         self.runs = 0  # how many times the checks ran (tests read it)
-        self._last: tuple[float, dict[str, str]] | None = None
-        self._running: asyncio.Future[dict[str, str]] | None = None
+        self._run: asyncio.Future[dict[str, str]] | None = None  # the last run, or this one
+        self._ran_at = 0.0  # when the last run finished
 
     def add(self, name: str, check: HealthCheck) -> None:
         self.checks[name] = check
 
     async def run(self) -> dict[str, str]:
         """The checks' results, at most ``max_age_s`` old."""
-        now = time.monotonic()
-        if self._last is not None and now - self._last[0] < self.max_age_s:
-            return self._last[1]
-        if self._running is None or self._running.done():
-            self._running = asyncio.ensure_future(self._run_all())
+        stale = time.monotonic() - self._ran_at >= self.max_age_s
+        if self._run is None or (self._run.done() and stale):
+            self._run = asyncio.ensure_future(self._run_all())
         # Shielded: one caller that goes away does not cancel the run the others await.
-        return await asyncio.shield(self._running)
+        return await asyncio.shield(self._run)
 
     async def _run_all(self) -> dict[str, str]:
         self.runs += 1
@@ -48,5 +46,5 @@ class HealthRegistry:
                 results[name] = "ok" if detail in (None, True) else str(detail)
             except Exception as exc:  # a health check reports, never raises
                 results[name] = f"error: {exc.__class__.__name__}: {exc}"[:300]
-        self._last = (time.monotonic(), results)
+        self._ran_at = time.monotonic()
         return results
