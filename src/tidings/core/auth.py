@@ -20,7 +20,7 @@ import hmac
 import secrets
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import jwt
 from pydantic import BaseModel
@@ -38,14 +38,7 @@ Scope = Literal[
     "users:write",
     "admin",
 ]
-SCOPES: tuple[str, ...] = (
-    "notifications:send",
-    "notifications:read",
-    "notifications:read_all",
-    "templates:write",
-    "users:write",
-    "admin",
-)
+SCOPES: tuple[str, ...] = get_args(Scope)
 Kind = Literal["admin", "api_key", "user", "service"]
 
 _ALGORITHM = "HS256"
