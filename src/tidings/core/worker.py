@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from tidings.core.breaker import BreakerPolicy
 from tidings.core.bus import Bus, Handler, open_bus
 from tidings.core.db import DbTimeouts, open_database
 from tidings.core.deliveries import DeliveryStore
@@ -51,7 +52,14 @@ def create_worker_app(
                 await the_bus.start()
                 stack.push_async_callback(the_bus.close)
             templates_client = service_client(
-                "templates", settings, stack, caller=service, registry=app.state.registry
+                "templates",
+                settings,
+                stack,
+                caller=service,
+                breaker=BreakerPolicy(
+                    settings.templates_breaker_failures, settings.templates_breaker_reset_s
+                ),
+                registry=app.state.registry,
             )
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
             deliver = await make_deliver(stack, templates, health)
