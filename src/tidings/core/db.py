@@ -29,7 +29,7 @@ from sqlalchemy.types import TypeDecorator
 
 from tidings.core import jsons
 from tidings.core.breaker import CircuitBreaker
-from tidings.core.settings import TidingsSettings
+from tidings.core.settings import TidingsSettings, WorkerSettings
 
 
 def utcnow() -> dt.datetime:
@@ -113,7 +113,7 @@ class DbTimeouts:
         )
 
     @classmethod
-    def for_worker(cls, settings: TidingsSettings) -> DbTimeouts:
+    def for_worker(cls, settings: WorkerSettings) -> DbTimeouts:
         """A delivery worker's bounds: the same connect, pool and breaker bounds, but a
         statement may take up to a quarter of the delivery lease. A claim whose answer a
         timeout swallowed still holds its row until the lease ends, so on a merely slow

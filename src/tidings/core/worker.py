@@ -16,7 +16,7 @@ from tidings.core.flow import Deliver, DeliveryFlow, renew_lease
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import Channel
 from tidings.core.retry import RetryPolicy
-from tidings.core.settings import TidingsSettings
+from tidings.core.settings import WorkerSettings
 from tidings.core.topology import CHANNEL_QUEUES, PRIORITY_QUEUES
 from tidings.core.web import HealthRegistry, create_service_app, service_client
 
@@ -30,7 +30,7 @@ DeliverFactory = Callable[[AsyncExitStack, TemplateDirectory, HealthRegistry], A
 
 def create_worker_app(
     service: Channel,
-    settings: TidingsSettings,
+    settings: WorkerSettings,
     *,
     store_url: str,
     make_deliver: DeliverFactory,
