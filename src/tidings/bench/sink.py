@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import cast
 
 END_OF_DATA = b"\r\n.\r\n"
 NO_ID = "-"
@@ -110,9 +111,8 @@ class SmtpSink(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(GREETING)
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        self.transport.write(GREETING)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buffer
