@@ -12,8 +12,8 @@ from typing import Any
 
 def _bench(args: argparse.Namespace) -> int:
     from tidings.bench.report import write_outputs
-    from tidings.bench.runner import BenchConfig, BenchResult, run
-    from tidings.runner import run_loop
+    from tidings.bench.runner import BenchConfig, run
+    from tidings.bench.sink import on_uvloop
 
     if args.target and not args.admin_key:
         print("tidings bench: --target needs --admin-key (or TIDINGS_ADMIN_API_KEY)")
@@ -44,13 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
         curve_max=args.curve_max,
         profile_dir=Path(args.profile) if args.profile else None,
     )
-    results: list[BenchResult] = []
-
-    async def main() -> None:
-        results.append(await run(config))
-
-    run_loop(main())  # on uvloop when installed, as the services run
-    result = results[0]
+    result = on_uvloop(run(config))
     return write_outputs(result, Path(args.report), Path(args.plot) if args.plot else None)
 
 

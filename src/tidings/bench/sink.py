@@ -20,9 +20,9 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, TypeVar, cast
 
 END_OF_DATA = b"\r\n.\r\n"
 NO_ID = "-"
@@ -30,6 +30,7 @@ GREETING = b"220 tidings-bench ESMTP\r\n"
 EHLO = b"250-tidings-bench\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 10485760\r\n"
 OK = b"250 OK\r\n"
 Arrival = Callable[[str, str, float], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -199,10 +200,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="the benchmark's SMTP sink")
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args()
-    from tidings.runner import run_loop
-
     with contextlib.suppress(KeyboardInterrupt):
-        run_loop(_main(args.port))
+        on_uvloop(_main(args.port))
+
+
+def on_uvloop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed (the bench's processes, like the services;
+    ``tidings.runner`` is not imported: it imports every service)."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 if __name__ == "__main__":
