@@ -147,7 +147,9 @@ class SinkProcess:
         assert self.proc is not None and self.proc.stdout is not None
         arrive = self.tally.arrive
         while line := await self.proc.stdout.readline():
-            nid, rid, t = line.split()
+            # "<nid> <request id> <t>": another run's request id may hold spaces.
+            nid, _, rest = line.rstrip(b"\n").partition(b" ")
+            rid, _, t = rest.rpartition(b" ")
             arrive(nid.decode(), rid.decode(), float(t))
 
     @property

@@ -183,7 +183,7 @@ async def _main(port: int) -> None:
     def on_message(nid: str, rid: str, t: float) -> None:
         if not pending:
             loop.call_later(0.02, flush)
-        pending.append(f"{nid} {rid} {t!r}\n")
+        pending.append(f"{nid.replace(' ', '_')} {rid.replace(chr(10), ' ')} {t!r}\n")
 
     server = await serve(on_message, port)
     out.write(f"port {server.sockets[0].getsockname()[1]}\n")
