@@ -23,18 +23,14 @@ import sys
 import time
 from typing import cast
 
+from tidings.banner import banner
 from tidings.core.logs import configure_logging
 from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
+from tidings.credentials import ensure_credentials
 from tidings.mailcapture import start_capture
-from tidings.runner import (
-    ConfigurationError,
-    ensure_credentials,
-    migrate_all,
-    require_broker,
-    run_loop,
-)
+from tidings.runner import ConfigurationError, migrate_all, require_broker, run_loop
 
-log = logging.getLogger("tidings.supervisor")
+log = logging.getLogger(__name__)
 
 # Replica k of a service listens this many ports above replica k-1. The default ports are
 # 8000..8004, so 100 keeps every replica of every service apart.
@@ -133,8 +129,9 @@ def run_supervised(replicas: str | None = None) -> None:
     require_broker(settings, "`tidings up` with TIDINGS_DATABASE_URL or TIDINGS_REDIS_URL set")
     counts = parse_replicas(replicas)
     check_replicas(settings, counts)
-    settings = ensure_credentials(settings)
     configure_logging("supervisor", settings.log_level, settings.log_format)
+    credentials = ensure_credentials(settings)
+    settings = credentials.settings
     migrate_all()
     processes = [
         (
@@ -156,7 +153,11 @@ def run_supervised(replicas: str | None = None) -> None:
             capture = await start_capture(
                 "127.0.0.1", settings.smtp_capture_port, settings.data_dir / "mailbox"
             )
-        log.info("starting %s", ", ".join(name for name, _, _ in processes))
+        names = ", ".join(name for name, _, _ in processes)
+        log.info("starting %s", names)
+        print(
+            banner(credentials, f"Tidings is starting ({names}; each its own process)"), flush=True
+        )
         try:
             stop_after_s = settings.shutdown_grace_s + STOP_MARGIN_S
             await asyncio.gather(*(_supervise_one(*p, stopping, stop_after_s) for p in processes))

@@ -50,7 +50,7 @@ class TidingsSettings(BaseSettings):
     smtp_capture_port: int = 1025
 
     log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     http_timeout_s: float = 5.0
