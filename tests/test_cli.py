@@ -9,6 +9,7 @@ import sys
 import asyncpg
 import pytest
 
+from tests.helpers import free_port
 from tidings.runner import ConfigurationError
 from tidings.supervisor import parse_replicas
 
@@ -83,3 +84,21 @@ def test_up_refuses_replicas_it_cannot_run() -> None:
     assert clash.returncode == 2 and "users replica 1's" in clash.stderr, clash.stderr
     embedded = tidings("up", "--replicas", "email=2")
     assert embedded.returncode == 2 and "real infrastructure" in embedded.stderr
+
+
+def test_up_reset_is_for_the_embedded_default() -> None:
+    result = tidings("up", "--reset", TIDINGS_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/")
+    assert result.returncode == 2 and "--reset is for the embedded default" in result.stderr
+
+
+def test_send_and_status_say_in_one_line_what_is_missing(tmp_path: object) -> None:
+    no_key = tidings("status", "x", TIDINGS_DATA_DIR=str(tmp_path))
+    assert no_key.returncode == 1 and no_key.stderr.startswith("tidings: no admin key"), no_key
+    port = free_port()
+    down = tidings("status", "x", "--key", "k", "--url", f"http://127.0.0.1:{port}")
+    assert down.returncode == 1
+    assert down.stderr.startswith(f"tidings: the gateway at http://127.0.0.1:{port} did not")
+    bad = tidings("send", "nobody", "welcome", "name=Ada", "--key", "k")
+    assert bad.returncode == 1 and "neither a user id nor an email address" in bad.stderr
+    vars_bad = tidings("send", "a@example.com", "welcome", "novalue", "--key", "k")
+    assert vars_bad.returncode == 1 and "neither KEY=VALUE nor a JSON object" in vars_bad.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import functools
 import os
 from collections.abc import Awaitable, Callable
@@ -40,9 +41,26 @@ def shown(url: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+def _refused(exc: BaseException | None) -> bool:
+    """A refused connection, however the client library wrapped it."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if (
+            isinstance(exc, ConnectionRefusedError)
+            or getattr(exc, "errno", None) == errno.ECONNREFUSED
+        ):
+            return True
+        if "Connect call failed" in str(exc) or "Error 111 " in str(exc):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def _why(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return f"no answer in {CHECK_TIMEOUT_S:.0f}s"
+    if _refused(exc):
+        return "connection refused (is it running, on that port?)"
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
 
 
@@ -175,7 +193,7 @@ async def _services(settings: TidingsSettings) -> list[Line]:
         answers = await asyncio.gather(
             *(_health(client, url) for url in urls.values()), return_exceptions=True
         )
-    if all(isinstance(a, httpx.ConnectError) for a in answers):
+    if all(isinstance(a, httpx.ConnectError) for a in answers):  # none listens
         return [Line(True, "services", "not running (`tidings up` starts them)")]
     lines = []
     for (service, url), answer in zip(urls.items(), answers, strict=True):
