@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,10 @@ async def test_migrate_creates_every_service_schema(fresh_pg: str) -> None:
     } <= tables
     again = tidings("migrate", TIDINGS_DATABASE_URL=fresh_pg)
     assert again.returncode == 0, again.stderr  # idempotent
+    # One line each time, whatever the number of revisions.
+    schemas = "schemas users, templates, gateway, email, push: "
+    assert re.fullmatch(schemas + r"[1-9]\d* migration\(s\) applied\n", result.stdout), result
+    assert again.stdout == schemas + "up to date\n" and not again.stderr, again
 
 
 def test_up_refuses_replicas_it_cannot_run() -> None:

@@ -101,12 +101,13 @@ def openapi_schemas() -> dict[str, dict[str, Any]]:
     return {service: build_app(service).openapi() for service in SERVICES}
 
 
-def migrate_all() -> None:
+def migrate_all() -> str:
+    """Every store up to its latest revision; what was done, in one line (also logged)."""
     applied = sum(migrate(package, store_url(service), service) for service, package in STORES)
     schemas = ", ".join(dict.fromkeys(service for service, _ in STORES))
-    log.info(
-        "schemas %s: %s", schemas, f"{applied} migration(s) applied" if applied else "up to date"
-    )
+    done = f"{applied} migration(s) applied" if applied else "up to date"
+    log.info("schemas %s: %s", schemas, done)
+    return f"schemas {schemas}: {done}"
 
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:

@@ -124,6 +124,34 @@ async def _supervise_one(
         backoff_s = min(backoff_s * 2, 30)
 
 
+# How long the processes may take to answer /health before the banner gives up waiting.
+ANNOUNCE_WITHIN_S = 120.0
+
+
+async def _announce(settings: TidingsSettings, text: str, stopping: asyncio.Event) -> None:
+    """Print ``text`` once the first process of every service answers /health (they are in
+    other processes: there is no event to wait on, so it asks every 0.2 s)."""
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ANNOUNCE_WITHIN_S
+    async with httpx.AsyncClient(timeout=2) as client:
+        waiting = list(SERVICES)
+        while waiting and not stopping.is_set():
+            for service in list(waiting):
+                with contextlib.suppress(httpx.HTTPError):
+                    answer = await client.get(f"{settings.advertised_url(service)}/health")
+                    if answer.status_code == 200:
+                        waiting.remove(service)
+            if waiting and loop.time() > deadline:
+                log.warning("not healthy after %.0fs: %s", ANNOUNCE_WITHIN_S, ", ".join(waiting))
+                return
+            if waiting:
+                await asyncio.sleep(0.2)
+    if not waiting:
+        print(text, flush=True)
+
+
 def run_supervised(replicas: str | None = None) -> None:
     settings = TidingsSettings()
     require_broker(settings, "`tidings up` with TIDINGS_DATABASE_URL or TIDINGS_REDIS_URL set")
@@ -155,13 +183,13 @@ def run_supervised(replicas: str | None = None) -> None:
             )
         names = ", ".join(name for name, _, _ in processes)
         log.info("starting %s", names)
-        print(
-            banner(credentials, f"Tidings is starting ({names}; each its own process)"), flush=True
-        )
+        up = f"Tidings is up ({names}: each its own process)"
+        announce = asyncio.create_task(_announce(settings, banner(credentials, up), stopping))
         try:
             stop_after_s = settings.shutdown_grace_s + STOP_MARGIN_S
             await asyncio.gather(*(_supervise_one(*p, stopping, stop_after_s) for p in processes))
         finally:
+            announce.cancel()
             if capture is not None:
                 capture.close()
 

@@ -159,6 +159,18 @@ async def test_five_processes_on_postgres_rabbitmq_redis(
         assert tidings.proc is not None
         assert len(set(pids.values())) == 5 and tidings.proc.pid not in pids.values()
 
+        # Once every service answers, the supervisor says so, with where to go.
+        async def announced() -> bool:
+            return (
+                "Tidings is up (gateway, users, templates, email, push" in tidings.log.read_text()
+            )
+
+        await wait_for_condition(announced, timeout_s=30, what="the start banner")
+        assert (
+            f"Gateway    http://127.0.0.1:{tidings.ports['gateway']}\n" in tidings.log.read_text()
+        )
+        assert "Admin key  the one in TIDINGS_ADMIN_API_KEY" in tidings.log.read_text()
+
         async def next_mail() -> EmailMessage:
             return (await smtp.next()).message
 

@@ -43,8 +43,7 @@ def _run(args: argparse.Namespace) -> int:
 def _migrate(_: argparse.Namespace) -> int:
     from tidings import runner
 
-    runner.migrate_all()
-    print("migrated: " + ", ".join(service for service, _ in runner.STORES))
+    print(runner.migrate_all())
     return 0
 
 
