@@ -5,10 +5,14 @@ go to stderr."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from tidings.core.settings import TidingsSettings
 from tidings.credentials import Credentials
+
+if TYPE_CHECKING:
+    from tidings.email_worker.settings import EmailSettings
 
 
 def _shown(path: Path) -> str:
@@ -34,17 +38,18 @@ def _admin_key(credentials: Credentials) -> str:
     )
 
 
-def _mail(settings: TidingsSettings) -> str:
-    if settings.smtp_url:
-        where = urlsplit(settings.smtp_url)
+def _mail(settings: TidingsSettings, mail: EmailSettings) -> str:
+    if mail.smtp_url:
+        where = urlsplit(mail.smtp_url)
         return f"sent through {where.scheme}://{where.hostname}:{where.port or 25}"
     return (
-        f"captured on 127.0.0.1:{settings.smtp_capture_port} into "
+        f"captured on 127.0.0.1:{mail.smtp_capture_port} into "
         f"{_shown(settings.data_dir / 'mailbox')}; `tidings mail` shows it"
     )
 
 
-def banner(credentials: Credentials, headline: str) -> str:
+def banner(credentials: Credentials, headline: str, mail: EmailSettings) -> str:
+    """``mail``: the email worker's settings (the SMTP server, or the capture port)."""
     settings = credentials.settings
     gateway = settings.url_of("gateway")
     rows = [
@@ -52,7 +57,7 @@ def banner(credentials: Credentials, headline: str) -> str:
         ("API docs", f"{gateway}/docs"),
         ("Dashboard", f"{gateway}/dashboard/"),
         ("Admin key", _admin_key(credentials)),
-        ("Mail", _mail(settings)),
+        ("Mail", _mail(settings, mail)),
         ("Try it", "tidings send USER_ID|EMAIL TEMPLATE name=Ada; tidings status ID"),
         ("Check", "tidings doctor"),
     ]

@@ -11,7 +11,7 @@ import shutil
 import signal
 import socket
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -29,6 +29,9 @@ from tidings.core.migrations import migrate
 from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
 from tidings.credentials import CREDENTIALS, ensure_credentials, forget_kept
 from tidings.mailcapture import start_capture
+
+if TYPE_CHECKING:
+    from tidings.email_worker.settings import EmailSettings
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +74,14 @@ def service_settings(service: str) -> Any:
 
         return PushSettings()
     raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+
+
+def capture_settings() -> EmailSettings:
+    """The email worker's settings, for the SMTP capture server `tidings up` starts in its
+    place when TIDINGS_SMTP_URL is unset (and on TIDINGS_SMTP_CAPTURE_PORT)."""
+    from tidings.email_worker.settings import EmailSettings
+
+    return EmailSettings()
 
 
 def build_app(service: str, *, bus: Any = None, cache: Any = None) -> FastAPI:
@@ -266,15 +277,16 @@ def run_embedded(*, reset: bool = False) -> None:
     credentials = ensure_credentials(settings, keep=True)
     settings = credentials.settings
     migrate_all()
+    mail = capture_settings()
 
     async def main() -> None:
         bus = open_bus(settings.model_copy(update={"amqp_url": None}))
         await bus.start()
         cache = MemoryCache()
         capture = None
-        if not settings.smtp_url:
+        if not mail.smtp_url:
             capture = await start_capture(
-                "127.0.0.1", settings.smtp_capture_port, settings.data_dir / "mailbox"
+                "127.0.0.1", mail.smtp_capture_port, settings.data_dir / "mailbox"
             )
         servers = [
             _server(build_app(s, bus=bus, cache=cache), settings.host, settings.port_of(s))
@@ -282,7 +294,7 @@ def run_embedded(*, reset: bool = False) -> None:
         ]
         up = f"Tidings is up (embedded: every service in this process; data in {settings.data_dir})"
         try:
-            await _serve_all(servers, lambda: print(banner(credentials, up), flush=True))
+            await _serve_all(servers, lambda: print(banner(credentials, up, mail), flush=True))
         finally:
             await bus.close()
             if capture is not None:

@@ -28,7 +28,13 @@ from tidings.core.logs import configure_logging
 from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
 from tidings.credentials import ensure_credentials
 from tidings.mailcapture import start_capture
-from tidings.runner import ConfigurationError, migrate_all, require_broker, run_loop
+from tidings.runner import (
+    ConfigurationError,
+    capture_settings,
+    migrate_all,
+    require_broker,
+    run_loop,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +167,7 @@ def run_supervised(replicas: str | None = None) -> None:
     credentials = ensure_credentials(settings)
     settings = credentials.settings
     migrate_all()
+    mail = capture_settings()
     processes = [
         (
             f"{service}#{k}" if count > 1 else service,
@@ -177,14 +184,14 @@ def run_supervised(replicas: str | None = None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         capture = None
-        if not settings.smtp_url:
+        if not mail.smtp_url:
             capture = await start_capture(
-                "127.0.0.1", settings.smtp_capture_port, settings.data_dir / "mailbox"
+                "127.0.0.1", mail.smtp_capture_port, settings.data_dir / "mailbox"
             )
         names = ", ".join(name for name, _, _ in processes)
         log.info("starting %s", names)
         up = f"Tidings is up ({names}: each its own process)"
-        announce = asyncio.create_task(_announce(settings, banner(credentials, up), stopping))
+        announce = asyncio.create_task(_announce(settings, banner(credentials, up, mail), stopping))
         try:
             stop_after_s = settings.shutdown_grace_s + STOP_MARGIN_S
             await asyncio.gather(*(_supervise_one(*p, stopping, stop_after_s) for p in processes))

@@ -149,7 +149,7 @@ def _configuration() -> tuple[list[Line], TidingsSettings | None]:
 
 
 async def _dependencies(settings: TidingsSettings) -> list[Line]:
-    from tidings.runner import STORES, store_url
+    from tidings.runner import STORES, capture_settings, store_url
 
     checks: list[Awaitable[Line]] = []
     databases = dict.fromkeys(store_url(service) for service, _ in STORES)
@@ -165,11 +165,12 @@ async def _dependencies(settings: TidingsSettings) -> list[Line]:
     if settings.redis_url:
         redis = settings.redis_url
         checks.append(_checked("Redis", shown(redis), lambda: _redis(redis)))
-    if settings.smtp_url:
-        parts = urlsplit(settings.smtp_url)
+    smtp_url = capture_settings().smtp_url
+    if smtp_url:
+        parts = urlsplit(smtp_url)
         tls = parts.scheme == "smtps"
         host, port = parts.hostname or "localhost", parts.port or (465 if tls else 25)
-        checks.append(_checked("SMTP", shown(settings.smtp_url), lambda: _smtp(host, port, tls)))
+        checks.append(_checked("SMTP", shown(smtp_url), lambda: _smtp(host, port, tls)))
     return list(await asyncio.gather(*checks))
 
 
