@@ -120,7 +120,9 @@ async def test_up_in_a_terminal_prints_a_banner_and_plain_log_lines(tmp_path: Pa
     assert len([line for line in lines if "migration(s) applied" in line]) == 1, lines
     assert not [line for line in lines if "alembic" in line or "Running upgrade" in line]
     assert re.search(
-        r"^\d\d:\d\d:\d\d INFO +tidings tidings\.http: GET /health 200", terminal.output, re.M
+        r"^\d\d:\d\d:\d\d INFO +tidings [\w.]+: GET /health 200 \[[0-9a-f]+\]$",
+        terminal.output,
+        re.M,
     )
 
 
