@@ -35,7 +35,7 @@ from tidings.core.retry import RetryPolicy, tier_for
 from tidings.core.status import report
 from tidings.core.topology import CHANNEL_ROUTES, RETRY_TIERS_MS
 
-log = logging.getLogger("tidings.worker")
+log = logging.getLogger(__name__)
 
 # How long a message held by a provider-auth failure waits before it tries again.
 PROVIDER_AUTH_WAIT_S = 60.0

@@ -18,7 +18,7 @@ from tidings.core.topology import STATUS_ROUTE
 from tidings.gateway.feedback import Feedback
 from tidings.gateway.service import NotificationService
 
-log = logging.getLogger("tidings.gateway.status")
+log = logging.getLogger(__name__)
 
 # How often a message has gone round waiting for an outage to end (it sets the next wait).
 WAITS_HEADER = "x-tidings-waits"

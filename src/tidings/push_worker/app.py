@@ -11,7 +11,7 @@ from tidings.core.metrics import watch_breaker
 from tidings.core.web import service_client
 from tidings.core.worker import Deliver, WorkerParts, create_worker_app
 from tidings.push_worker.breakers import OriginBreakers
-from tidings.push_worker.devices import DeviceDirectory
+from tidings.push_worker.devices_client import DeviceDirectory
 from tidings.push_worker.handlers import PushDelivery
 from tidings.push_worker.senders import CallLimits, PushSender
 from tidings.push_worker.senders.fcm import FcmSender

@@ -34,7 +34,7 @@ from tidings.core.errors import (
 from tidings.core.flow import Unfinished, renew_lease
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import NotificationMessage
-from tidings.push_worker.devices import DeviceDirectory
+from tidings.push_worker.devices_client import DeviceDirectory
 from tidings.push_worker.senders import Device, PushContent, PushSender, urgency_for
 from tidings.push_worker.store import DeviceResults
 

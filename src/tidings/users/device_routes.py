@@ -1,6 +1,6 @@
 """HTTP for a user's push devices: /api/v1/users/{user_id}/devices/…
 
-Wiring (users/app.py): ``app.include_router(devices.router)``.
+Wiring (users/app.py): ``app.include_router(device_routes.router)``.
 
 A user reaches their own devices; the push worker lists them (``?status=live``) and marks
 them dead with the service credential.
@@ -11,34 +11,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import Field
 
 from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, PaginationMeta, ok
 from tidings.core.limits import MAX_LIMIT, Pagination
 from tidings.core.openapi import errors
-from tidings.users.devices_service import DeviceLimits, DeviceService, StatusFilter
+from tidings.users.dependencies import Devices
+from tidings.users.devices_service import StatusFilter
 from tidings.users.schemas import DeviceCreate, DeviceDead, DeviceOut
-from tidings.users.settings import UsersSettings
-
-
-async def _devices(request: Request) -> DeviceService:
-    # Built per request: it holds nothing but the users service's store and one setting.
-    settings: UsersSettings = request.app.state.settings
-    return DeviceService(
-        request.app.state.users.db,
-        allow_insecure=settings.webpush_allow_insecure,
-        limits=DeviceLimits(
-            request.app.state.limiter,
-            settings.max_devices_per_user,
-            settings.device_register_rate_per_s,
-            settings.device_register_burst,
-        ),
-    )
-
-
-Devices = Annotated[DeviceService, Depends(_devices)]
 
 
 class DevicePages(Pagination):
