@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from tidings.core.breaker import CircuitBreaker
+from tidings.core.breaker import BreakerPolicy, CircuitBreaker
 from tidings.core.bus import Bus
 from tidings.core.metrics import watch_breaker
 from tidings.core.web import service_client
@@ -100,7 +100,14 @@ def fcm_sender(settings: PushSettings) -> FcmSender:
 def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
     async def make_deliver(parts: WorkerParts) -> Deliver:
         stack, health = parts.stack, parts.health
-        users = service_client("users", settings, stack, caller="push", registry=parts.registry)
+        users = service_client(
+            "users",
+            settings,
+            stack,
+            caller="push",
+            breaker=BreakerPolicy(settings.users_breaker_failures, settings.users_breaker_reset_s),
+            registry=parts.registry,
+        )
         health.add("users_service", users.ping)
         devices = DeviceDirectory(users)
         webpush = webpush_sender(settings)
