@@ -24,8 +24,8 @@ from tidings.core.bus import BusMessage
 from tidings.core.bus.rabbit import RabbitBus
 from tidings.core.db import open_database
 from tidings.core.deliveries import DeliveryStore, LeaseLost
-from tidings.core.errors import NoRecipient, PermanentError
-from tidings.core.flow import DeliveryFlow, renew_lease
+from tidings.core.errors import DependencyUnavailable, NoRecipient, PermanentError, TransientError
+from tidings.core.flow import DeliveryFlow, Unfinished, renew_lease
 from tidings.core.messages import NotificationMessage, Recipient, StatusEvent, now_ms
 from tidings.core.migrations import migrate
 from tidings.core.retry import RetryPolicy
@@ -383,3 +383,49 @@ async def test_the_smtp_sender_renews_the_lease_after_waiting_for_a_connection(
     finally:
         await sender.close()
         await smtp.stop()
+
+
+async def test_a_partial_delivery_is_retried_then_delivered_when_the_flow_gives_up(
+    rig: Rig,
+) -> None:
+    """``Unfinished``: the rest (some devices) is retried as its error says, and when the flow
+    gives up on it, the notification is delivered with what was accepted, never failed. The
+    push worker used to re-derive when that would be (with a slack constant for timing)."""
+    calls: Counter[str] = Counter()
+
+    async def deliver(m: NotificationMessage) -> str:
+        calls[m.notification_id] += 1
+        raise Unfinished(TransientError("device 2: 503"), "1 device(s) accepted: device 1")
+
+    n = message("push")
+    await rig.run(deliver, channel="push")
+    await rig.publish(n)
+    done = await rig.event(n.notification_id, "delivered")
+    assert done.detail == "accepted: 1 device(s) accepted: device 1", done
+    assert done.attempt == MAX_ATTEMPTS and calls[n.notification_id] == MAX_ATTEMPTS
+    row = await rig.store.get(n.notification_id)
+    assert row is not None and row.state == "sent"
+    assert rig.dead.empty()
+
+
+async def test_a_partial_delivery_waiting_past_the_max_wait_is_delivered(rig: Rig) -> None:
+    """The same at the end of a wait (an open breaker for the rest): delivered in part, where
+    a wait with nothing accepted fails."""
+    partly, nothing = message("push"), message("push")
+
+    async def deliver(m: NotificationMessage) -> str:
+        waiting = DependencyUnavailable("webpush breaker open")
+        if m.notification_id == partly.notification_id:
+            raise Unfinished(waiting, "1 device(s) accepted: device 1")
+        raise waiting
+
+    flow = await rig.run(deliver, channel="push")
+    long_ago = now_ms() - int(flow.max_wait_s * 1000) - 1000
+    for n in (partly, nothing):
+        await rig.publish(n.model_copy(update={"first_try_ms": long_ago}))
+    done = await rig.event(partly.notification_id, "delivered")
+    assert done.detail == "accepted: 1 device(s) accepted: device 1", done
+    failed = await rig.event(nothing.notification_id, "failed")
+    assert failed.error is not None and "still unavailable" in failed.error
+    assert (await rig.dead_letter(nothing.notification_id)).message_id == nothing.notification_id
+    assert rig.dead.empty()

@@ -21,6 +21,7 @@ import pytest
 from tests.credentials import SECRET_KEY
 from tests.dkim_keys import PEM, dns_answering
 from tidings.core.errors import PermanentError
+from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import NotificationMessage, Recipient
 from tidings.email_worker import compose as compose_module
 from tidings.email_worker.compose import OutgoingEmail, compose, message_id
@@ -428,7 +429,9 @@ async def test_dkim_signs_the_raw_bytes_and_verifies() -> None:
     assert not dkim.verify(signed.replace(b"Bonjour", b"Bonsoir", 1), dnsfunc=dns)
 
 
-class Templates:
+class Templates(TemplateDirectory):
+    """The templates service's answer, without the service: ``render`` is the real one."""
+
     def __init__(self, template: dict[str, Any]) -> None:
         self.template = template
 
@@ -443,7 +446,7 @@ def delivery(sender: MemorySender, signer: DkimSigner | None = None) -> EmailDel
         public_url="https://tidings.example",
     )
     template = {"subject": "Welcome, {{ name }}!", "body": "<p>Hi {{ name }}</p>", "text_body": ""}
-    return EmailDelivery(settings, Templates(template), sender, signer)  # type: ignore[arg-type]
+    return EmailDelivery(settings, Templates(template), sender, signer)
 
 
 def handler_notification(address: str) -> NotificationMessage:

@@ -25,7 +25,7 @@ async def test_an_email_over_the_render_budget_fails_permanently_with_the_reason
         "text_body": "",
     }
     sender = MemorySender()
-    handle = EmailDelivery(settings, Templates(template), sender, None)  # type: ignore[arg-type]
+    handle = EmailDelivery(settings, Templates(template), sender, None)
     n = handler_notification("grace@example.org")
     n = n.model_copy(update={"variables": {"name": "G", "link": "x" * 1000}})
     with pytest.raises(PermanentError) as failed:

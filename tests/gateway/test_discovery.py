@@ -138,3 +138,25 @@ async def test_an_instance_with_a_fast_clock_deregisters_no_other(system: System
     # The TTL is 4 s: expiring by Redis's clock takes that (plus the readers' refresh), by
     # the fast clock it would take two minutes more.
     await wait_for_condition(fast_expired, timeout_s=20, what="the killed fast instance expired")
+
+
+async def test_the_push_worker_s_users_client_finds_instances_through_discovery(
+    system: System,
+) -> None:
+    """As every other client of another service: its users client had no registry, so it only
+    ever called the static URL (one instance; none where that URL is not served)."""
+    elsewhere = "http://127.0.0.1:9"  # an instance only the registry knows of
+    users = system.apps["push"].state.flow.deliver.devices.client
+    registry = Registry(system.settings["redis_url"], system.settings["cache_namespace"])
+    try:
+        await registry.register("users", elsewhere)
+        try:
+
+            async def found() -> bool:  # each reader refreshes its list once a second
+                return elsewhere in await users.endpoints.seen()
+
+            await wait_for_condition(found, timeout_s=10, what="the registered instance seen")
+        finally:
+            await registry.deregister("users", elsewhere)
+    finally:
+        await registry.close()

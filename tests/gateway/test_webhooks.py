@@ -136,3 +136,41 @@ async def test_a_signature_the_hmac_cannot_take_is_422(
     assert answer.status_code == 422, answer.text
     assert_envelope(answer.json(), success=False)
     assert field in answer.json()["error"]
+
+
+async def test_an_event_naming_another_address_follows_the_bounce_receivers_rule(
+    system: System,
+) -> None:
+    """A defect fix: the webhook suppressed whatever ``recipient`` Mailgun sent. Now the rule
+    of the bounce receiver's reports (gateway.feedback) holds: a bounce naming another
+    address than the notification's fails it and suppresses nothing; a complaint is about
+    the user, whatever address it names: theirs is suppressed, never the one named."""
+    gw = system.gateway
+
+    async def suppressed() -> set[str]:
+        rows = (await gw.get("/api/v1/admin/suppressions/", params={"limit": 100})).json()
+        return {r["address"] for r in rows["data"]}
+
+    user, nid = await delivered_notification(system)
+    bystander = f"bystander-{uuid.uuid4().hex[:8]}@example.org"
+    bounce = signed(
+        event(
+            "failed",
+            nid,
+            bystander,
+            severity="permanent",
+            **{"delivery-status": {"code": 550, "message": "mailbox does not exist"}},
+        )
+    )
+    assert (await gw.post(URL, json=bounce, headers={})).status_code == 200
+    got = (await gw.get(f"/api/v1/notifications/{nid}/")).json()["data"]
+    assert got["status"] == "failed" and got["error"].startswith("bounced: 550")
+    assert {bystander, user["email"].lower()}.isdisjoint(await suppressed())
+
+    user, nid = await delivered_notification(system)
+    complaint = signed(event("complained", nid, bystander))
+    assert (await gw.post(URL, json=complaint, headers={})).status_code == 200
+    now = await suppressed()
+    assert user["email"].lower() in now and bystander not in now
+    me = (await gw.get(f"/api/v1/users/{user['user_id']}/")).json()["data"]
+    assert me["preferences"]["email"] is False

@@ -20,7 +20,7 @@ from tests.system import System, start_system
 from tidings.cli.vapid import generate_vapid_keys
 from tidings.core.migrations import migrate
 from tidings.runner import Server
-from tidings.users import devices
+from tidings.users import device_routes
 from tidings.users.app import create_app as users_app
 from tidings.users.settings import UsersSettings
 
@@ -28,7 +28,7 @@ from tidings.users.settings import UsersSettings
 def with_devices(app: FastAPI) -> FastAPI:
     """The users app with the devices router, until users/app.py includes it itself."""
     if not any(getattr(r, "path", "").endswith("/devices/") for r in app.routes):
-        app.include_router(devices.router)
+        app.include_router(device_routes.router)
     return app
 
 

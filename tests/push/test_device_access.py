@@ -17,7 +17,7 @@ from tests.scenario import create_user
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.web import ServiceClient, make_http_client
-from tidings.push_worker.devices import DeviceDirectory
+from tidings.push_worker.devices_client import DeviceDirectory
 
 PASSWORD = "a long enough password"
 

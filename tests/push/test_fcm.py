@@ -20,7 +20,7 @@ from tidings.core.errors import (
     RecipientInvalid,
     TransientError,
 )
-from tidings.push_worker.devices import PAGE_SIZE
+from tidings.push_worker.devices_client import PAGE_SIZE
 from tidings.push_worker.senders.fcm import classify
 from tidings.push_worker.senders.fcm_auth import AccessTokens, ServiceAccount
 

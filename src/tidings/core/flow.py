@@ -35,7 +35,7 @@ from tidings.core.retry import RetryPolicy, tier_for
 from tidings.core.status import report
 from tidings.core.topology import CHANNEL_ROUTES, RETRY_TIERS_MS
 
-log = logging.getLogger("tidings.worker")
+log = logging.getLogger(__name__)
 
 # How long a message held by a provider-auth failure waits before it tries again.
 PROVIDER_AUTH_WAIT_S = 60.0
@@ -71,6 +71,18 @@ async def renew_lease() -> None:
         if outage is None:
             raise
         raise outage from exc
+
+
+class Unfinished(Exception):
+    """Raised by a ``deliver`` that reached part of its recipients (some of a user's
+    devices): ``error`` says how the rest failed and is retried or waited out as it would be
+    alone; when the flow gives up on it, the notification is delivered with ``reply`` (what
+    was accepted) instead of failed. The flow alone decides when that is."""
+
+    def __init__(self, error: DeliveryError | DependencyUnavailable, reply: str) -> None:
+        super().__init__(f"{reply}; the rest: {error}")
+        self.error = error
+        self.reply = reply
 
 
 class _Unrecorded(Exception):
@@ -193,40 +205,8 @@ class DeliveryFlow:
             reply = await asyncio.shield(self._send(n))
         except (_Unrecorded, LeaseLost):
             raise
-        except DependencyUnavailable as exc:
-            await self._wait(n, exc)
-            return
-        except ProviderAuthError as exc:
-            # Alert and hold: our credentials are wrong, not the message; it waits (without
-            # spending attempts) for someone to fix them, up to max_wait_s.
-            log.error(
-                "ALERT provider refused our credentials: %s", exc.message, extra={"alert": True}
-            )
-            await self._wait(
-                n, DependencyUnavailable(f"provider-auth: {exc.message}"), PROVIDER_AUTH_WAIT_S
-            )
-            return
-        except TransientError as exc:
-            DELIVERY_ERRORS.labels(self.channel, exc.kind).inc()
-            await self._retry_or_fail(n, exc.kind, exc.message, exc.retry_after_s)
-            return
-        except NoRecipient as exc:
-            await self._skip(n, exc.message)
-            return
-        except DeliveryError as exc:
-            DELIVERY_ERRORS.labels(self.channel, exc.kind).inc()
-            dead_address = n.recipient.email if self.channel == "email" else None
-            await self._fail(
-                n,
-                f"{exc.kind}: {exc.message}",
-                suppress=dead_address if exc.kind == "recipient_invalid" else None,
-            )
         except Exception as exc:
-            outage = as_outage(exc)
-            if outage is not None:
-                await self._wait(n, outage)
-                return
-            await self._crashed(n, exc)
+            await self._not_sent(n, exc)
             return
         finally:
             _lease.reset(token)
@@ -242,6 +222,48 @@ class DeliveryFlow:
             },
         )
         await self._sent(n, reply, "accepted", recorded=True)
+
+    async def _not_sent(self, n: NotificationMessage, exc: Exception) -> None:
+        """The attempt did not end in a send: classify ``exc`` once, for every channel."""
+        partly: str | None = None
+        if isinstance(exc, Unfinished):
+            partly, exc = exc.reply, exc.error
+        if isinstance(exc, DependencyUnavailable):
+            await self._wait(n, exc, partly=partly)
+        elif isinstance(exc, ProviderAuthError):
+            # Alert and hold: our credentials are wrong, not the message; it waits (without
+            # spending attempts) for someone to fix them, up to max_wait_s.
+            log.error(
+                "ALERT provider refused our credentials: %s", exc.message, extra={"alert": True}
+            )
+            held = DependencyUnavailable(f"provider-auth: {exc.message}")
+            await self._wait(n, held, PROVIDER_AUTH_WAIT_S, partly=partly)
+        elif isinstance(exc, TransientError):
+            DELIVERY_ERRORS.labels(self.channel, exc.kind).inc()
+            await self._retry_or_fail(n, exc.kind, exc.message, exc.retry_after_s, partly)
+        elif isinstance(exc, NoRecipient):
+            await self._skip(n, exc.message)
+        elif isinstance(exc, DeliveryError):
+            DELIVERY_ERRORS.labels(self.channel, exc.kind).inc()
+            dead_address = n.recipient.email if self.channel == "email" else None
+            await self._fail(
+                n,
+                f"{exc.kind}: {exc.message}",
+                suppress=dead_address if exc.kind == "recipient_invalid" else None,
+            )
+        elif (outage := as_outage(exc)) is not None:
+            await self._wait(n, outage)
+        else:
+            await self._crashed(n, exc)
+
+    async def _give_up(self, n: NotificationMessage, reason: str, partly: str | None) -> None:
+        """The end of retrying: delivered with ``partly`` when part of it was (an
+        Unfinished), else failed and dead-lettered (DeadLetter raised)."""
+        if partly is not None:
+            log.info("notification %s: %s; delivered in part", n.notification_id, reason)
+            await self._sent(n, partly, "accepted")
+            return
+        await self._fail(n, reason)
 
     async def _send(self, n: NotificationMessage) -> str:
         reply = await self.deliver(n)
@@ -283,14 +305,19 @@ class DeliveryFlow:
         await self._later(n, delay_s)
 
     async def _wait(
-        self, n: NotificationMessage, exc: DependencyUnavailable, wait_s: float | None = None
+        self,
+        n: NotificationMessage,
+        exc: DependencyUnavailable,
+        wait_s: float | None = None,
+        *,
+        partly: str | None = None,
     ) -> None:
         """A breaker is open or a dependency is down: try again later without spending an
         attempt, until the notification has waited ``max_wait_s`` in all."""
         if self._waited_s(n) > self.max_wait_s:
-            await self._fail(
-                n, f"transient: still unavailable after {self.max_wait_s:g}s: {exc.message}"
-            )
+            reason = f"transient: still unavailable after {self.max_wait_s:g}s: {exc.message}"
+            await self._give_up(n, reason, partly)
+            return
         await self.deliveries.release(n.notification_id, exc.message)
         if wait_s is None:
             wait_s = exc.retry_after_s if isinstance(exc, BreakerOpen) else self.policy.base_s
@@ -308,14 +335,21 @@ class DeliveryFlow:
         await self._retry_or_fail(n, "error", f"{exc.__class__.__name__}: {exc}"[:1000])
 
     async def _retry_or_fail(
-        self, n: NotificationMessage, kind: str, message: str, retry_after_s: float | None = None
+        self,
+        n: NotificationMessage,
+        kind: str,
+        message: str,
+        retry_after_s: float | None = None,
+        partly: str | None = None,
     ) -> None:
         error = f"attempt {n.attempt}: {kind}: {message}"
         if not self.policy.should_retry(n.attempt) or self._waited_s(n) > self.max_wait_s:
-            await self._fail(
+            await self._give_up(
                 n.model_copy(update={"errors": [*n.errors, error]}),
                 f"{kind}: gave up after {n.attempt} attempts; last error: {message}",
+                partly,
             )
+            return
         await self.deliveries.release(n.notification_id, error)
         RETRIES.labels(self.channel).inc()
         delay_s = self.policy.backoff_s(n.attempt)

@@ -8,8 +8,10 @@ from urllib.parse import quote
 import orjson
 
 from tidings.core.cache import MemoryCache
-from tidings.core.errors import DependencyUnavailable
+from tidings.core.errors import DependencyUnavailable, InvalidInput, NotFound, PermanentError
+from tidings.core.messages import Channel, NotificationMessage
 from tidings.core.metrics import CACHE
+from tidings.core.rendering import render_content_async
 from tidings.core.web import ServiceClient
 
 
@@ -53,3 +55,13 @@ class TemplateDirectory:
         if self.last_known:
             await self._known.set(key, raw)
         return template
+
+    async def render(self, channel: Channel, n: NotificationMessage) -> dict[str, Any]:
+        """What a worker sends: ``n``'s template for ``channel`` in its language, rendered
+        with its variables. A template that does not exist or does not render is a
+        PermanentError (no retry can fix it); an unreachable service, DependencyUnavailable."""
+        try:
+            template = await self.get(n.template_code, channel, n.language)
+            return await render_content_async(channel, template, n.variables)
+        except (NotFound, InvalidInput) as exc:
+            raise PermanentError(f"template {n.template_code!r}: {exc.message}") from exc

@@ -79,13 +79,17 @@ def check_format_spec(template: str) -> None:
                 raise OverBudget(f"a format width of {number} is over {MAX_WIDTH}")
 
 
+# The str methods whose first argument is a width: checked when called (check_str_call), and
+# when the width is a constant, when the template is saved (static_check).
+WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
 def check_str_call(name: str, receiver: str, args: tuple[Any, ...]) -> None:
     """The str methods whose output is not bounded by their input."""
-    if name in ("center", "ljust", "rjust", "zfill") and args:
+    if name in WIDTH_METHODS and args:
         check_width(args[0], f"str.{name} width")
-    elif name == "expandtabs":
+    if name == "expandtabs":
         size = args[0] if args else 8
-        check_width(size, "a tab size")
         if isinstance(size, int) and receiver.count("\t") * size > MAX_STRING:
             raise OverBudget(f"expandtabs would build over {MAX_STRING} characters")
     elif name == "replace" and len(args) >= 2:
@@ -129,13 +133,22 @@ def bounded_filters() -> dict[str, Callable[..., Any]]:
     return {name: _bounded_filter(name, check) for name, check in _checks().items()}
 
 
+def _width(check: Callable[..., None]) -> Callable[..., None]:
+    """Marks the check of a filter whose arguments include a width (or a count): its
+    constant arguments are checked when the template is saved too (static_check)."""
+    check.__dict__["takes_width"] = True
+    return check
+
+
 def _checks() -> dict[str, Callable[..., None]]:
+    @_width
     def center(value: Any, width: Any = 80) -> None:
         check_width(width, "a center width")
 
     def fmt(value: Any, *args: Any, **kwargs: Any) -> None:
         check_printf(str(value))
 
+    @_width
     def indent(value: Any, *args: Any, **kwargs: Any) -> None:
         width = _arg(args, kwargs, 0, "width")
         check_width(width, "an indent width")
@@ -143,6 +156,7 @@ def _checks() -> dict[str, Callable[..., None]]:
         if str(value).count("\n") * pad > MAX_STRING:
             raise OverBudget(f"indent would build over {MAX_STRING} characters")
 
+    @_width
     def truncate(env: Any, value: Any, *args: Any, **kwargs: Any) -> None:
         check_width(_arg(args, kwargs, 2, "end"), "a truncation mark")
 
@@ -153,6 +167,7 @@ def _checks() -> dict[str, Callable[..., None]]:
     def urlize(ctx: Any, value: Any, *args: Any, **kwargs: Any) -> None:
         slow_text(value)
 
+    @_width
     def wordwrap(env: Any, value: Any, *args: Any, **kwargs: Any) -> None:
         slow_text(value)
         width = _arg(args, kwargs, 0, "width")
@@ -162,6 +177,7 @@ def _checks() -> dict[str, Callable[..., None]]:
         if isinstance(width, int) and width < 1:
             raise OverBudget("a wrap width must be at least 1")
 
+    @_width
     def count(value: Any, *args: Any, **kwargs: Any) -> None:
         check_width(args[0] if args else None, "a batch or slice count")
 
@@ -172,6 +188,7 @@ def _checks() -> dict[str, Callable[..., None]]:
         if isinstance(value, Sized):
             _check_join(value, str(d))
 
+    @_width
     def tojson(env: Any, value: Any, indent: Any = None) -> None:
         check_width(indent, "a JSON indent")
 
@@ -190,8 +207,9 @@ def _checks() -> dict[str, Callable[..., None]]:
     }
 
 
-_WIDTH_FILTERS = {"center", "indent", "wordwrap", "batch", "slice", "tojson", "truncate"}
-_WIDTH_METHODS = {"center", "ljust", "rjust", "zfill", "expandtabs"}
+_WIDTH_FILTERS = frozenset(
+    name for name, check in _checks().items() if hasattr(check, "takes_width")
+)
 
 
 def _const_ints(args: list[nodes.Expr]) -> list[int]:
@@ -229,7 +247,7 @@ def static_check(tree: nodes.Template) -> None:
             raise OverBudget(f"a range of {length} numbers is over {MAX_RANGE}")
         target = call.node
         if isinstance(target, nodes.Getattr):
-            if target.attr in _WIDTH_METHODS:
+            if target.attr in WIDTH_METHODS:
                 for value in _const_ints(call.args):
                     check_width(value, f"the {target.attr} width")
             if target.attr in ("format", "format_map") and isinstance(target.node, nodes.Const):

@@ -19,6 +19,8 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ServiceName = Literal["gateway", "users", "templates", "email", "push"]
+# The settings that hold a secret (SecretStr), by name: read through TidingsSettings.secret.
+SecretName = Literal["admin_api_key", "secret_key", "service_token", "metrics_token"]
 SERVICES: tuple[ServiceName, ...] = ("gateway", "users", "templates", "email", "push")
 
 
@@ -228,11 +230,17 @@ class TidingsSettings(BaseSettings):
         """True when no infrastructure URL is set: the single-process embedded default."""
         return not (self.database_url or self.amqp_url or self.redis_url)
 
-    def secret(self, name: Literal["admin_api_key", "secret_key", "service_token"]) -> str:
-        value: SecretStr | None = getattr(self, name)
+    def secret(self, name: SecretName) -> str:
+        """The secret's value; ValueError when it is not set."""
+        value = self.secret_or_none(name)
         if value is None:
             raise ValueError(f"TIDINGS_{name.upper()} is not set")
-        return value.get_secret_value()
+        return value
+
+    def secret_or_none(self, name: SecretName) -> str | None:
+        """The secret's value, or None when it is not set (an optional credential)."""
+        value: SecretStr | None = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
 
     def port_of(self, service: ServiceName) -> int:
         ports: dict[str, int] = {

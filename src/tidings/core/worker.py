@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 
 from tidings.core.breaker import BreakerPolicy
 from tidings.core.bus import Bus, Handler, open_bus
-from tidings.core.db import DbTimeouts, open_database
+from tidings.core.db import Database, DbTimeouts, open_database
 from tidings.core.deliveries import DeliveryStore
-from tidings.core.flow import Deliver, DeliveryFlow, renew_lease
+from tidings.core.discovery import Registry
+from tidings.core.flow import Deliver, DeliveryFlow
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import Channel
 from tidings.core.retry import RetryPolicy
@@ -20,12 +22,26 @@ from tidings.core.settings import WorkerSettings
 from tidings.core.topology import CHANNEL_QUEUES, PRIORITY_QUEUES
 from tidings.core.web import HealthRegistry, create_service_app, service_client
 
-__all__ = ["Deliver", "DeliveryFlow", "create_worker_app", "renew_lease"]
+__all__ = ["Deliver", "DeliveryFlow", "WorkerParts", "create_worker_app"]
 
 
-# Builds a worker's ``deliver`` once its dependencies exist; ``stack`` takes whatever it
-# needs closed at shutdown; ``health`` takes its /health checks (and facts, in ``info``).
-DeliverFactory = Callable[[AsyncExitStack, TemplateDirectory, HealthRegistry], Awaitable[Deliver]]
+@dataclass(frozen=True)
+class WorkerParts:
+    """What a worker's ``deliver`` is built from, opened by the worker's lifespan: ``stack``
+    takes whatever it needs closed at shutdown; ``db`` is the worker's store (the delivery
+    records'; a channel's own tables share it); ``templates`` fetches and renders;
+    ``health`` takes its /health checks (and facts, in ``info``); ``registry`` is discovery's,
+    for the clients of other services it opens (None without discovery)."""
+
+    stack: AsyncExitStack
+    db: Database
+    templates: TemplateDirectory
+    health: HealthRegistry
+    registry: Registry | None
+
+
+# Builds a worker's ``deliver`` once its dependencies exist.
+DeliverFactory = Callable[[WorkerParts], Awaitable[Deliver]]
 
 
 def create_worker_app(
@@ -62,7 +78,8 @@ def create_worker_app(
                 registry=app.state.registry,
             )
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
-            deliver = await make_deliver(stack, templates, health)
+            registry = app.state.registry
+            deliver = await make_deliver(WorkerParts(stack, db, templates, health, registry))
             flow = DeliveryFlow(
                 service,
                 the_bus,

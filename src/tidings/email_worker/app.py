@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import AsyncExitStack
 
 from fastapi import FastAPI
 
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus
-from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import watch_breaker
-from tidings.core.web import HealthRegistry
-from tidings.core.worker import Deliver, create_worker_app
+from tidings.core.worker import Deliver, WorkerParts, create_worker_app
 from tidings.email_worker.bounces import open_bounce_receiver
 from tidings.email_worker.dkim_signer import DkimSigner
 from tidings.email_worker.handlers import EmailDelivery
@@ -57,19 +54,12 @@ def open_transport(name: str, settings: EmailSettings) -> EmailSender:
     )
 
 
-def create_app(
-    settings: EmailSettings, *, bus: Bus | None = None, sender: EmailSender | None = None
-) -> FastAPI:
-    async def make_deliver(
-        stack: AsyncExitStack,
-        templates: TemplateDirectory,
-        health: HealthRegistry,
-    ) -> Deliver:
+def create_app(settings: EmailSettings, *, bus: Bus | None = None) -> FastAPI:
+    async def make_deliver(parts: WorkerParts) -> Deliver:
+        stack, health = parts.stack, parts.health
         transports = []
         for name in transport_order(settings):
-            transport = (
-                sender if sender is not None and name == "smtp" else open_transport(name, settings)
-            )
+            transport = open_transport(name, settings)
             stack.push_async_callback(transport.close)
             breaker = CircuitBreaker(
                 name,
@@ -88,7 +78,7 @@ def create_app(
                 settings.dkim_selector,
                 settings.dkim_domain or settings.sender.domain,
             )
-        return EmailDelivery(settings, templates, FailoverSender(transports), signer)
+        return EmailDelivery(settings, parts.templates, FailoverSender(transports), signer)
 
     return create_worker_app(
         "email",

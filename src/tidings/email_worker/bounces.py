@@ -26,7 +26,7 @@ from tidings.email_worker.bounce_parse import Kind, Report, parse_report, read_m
 from tidings.email_worker.compose import verp_notification_id
 from tidings.email_worker.settings import EmailSettings
 
-log = logging.getLogger("tidings.email.bounces")
+log = logging.getLogger(__name__)
 
 # Reports are small; a full original message attached rarely passes a few hundred KiB.
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024

@@ -1,4 +1,5 @@
-"""Building the email: multipart text + HTML, and the headers DESIGN §1 fixes."""
+"""Building the email: multipart text + HTML, and the headers every email carries (Message-ID
+from the notification id, X-Request-ID, X-Correlation-ID)."""
 
 from __future__ import annotations
 

@@ -7,11 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 from tidings.core.auth import mailto_unsubscribe_tag, unsubscribe_token
-from tidings.core.errors import InvalidInput, NotFound, PermanentError
+from tidings.core.errors import PermanentError
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import NotificationMessage
-from tidings.core.rendering import render_content_async
 from tidings.email_worker.compose import compose
 from tidings.email_worker.dkim_signer import DkimSigner
 from tidings.email_worker.senders import EmailSender
@@ -45,11 +44,7 @@ class EmailDelivery:
         return f"{self.bounce_local_part}+{tag}@{self.domain}"
 
     async def __call__(self, n: NotificationMessage) -> str:
-        try:
-            template = await self.templates.get(n.template_code, "email", n.language)
-            rendered = await render_content_async("email", template, n.variables)
-        except (NotFound, InvalidInput) as exc:
-            raise PermanentError(f"template {n.template_code!r}: {exc.message}") from exc
+        rendered = await self.templates.render("email", n)
         if not n.recipient.email:
             raise PermanentError("the user has no email address")
         try:

@@ -21,6 +21,7 @@ from tidings.core.web import app_database, create_service_app, make_http_client,
 from tidings.gateway.admin import router as admin_router
 from tidings.gateway.dashboard import router as dashboard_router
 from tidings.gateway.deadletters import DeadLetters
+from tidings.gateway.feedback import Feedback
 from tidings.gateway.keys import ApiKeys
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.push_routes import create_push_router
@@ -168,6 +169,8 @@ def create_app(
             suppressions = Suppressions(db)
             app.state.suppressions = suppressions
             notifications.suppressions = suppressions
+            feedback = Feedback(notifications, users, suppressions)
+            app.state.feedback = feedback
             notifications.recipient_limit = (
                 limiter,
                 settings.recipient_rate_per_s,
@@ -202,7 +205,9 @@ def create_app(
             watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
             stack.callback(watcher.cancel)
             await the_bus.consume(
-                STATUS_QUEUE, StatusConsumer(notifications, the_bus), prefetch=settings.prefetch
+                STATUS_QUEUE,
+                StatusConsumer(notifications, the_bus, feedback),
+                prefetch=settings.prefetch,
             )
             await the_bus.consume(FAILED_QUEUE, dead_letters, prefetch=settings.prefetch)
             relay.wake()  # publish whatever an earlier run left in the outbox

@@ -14,15 +14,17 @@ from tidings.core.bus import Bus, BusMessage, DeadLetter, parse, wait_out
 from tidings.core.errors import Conflict, NotFound
 from tidings.core.messages import StatusEvent
 from tidings.core.topology import STATUS_ROUTE
+from tidings.gateway.feedback import Feedback
 from tidings.gateway.service import NotificationService
 
-log = logging.getLogger("tidings.gateway.status")
+log = logging.getLogger(__name__)
 
 
 class StatusConsumer:
-    def __init__(self, notifications: NotificationService, bus: Bus) -> None:
+    def __init__(self, notifications: NotificationService, bus: Bus, feedback: Feedback) -> None:
         self.notifications = notifications
         self.bus = bus
+        self.feedback = feedback
 
     async def __call__(self, message: BusMessage) -> None:
         event = parse(StatusEvent, message)
@@ -37,7 +39,9 @@ class StatusConsumer:
         try:
             notification_id = uuid.UUID(event.notification_id)
             if event.feedback is not None:
-                await self._feedback(notification_id, event)
+                # From the bounce receiver: gateway.feedback's rule decides what it changes.
+                reason = event.error or event.detail or event.feedback
+                await self.feedback.apply(notification_id, event.feedback, event.suppress, reason)
             elif event.suppress and self.notifications.suppressions is not None:
                 # A hard bounce at RCPT: that address is never sent to again.
                 await self.notifications.suppressions.add(
@@ -58,48 +62,3 @@ class StatusConsumer:
         except (NotFound, Conflict, ValueError) as exc:
             # Nothing to attach it to: keep it for inspection rather than retrying forever.
             raise DeadLetter(f"status event refused: {exc}") from exc
-
-    async def _feedback(self, notification_id: uuid.UUID, event: StatusEvent) -> None:
-        """A DSN or an ARF complaint from the bounce receiver. Anyone can send one over SMTP,
-        so only the address the notification went to is ever suppressed. Runs before the
-        status is recorded: if the users service is down the event comes back, whole."""
-        found = await self.notifications.get(notification_id)
-        if found.notification_type != event.channel:
-            raise Conflict(f"notification {notification_id} is not an {event.channel} one")
-        if event.feedback == "unsubscribe":
-            # The signed mailto: of List-Unsubscribe: the preference goes, the address stays.
-            await self._email_off(found.user_id)
-            return
-        if event.suppress is None and event.feedback != "complaint":
-            return
-        try:
-            user = await self.notifications.users.get(found.user_id)
-        except NotFound:
-            log.info("%s for a user who is gone: nothing to suppress", event.feedback)
-            return
-        address = str(user.get("email") or "")
-        if event.feedback == "complaint":
-            # A complaint is about the user, whatever address the report shows (feedback
-            # loops often redact it): their address and their email preference go.
-            await self._suppress(address, event.detail or "complaint", "complaint")
-            await self._email_off(found.user_id)
-            return
-        if event.suppress and address.lower() == event.suppress.lower():
-            await self._suppress(address, event.error or "bounced", "bounce")
-        else:
-            log.warning(
-                "bounce report for notification %s names %s, not the user's address: "
-                "the notification fails, nothing is suppressed",
-                notification_id,
-                event.suppress,
-            )
-
-    async def _email_off(self, user_id: uuid.UUID) -> None:
-        await self.notifications.users.client.request(
-            "PATCH", f"/api/v1/users/{user_id}/", json={"preferences": {"email": False}}
-        )
-        await self.notifications.users.forget(user_id)
-
-    async def _suppress(self, address: str, reason: str, source: str) -> None:
-        if address and self.notifications.suppressions is not None:
-            await self.notifications.suppressions.add(address, reason, source)

@@ -53,9 +53,5 @@ async def one_click(token: str, request: Request) -> dict[str, Any]:
         user_id, channel = read_unsubscribe_token(request.app.state.access.secret_key, token)
     except TidingsError as exc:
         raise Unauthorized("this unsubscribe link is not valid") from exc
-    users = request.app.state.users_client
-    await users.request(
-        "PATCH", f"/api/v1/users/{user_id}/", json={"preferences": {channel: False}}
-    )
-    await request.app.state.user_directory.forget(user_id)
+    await request.app.state.feedback.preference_off(user_id, channel)
     return ok({"user_id": str(user_id), "channel": channel, "subscribed": False}, "unsubscribed")

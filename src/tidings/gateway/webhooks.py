@@ -3,8 +3,10 @@
 Mailgun signs each event: HMAC-SHA256 over ``timestamp + token`` with the webhook signing key.
 A forged signature, a timestamp more than five minutes off, or a token seen before (a
 replay) is refused. Events: delivered → the history; failed (temporary) → the history;
-failed (permanent) → failed, bounced, and the address suppressed; complained → the address
-suppressed and the user's email preference off.
+failed (permanent) → failed and bounced; complained → the history. What a bounce or a
+complaint suppresses, and the email preference a complaint turns off, is gateway.feedback's
+one rule, the same as for the bounce receiver's reports: only the notification's own address
+is ever suppressed, whatever ``recipient`` Mailgun names.
 """
 
 from __future__ import annotations
@@ -76,30 +78,24 @@ async def mailgun(body: MailgunWebhook, request: Request) -> dict[str, Any]:
     status_info = event.get("delivery-status") or {}
     text = status_info.get("message") or status_info.get("description") or ""
     reply = f"{status_info.get('code', '')} {text}".strip()
-    recipient = str(event.get("recipient", ""))
+    # Whatever address Mailgun names, gateway.feedback's rule decides what is suppressed.
+    recipient = str(event.get("recipient", "")) or None
+    feedback = request.app.state.feedback
     if kind == "delivered":
         await notifications.record_status(
             nid, "email", "delivered", detail=f"provider: delivered {reply}"
         )
     elif kind == "failed" and event.get("severity") == "permanent":
         reason = f"bounced: {reply or event.get('reason', 'permanent failure')}"
+        await feedback.apply(nid, "bounce", recipient, reason)
         await notifications.record_status(nid, "email", "failed", error=reason, bounced=True)
-        if recipient:
-            await request.app.state.suppressions.add(recipient, reason, "bounce")
     elif kind == "failed":
         await notifications.record_status(
             nid, "email", "pending", detail=f"provider: deferred {reply}"
         )
     elif kind == "complained":
-        found = await notifications.get(nid)
+        await feedback.apply(nid, "complaint", recipient, "complaint")
         await notifications.record_status(nid, "email", "delivered", detail="provider: complaint")
-        if recipient:
-            await request.app.state.suppressions.add(recipient, "complaint", "complaint")
-        users = request.app.state.users_client
-        await users.request(
-            "PATCH", f"/api/v1/users/{found.user_id}/", json={"preferences": {"email": False}}
-        )
-        await request.app.state.user_directory.forget(found.user_id)
     else:
         return ok({"event": kind, "recorded": False}, f"event {kind!r} ignored")
     return ok({"event": kind, "recorded": True, "notification_id": str(nid)}, "event recorded")

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from contextlib import AsyncExitStack
-
 import httpx
 from fastapi import FastAPI
 
 from tidings.core.breaker import BreakerPolicy, CircuitBreaker
 from tidings.core.bus import Bus
-from tidings.core.db import DbTimeouts, open_database
-from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import watch_breaker
-from tidings.core.web import HealthRegistry, service_client
-from tidings.core.worker import Deliver, create_worker_app
+from tidings.core.web import service_client
+from tidings.core.worker import Deliver, WorkerParts, create_worker_app
 from tidings.push_worker.breakers import OriginBreakers
-from tidings.push_worker.devices import DeviceDirectory
+from tidings.push_worker.devices_client import DeviceDirectory
 from tidings.push_worker.handlers import PushDelivery
 from tidings.push_worker.senders import CallLimits, PushSender
 from tidings.push_worker.senders.fcm import FcmSender
@@ -102,20 +98,15 @@ def fcm_sender(settings: PushSettings) -> FcmSender:
 
 
 def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
-    async def make_deliver(
-        stack: AsyncExitStack,
-        templates: TemplateDirectory,
-        health: HealthRegistry,
-    ) -> Deliver:
-        # The delivery records' store is core's; the per-device results share its schema.
-        db = open_database(settings.store_url, "push", DbTimeouts.for_worker(settings))
-        stack.push_async_callback(db.close)
+    async def make_deliver(parts: WorkerParts) -> Deliver:
+        stack, health = parts.stack, parts.health
         users = service_client(
             "users",
             settings,
             stack,
             caller="push",
             breaker=BreakerPolicy(settings.users_breaker_failures, settings.users_breaker_reset_s),
+            registry=parts.registry,
         )
         health.add("users_service", users.ping)
         devices = DeviceDirectory(users)
@@ -129,14 +120,9 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
         health.info["webpush_open_origins"] = webpush.breakers.health
         health.add("fcm", fcm.breaker.health)
         watch_breaker("push", "fcm", lambda: fcm.breaker.state)
+        # The per-device results share the delivery records' store (core's, the worker's).
         return PushDelivery(
-            templates,
-            devices,
-            DeviceResults(db),
-            senders,
-            ttl_s=settings.push_ttl_s,
-            max_attempts=settings.max_attempts,
-            max_wait_s=settings.max_wait_s,
+            parts.templates, devices, DeviceResults(parts.db), senders, ttl_s=settings.push_ttl_s
         )
 
     return create_worker_app(

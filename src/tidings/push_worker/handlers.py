@@ -5,8 +5,8 @@ de-duplication and reports are core's DeliveryFlow; this decides what one attemp
 - A device that accepted the notification (in any attempt) is never sent it again.
 - A gone device (Web Push 404/410, FCM UNREGISTERED) is marked dead at the users service.
 - Devices still worth retrying (transient, provider-auth, an open breaker) make the attempt
-  a retry or a wait, while attempts (or the wait) last; after that the notification is
-  delivered if any device accepted it.
+  a retry or a wait; when some device has accepted it, as core's ``Unfinished``: once core
+  gives up (attempts or the wait spent), the notification is delivered.
 - delivered: at least one device accepted; failed: none did (with every device's reason,
   earlier attempts' included); skipped: the user has no live device and no attempt reached
   one.
@@ -24,7 +24,6 @@ from tidings.core.breaker import BreakerOpen
 from tidings.core.errors import (
     DeliveryError,
     DependencyUnavailable,
-    InvalidInput,
     NoRecipient,
     NotFound,
     PermanentError,
@@ -32,17 +31,15 @@ from tidings.core.errors import (
     RecipientInvalid,
     TransientError,
 )
-from tidings.core.flow import renew_lease
+from tidings.core.flow import Unfinished, renew_lease
 from tidings.core.lookups import TemplateDirectory
-from tidings.core.messages import NotificationMessage, now_ms
-from tidings.core.rendering import render_content_async
-from tidings.push_worker.devices import DeviceDirectory
+from tidings.core.messages import NotificationMessage
+from tidings.push_worker.devices_client import DeviceDirectory
 from tidings.push_worker.senders import Device, PushContent, PushSender, urgency_for
 from tidings.push_worker.store import DeviceResults
 
-log = logging.getLogger("tidings.push")
+log = logging.getLogger(__name__)
 Retryable = DeliveryError | DependencyUnavailable
-WAIT_SLACK_S = 1.0
 Outcome = str | Retryable
 
 
@@ -77,23 +74,15 @@ class PushDelivery:
         senders: dict[str, PushSender],
         *,
         ttl_s: int,
-        max_attempts: int,
-        max_wait_s: float,
     ) -> None:
         self.templates = templates
         self.devices = devices
         self.results = results
         self.senders = senders
         self.ttl_s = ttl_s
-        self.max_attempts = max_attempts
-        self.max_wait_s = max_wait_s
 
     async def __call__(self, n: NotificationMessage) -> str:
-        try:
-            template = await self.templates.get(n.template_code, "push", n.language)
-            rendered = await render_content_async("push", template, n.variables)
-        except (NotFound, InvalidInput) as exc:
-            raise PermanentError(f"template {n.template_code!r}: {exc.message}") from exc
+        rendered = await self.templates.render("push", n)
         content = content_for(n, rendered, self.ttl_s)
         user_id = n.recipient.user_id
         try:
@@ -128,19 +117,19 @@ class PushDelivery:
                 failed.append((line, isinstance(outcome, RecipientInvalid)))
             else:
                 retry.append((device, outcome))
+        not_delivered = [f for f, _ in failed] + [f"{d.label}: {e.message}" for d, e in retry]
+        summary = f"{len(accepted)} device(s) accepted: " + "; ".join(accepted)
+        if not_delivered:
+            summary += "; not delivered to: " + "; ".join(not_delivered)
         if retry:
             error = self._retry_error(retry, accepted)
-            if not (accepted and self._last_chance(n, error)):
-                raise error
+            # Some devices took it: core retries the rest, and delivers it when it gives up.
+            raise Unfinished(error, summary) if accepted else error
         if not accepted:
             reasons = "no device accepted the notification: " + "; ".join(f for f, _ in failed)
             if failed and all(dead for _, dead in failed):
                 raise RecipientInvalid(reasons)
             raise PermanentError(reasons)
-        not_delivered = [f for f, _ in failed] + [f"{d.label}: {e.message}" for d, e in retry]
-        summary = f"{len(accepted)} device(s) accepted: " + "; ".join(accepted)
-        if not_delivered:
-            summary += "; not delivered to: " + "; ".join(not_delivered)
         return summary
 
     async def _one(self, n: NotificationMessage, device: Device, content: PushContent) -> Outcome:
@@ -166,17 +155,6 @@ class PushDelivery:
             n.notification_id, device.device_id, device.kind, "accepted", reply
         )
         return reply
-
-    def _last_chance(self, n: NotificationMessage, error: Retryable) -> bool:
-        """Would core give up on ``error`` after this attempt? It fails a transient error
-        once the attempts are spent, and a wait (an open breaker, an unreachable service,
-        provider-auth's hold) once the notification has waited ``max_wait_s``. Then deliver
-        what was accepted instead of failing it."""
-        if isinstance(error, TransientError):
-            return n.attempt >= self.max_attempts
-        waited_s = (now_ms() - (n.first_try_ms or now_ms())) / 1000
-        # core measures a moment later: a little slack so that it never fails what we kept.
-        return waited_s >= self.max_wait_s - WAIT_SLACK_S
 
     @staticmethod
     def _retry_error(retry: list[tuple[Device, Retryable]], accepted: list[str]) -> Retryable:

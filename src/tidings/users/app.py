@@ -11,8 +11,9 @@ from tidings.core.cache import RedisOptions
 from tidings.core.db import DbTimeouts
 from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.web import app_database, create_service_app
-from tidings.users import devices
-from tidings.users.auth import router as auth_router
+from tidings.users import device_routes
+from tidings.users.auth_routes import router as auth_router
+from tidings.users.devices_service import DeviceLimits, DeviceService
 from tidings.users.router import router
 from tidings.users.service import UserService
 from tidings.users.settings import UsersSettings
@@ -23,12 +24,22 @@ def create_app(settings: UsersSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.access = Access(settings)
-        # Device registrations per user (users/devices_service.py).
+        # Counts device registrations per user (DeviceLimits).
         app.state.limiter = open_rate_limiter(
             settings.redis_url, settings.cache_namespace, RedisOptions.of(settings)
         )
         async with app_database(app, settings.store_url, "users", DbTimeouts.of(settings)) as db:
             app.state.users = UserService(db, PasswordHasher())
+            app.state.devices = DeviceService(
+                db,
+                allow_insecure=settings.webpush_allow_insecure,
+                limits=DeviceLimits(
+                    app.state.limiter,
+                    settings.max_devices_per_user,
+                    settings.device_register_rate_per_s,
+                    settings.device_register_burst,
+                ),
+            )
             try:
                 yield
             finally:
@@ -44,5 +55,5 @@ def create_app(settings: UsersSettings) -> FastAPI:
     )
     app.include_router(router)
     app.include_router(auth_router)
-    app.include_router(devices.router)
+    app.include_router(device_routes.router)
     return app

@@ -115,21 +115,23 @@ async def live_devices(session: AsyncSession, user_id: uuid.UUID) -> list[Device
 
 @dataclass(frozen=True)
 class DeviceLimits:
-    """How many devices a user may have, and how often they may register one."""
+    """How many devices a user may have (``max_devices``), and how often they may register
+    one (``rate_per_s``, ``burst``, counted by ``limiter``; None: not limited). The values
+    are the settings' (TIDINGS_MAX_DEVICES_PER_USER, TIDINGS_DEVICE_REGISTER_*)."""
 
-    limiter: RateLimiter | None = None
-    max_devices: int = 100
-    rate_per_s: float = 0.2
-    burst: int = 20
+    limiter: RateLimiter | None
+    max_devices: int
+    rate_per_s: float
+    burst: int
 
 
 class DeviceService:
-    def __init__(
-        self, db: Database, *, allow_insecure: bool, limits: DeviceLimits | None = None
-    ) -> None:
+    """A user's push devices in the users service's store: built once per app (lifespan)."""
+
+    def __init__(self, db: Database, *, allow_insecure: bool, limits: DeviceLimits) -> None:
         self.db = db
         self.allow_insecure = allow_insecure
-        self.limits = limits or DeviceLimits()
+        self.limits = limits
 
     async def _user(self, session: AsyncSession, user_id: uuid.UUID, *, lock: bool = False) -> None:
         query = select(User.id).where(User.id == user_id)

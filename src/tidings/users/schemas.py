@@ -8,13 +8,13 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
 from tidings.core.limits import Storable
 
-Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Storable
-]
+# Text kept in the store: stripped, not empty, storable (core.limits); its bound is given
+# where it is used, as Annotated[StoredText, Field(max_length=…)].
+StoredText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1), Storable]
+Name = Annotated[StoredText, Field(max_length=200)]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
-PushToken = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096), Storable
-]
+# The specification's push_token, and an FCM device's token: the same thing.
+PushToken = Annotated[StoredText, Field(max_length=4096)]
 
 
 class Preferences(BaseModel):
@@ -78,12 +78,8 @@ class UserOut(BaseModel):
 
 class SubscriptionKeys(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    p256dh: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128), Storable
-    ]
-    auth: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), Storable
-    ]
+    p256dh: Annotated[StoredText, Field(max_length=128)]
+    auth: Annotated[StoredText, Field(max_length=64)]
 
 
 class Subscription(BaseModel):
@@ -92,9 +88,7 @@ class Subscription(BaseModel):
     be posted as it is."""
 
     model_config = ConfigDict(extra="ignore")
-    endpoint: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2048), Storable
-    ]
+    endpoint: Annotated[StoredText, Field(max_length=2048)]
     keys: SubscriptionKeys
 
 
@@ -107,9 +101,7 @@ class WebPushDeviceCreate(BaseModel):
 class FcmDeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["fcm"]
-    token: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4096), Storable
-    ]
+    token: PushToken
 
 
 DeviceCreate = Annotated[WebPushDeviceCreate | FcmDeviceCreate, Field(discriminator="kind")]
@@ -120,9 +112,7 @@ class DeviceDead(BaseModel):
     called gone (Web Push 404/410, FCM UNREGISTERED)."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: Annotated[
-        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000), Storable
-    ]
+    reason: Annotated[StoredText, Field(max_length=1000)]
 
 
 class DeviceOut(BaseModel):

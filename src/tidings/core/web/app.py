@@ -13,7 +13,6 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import SecretStr
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tidings.core.auth import bearer, same_secret
@@ -25,7 +24,7 @@ from tidings.core.errors import DependencyUnavailable, Unauthorized
 from tidings.core.logs import CORRELATION_HEADER
 from tidings.core.metrics import exposition
 from tidings.core.openapi import truthful_openapi
-from tidings.core.settings import ServiceName, TidingsSettings
+from tidings.core.settings import SecretName, ServiceName, TidingsSettings
 from tidings.core.web.handlers import install_error_handlers
 from tidings.core.web.health import HealthRegistry
 from tidings.core.web.middleware import BodyLimitMiddleware, CorrelationMiddleware
@@ -50,9 +49,8 @@ def _bearer_is(request: Request, *secrets: str | None) -> bool:
     return token is not None and any(same_secret(token, s) for s in secrets if s)
 
 
-def _secret_of(settings: TidingsSettings | None, name: str) -> str | None:
-    value: SecretStr | None = getattr(settings, name, None) if settings is not None else None
-    return value.get_secret_value() if value is not None else None
+def _secret_of(settings: TidingsSettings | None, name: SecretName) -> str | None:
+    return settings.secret_or_none(name) if settings is not None else None
 
 
 @asynccontextmanager

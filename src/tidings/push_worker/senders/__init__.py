@@ -119,10 +119,11 @@ class CallLimits:
     """Bounds on one call to a push service, whose server may be the user's choice:
     ``deadline_s`` for the whole exchange (httpx's timeouts are per connect, read or write,
     so a server trickling a byte at a time would hold a send forever), and ``max_body_bytes``
-    read of its answer (the rest is never read; the connection is closed)."""
+    read of its answer (the rest is never read; the connection is closed). The values are
+    the settings' (TIDINGS_PUSH_DEADLINE_S, TIDINGS_PUSH_MAX_RESPONSE_BYTES)."""
 
-    deadline_s: float = 15.0
-    max_body_bytes: int = 65_536
+    deadline_s: float
+    max_body_bytes: int
 
 
 async def bounded_post(

@@ -112,7 +112,7 @@ class FcmSender:
         project_id: str | None,
         base_url: str,
         click_action: str | None = None,
-        limits: CallLimits | None = None,
+        limits: CallLimits,
     ) -> None:
         self.http = http
         self.breaker = breaker
@@ -120,7 +120,7 @@ class FcmSender:
         self.project_id = project_id
         self.url = f"{base_url.rstrip('/')}/v1/projects/{project_id}/messages:send"
         self.click_action = click_action
-        self.limits = limits or CallLimits()
+        self.limits = limits
 
     async def send(self, device: Device, content: PushContent) -> str:
         if self.tokens is None or not self.project_id:

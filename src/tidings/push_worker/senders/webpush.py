@@ -32,7 +32,7 @@ from tidings.push_worker.senders import (
 )
 from tidings.push_worker.senders.netguard import NonPublicAddress
 
-log = logging.getLogger("tidings.push.webpush")
+log = logging.getLogger(__name__)
 
 # RFC 8291 §4: a push message is at most 4096 bytes once encrypted; aes128gcm adds an
 # 86-byte header, a 16-byte tag and a 1-byte padding delimiter, leaving 3993 of plaintext.
@@ -82,7 +82,7 @@ class WebPushSender:
         vapid: Vapid | None,
         subject: str,
         allow_insecure: bool = False,
-        limits: CallLimits | None = None,
+        limits: CallLimits,
     ) -> None:
         """``http`` must connect through ``netguard.CheckedTransport`` (see app.py): that is
         where each endpoint's addresses are checked; ``breakers``: one per push service;
@@ -92,7 +92,7 @@ class WebPushSender:
         self.vapid = vapid
         self.subject = subject
         self.allow_insecure = allow_insecure
-        self.limits = limits or CallLimits()
+        self.limits = limits
         # aud -> (Authorization header, its exp): one signature per push service per hour.
         self._tokens: dict[str, tuple[str, float]] = {}
 

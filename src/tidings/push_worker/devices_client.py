@@ -21,7 +21,7 @@ from tidings.core.errors import DependencyUnavailable, InvalidInput, NotFound
 from tidings.core.web import ServiceClient
 from tidings.push_worker.senders import Device
 
-log = logging.getLogger("tidings.push.devices")
+log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # the users service's largest page
 # A bound on one user's fan-out: past it the rest are not sent to (and it is logged).

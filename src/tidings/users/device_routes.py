@@ -1,6 +1,6 @@
 """HTTP for a user's push devices: /api/v1/users/{user_id}/devices/…
 
-Wiring (users/app.py): ``app.include_router(devices.router)``.
+Wiring (users/app.py): ``app.include_router(device_routes.router)``.
 
 A user reaches their own devices; the push worker lists them (``?status=live``) and marks
 them dead with the service credential.
@@ -11,39 +11,30 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import Field
 
 from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, PaginationMeta, ok
 from tidings.core.limits import MAX_LIMIT, Pagination
 from tidings.core.openapi import errors
-from tidings.users.devices_service import DeviceLimits, DeviceService, StatusFilter
+from tidings.users.dependencies import Devices
+from tidings.users.devices_service import StatusFilter
 from tidings.users.schemas import DeviceCreate, DeviceDead, DeviceOut
-from tidings.users.settings import UsersSettings
-
-
-async def _devices(request: Request) -> DeviceService:
-    # Built per request: it holds nothing but the users service's store and one setting.
-    settings: UsersSettings = request.app.state.settings
-    return DeviceService(
-        request.app.state.users.db,
-        allow_insecure=settings.webpush_allow_insecure,
-        limits=DeviceLimits(
-            request.app.state.limiter,
-            settings.max_devices_per_user,
-            settings.device_register_rate_per_s,
-            settings.device_register_burst,
-        ),
-    )
-
-
-Devices = Annotated[DeviceService, Depends(_devices)]
 
 
 class DevicePages(Pagination):
     limit: Annotated[int, Field(ge=1, le=MAX_LIMIT)] = MAX_LIMIT  # the push worker's page
 
+
+def _owner(user_id: uuid.UUID, caller: Caller) -> uuid.UUID:
+    """The user in the path, once the caller may reach their devices: the user themself,
+    or a credential with ``users:write``."""
+    caller.require_user_or(user_id, "users:write")
+    return user_id
+
+
+Owner = Annotated[uuid.UUID, Depends(_owner)]
 
 router = APIRouter(prefix="/api/v1/users/{user_id}/devices", tags=["devices"])
 
@@ -51,11 +42,10 @@ router = APIRouter(prefix="/api/v1/users/{user_id}/devices", tags=["devices"])
 # 409: the user has TIDINGS_MAX_DEVICES_PER_USER live devices.
 @router.post("/", status_code=201, response_model=Envelope[DeviceOut], responses=errors(409))
 async def register_device(
-    user_id: uuid.UUID, body: DeviceCreate, devices: Devices, response: Response, caller: Caller
+    user_id: Owner, body: DeviceCreate, devices: Devices, response: Response
 ) -> dict[str, Any]:
     """Register a Web Push subscription or an FCM token: 201 when new; 200 with the
     existing device when the user already has it (made live again if it was dead)."""
-    caller.require_user_or(user_id, "users:write")
     device, created = await devices.register(user_id, body)
     if not created:
         response.status_code = 200
@@ -65,31 +55,23 @@ async def register_device(
 
 @router.get("/", response_model=Envelope[list[DeviceOut]])
 async def list_devices(
-    user_id: uuid.UUID,
+    user_id: Owner,
     devices: Devices,
-    caller: Caller,
     pages: Annotated[DevicePages, Query()],
     status: StatusFilter = "all",
 ) -> dict[str, Any]:
-    caller.require_user_or(user_id, "users:write")
     found, total = await devices.list(user_id, status, pages.page, pages.limit)
     meta = PaginationMeta.of(total=total, page=pages.page, limit=pages.limit)
     return ok(found, "devices", meta)
 
 
 @router.get("/{device_id}/", response_model=Envelope[DeviceOut])
-async def get_device(
-    user_id: uuid.UUID, device_id: uuid.UUID, devices: Devices, caller: Caller
-) -> dict[str, Any]:
-    caller.require_user_or(user_id, "users:write")
+async def get_device(user_id: Owner, device_id: uuid.UUID, devices: Devices) -> dict[str, Any]:
     return ok(await devices.get(user_id, device_id), "device found")
 
 
 @router.delete("/{device_id}/", response_model=Envelope[DeviceOut])
-async def delete_device(
-    user_id: uuid.UUID, device_id: uuid.UUID, devices: Devices, caller: Caller
-) -> dict[str, Any]:
-    caller.require_user_or(user_id, "users:write")
+async def delete_device(user_id: Owner, device_id: uuid.UUID, devices: Devices) -> dict[str, Any]:
     return ok(await devices.delete(user_id, device_id), "device deleted")
 
 
