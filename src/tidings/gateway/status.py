@@ -15,9 +15,13 @@ from tidings.core.bus import Bus, BusMessage, DeadLetter, as_outage, parse
 from tidings.core.errors import Conflict, NotFound
 from tidings.core.messages import StatusEvent
 from tidings.core.topology import STATUS_ROUTE
-from tidings.gateway.service import NotificationService
+from tidings.core.web import ServiceClient
+from tidings.gateway.lookups import UserDirectory
+from tidings.gateway.queries import NotificationQueries
+from tidings.gateway.suppressions import Suppressions
+from tidings.gateway.transitions import StatusTransitions
 
-log = logging.getLogger("tidings.gateway.status")
+log = logging.getLogger(__name__)
 
 # How often a message has gone round waiting for an outage to end (it sets the next wait).
 WAITS_HEADER = "x-tidings-waits"
@@ -40,30 +44,45 @@ async def wait_out(
 
 
 class StatusConsumer:
-    def __init__(self, notifications: NotificationService, bus: Bus) -> None:
-        self.notifications = notifications
-        self.bus = bus
+    """status.queue's consumer: records each worker's report (and acts on a feedback
+    report's suppression and unsubscribe first)."""
+
+    def __init__(
+        self,
+        transitions: StatusTransitions,
+        queries: NotificationQueries,
+        users: UserDirectory,
+        users_client: ServiceClient,
+        suppressions: Suppressions,
+        bus: Bus,
+    ) -> None:
+        self._transitions = transitions
+        self._queries = queries
+        self._users = users
+        self._users_client = users_client
+        self._suppressions = suppressions
+        self._bus = bus
 
     async def __call__(self, message: BusMessage) -> None:
         event = parse(StatusEvent, message)
         try:
             await self._record(event)
-        except (DeadLetter, NotFound, Conflict, ValueError):
+        except DeadLetter:  # _record's refusals: kept, not retried
             raise
         except Exception as exc:
-            await wait_out(self.bus, message, STATUS_ROUTE, exc)
+            await wait_out(self._bus, message, STATUS_ROUTE, exc)
 
     async def _record(self, event: StatusEvent) -> None:
         try:
             notification_id = uuid.UUID(event.notification_id)
             if event.feedback is not None:
                 await self._feedback(notification_id, event)
-            elif event.suppress and self.notifications.suppressions is not None:
+            elif event.suppress:
                 # A hard bounce at RCPT: that address is never sent to again.
-                await self.notifications.suppressions.add(
+                await self._suppressions.add(
                     event.suppress, event.error or "refused by the receiving server", "bounce"
                 )
-            await self.notifications.record_status(
+            await self._transitions.record_status(
                 notification_id,
                 event.channel,
                 event.status,
@@ -83,7 +102,7 @@ class StatusConsumer:
         """A DSN or an ARF complaint from the bounce receiver. Anyone can send one over SMTP,
         so only the address the notification went to is ever suppressed. Runs before the
         status is recorded: if the users service is down the event comes back, whole."""
-        found = await self.notifications.get(notification_id)
+        found = await self._queries.get(notification_id, None)
         if found.notification_type != event.channel:
             raise Conflict(f"notification {notification_id} is not an {event.channel} one")
         if event.feedback == "unsubscribe":
@@ -93,7 +112,7 @@ class StatusConsumer:
         if event.suppress is None and event.feedback != "complaint":
             return
         try:
-            user = await self.notifications.users.get(found.user_id)
+            user = await self._users.get(found.user_id)
         except NotFound:
             log.info("%s for a user who is gone: nothing to suppress", event.feedback)
             return
@@ -115,11 +134,11 @@ class StatusConsumer:
             )
 
     async def _email_off(self, user_id: uuid.UUID) -> None:
-        await self.notifications.users.client.request(
+        await self._users_client.request(
             "PATCH", f"/api/v1/users/{user_id}/", json={"preferences": {"email": False}}
         )
-        await self.notifications.users.forget(user_id)
+        await self._users.forget(user_id)
 
     async def _suppress(self, address: str, reason: str, source: str) -> None:
-        if address and self.notifications.suppressions is not None:
-            await self.notifications.suppressions.add(address, reason, source)
+        if address:
+            await self._suppressions.add(address, reason, source)
