@@ -1,9 +1,8 @@
 """The admin dashboard at /dashboard/: server-rendered pages, a little vanilla JS, no build
 step and nothing fetched from elsewhere (it works offline).
 
-Sign-in takes the admin key once and answers with a signed session cookie (HttpOnly,
-SameSite=Strict, 8 h; it names a digest of the admin key, so rotating the key ends every
-session). Every POST carries a CSRF token derived from the session token. The live parts
+Sign-in takes the admin key once and answers with a signed session cookie
+(gateway.dashboard_sessions); every POST carries a CSRF token. The live parts
 (overview, a notification's timeline, the template preview) poll small JSON endpoints that
 answer with fragments rendered by the same templates as the pages.
 """
@@ -11,33 +10,37 @@ answer with fragments rendered by the same templates as the pages.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
-from tidings.core.access import Access, client_address
-from tidings.core.auth import issue_token, read_token, same_secret
-from tidings.core.errors import NotFound, TidingsError, Unauthorized
+from tidings.core.access import client_address
+from tidings.core.auth import same_secret
+from tidings.core.errors import NotFound, TidingsError
 from tidings.core.limits import Int64
 from tidings.core.ratelimit import RateLimited
 from tidings.core.status import Status
+from tidings.gateway.dashboard_sessions import (
+    COOKIE,
+    SESSION_TTL_S,
+    csrf_of,
+    csrf_ok,
+    form_of,
+    new_session,
+    session_of,
+)
 from tidings.gateway.dependencies import State
 from tidings.gateway.pages import env, static
 from tidings.gateway.schemas import DeadLetterFilter, NotificationFilter, ReplayRequest
 from tidings.gateway.state import GatewayState, RateSamples
 
-COOKIE = "tidings_dashboard"
-TOKEN_TYPE = "dashboard"
-SESSION_TTL_S = 8 * 3600.0
 LOGIN = "/dashboard/login"
 HEADERS = {
     "Cache-Control": "no-store",
@@ -57,40 +60,7 @@ _SCRIPT = static("dashboard.js")
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
 
-# --- sessions ---------------------------------------------------------------------------
-
-
-def _key_digest(access: Access) -> str:
-    return hashlib.sha256((access.admin_key or "").encode()).hexdigest()[:16]
-
-
-def _session(request: Request, state: GatewayState) -> str | None:
-    """The session token of a signed-in admin, or None."""
-    token = request.cookies.get(COOKIE)
-    access = state.access
-    if not token or not access.admin_key:
-        return None
-    try:
-        claims = read_token(access.secret_key, token, token_type=TOKEN_TYPE)
-    except Unauthorized:
-        return None
-    if claims.get("sub") != "admin" or claims.get("k") != _key_digest(access):
-        return None
-    return token
-
-
-def csrf_of(token: str) -> str:
-    return hashlib.sha256(f"csrf:{token}".encode()).hexdigest()
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """An application/x-www-form-urlencoded body (the only kind our forms send)."""
-    parsed = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-    return {k: v[0] for k, v in parsed.items()}
-
-
-def _csrf_ok(token: str, form: dict[str, str]) -> bool:
-    return hmac.compare_digest(form.get("csrf", ""), csrf_of(token))
+# --- pages and sign-in ------------------------------------------------------------------
 
 
 def _page(name: str, token: str | None, status: int = 200, **context: Any) -> HTMLResponse:
@@ -113,7 +83,7 @@ def _unauthorized_json() -> JSONResponse:
 
 @router.get("/login")
 async def login_form(request: Request, state: State) -> Response:
-    if _session(request, state):
+    if session_of(request, state.access):
         return RedirectResponse("/dashboard/", 303, headers=HEADERS)
     return _page("login.html", None, error=None)
 
@@ -127,14 +97,10 @@ async def login(request: Request, state: State) -> Response:
         limited = _page("login.html", None, 429, error="Too many attempts; wait a minute.")
         limited.headers["Retry-After"] = exc.retry_after_header
         return limited
-    key = (await _form(request)).get("admin_key", "")
+    key = (await form_of(request)).get("admin_key", "")
     if not access.admin_key or not same_secret(key, access.admin_key):
         return _page("login.html", None, 401, error="That is not the admin key.")
-    token = issue_token(
-        access.secret_key,
-        {"typ": TOKEN_TYPE, "sub": "admin", "k": _key_digest(access)},
-        SESSION_TTL_S,
-    )
+    token = new_session(access)
     answer = RedirectResponse("/dashboard/", 303, headers=HEADERS)
     answer.set_cookie(
         COOKIE,
@@ -150,10 +116,10 @@ async def login(request: Request, state: State) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request, state: State) -> Response:
-    token = _session(request, state)
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
-    if not _csrf_ok(token, await _form(request)):
+    if not csrf_ok(token, await form_of(request)):
         return _refused()
     answer = _to_login()
     answer.delete_cookie(COOKIE, path="/dashboard", httponly=True, samesite="strict")
@@ -213,7 +179,7 @@ async def _overview(state: GatewayState) -> dict[str, Any]:
 
 @router.get("/")
 async def overview(request: Request, state: State) -> Response:
-    token = _session(request, state)
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
     return _page("overview.html", token, nav="overview", o=await _overview(state))
@@ -221,7 +187,7 @@ async def overview(request: Request, state: State) -> Response:
 
 @router.get("/api/overview")
 async def overview_json(request: Request, state: State) -> Response:
-    if _session(request, state) is None:
+    if session_of(request, state.access) is None:
         return _unauthorized_json()
     data = await _overview(state)
     fragment = env.get_template("_overview.html").render(o=data)
@@ -235,7 +201,7 @@ async def overview_json(request: Request, state: State) -> Response:
 async def notifications(
     request: Request, state: State, request_id: str = "", user_id: str = ""
 ) -> Response:
-    token = _session(request, state)
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
     error = None
@@ -277,7 +243,7 @@ async def _timeline(state: GatewayState, notification_id: str) -> dict[str, Any]
 
 @router.get("/notifications/{notification_id}")
 async def timeline(request: Request, state: State, notification_id: str) -> Response:
-    token = _session(request, state)
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
     n = await _timeline(state, notification_id)
@@ -288,7 +254,7 @@ async def timeline(request: Request, state: State, notification_id: str) -> Resp
 
 @router.get("/api/notifications/{notification_id}")
 async def timeline_json(request: Request, state: State, notification_id: str) -> Response:
-    if _session(request, state) is None:
+    if session_of(request, state.access) is None:
         return _unauthorized_json()
     n = await _timeline(state, notification_id)
     if n is None:
@@ -308,7 +274,7 @@ async def dead_letters(
     outcome: str = "",
     pending: bool = False,
 ) -> Response:
-    token = _session(request, state)
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
     f = DeadLetterFilter(limit=50, replayed=False if pending else None)
@@ -329,10 +295,10 @@ async def dead_letters(
 
 @router.post("/dead-letters/{dead_letter_id}/replay")
 async def replay(request: Request, state: State, dead_letter_id: Int64) -> Response:
-    token = _session(request, state)
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
-    if not _csrf_ok(token, await _form(request)):
+    if not csrf_ok(token, await form_of(request)):
         return _refused()
     chosen = ReplayRequest(dead_letter_ids=[dead_letter_id])
     results = await state.dead_letters.replay(chosen)
@@ -383,7 +349,7 @@ async def templates(
     language: str = "en",
     variables: str = "{}",
 ) -> Response:
-    token = _session(request, state)
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
     return _page(
@@ -405,7 +371,7 @@ async def preview_json(
     language: str = "en",
     variables: str = "{}",
 ) -> Response:
-    if _session(request, state) is None:
+    if session_of(request, state.access) is None:
         return _unauthorized_json()
     p = await _preview(state, code, channel, language, variables)
     fragment = env.get_template("_preview.html").render(p=p)
