@@ -132,9 +132,9 @@ class Acceptance:
         outcomes: list[Outcome | None] = [None] * len(bodies)
         first: dict[str, int] = {}
         for i, (body, existing) in enumerate(zip(bodies, found, strict=True)):
-            if isinstance(existing, TidingsError):
+            if isinstance(existing, InvalidInput):  # a request_id PostgreSQL cannot take
                 outcomes[i] = Outcome(error=existing)
-            elif isinstance(existing, BaseException):
+            elif isinstance(existing, BaseException):  # an outage fails the whole request
                 raise existing
             elif existing is not None:
                 outcomes[i] = _repeat(existing, digests[i])
@@ -173,7 +173,9 @@ class Acceptance:
                     if same
                     else Outcome(error=_reused(body.request_id))
                 )
-        return [o for o in outcomes if o is not None]
+        done = [o for o in outcomes if o is not None]
+        assert len(done) == len(bodies), "an outcome for every body"
+        return done
 
     async def _build_all(
         self,

@@ -12,6 +12,8 @@ from tidings.gateway.settings import GatewaySettings
 
 
 class Limits:
+    """Each limit a method: RateLimited (429 with Retry-After) past it."""
+
     def __init__(self, limiter: RateLimiter, settings: GatewaySettings) -> None:
         self._limiter = limiter
         self._settings = settings

@@ -29,6 +29,9 @@ RateSamples = deque[tuple[float, dict[str, float]]]
 
 @dataclass(frozen=True)
 class GatewayState:
+    """The gateway's resources and services, built once per app by the lifespan
+    (gateway.app) and closed with it."""
+
     settings: GatewaySettings
     access: Access
     bus: Bus
