@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import struct
+
 import pytest
 
 from tidings.core.breaker import BreakerOpen, CircuitBreaker
+from tidings.core.db import DbTimeouts, open_database, unavailable
 
 
 class Clock:
@@ -98,3 +102,48 @@ def test_a_probe_whose_outcome_never_comes_stops_blocking_after_a_reset_time() -
     breaker.before_call()  # another probe may go
     breaker.record_success()
     assert breaker.state == "closed"
+
+
+async def _starting_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A PostgreSQL peer that refuses every connection the way a server starting up does:
+    SQLSTATE 57P03 in answer to the startup message (no SSL on offer)."""
+    try:
+        while True:
+            (length,) = struct.unpack("!I", await reader.readexactly(4))
+            body = await reader.readexactly(length - 4)
+            if length == 8 and struct.unpack("!I", body)[0] == SSL_REQUEST:
+                writer.write(b"N")
+                continue
+            fields = b"SFATAL\0VFATAL\0C57P03\0Mthe database system is starting up\0\0"
+            writer.write(b"E" + struct.pack("!I", len(fields) + 4) + fields)
+            await writer.drain()
+            return
+    finally:
+        writer.close()
+
+
+SSL_REQUEST = 80877103
+
+
+async def test_a_refused_database_connect_counts_once() -> None:
+    """The database's breaker counts a failed connect once: the pool records it, and the
+    engine's error hook, which sees the same failure (without a connection), does not again.
+    With a threshold of 2 the second refused connect still reaches the server."""
+    server = await asyncio.start_server(_starting_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    timeouts = DbTimeouts(
+        connect_s=1.0, statement_s=1.0, pool_s=1.0, breaker_failures=2, breaker_reset_s=60.0
+    )
+    db = open_database(f"postgresql+asyncpg://u:p@127.0.0.1:{port}/none", "nobody", timeouts)
+    try:
+        for _ in range(2):
+            with pytest.raises(Exception) as refused:
+                await db.ping()
+            assert not isinstance(refused.value, BreakerOpen)
+            assert "starting up" in str(unavailable(refused.value))
+        with pytest.raises(BreakerOpen):  # the second one opened it
+            await db.ping()
+    finally:
+        await db.close()
+        server.close()
+        await server.wait_closed()

@@ -12,7 +12,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Coroutine, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -28,6 +28,9 @@ from tidings.core.logs import configure_logging
 from tidings.core.migrations import migrate
 from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
 from tidings.mailcapture import start_capture
+
+if TYPE_CHECKING:
+    from tidings.email_worker.settings import EmailSettings
 
 log = logging.getLogger("tidings.runner")
 
@@ -70,6 +73,14 @@ def service_settings(service: str) -> Any:
 
         return PushSettings()
     raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+
+
+def capture_settings() -> EmailSettings:
+    """The email worker's settings, for the SMTP capture server `tidings up` starts in its
+    place when TIDINGS_SMTP_URL is unset (and on TIDINGS_SMTP_CAPTURE_PORT)."""
+    from tidings.email_worker.settings import EmailSettings
+
+    return EmailSettings()
 
 
 def build_app(service: str, *, bus: Any = None, cache: Any = None) -> FastAPI:
@@ -245,15 +256,16 @@ def run_embedded() -> None:
     settings = ensure_credentials(TidingsSettings())
     configure_logging("tidings", settings.log_level, settings.log_format)
     migrate_all()
+    mail = capture_settings()
 
     async def main() -> None:
         bus = open_bus(settings.model_copy(update={"amqp_url": None}))
         await bus.start()
         cache = MemoryCache()
         capture = None
-        if not settings.smtp_url:
+        if not mail.smtp_url:
             capture = await start_capture(
-                "127.0.0.1", settings.smtp_capture_port, settings.data_dir / "mailbox"
+                "127.0.0.1", mail.smtp_capture_port, settings.data_dir / "mailbox"
             )
         servers = [
             _server(build_app(s, bus=bus, cache=cache), settings.host, settings.port_of(s))
@@ -264,7 +276,7 @@ def run_embedded() -> None:
             settings.host,
             settings.gateway_port,
             settings.data_dir.resolve(),
-            f"; mail captured on 127.0.0.1:{settings.smtp_capture_port}" if capture else "",
+            f"; mail captured on 127.0.0.1:{mail.smtp_capture_port}" if capture else "",
         )
         try:
             await _serve_all(servers)

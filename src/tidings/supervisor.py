@@ -28,6 +28,7 @@ from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
 from tidings.mailcapture import start_capture
 from tidings.runner import (
     ConfigurationError,
+    capture_settings,
     ensure_credentials,
     migrate_all,
     require_broker,
@@ -136,6 +137,7 @@ def run_supervised(replicas: str | None = None) -> None:
     settings = ensure_credentials(settings)
     configure_logging("supervisor", settings.log_level, settings.log_format)
     migrate_all()
+    mail = capture_settings()
     processes = [
         (
             f"{service}#{k}" if count > 1 else service,
@@ -152,9 +154,9 @@ def run_supervised(replicas: str | None = None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
         capture = None
-        if not settings.smtp_url:
+        if not mail.smtp_url:
             capture = await start_capture(
-                "127.0.0.1", settings.smtp_capture_port, settings.data_dir / "mailbox"
+                "127.0.0.1", mail.smtp_capture_port, settings.data_dir / "mailbox"
             )
         log.info("starting %s", ", ".join(name for name, _, _ in processes))
         try:

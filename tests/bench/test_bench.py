@@ -4,6 +4,7 @@ the report and the plot were written."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -38,3 +39,32 @@ def test_bench_smoke_on_the_embedded_default(tmp_path: Path) -> None:
     assert "50 delivered, 0 lost, 0 duplicated" in result.stdout
     png = tmp_path / "artifacts" / "bench" / "report.png"
     assert png.exists() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(240)
+def test_bench_curve_reports_cpu_per_process_json_and_a_plot(tmp_path: Path) -> None:
+    """A tiny open-loop curve (100/s, then 200/s unless 100/s saturated the machine; 0.3 s
+    each): every step is in the report and its JSON, with the load generator's and the sink's
+    CPU apart from Tidings'."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
+    command = ["bench", "--curve", "--curve-step", "0.3", "--curve-max", "200", "--users", "5"]
+    result = subprocess.run(
+        [sys.executable, "-m", "tidings", *command],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = tmp_path / "artifacts" / "bench"
+    report = (out / "report.md").read_text()
+    assert "## Open-loop curve" in report and "## open loop at 100/s" in report, report
+    data = json.loads((out / "report.json").read_text())
+    rates = [p["offered_per_s"] for p in data["phases"]]
+    assert rates in ([100], [100, 200]), rates
+    assert [p["sent"] for p in data["phases"]] == [int(r * 0.3) for r in rates]
+    for phase in data["phases"]:
+        assert phase["lost"] == phase["duplicated"] == phase["errors"] == 0
+        assert {"bench load generator", "bench SMTP sink", "tidings up"} <= set(phase["cpu_ms"])
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

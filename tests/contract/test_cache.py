@@ -11,8 +11,10 @@ import pytest
 from tests.faults.proxy import TcpProxy
 from tests.helpers import wait_for_condition
 from tidings.core.breaker import BreakerOpen
-from tidings.core.cache import Cache, MemoryCache, RedisCache, RedisOptions
+from tidings.core.cache import Cache, MemoryCache, RedisCache, RedisOptions, shared_redis
+from tidings.core.discovery import Registry
 from tidings.core.errors import DependencyUnavailable, StoreUnavailable
+from tidings.core.ratelimit import RedisRateLimiter
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -101,3 +103,28 @@ async def test_a_hanging_redis_opens_the_breaker_and_then_costs_nothing(
             assert cache.breaker.state == "closed"
         finally:
             await cache.close()
+
+
+async def test_cache_rate_limits_and_discovery_share_one_redis_client(
+    redis_url: str, cache_namespace: str
+) -> None:
+    """One pool and one breaker per process: an outage the cache meets is the rate limits'
+    and discovery's outage too, counted once. The last user to close closes it."""
+    cache = RedisCache(redis_url, cache_namespace)
+    limiter = RedisRateLimiter(redis_url, cache_namespace)
+    registry = Registry(redis_url, cache_namespace)
+    shared = shared_redis(redis_url)
+    try:
+        assert cache.breaker is limiter._redis.breaker is registry._redis.breaker
+        assert shared is limiter._redis is registry._redis
+        await asyncio.gather(cache.ping(), limiter.take("k", 1.0, 5), registry.instances("x"))
+    finally:
+        for user in (cache, limiter, registry):
+            await user.close()
+    await shared.run(lambda r: r.ping())  # still open: one user left
+    await shared.close()
+    again = shared_redis(redis_url)
+    try:
+        assert again is not shared  # closed by the last: the next use makes a new one
+    finally:
+        await again.close()

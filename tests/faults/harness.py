@@ -138,7 +138,7 @@ async def queue_depths(amqp_url: str) -> dict[str, int]:
 async def waiting_out(amqp_url: str, *routes: str, tier_ms_at_least: int = 0) -> int:
     """Copies parked in the retry tiers of ``routes`` (from ``tier_ms_at_least`` up):
     consumers waiting an outage out. The status and dead-letter consumers double each wait
-    (gateway.status.wait_out), so a copy in the 2 s tier has met the outage twice."""
+    (core.bus.wait_out), so a copy in the 2 s tier has met the outage twice."""
     depths = await queue_depths(amqp_url)
     return sum(
         depths[retry_queue(route, tier)]

@@ -5,7 +5,6 @@ See docs/performance.md."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 def _bench(args: argparse.Namespace) -> int:
     from tidings.bench.report import write_outputs
     from tidings.bench.runner import BenchConfig, run
+    from tidings.bench.sink import on_uvloop
 
     if args.target and not args.admin_key:
         print("tidings bench: --target needs --admin-key (or TIDINGS_ADMIN_API_KEY)")
@@ -38,8 +38,13 @@ def _bench(args: argparse.Namespace) -> int:
         settle_s=args.settle,
         stack_pids=list(args.stack_pid or []),
         log_file=Path(args.report).with_name("tidings-up.log"),
+        connections=args.connections,
+        curve=args.curve,
+        curve_step_s=args.curve_step,
+        curve_max=args.curve_max,
+        profile_dir=Path(args.profile) if args.profile else None,
     )
-    result = asyncio.run(run(config))
+    result = on_uvloop(run(config))
     return write_outputs(result, Path(args.report), Path(args.plot) if args.plot else None)
 
 
@@ -61,6 +66,32 @@ def add_commands(sub: Any) -> None:
         default=None,
         metavar="R",
         help="open loop: offer R requests/s instead of a closed loop",
+    )
+    p.add_argument(
+        "--curve",
+        action="store_true",
+        help="open-loop latency curve: offer 100, 200, 400, ... requests/s, --curve-step "
+        "seconds each, until accepted or delivered falls below 90%% of the offer",
+    )
+    p.add_argument(
+        "--curve-step", type=float, default=10.0, help="seconds per rate of --curve (default: 10)"
+    )
+    p.add_argument(
+        "--curve-max", type=float, default=6400.0, help="highest rate of --curve (default: 6400)"
+    )
+    p.add_argument(
+        "--connections",
+        type=int,
+        default=None,
+        help="keep-alive HTTP connections; more requests in flight than connections are "
+        "pipelined (default: -c in the closed loop, max(64, R/4) in the open loop)",
+    )
+    p.add_argument(
+        "--profile",
+        metavar="DIR",
+        default=None,
+        help="py-spy record (raw format) of every Tidings process, the load generator and the "
+        "sink from 10%% to 90%% of the answers, and a summary (DIR/summary.md)",
     )
     p.add_argument("--users", type=int, default=100, help="recipients, cycled (default: 100)")
     p.add_argument(
@@ -116,6 +147,10 @@ def add_commands(sub: Any) -> None:
         default=1.0,
         help="seconds to keep listening after the last expected message, for duplicates",
     )
-    p.add_argument("--report", default="artifacts/bench/report.md", help="Markdown report")
+    p.add_argument(
+        "--report",
+        default="artifacts/bench/report.md",
+        help="Markdown report; its JSON beside it (report.json)",
+    )
     p.add_argument("--plot", default="artifacts/bench/report.png", help="PNG plot ('' for none)")
     p.set_defaults(func=_bench)

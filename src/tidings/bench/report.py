@@ -6,10 +6,12 @@ import math
 import os
 import platform
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tidings.bench.runner import BenchResult
+import orjson
+
+from tidings.bench.runner import BenchResult, Phase
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -23,58 +25,72 @@ def percentile(values: list[float], p: float) -> float:
 
 @dataclass
 class Figures:
+    mode: str
+    offered_per_s: float | None
     sent: int
     accepted: int
     errors: int
     delivered: int
     lost: int
     duplicated: int
-    foreign: int
     accepted_per_s: float
     accept_ms: dict[str, float]
     e2e_ms: dict[str, float]
     e2e_per_s: float
     send_s: float
     e2e_s: float
-    cpu_per_1000: dict[str, float]
+    cpu_ms: dict[str, float]  # CPU ms per accepted notification (= CPU s per 1,000)
 
 
-def figures(result: BenchResult) -> Figures:
-    sent = result.sent
-    accepted = {rid: s for rid, s in sent.items() if s.status == 202}
-    arrivals = result.arrivals
-    delivered = [rid for rid in accepted if rid in arrivals]
+def figures(phase: Phase) -> Figures:
+    sent = phase.sent
+    accepted = [s for s in sent.values() if s.status == 202]
+    arrivals = phase.arrivals
+    delivered = [s for s in accepted if s.notification_id in arrivals]
     first_send = min((s.send_t for s in sent.values()), default=0.0)
     last_accept = max((s.accept_t for s in sent.values()), default=first_send)
-    first_arrivals = [arrivals[rid][0] for rid in delivered]
-    last_arrival = max(first_arrivals, default=first_send)
-    accept_lat = [(s.accept_t - s.send_t) * 1000 for s in accepted.values()]
-    e2e_lat = [(arrivals[rid][0] - accepted[rid].send_t) * 1000 for rid in delivered]
+    last_arrival = max((arrivals[s.notification_id][0] for s in delivered), default=first_send)
+    accept_lat = [(s.accept_t - s.send_t) * 1000 for s in accepted]
+    e2e_lat = [(arrivals[s.notification_id][0] - s.send_t) * 1000 for s in delivered]
     send_s = last_accept - first_send
     e2e_s = last_arrival - first_send
     per = len(accepted) or 1
     return Figures(
+        mode=phase.mode,
+        offered_per_s=phase.rate,
         sent=len(sent),
         accepted=len(accepted),
         errors=len(sent) - len(accepted),
         delivered=len(delivered),
         lost=len(accepted) - len(delivered),
-        duplicated=sum(len(times) - 1 for times in arrivals.values()),
-        foreign=result.foreign,
+        duplicated=sum(len(arrivals[s.notification_id]) - 1 for s in delivered),
         accepted_per_s=len(accepted) / send_s if send_s > 0 else math.nan,
         accept_ms={p: percentile(accept_lat, float(p[1:])) for p in ("p50", "p90", "p99", "p99.9")},
         e2e_ms={p: percentile(e2e_lat, float(p[1:])) for p in ("p50", "p90", "p99")},
         e2e_per_s=len(delivered) / e2e_s if e2e_s > 0 else math.nan,
         send_s=send_s,
         e2e_s=e2e_s,
-        cpu_per_1000={name: s * 1000 / per for name, s in sorted(result.cpu.items())},
+        cpu_ms={name: s * 1000 / per for name, s in sorted(phase.cpu.items())},
     )
+
+
+def cpu_groups(cpu_ms: dict[str, float]) -> dict[str, float]:
+    """Tidings' own processes, the servers it uses, and the bench itself, each summed."""
+    groups = {"Tidings": 0.0, "PostgreSQL + RabbitMQ + Redis": 0.0, "bench": 0.0}
+    for name, ms in cpu_ms.items():
+        if name.endswith(" server"):
+            groups["PostgreSQL + RabbitMQ + Redis"] += ms
+        elif name.startswith("bench "):
+            groups["bench"] += ms
+        else:
+            groups["Tidings"] += ms
+    return groups
 
 
 def summary(result: BenchResult, f: Figures) -> str:
     c = result.config
     lines = [
-        f"Tidings bench: {c.n} notifications, {c.mode}, {c.users} users; {c.stack}",
+        f"Tidings bench: {f.sent} notifications, {f.mode}, {c.users} users; {c.stack}",
         f"  accepted        {f.accepted} of {f.sent} in {f.send_s:.2f}s: "
         f"{f.accepted_per_s:.1f} accepted/s",
         "  accept latency  " + "  ".join(f"{p} {v:.1f} ms" for p, v in f.accept_ms.items()),
@@ -84,82 +100,129 @@ def summary(result: BenchResult, f: Figures) -> str:
         f"  {f.delivered} delivered, {f.lost} lost, {f.duplicated} duplicated, "
         f"{f.errors} errors (non-202)",
     ]
-    if f.cpu_per_1000:
+    if f.cpu_ms:
         lines.append(
-            "  CPU s / 1,000   "
-            + ", ".join(f"{n} {s:.2f}" for n, s in f.cpu_per_1000.items() if s >= 0.005)
-            + f"; total {sum(f.cpu_per_1000.values()):.2f}"
+            "  CPU ms / notif  "
+            + ", ".join(f"{n} {s:.2f}" for n, s in f.cpu_ms.items() if s >= 0.005)
+            + f"; total {sum(f.cpu_ms.values()):.2f}"
         )
-    if result.cpu_note:
-        lines.append(f"  CPU             {result.cpu_note}")
+        lines.append(
+            "                  "
+            + ", ".join(f"{n} {s:.2f}" for n, s in cpu_groups(f.cpu_ms).items())
+        )
     return "\n".join(lines)
 
 
-def markdown(result: BenchResult, f: Figures, plot: str | None) -> str:
+def curve_rows(every: list[Figures]) -> list[str]:
+    out = [
+        "| offered /s | accepted /s | delivered /s | accept p50 | accept p99 | e2e p50 | e2e p99 "
+        "| lost | duplicated | CPU ms / notification (Tidings · servers · bench) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for f in every:
+        g = cpu_groups(f.cpu_ms)
+        out.append(
+            f"| {f.offered_per_s or 0:g} | {f.accepted_per_s:.1f} | {f.e2e_per_s:.1f} "
+            f"| {f.accept_ms['p50']:.1f} ms | {f.accept_ms['p99']:.1f} ms "
+            f"| {f.e2e_ms['p50']:.1f} ms | {f.e2e_ms['p99']:.1f} ms | {f.lost} | {f.duplicated} "
+            f"| {' · '.join(f'{v:.2f}' for v in g.values())} |"
+        )
+    return out
+
+
+def markdown(result: BenchResult, every: list[Figures], plot: str | None) -> str:
     c = result.config
+    lost = sum(f.lost for f in every)
+    duplicated = sum(f.duplicated for f in every)
+    errors = sum(f.errors for f in every)
+    delivered = sum(f.delivered for f in every)
     out = [
         "# Tidings benchmark report",
         "",
         f"- command: `{result.command}`",
         f"- run: {result.run_id}, started {result.started_at}",
         f"- stack: {c.stack}",
-        f"- load: {c.n} email notifications, {c.mode}, {c.users} recipients cycled",
-        f"- machine: {platform.node()}, {platform.platform()}, Python {sys.version.split()[0]}",
+        f"- load: email notifications, {c.mode}, {c.users} recipients cycled",
+        f"- machine: {platform.node()}, {platform.platform()}, Python {sys.version.split()[0]}, "
+        f"{os.cpu_count()} CPUs, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
+        "at the end",
         "",
-        f"**{f.delivered} delivered, {f.lost} lost, {f.duplicated} duplicated, {f.errors} errors**",
+        f"**{delivered} delivered, {lost} lost, {duplicated} duplicated, {errors} errors**"
+        f" ({result.unexpected} unexpected messages at the sink)",
         "",
-        "| figure | value |",
-        "|---|---|",
-        f"| sent | {f.sent} |",
-        f"| accepted (202) | {f.accepted} |",
-        f"| errors (non-202) | {f.errors} |",
-        f"| delivered | {f.delivered} |",
-        f"| lost | {f.lost} |",
-        f"| duplicated | {f.duplicated} |",
-        f"| accepted/s | {f.accepted_per_s:.1f} |",
     ]
-    out += [f"| accept latency {p} | {v:.1f} ms |" for p, v in f.accept_ms.items()]
-    out += [f"| end-to-end latency {p} | {v:.1f} ms |" for p, v in f.e2e_ms.items()]
-    out += [
-        f"| end-to-end throughput | {f.e2e_per_s:.1f} /s ({f.delivered} in {f.e2e_s:.2f} s) |",
-    ]
-    if f.foreign:
-        out.append(f"| other messages at the sink (not this run's) | {f.foreign} |")
-    out += ["", "## CPU seconds per 1,000 notifications", ""]
-    if f.cpu_per_1000:
-        out += ["| process | CPU s / 1,000 |", "|---|---|"]
-        out += [f"| {name} | {s:.2f} |" for name, s in f.cpu_per_1000.items()]
-        out.append(f"| **total** | {sum(f.cpu_per_1000.values()):.2f} |")
-    else:
-        out.append("not measured")
+    if len(every) > 1 or c.curve:
+        out += ["## Open-loop curve", "", *curve_rows(every)]
+    for f, phase in zip(every, result.phases, strict=True):
+        out += ["", f"## {f.mode}", "", "| figure | value |", "|---|---|"]
+        out += [
+            f"| sent | {f.sent} |",
+            f"| accepted (202) | {f.accepted} |",
+            f"| errors (non-202) | {f.errors} |",
+            f"| delivered | {f.delivered} |",
+            f"| lost | {f.lost} |",
+            f"| duplicated | {f.duplicated} |",
+            f"| accepted/s | {f.accepted_per_s:.1f} |",
+        ]
+        out += [f"| accept latency {p} | {v:.1f} ms |" for p, v in f.accept_ms.items()]
+        out += [f"| end-to-end latency {p} | {v:.1f} ms |" for p, v in f.e2e_ms.items()]
+        out.append(
+            f"| end-to-end throughput | {f.e2e_per_s:.1f} /s ({f.delivered} in {f.e2e_s:.2f} s) |"
+        )
+        out += ["", "CPU ms per notification (= CPU s per 1,000):", ""]
+        if f.cpu_ms:
+            out += ["| process | CPU ms / notification |", "|---|---|"]
+            out += [f"| {name} | {s:.3f} |" for name, s in f.cpu_ms.items()]
+            out += [f"| **{name}** | {s:.3f} |" for name, s in cpu_groups(f.cpu_ms).items()]
+            out.append(f"| **total** | {sum(f.cpu_ms.values()):.3f} |")
+        else:
+            out.append("not measured")
+        if phase.error_samples:
+            out += ["", "First errors:", ""] + [f"- `{e}`" for e in phase.error_samples]
+        if phase.profile:
+            out += ["", phase.profile.replace("\n# ", "\n### ").replace("\n## ", "\n#### ")]
     if result.cpu_note:
         out += ["", result.cpu_note]
-    if result.error_samples:
-        out += ["", "## First errors", ""] + [f"- `{e}`" for e in result.error_samples]
     if plot is not None:
-        out += ["", f"![throughput and latency over time]({plot})"]
+        out += ["", f"![the run plotted]({plot})"]
     return "\n".join(out) + "\n"
 
 
+def as_json(result: BenchResult, every: list[Figures]) -> bytes:
+    return orjson.dumps(
+        {
+            "command": result.command,
+            "run_id": result.run_id,
+            "started_at": result.started_at,
+            "stack": result.config.stack,
+            "mode": result.config.mode,
+            "unexpected": result.unexpected,
+            "cpu_note": result.cpu_note,
+            "phases": [asdict(f) | {"cpu_ms_groups": cpu_groups(f.cpu_ms)} for f in every],
+        },
+        option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
+    )
+
+
 def timeline(
-    result: BenchResult,
+    phase: Phase,
 ) -> tuple[list[float], list[float], list[float], list[float], list[float], list[float]]:
     """Per time bucket: start (s), accepted/s, delivered/s, accept p99, e2e p50, e2e p99 (ms)."""
-    sent = result.sent
+    sent = phase.sent
     if not sent:
         return [], [], [], [], [], []
     t0 = min(s.send_t for s in sent.values())
-    ends = [s.accept_t for s in sent.values()] + [t[0] for t in result.arrivals.values()]
+    ends = [s.accept_t for s in sent.values()] + [t[0] for t in phase.arrivals.values()]
     span = max(ends) - t0
     width = 1.0 if span >= 20 else max(span / 20, 0.05)
     buckets = int(span / width) + 1
     acc: list[list[float]] = [[] for _ in range(buckets)]
     arr: list[list[float]] = [[] for _ in range(buckets)]
-    for rid, s in sent.items():
+    for s in sent.values():
         if s.status == 202:
             acc[int((s.accept_t - t0) / width)].append((s.accept_t - s.send_t) * 1000)
-            if rid in result.arrivals:
-                first = result.arrivals[rid][0]
+            if s.notification_id in phase.arrivals:
+                first = phase.arrivals[s.notification_id][0]
                 arr[int((first - t0) / width)].append((first - s.send_t) * 1000)
     xs = [k * width for k in range(buckets)]
     return (
@@ -172,8 +235,9 @@ def timeline(
     )
 
 
-def plot_png(result: BenchResult, path: Path) -> str | None:
-    """Draw the plot; returns why it was not drawn, or None."""
+def plot_png(result: BenchResult, every: list[Figures], path: Path) -> str | None:
+    """Draw the plot (matplotlib, PNG): over time for one load, latency against the offered
+    rate for a curve. Returns why it was not drawn, or None."""
     try:
         import matplotlib
 
@@ -181,21 +245,33 @@ def plot_png(result: BenchResult, path: Path) -> str | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return "matplotlib is not installed (pip install 'tidings[bench]'): no plot"
-    xs, accepted, delivered, acc99, e50, e99 = timeline(result)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    top.plot(xs, accepted, label="accepted/s")
-    top.plot(xs, delivered, label="delivered/s")
+    if result.config.curve:
+        xs = [f.offered_per_s or 0.0 for f in every]
+        top.plot(xs, xs, "k:", label="offered/s")
+        top.plot(xs, [f.accepted_per_s for f in every], "o-", label="accepted/s")
+        top.plot(xs, [f.e2e_per_s for f in every], "o-", label="delivered/s")
+        for key, label in (("p50", "accept p50"), ("p99", "accept p99")):
+            bottom.plot(xs, [f.accept_ms[key] for f in every], "o-", label=label)
+        for key, label in (("p50", "end-to-end p50"), ("p99", "end-to-end p99")):
+            bottom.plot(xs, [f.e2e_ms[key] for f in every], "o-", label=label)
+        bottom.set_xscale("log", base=2)
+        bottom.set_yscale("log")
+        bottom.set_xlabel("offered notifications/s (open loop)")
+    else:
+        xs, accepted, delivered, acc99, e50, e99 = timeline(result.phases[0])
+        top.plot(xs, accepted, label="accepted/s")
+        top.plot(xs, delivered, label="delivered/s")
+        bottom.plot(xs, acc99, label="accept p99")
+        bottom.plot(xs, e50, label="end-to-end p50")
+        bottom.plot(xs, e99, label="end-to-end p99")
+        bottom.set_xlabel("seconds since the first request")
     top.set_ylabel("notifications/s")
-    top.legend()
-    top.grid(alpha=0.3)
-    bottom.plot(xs, acc99, label="accept p99")
-    bottom.plot(xs, e50, label="end-to-end p50")
-    bottom.plot(xs, e99, label="end-to-end p99")
     bottom.set_ylabel("latency (ms)")
-    bottom.set_xlabel("seconds since the first request")
-    bottom.legend()
-    bottom.grid(alpha=0.3)
-    fig.suptitle(f"Tidings bench: {result.config.n} notifications, {result.config.mode}")
+    for axes in (top, bottom):
+        axes.legend()
+        axes.grid(alpha=0.3)
+    fig.suptitle(f"Tidings bench: {result.config.mode}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -204,12 +280,15 @@ def plot_png(result: BenchResult, path: Path) -> str | None:
 
 
 def write_outputs(result: BenchResult, report: Path, plot: Path | None) -> int:
-    """Print the summary, write the report (and the plot); 0 when nothing was lost,
-    duplicated or refused, 1 otherwise."""
-    f = figures(result)
-    print(summary(result, f))
+    """Print the summary, write the report, its JSON beside it (same name, ``.json``) and the
+    plot; 0 when nothing was lost, duplicated, unexpected or refused, 1 otherwise."""
+    every = [figures(phase) for phase in result.phases]
+    for f in every:
+        print(summary(result, f))
+    if result.unexpected:
+        print(f"  {result.unexpected} unexpected messages at the sink")
     if plot is not None:
-        why = plot_png(result, plot)
+        why = plot_png(result, every, plot)
         if why:
             print(why, file=sys.stderr)
             plot = None
@@ -217,6 +296,14 @@ def write_outputs(result: BenchResult, report: Path, plot: Path | None) -> int:
             print(f"plot: {plot}")
     report.parent.mkdir(parents=True, exist_ok=True)
     link = os.path.relpath(plot, report.parent) if plot is not None else None
-    report.write_text(markdown(result, f, link))
-    print(f"report: {report}")
-    return 0 if f.lost == f.duplicated == f.errors == 0 else 1
+    report.write_text(markdown(result, every, link))
+    report.with_suffix(".json").write_bytes(as_json(result, every))
+    print(f"report: {report} (and {report.with_suffix('.json').name})")
+    for phase in result.phases:
+        if phase.profile and result.config.profile_dir is not None:
+            print(f"profiles: {result.config.profile_dir}")
+            break
+    # A curve's last step is past saturation: its losses (a lost message is one not arrived
+    # within --timeout) and errors still count.
+    bad = result.unexpected + sum(f.lost + f.duplicated + f.errors for f in every)
+    return 0 if bad == 0 else 1

@@ -1,8 +1,10 @@
-"""The benchmark run: an SMTP sink in this process, the stack (started or targeted), the
-set-up through the gateway, the load (closed or open loop), and the wait for every message.
+"""The benchmark run: an SMTP sink (a process of its own), the stack (started or targeted),
+the set-up through the gateway, the load (closed loop, open loop, or an open-loop curve of
+rising rates), and the wait for every message.
 
-Every time is ``time.perf_counter()`` in this process: the send time of a request and the
-arrival time of its message are read from the same clock."""
+Every time is ``time.perf_counter()``, ``CLOCK_MONOTONIC`` on Linux: one clock for the load
+generator and the sink's process, so a request's send time and its message's arrival time
+compare directly."""
 
 from __future__ import annotations
 
@@ -21,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiosmtpd.smtp import SMTP, Envelope, Session
+import orjson
+
+from tidings.bench.cpu import Cpu
+from tidings.bench.load import Load, request_bytes
+from tidings.bench.profile import Profiler
+from tidings.bench.sink import Tally
 
 SERVICES = ("gateway", "users", "templates", "email", "push")
 TARGET_SMTP_PORT = 2525
@@ -33,6 +40,8 @@ TEMPLATE = {
     "body": '<p>Hello {{ name }}: <a href="{{ link }}">{{ link }}</a></p>',
     "text_body": "Hello {{ name }}: {{ link }}",
 }
+LOAD_NAME = "bench load generator"
+SINK_NAME = "bench SMTP sink"
 
 
 @dataclass
@@ -51,9 +60,16 @@ class BenchConfig:
     settle_s: float = 1.0
     stack_pids: list[int] = field(default_factory=list)
     log_file: Path = Path("artifacts/bench/tidings-up.log")
+    connections: int | None = None  # None: c (closed loop), max(64, R/4) (open loop)
+    curve: bool = False  # open loop at 100, 200, 400, ... per second until it saturates
+    curve_step_s: float = 10.0
+    curve_max: float = 6400.0
+    profile_dir: Path | None = None
 
     @property
     def mode(self) -> str:
+        if self.curve:
+            return f"open-loop curve, {self.curve_step_s:g} s per rate from 100/s"
         return (
             f"open loop at {self.rate:g}/s" if self.rate else f"closed loop, c={self.concurrency}"
         )
@@ -66,18 +82,32 @@ class BenchConfig:
             return "tidings up: five supervised processes"
         return "tidings up: embedded default (one process)"
 
+    def connections_for(self, rate: float | None) -> int:
+        if self.connections:
+            return self.connections
+        return max(64, int(rate // 4)) if rate else max(1, self.concurrency)
+
 
 @dataclass
 class Sent:
     send_t: float
     accept_t: float = 0.0
     status: int = 0  # HTTP status; 0 when the request failed without an answer
+    notification_id: str = ""
 
 
 @dataclass
-class CpuSample:
-    name: str
-    seconds: float
+class Phase:
+    """One load: its requests, the arrivals of their messages (by notification id) and the
+    CPU it cost."""
+
+    mode: str
+    rate: float | None
+    sent: dict[str, Sent]
+    arrivals: dict[str, list[float]]
+    cpu: dict[str, float]
+    error_samples: list[str]
+    profile: str | None = None
 
 
 @dataclass
@@ -85,63 +115,61 @@ class BenchResult:
     config: BenchConfig
     command: str
     run_id: str
-    sent: dict[str, Sent]
-    arrivals: dict[str, list[float]]
-    foreign: int
-    cpu: dict[str, float]
+    phases: list[Phase]
+    unexpected: int  # messages at the sink for no accepted notification of this run
     cpu_note: str
-    error_samples: list[str]
     started_at: str
 
 
-class Sink:
-    """An SMTP server that counts messages by X-Request-ID and records when each arrived."""
+class SinkProcess:
+    """``python -m tidings.bench.sink`` as a child process; its arrivals go to a Tally here."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int) -> None:
         self.port = port
-        self.arrivals: dict[str, list[float]] = {}
-        self.prefix = ""
-        self.foreign = 0  # messages whose request id is not this run's
-        self.count = 0
-        self.server: asyncio.Server | None = None
-        self.changed = asyncio.Event()
-        self.awaiting: set[str] = set()  # accepted request ids not arrived yet
+        self.tally = Tally()
+        self.proc: asyncio.subprocess.Process | None = None
+        self.reader: asyncio.Task[None] | None = None
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        now = time.perf_counter()
-        raw = envelope.original_content or b""
-        rid = request_id_of(raw)
-        if rid is not None and rid.startswith(self.prefix):
-            self.arrivals.setdefault(rid, []).append(now)
-            self.awaiting.discard(rid)
-            self.count += 1
-            self.changed.set()
-        else:
-            self.foreign += 1
-        return "250 OK"
-
-    async def start(self) -> Sink:
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: SMTP(self, hostname="tidings-bench"), "127.0.0.1", self.port
-        )
-        self.port = int(self.server.sockets[0].getsockname()[1])
+    async def start(self) -> SinkProcess:
+        self.proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tidings.bench.sink", "--port", str(self.port),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert self.proc.stdout is not None
+        line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
+        if not line.startswith(b"port "):
+            raise RuntimeError(f"the SMTP sink did not start: {line!r}")
+        self.port = int(line.split()[1])
+        self.reader = asyncio.create_task(self._read())
         return self
 
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        arrive = self.tally.arrive
+        while line := await self.proc.stdout.readline():
+            # "<nid> <request id> <t>": another run's request id may hold spaces.
+            nid, _, rest = line.rstrip(b"\n").partition(b" ")
+            rid, _, t = rest.rpartition(b" ")
+            arrive(nid.decode(), rid.decode(), float(t))
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
     async def stop(self) -> None:
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.server.wait_closed(), 2)
-
-
-def request_id_of(raw: bytes) -> str | None:
-    """The X-Request-ID header, read from the raw header block (no MIME parsing)."""
-    head = raw.split(b"\r\n\r\n", 1)[0]
-    for line in head.split(b"\r\n"):
-        if line[:13].lower() == b"x-request-id:":
-            return line[13:].strip().decode("ascii", "replace")
-    return None
+        if self.proc is None:
+            return
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()  # the sink flushes what it has and exits
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        if self.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.reader
 
 
 def free_port() -> int:
@@ -229,83 +257,6 @@ class Stack:
             await self.proc.wait()
 
 
-# The servers Tidings runs on, when they run on this machine: their CPU is part of the cost.
-INFRASTRUCTURE = {"postgres": "PostgreSQL", "beam.smp": "RabbitMQ", "redis-server": "Redis"}
-
-
-class Cpu:
-    """CPU seconds (user + system) of processes and their children, between two samples;
-    and of the local PostgreSQL, RabbitMQ and Redis servers, whoever they worked for."""
-
-    def __init__(self, roots: list[int]) -> None:
-        self.roots = roots
-        self.start: dict[int | str, tuple[str, float]] = {}
-        self.note = ""
-        try:
-            import psutil  # noqa: F401
-        except ImportError:
-            self.note = "psutil is not installed (pip install 'tidings[bench]'): no CPU figures"
-
-    def sample(self) -> dict[int | str, tuple[str, float]]:
-        if self.note:
-            return {}
-        import psutil
-
-        out: dict[int | str, tuple[str, float]] = {}
-        procs: list[Any] = []
-        for pid in self.roots:
-            with contextlib.suppress(psutil.Error):
-                root = psutil.Process(pid)
-                procs += [root, *root.children(recursive=True)]
-        for proc in procs:
-            with contextlib.suppress(psutil.Error):
-                times = proc.cpu_times()
-                out[proc.pid] = (process_name(proc.cmdline(), proc.pid), times.user + times.system)
-        out.update(self._infrastructure())
-        return out
-
-    @staticmethod
-    def _infrastructure() -> dict[int | str, tuple[str, float]]:
-        """Per server: its processes' own times, plus the reaped children's (a PostgreSQL
-        backend that ended during the run is counted in its postmaster's children times)."""
-        import psutil
-
-        totals: dict[int | str, tuple[str, float]] = {}
-        for proc in psutil.process_iter(["name", "ppid"]):
-            with contextlib.suppress(psutil.Error):
-                label = INFRASTRUCTURE.get(proc.info["name"] or "")
-                if label is None:
-                    continue
-                times = proc.cpu_times()
-                seconds = times.user + times.system
-                parent = psutil.Process(proc.info["ppid"]) if proc.info["ppid"] else None
-                if parent is None or parent.name() != proc.info["name"]:  # the server's root
-                    seconds += times.children_user + times.children_system
-                key = f"server:{label}"
-                totals[key] = (f"{label} server", totals.get(key, (label, 0.0))[1] + seconds)
-        return totals
-
-    def begin(self) -> None:
-        self.start = self.sample()
-
-    def end(self) -> dict[str, float]:
-        """Seconds per process name; a process that started meanwhile counts from zero."""
-        used: dict[str, float] = {}
-        for pid, (name, seconds) in self.sample().items():  # pid, or server:<label>
-            used[name] = used.get(name, 0.0) + seconds - self.start.get(pid, (name, 0.0))[1]
-        return dict(used)
-
-
-def process_name(cmdline: list[str], pid: int) -> str:
-    if pid == os.getpid():
-        return "bench (load generator + SMTP sink)"
-    if "run" in cmdline and cmdline.index("run") + 1 < len(cmdline):
-        return cmdline[cmdline.index("run") + 1]
-    if "up" in cmdline:
-        return "tidings up"
-    return " ".join(cmdline[-3:]) or str(pid)
-
-
 class Progress:
     """One status line on stderr, rewritten in place on a terminal (a line every 5 s if not)."""
 
@@ -379,15 +330,20 @@ async def _create_api_key(client: httpx.AsyncClient, run_id: str) -> str:
     if answer.status_code != 201:
         raise RuntimeError(f"creating an API key: {answer.status_code} {answer.text[:300]}")
     key: str = answer.json()["data"]["key"]
+    # One request with the key before the load: the gateway counts each look-up of a key it
+    # does not know yet as an attempt from the address (its guard against guessing), so the
+    # load's first 50 requests at once, all before the first look-up was cached, went past
+    # the attempts' burst and were answered 429. Its answer (403: no scope to read) is moot.
+    await client.get(
+        f"/api/v1/notifications/{uuid.uuid4()}/", headers={"Authorization": f"Bearer {key}"}
+    )
     return key
 
 
 async def run(config: BenchConfig) -> BenchResult:
     run_id = uuid.uuid4().hex[:8]
     smtp_port = config.smtp_port or (TARGET_SMTP_PORT if config.target else 0)
-    sink = Sink(smtp_port)
-    sink.prefix = f"bench-{run_id}-"
-    await sink.start()
+    sink = await SinkProcess(smtp_port).start()
     stack: Stack | None = None
     with tempfile.TemporaryDirectory(prefix="tidings-bench-") as data_dir:
         try:
@@ -410,142 +366,222 @@ async def run(config: BenchConfig) -> BenchResult:
             await sink.stop()
 
 
+@dataclass
+class Target:
+    """What every request of a run shares: the gateway, the recipients, the template."""
+
+    load_url: str
+    host: str
+    authorization: str
+    users: list[dict[str, Any]]
+    template: str
+    run_id: str
+
+    def request(self, i: int) -> bytes:
+        user = self.users[i % len(self.users)]
+        body = {
+            "notification_type": "email",
+            "user_id": user["user_id"],
+            "template_code": self.template,
+            "variables": {"name": user["name"], "link": f"https://example.com/{i}"},
+            "request_id": f"bench-{self.run_id}-{i}",
+            "priority": 5,
+            "metadata": None,
+        }
+        path = "/api/v1/notifications/"
+        return request_bytes(self.host, path, self.authorization, orjson.dumps(body))
+
+
 async def _measure(
     config: BenchConfig,
     run_id: str,
-    sink: Sink,
+    sink: SinkProcess,
     gateway: str,
     admin_key: str,
     roots: list[int],
 ) -> BenchResult:
-    pool = config.concurrency if not config.rate else max(64, int(config.rate // 4))
-    headers = {"Authorization": f"Bearer {admin_key}"}
-    # One client per connection, each used by one request at a time: httpx's pool looks at
-    # every connection for every request, which cost the load generator more CPU than the
-    # request itself at 50 connections (measured with py-spy; docs/performance.md).
-    async with contextlib.AsyncExitStack() as clients:
-        idle: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
-        every: list[httpx.AsyncClient] = []
-        for _ in range(pool):
-            every.append(
-                await clients.enter_async_context(
-                    httpx.AsyncClient(
-                        base_url=gateway,
-                        headers=headers,
-                        timeout=30,
-                        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                    )
-                )
-            )
-            idle.put_nowait(every[-1])
-        client = every[0]
+    # One connection for the set-up: users are made one at a time, as before the raw load
+    # generator (ten at once, each an argon2 hash, timed out on a busy machine).
+    async with httpx.AsyncClient(
+        base_url=gateway,
+        headers={"Authorization": f"Bearer {admin_key}"},
+        timeout=30,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+    ) as client:
         users = await _create_users(client, max(1, config.users), run_id)
         template = await _create_template(client, run_id)
         api_key = await _create_api_key(client, run_id)
-        for each in every:
-            each.headers["Authorization"] = f"Bearer {api_key}"
-        print(
-            f"{len(users)} users and template {template} made; sending {config.n} "
-            f"({config.mode}) to {gateway}, SMTP sink on 127.0.0.1:{sink.port}",
-            file=sys.stderr,
-        )
-        sent: dict[str, Sent] = {}
-        tally = [0, 0]  # answered 202, answered otherwise or not at all
-        errors: list[str] = []
-        ids = [f"bench-{run_id}-{i}" for i in range(config.n)]
-
-        async def send(i: int, send_t: float) -> None:
-            rid = ids[i]
-            user = users[i % len(users)]
-            record = sent[rid] = Sent(send_t)
-            body = {
-                "notification_type": "email",
-                "user_id": user["user_id"],
-                "template_code": template,
-                "variables": {"name": user["name"], "link": f"https://example.com/{i}"},
-                "request_id": rid,
-                "priority": 5,
-                "metadata": None,
-            }
-            client = await idle.get()
-            try:
-                answer = await client.post("/api/v1/notifications/", json=body)
-                record.status = answer.status_code
-                if answer.status_code != 202 and len(errors) < 10:
-                    errors.append(f"{answer.status_code} {answer.text[:200]}")
-            except httpx.HTTPError as exc:
-                if len(errors) < 10:
-                    errors.append(f"{type(exc).__name__}: {exc}")
-            finally:
-                idle.put_nowait(client)
-            record.accept_t = time.perf_counter()
-            tally[0 if record.status == 202 else 1] += 1
-
-        progress = Progress(config.n)
-
-        def counts() -> tuple[int, int, int, int]:
-            return len(sent), tally[0], len(sink.arrivals), tally[1]
-
-        async def report_progress(phase: list[str]) -> None:
-            while True:
-                progress.show(phase[0], *counts())
-                await asyncio.sleep(0.25)
-
-        phase = ["sending"]
-        cpu = Cpu([*roots, os.getpid()])
-        cpu.begin()
-        ticker = asyncio.create_task(report_progress(phase))
-        try:
-            if config.rate:
-                t0 = time.perf_counter()
-                tasks = []
-                for i in range(config.n):
-                    # Open loop: request i is due at t0 + i/R, whether or not the earlier
-                    # ones were answered; its latency counts from when it was due.
-                    due = t0 + i / config.rate
-                    delay = due - time.perf_counter()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    tasks.append(asyncio.create_task(send(i, due)))
-                await asyncio.gather(*tasks)
-            else:
-                queue = iter(range(config.n))
-
-                async def worker() -> None:
-                    for i in queue:
-                        await send(i, time.perf_counter())
-
-                await asyncio.gather(*(worker() for _ in range(max(1, config.concurrency))))
-            phase[0] = "receiving"
-            # What is still to arrive, kept by the sink as it arrives: testing the accepted
-            # ids against every arrival instead made a set of all of them per wake-up, which
-            # slowed the sink (and so the delivery) more the larger the run.
-            sink.awaiting = {
-                rid for rid, s in sent.items() if s.status == 202 and rid not in sink.arrivals
-            }
-            deadline = time.perf_counter() + config.timeout_s
-            while sink.awaiting and time.perf_counter() < deadline:
-                sink.changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(sink.changed.wait(), 0.5)
-            cpu_used = cpu.end()
-            phase[0] = "settling"
-            await asyncio.sleep(config.settle_s)  # duplicates arriving late still count
-        finally:
-            ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ticker
-        progress.show(phase[0], *counts())
-        progress.done()
+    target = Target(gateway, httpx.URL(gateway).netloc.decode(), f"Bearer {api_key}", users,
+                    template, run_id)  # fmt: skip
+    print(
+        f"{len(users)} users and template {template} made; sending ({config.mode}) to "
+        f"{gateway}, SMTP sink on 127.0.0.1:{sink.port}",
+        file=sys.stderr,
+    )
+    cpu = Cpu(roots, {LOAD_NAME: os.getpid(), SINK_NAME: sink.pid})
+    phases: list[Phase] = []
+    if config.curve:
+        rate, first = 100.0, 0
+        while rate <= config.curve_max:
+            n = max(1, int(rate * config.curve_step_s))
+            phase = await _phase(config, target, sink, cpu, roots, first, n, rate, len(phases))
+            phases.append(phase)
+            first += n
+            if saturated(phase):
+                break
+            rate *= 2
+    else:
+        phases.append(await _phase(config, target, sink, cpu, roots, 0, config.n, config.rate, 0))
+    await asyncio.sleep(config.settle_s)  # duplicates arriving late still count
+    accepted = {s.notification_id for p in phases for s in p.sent.values() if s.status == 202}
     return BenchResult(
         config=config,
         command=" ".join(["tidings", *sys.argv[1:]]) if sys.argv else "tidings bench",
         run_id=run_id,
-        sent=sent,
-        arrivals=dict(sink.arrivals),
-        foreign=sink.foreign,
-        cpu=cpu_used,
+        phases=phases,
+        unexpected=sink.tally.count(accepted).unexpected,
         cpu_note=cpu.note,
-        error_samples=errors,
         started_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     )
+
+
+def saturated(phase: Phase) -> bool:
+    """Accepted or delivered below 90 % of the offered rate, over the time the phase was
+    offered (its requests' due times)."""
+    if not phase.rate:
+        return False
+    sent = phase.sent.values()
+    t0 = min(s.send_t for s in sent)
+    accepted = [s for s in sent if s.status == 202]
+    last_accept = max((s.accept_t for s in accepted), default=t0)
+    firsts = [phase.arrivals[s.notification_id][0] for s in accepted
+              if s.notification_id in phase.arrivals]  # fmt: skip
+    span = len(phase.sent) / phase.rate
+    accepted_rate = len(accepted) / max(last_accept - t0, span)
+    delivered_rate = len(firsts) / max(max(firsts, default=t0) - t0, span)
+    return min(accepted_rate, delivered_rate) < 0.9 * phase.rate
+
+
+def _stack_processes(roots: list[int]) -> dict[str, int]:
+    """The Tidings processes to profile: each root's children by service (or the root itself,
+    the embedded default's one process)."""
+    from tidings.bench.cpu import all_stats, descendants, service_name
+
+    stats = all_stats()
+    out: dict[str, int] = {}
+    for root in roots:
+        tree = descendants(root, stats)
+        for pid in tree[1:] or tree:
+            out[f"{service_name(pid)}"] = pid
+    return out
+
+
+async def _phase(
+    config: BenchConfig,
+    target: Target,
+    sink: SinkProcess,
+    cpu: Cpu,
+    roots: list[int],
+    first: int,
+    n: int,
+    rate: float | None,
+    index: int,
+) -> Phase:
+    loop = asyncio.get_running_loop()
+    load = await Load(target.load_url, config.connections_for(rate)).open()
+    sent: dict[str, Sent] = {}
+    tally = [0, 0]  # answered 202, answered otherwise or not at all
+    errors: list[str] = []
+    seen: set[int] = set()
+    done = asyncio.Event()
+    profiler: Profiler | None = None
+    if config.profile_dir is not None:
+        where = config.profile_dir if not config.curve else config.profile_dir / f"{rate:g}-per-s"
+        pids = _stack_processes(roots) | {LOAD_NAME: os.getpid(), SINK_NAME: sink.pid}
+        profiler = Profiler(where, pids) if n >= 20 else None
+    profile_tasks: list[asyncio.Task[Any]] = []
+    marks = (max(1, n // 10), max(1, n * 9 // 10))
+    chain: list[int] = [first + min(n, max(1, config.concurrency))]  # closed loop: next index
+
+    def send(i: int, send_t: float) -> None:
+        rid = f"bench-{target.run_id}-{i}"
+        record = sent[rid] = Sent(send_t)
+
+        def answer(status: int, body: bytes) -> None:
+            record.accept_t = time.perf_counter()
+            record.status = status
+            if status == 202:
+                tally[0] += 1
+                record.notification_id = str(orjson.loads(body)["data"]["notification_id"])
+            else:
+                tally[1] += 1
+                if len(errors) < 10 or status not in seen:  # the first of each status too
+                    seen.add(status)
+                    errors.append(f"{status} {body[:200]!r}")
+            answered = tally[0] + tally[1]
+            if profiler is not None and answered in marks:
+                step = profiler.start if answered == marks[0] else profiler.stop
+                profile_tasks.append(loop.create_task(step(answered)))
+            if answered == n:
+                done.set()
+            elif not rate and chain[0] < first + n:
+                chain[0] += 1
+                send(chain[0] - 1, time.perf_counter())
+
+        load.send(target.request(i), answer)
+
+    progress = Progress(n)
+    phase_name = [f"{rate:g}/s" if rate and config.curve else "sending"]
+
+    before = len(sink.tally.arrivals)
+
+    async def report_progress() -> None:
+        while True:
+            delivered = len(sink.tally.arrivals) - before
+            progress.show(phase_name[0], len(sent), tally[0], delivered, tally[1])
+            await asyncio.sleep(1.0)
+
+    cpu.begin()
+    ticker = asyncio.create_task(report_progress())
+    try:
+        if rate:
+            t0 = time.perf_counter()
+            for i in range(n):
+                # Open loop: request i is due at t0 + i/R, whether or not the earlier ones
+                # were answered; its latency counts from when it was due.
+                due = t0 + i / rate
+                delay = due - time.perf_counter()
+                if delay > 0.001:
+                    await asyncio.sleep(delay)
+                send(first + i, due)
+        else:
+            for i in range(first, chain[0]):
+                send(i, time.perf_counter())
+        await done.wait()
+        load.close()
+        phase_name[0] = "receiving"
+        tally_ = sink.tally
+        tally_.awaiting = {
+            s.notification_id
+            for s in sent.values()
+            if s.status == 202 and s.notification_id not in tally_.arrivals
+        }
+        deadline = time.perf_counter() + config.timeout_s
+        while tally_.awaiting and time.perf_counter() < deadline:
+            tally_.changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(tally_.changed.wait(), 0.5)
+        used = cpu.end()
+        profile = None
+        if profile_tasks:
+            results = await asyncio.gather(*profile_tasks)
+            profile = results[-1] if len(results) > 1 else None
+    finally:
+        ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await ticker
+    progress.done()
+    mine = {s.notification_id for s in sent.values() if s.notification_id}
+    arrivals = {nid: list(t) for nid, t in sink.tally.arrivals.items() if nid in mine}
+    mode = f"open loop at {rate:g}/s" if rate else f"closed loop, c={config.concurrency}"
+    return Phase(mode, rate, sent, arrivals, used, errors, profile)

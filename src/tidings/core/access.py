@@ -100,7 +100,7 @@ class Access:
 
 
 # Only for the OpenAPI schema: it documents the bearer credential on every route that takes
-# one (core.web derives their 401/403/429 from it). Access.authenticate reads the header.
+# one (core.openapi derives their 401/403/429 from it). Access.authenticate reads the header.
 _BEARER = HTTPBearer(auto_error=False, description="An API key, access token or admin key")
 
 
@@ -119,9 +119,4 @@ Caller = Annotated[Principal, Depends(current_principal)]
 
 async def require_admin(caller: Caller) -> Principal:
     caller.require("admin")
-    return caller
-
-
-async def require_service(caller: Caller) -> Principal:
-    caller.require_service()
     return caller

@@ -20,7 +20,7 @@ import hmac
 import secrets
 import time
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import jwt
 from pydantic import BaseModel
@@ -38,14 +38,7 @@ Scope = Literal[
     "users:write",
     "admin",
 ]
-SCOPES: tuple[str, ...] = (
-    "notifications:send",
-    "notifications:read",
-    "notifications:read_all",
-    "templates:write",
-    "users:write",
-    "admin",
-)
+SCOPES: tuple[str, ...] = get_args(Scope)
 Kind = Literal["admin", "api_key", "user", "service"]
 
 _ALGORITHM = "HS256"
@@ -88,11 +81,12 @@ class Principal(BaseModel):
 
 ADMIN = Principal(kind="admin", subject="admin", scopes=frozenset({"admin"}))
 # What the services need of each other: users and their devices, notifications (every
-# client's). Not admin: a leaked service token cannot make API keys or replay dead letters.
+# client's; read_all includes read). Not admin: a leaked service token cannot make API keys
+# or replay dead letters.
 SERVICE = Principal(
     kind="service",
     subject="service",
-    scopes=frozenset({"users:write", "notifications:read", "notifications:read_all"}),
+    scopes=frozenset({"users:write", "notifications:read_all"}),
 )
 
 

@@ -12,28 +12,35 @@ half_open: one probe call goes through; success closes, a counted failure re-ope
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Literal
 
-from tidings.core.errors import DependencyUnavailable
+from tidings.core.errors import DependencyUnavailable, RetryAfter
 
 State = Literal["closed", "open", "half_open"]
 
 
-class BreakerOpen(DependencyUnavailable):
+class BreakerOpen(RetryAfter, DependencyUnavailable):
     """The breaker refuses the call; try again after ``retry_after_s``."""
 
     def __init__(self, name: str, retry_after_s: float) -> None:
         super().__init__(f"{name} circuit breaker is open; retry in {retry_after_s:.1f}s")
         self.retry_after_s = retry_after_s
 
-    @property
-    def retry_after_header(self) -> str:
-        """For an HTTP answer (core.web): whole seconds, at least 1."""
-        return str(max(1, math.ceil(self.retry_after_s)))
+
+@dataclass(frozen=True)
+class BreakerPolicy:
+    """When a breaker opens (``failures`` counted failures in a row) and how long it stays
+    open before a probe (``reset_s``)."""
+
+    failures: int
+    reset_s: float
+
+    def breaker(self, name: str) -> CircuitBreaker:
+        return CircuitBreaker(name, failure_threshold=self.failures, reset_timeout_s=self.reset_s)
 
 
 class CircuitBreaker:

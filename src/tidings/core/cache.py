@@ -2,8 +2,9 @@
 
 Adapters: :class:`RedisCache` (shared by every replica) and :class:`MemoryCache` (one
 process: the embedded default, and the in-process layer in front of Redis).
-:class:`GuardedRedis` is the Redis client every Redis user (cache, rate limits, discovery)
-goes through: short timeouts and a circuit breaker (docs/delivery.md, "Redis down").
+:class:`GuardedRedis` (from :func:`shared_redis`) is the one Redis client of a process, which
+every Redis user (cache, rate limits, discovery) goes through: short timeouts and a circuit
+breaker (docs/delivery.md, "Redis down").
 """
 
 from __future__ import annotations
@@ -53,12 +54,16 @@ class GuardedRedis:
     """A Redis client behind a circuit breaker. A Redis that is down costs the first
     ``breaker_failures`` calls a timeout each (short: ``timeout_s``), then nothing: the
     breaker refuses at once (BreakerOpen, a DependencyUnavailable) until a probe after
-    ``breaker_reset_s`` finds it back. Every failure leaves as DependencyUnavailable."""
+    ``breaker_reset_s`` finds it back. Every failure leaves as DependencyUnavailable.
 
-    def __init__(self, url: str, name: str, options: RedisOptions, *, max_connections: int) -> None:
+    Made by :func:`shared_redis` only: one per process and Redis, so its pool and its
+    breaker are the cache's, the rate limits' and discovery's alike (one outage, one count)."""
+
+    def __init__(self, url: str, options: RedisOptions) -> None:
         pool = aioredis.BlockingConnectionPool.from_url(
             url,
-            max_connections=max_connections,
+            # Bounded, and waits for a free connection rather than failing under a burst.
+            max_connections=REDIS_MAX_CONNECTIONS,
             timeout=options.timeout_s,  # waiting for a free connection of the pool
             socket_timeout=options.timeout_s,
             socket_connect_timeout=options.connect_timeout_s,
@@ -69,10 +74,12 @@ class GuardedRedis:
         )
         self.redis = aioredis.Redis(connection_pool=pool)
         self.breaker = CircuitBreaker(
-            f"redis-{name}",
+            "redis",
             failure_threshold=options.breaker_failures,
             reset_timeout_s=options.breaker_reset_s,
         )
+        self._key = (url, options)
+        self._users = 0
 
     async def run(self, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         try:
@@ -82,7 +89,28 @@ class GuardedRedis:
             raise StoreUnavailable(f"Redis: {exc!r}") from exc
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        """One user is done with it; the last one closes the pool."""
+        self._users -= 1
+        if self._users <= 0:
+            if _SHARED.get(self._key) is self:
+                del _SHARED[self._key]
+            await self.redis.aclose()
+
+
+# Every Redis user of a process (cache, rate limits, discovery) together.
+REDIS_MAX_CONNECTIONS = 128
+_SHARED: dict[tuple[str, RedisOptions], GuardedRedis] = {}
+
+
+def shared_redis(url: str, options: RedisOptions | None = None) -> GuardedRedis:
+    """The process's client for ``url``, made on first use; each caller closes it once when
+    done with it."""
+    key = (url, options or RedisOptions.of())
+    client = _SHARED.get(key)
+    if client is None:
+        client = _SHARED[key] = GuardedRedis(*key)
+    client._users += 1
+    return client
 
 
 def redis_ms(ttl_s: float) -> int:
@@ -157,8 +185,7 @@ class RedisCache(Cache):
         self, url: str, namespace: str = "tidings", options: RedisOptions | None = None
     ) -> None:
         self.namespace = namespace
-        # A bounded pool that waits for a free connection rather than failing under a burst.
-        self._redis = GuardedRedis(url, "cache", options or RedisOptions.of(), max_connections=64)
+        self._redis = shared_redis(url, options)
 
     @property
     def breaker(self) -> CircuitBreaker:

@@ -29,7 +29,7 @@ from sqlalchemy.types import TypeDecorator
 
 from tidings.core import jsons
 from tidings.core.breaker import CircuitBreaker
-from tidings.core.settings import TidingsSettings
+from tidings.core.settings import TidingsSettings, WorkerSettings
 
 
 def utcnow() -> dt.datetime:
@@ -113,7 +113,7 @@ class DbTimeouts:
         )
 
     @classmethod
-    def for_worker(cls, settings: TidingsSettings) -> DbTimeouts:
+    def for_worker(cls, settings: WorkerSettings) -> DbTimeouts:
         """A delivery worker's bounds: the same connect, pool and breaker bounds, but a
         statement may take up to a quarter of the delivery lease. A claim whose answer a
         timeout swallowed still holds its row until the lease ends, so on a merely slow
@@ -197,6 +197,8 @@ def _watch(engine: AsyncEngine, breaker: CircuitBreaker) -> None:
 
     @event.listens_for(engine.sync_engine, "handle_error")
     def _failed(context: ExceptionContext) -> None:
+        if context.connection is None:
+            return  # a failed connect, which the pool has counted already
         if unavailable(context.original_exception) is not None:
             breaker.record_failure()
 
@@ -209,8 +211,9 @@ def _watch(engine: AsyncEngine, breaker: CircuitBreaker) -> None:
 def engine_for(
     url: str, schema: str, *, pool_size: int = 10, timeouts: DbTimeouts | None = None
 ) -> AsyncEngine:
-    """``timeouts`` None: the drivers' defaults (migrations, which may run long, and the
-    workers, which do not pass theirs yet)."""
+    """The engine for ``url`` in ``schema``. ``timeouts`` (PostgreSQL only): the connect,
+    statement and pool bounds and the breaker in front of the pool; None, the drivers'
+    defaults and no breaker (migrations, which may run long)."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         connect_args: dict[str, Any] = {

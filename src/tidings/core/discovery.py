@@ -19,13 +19,12 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import Callable
 
-from tidings.core.cache import GuardedRedis, RedisOptions, redis_ms
+from tidings.core.cache import RedisOptions, redis_ms, shared_redis
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.metrics import REDIS_DEGRADED
 
-log = logging.getLogger("tidings.discovery")
+log = logging.getLogger(__name__)
 INSTANCE_HEADER = "X-Tidings-Instance"
 
 # Redis's clock, in ms: the only clock registrations are compared with.
@@ -52,18 +51,13 @@ class Registry:
         ttl_s: float = 6.0,
         refresh_s: float = 1.0,
         options: RedisOptions | None = None,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``clock`` only times this reader's own copy of the list (``refresh_s``)."""
-        self._redis = GuardedRedis(
-            url, "discovery", options or RedisOptions.of(), max_connections=8
-        )
+        self._redis = shared_redis(url, options)
         self._register = self._redis.redis.register_script(_REGISTER)
         self._alive = self._redis.redis.register_script(_ALIVE)
         self.namespace = namespace
         self.ttl_s = ttl_s
         self.refresh_s = refresh_s
-        self.clock = clock
         self._seen: dict[str, tuple[float, list[str]]] = {}
         self._down = False
 
@@ -81,7 +75,7 @@ class Registry:
     async def instances(self, service: str) -> list[str]:
         """The instances alive (cached ``refresh_s``); the last list seen while Redis is
         down; [] when none."""
-        now = self.clock()
+        now = time.monotonic()  # times only this reader's copy of the list
         cached = self._seen.get(service)
         if cached is not None and now - cached[0] < self.refresh_s:
             return cached[1]

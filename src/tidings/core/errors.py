@@ -7,6 +7,7 @@ subclass (transient, permanent, recipient-invalid, provider-auth).
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar, Literal
 
 
@@ -46,9 +47,15 @@ class Conflict(TidingsError):
     default_message = "conflict"
 
 
-class PayloadTooLarge(TidingsError):
-    status_code = 413
-    default_message = "request body too large"
+class RetryAfter:
+    """An error that says when to try again: ``retry_after_s``, and the same in whole
+    seconds (at least 1) for an HTTP ``Retry-After``, which the error handler sends."""
+
+    retry_after_s: float
+
+    @property
+    def retry_after_header(self) -> str:
+        return str(max(1, math.ceil(self.retry_after_s)))
 
 
 class DependencyUnavailable(TidingsError):
@@ -58,10 +65,10 @@ class DependencyUnavailable(TidingsError):
     default_message = "a dependency is unavailable"
 
 
-class StoreUnavailable(DependencyUnavailable):
+class StoreUnavailable(RetryAfter, DependencyUnavailable):
     """A store (Redis) cannot be reached or does not answer in time: try again shortly."""
 
-    retry_after_header = "1"
+    retry_after_s = 1.0
 
 
 FailureKind = Literal["transient", "permanent", "recipient_invalid", "provider_auth"]

@@ -1,7 +1,7 @@
 """The bounds every input is held to, in one place: what PostgreSQL can store, what the
 workers can encode, and how far a page may reach. The services' schemas use the types here
-(a value past a bound is a 422 that names the bound); the workers use ``check_json`` on what
-comes off the queue.
+(a value past a bound is a 422 that names the bound); ``check_json`` holds free-form JSON
+(``JsonObject``, and what a schema gathers from several fields) to the same bounds.
 
 PostgreSQL cannot store a NUL character in ``text`` or ``jsonb``, nor a lone UTF-16
 surrogate (Python's ``json`` module makes one from ``"\\ud800"``, and asyncpg cannot encode
@@ -53,16 +53,16 @@ def check_text(value: str) -> str:
 Storable = AfterValidator(check_text)
 
 
-def check_json(value: Any, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """``value`` (parsed JSON) if it is within the bounds: nesting at most ``max_depth``,
+def check_json(value: Any) -> Any:
+    """``value`` (parsed JSON) if it is within the bounds: nesting at most ``MAX_JSON_DEPTH``,
     integers in the signed 64-bit range, strings and keys storable. Iterative, so a value
     nested thousands deep is refused rather than exhausting the stack."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict | list):
-            if depth > max_depth:
-                raise LimitExceeded(f"nested deeper than {max_depth} levels")
+            if depth > MAX_JSON_DEPTH:
+                raise LimitExceeded(f"nested deeper than {MAX_JSON_DEPTH} levels")
             if isinstance(item, dict):
                 for key in item:
                     check_text(str(key))

@@ -14,28 +14,23 @@ at most its replicas times the limit meanwhile.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from abc import ABC, abstractmethod
 
-from tidings.core.cache import GuardedRedis, MemoryCache, RedisOptions
-from tidings.core.errors import DependencyUnavailable, TidingsError
+from tidings.core.cache import MemoryCache, RedisOptions, shared_redis
+from tidings.core.errors import DependencyUnavailable, RetryAfter, TidingsError
 from tidings.core.metrics import REDIS_DEGRADED
 
-log = logging.getLogger("tidings.ratelimit")
+log = logging.getLogger(__name__)
 
 
-class RateLimited(TidingsError):
+class RateLimited(RetryAfter, TidingsError):
     status_code = 429
     default_message = "too many requests"
 
     def __init__(self, message: str, retry_after_s: float) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
-
-    @property
-    def retry_after_header(self) -> str:
-        return str(max(1, math.ceil(self.retry_after_s)))
 
 
 class RateLimiter(ABC):
@@ -90,9 +85,7 @@ return tostring(wait)
 class RedisRateLimiter(RateLimiter):
     def __init__(self, url: str, namespace: str, options: RedisOptions | None = None) -> None:
         self.namespace = namespace
-        self._redis = GuardedRedis(
-            url, "ratelimit", options or RedisOptions.of(), max_connections=64
-        )
+        self._redis = shared_redis(url, options)
         self._script = self._redis.redis.register_script(_BUCKET)
         self._local = MemoryRateLimiter()  # while Redis is down
         self.degraded = False

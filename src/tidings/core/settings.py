@@ -1,7 +1,13 @@
-"""One settings base for every service; each service subclasses it with its own fields.
+"""The settings every service shares; each service subclasses them with its own fields.
 
-Settings are read from ``TIDINGS_*`` environment variables once, at the entry point, and
-passed down. Nothing here is read at import time.
+``TidingsSettings`` holds the infrastructure (URLs, where the services listen and find each
+other, the data directory, logs, database and Redis timeouts and breakers, the shared
+credentials, the cache); ``WorkerSettings`` adds the delivery flow's retry policy the two
+workers share. Everything else belongs to one service, in that service's ``settings.py``.
+
+Every field is ``TIDINGS_<FIELD>`` in the environment and has its meaning as its description:
+``python -m tidings.settings_doc`` writes docs/settings.md from them. Settings are read from
+the environment once, at the entry point, and passed down. Nothing here is read at import time.
 """
 
 from __future__ import annotations
@@ -23,143 +29,196 @@ class TidingsSettings(BaseSettings):
 
     # The three infrastructure URLs. With none of them set, Tidings runs on its embedded
     # default (SQLite, in-process bus, in-process cache) in one process.
-    database_url: str | None = None
-    amqp_url: str | None = None
-    redis_url: str | None = None
-    smtp_url: str | None = None
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL, e.g. `postgresql://user@host:5432/db`; each service keeps its "
+        "tables in its own schema (`gateway`, `users`, `templates`, `email`, `push`). Unset: "
+        "SQLite files in `TIDINGS_DATA_DIR`",
+    )
+    amqp_url: str | None = Field(
+        default=None,
+        description="RabbitMQ, e.g. `amqp://guest:guest@127.0.0.1:5672/`. Unset: the "
+        "in-process bus",
+    )
+    redis_url: str | None = Field(
+        default=None,
+        description="Redis, e.g. `redis://127.0.0.1:6379/0`. Unset: the in-process cache",
+    )
+    data_dir: Path = Field(
+        default=Path(".tidings"),
+        description="where the embedded default keeps its SQLite files and captured mail",
+    )
 
-    host: str = "127.0.0.1"
-    gateway_port: int = 8000
-    users_port: int = 8001
-    templates_port: int = 8002
-    email_port: int = 8003
-    push_port: int = 8004
-    # Listen with SO_REUSEPORT, so several processes serve one port (the kernel spreads the
-    # connections): `tidings up --replicas gateway=N` sets it for the gateway's replicas.
-    reuse_port: bool = False
-    # Where services find each other. Set: that address, always. Unset: the instances
-    # registered in Redis (round robin), or the host and port above.
-    users_url: str | None = None
-    templates_url: str | None = None
-    # The host other services should use to reach this one (default: TIDINGS_HOST, or
-    # 127.0.0.1 when that is 0.0.0.0), and how often an instance renews its registration.
-    advertise_host: str | None = None
-    heartbeat_s: float = Field(default=2.0, gt=0)
+    host: str = Field(
+        default="127.0.0.1",
+        description="the address every service listens on, each on its own port (below); with "
+        "`tidings up --replicas`, replica *k* of a service other than the gateway listens on "
+        "its port + 100·*k*",
+    )
+    gateway_port: int = Field(default=8000, description="the gateway's HTTP port")
+    users_port: int = Field(default=8001, description="the users service's HTTP port")
+    templates_port: int = Field(default=8002, description="the templates service's HTTP port")
+    email_port: int = Field(
+        default=8003, description="the email worker's HTTP port (`/health`, `/metrics`, `/docs`)"
+    )
+    push_port: int = Field(
+        default=8004, description="the push worker's HTTP port (`/health`, `/metrics`, `/docs`)"
+    )
+    reuse_port: bool = Field(
+        default=False,
+        description="listen with `SO_REUSEPORT`, so several processes share the port and the "
+        "kernel spreads connections over them; `tidings up --replicas gateway=N` sets it for "
+        "the gateway's replicas (one URL for clients)",
+    )
+    users_url: str | None = Field(
+        default=None,
+        description="where the other services find the users service. Unset, with Redis "
+        "configured: every instance registers itself in Redis and callers spread over the "
+        "live ones (round robin), falling back to `http://<host>:<port>`; set: that address "
+        "always (a load balancer or a DNS name)",
+    )
+    templates_url: str | None = Field(
+        default=None,
+        description="where the other services find the templates service; as `TIDINGS_USERS_URL`",
+    )
+    gateway_url: str | None = Field(
+        default=None,
+        description="where the command line (`tidings dead-letters`, `tidings api-keys` …) "
+        "finds the gateway. Unset: `http://<host>:<gateway port>`",
+    )
+    advertise_host: str | None = Field(
+        default=None,
+        description="the host other services should use to reach this instance, in its "
+        "discovery registration. Unset: `TIDINGS_HOST` (or `127.0.0.1` for `0.0.0.0`)",
+    )
+    heartbeat_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how often an instance renews its discovery registration (it expires "
+        "after 6 s without one)",
+    )
 
-    data_dir: Path = Path(".tidings")
-    smtp_capture_port: int = 1025
+    log_level: str = Field(default="INFO", description="log level")
+    log_format: Literal["json", "text"] = Field(
+        default="json",
+        description="`json` (one object per line, with `correlation_id`) or `text`; either way "
+        "unsubscribe tokens, JWTs, API keys and credential query parameters are written as "
+        "`[redacted]`",
+    )
 
-    log_level: str = "INFO"
-    log_format: Literal["json", "text"] = "json"
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="largest request body; larger gets 413"
+    )
+    http_timeout_s: float = Field(default=5.0, description="timeout of calls between services")
+    forwarded_allow_ips: str = Field(
+        default="",
+        description="proxies whose `X-Forwarded-For`/`X-Forwarded-Proto` are believed, "
+        "comma-separated addresses or networks (`10.0.0.0/8`), `*` for any; the client address "
+        "of the per-address limits comes from there only when the peer is one of them. Empty: "
+        "none, the client is the TCP peer",
+    )
+    cors_origins: str = Field(
+        default="",
+        description="browser origins allowed to call the API, comma-separated. Empty: no CORS",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="the Bearer token Prometheus presents to `/metrics` on every service "
+        "(deploy/prometheus/prometheus.yml). Unset: only the admin key reads `/metrics`",
+    )
 
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    http_timeout_s: float = 5.0
-    cache_namespace: str = "tidings"
-    user_cache_ttl_s: float = 60.0
-    template_cache_ttl_s: float = 30.0
-    prefetch: int = Field(default=50, ge=1)
-    # Notifications with this priority or more take the priority lane (0-9; 10: none do).
-    priority_lane_min: int = Field(default=7, ge=0, le=10)
-    delivery_limit: int = Field(default=20, ge=1)
+    admin_api_key: SecretStr | None = Field(
+        default=None,
+        description="the admin credential (`Authorization: Bearer …`): every endpoint, API "
+        "keys, dead letters. Unset: `tidings up` makes one and prints it; `tidings run` needs it",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="signs users' access and refresh tokens, unsubscribe tokens and the "
+        "principal tokens the gateway passes to the users and templates services; the same in "
+        "every process. Unset: `tidings up` makes one; `tidings run` needs it",
+    )
+    service_token: SecretStr | None = Field(
+        default=None,
+        description="the credential the services present to each other; the same in every "
+        "process. Unset: `tidings up` makes one; `tidings run` needs it",
+    )
 
-    # Retries of transient delivery failures (backoff with full jitter, fixed-TTL tiers).
-    max_attempts: int = Field(default=5, ge=1)
-    retry_base_s: float = Field(default=1.0, gt=0)
-    retry_cap_s: float = Field(default=300.0, gt=0)
-    # A worker that claimed a notification and died holds it this long before another may
-    # send it again: the window of the one possible duplicate.
-    delivery_lease_s: float = Field(default=60.0, gt=0)
-    # How long a notification may wait, from its first try, on an open breaker or an
-    # unreachable dependency before it fails.
-    max_wait_s: float = Field(default=3600.0, gt=0)
-    shutdown_grace_s: float = Field(default=30.0, ge=0)
-    # The gateway's reconciler: every reconcile_every_s it requeues notifications whose
-    # status has not moved for reconcile_after_s (the worker's delivery record settles them),
-    # and fails one after reconcile_max_requeues requeues.
-    reconcile_every_s: float = Field(default=60.0, gt=0)
-    reconcile_after_s: float = Field(default=900.0, gt=0)
-    reconcile_max_requeues: int = Field(default=3, ge=0)
+    prefetch: int = Field(
+        default=50, ge=1, description="messages a consumer holds unacknowledged at once"
+    )
+    delivery_limit: int = Field(
+        default=20,
+        ge=1,
+        description="deliveries of one message before it is dead-lettered (quorum queue "
+        "`x-delivery-limit`)",
+    )
+    shutdown_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="on SIGTERM, how long handlers in flight may finish before the connections "
+        "close",
+    )
+    cache_namespace: str = Field(default="tidings", description="prefix of every Redis key")
+    template_cache_ttl_s: float = Field(
+        default=30.0, description="how long a cached template version is used"
+    )
 
-    # Circuit breakers: consecutive connection-level failures to open, seconds before a probe.
-    smtp_breaker_failures: int = Field(default=5, ge=1)
-    smtp_breaker_reset_s: float = Field(default=60.0, gt=0)
-    templates_breaker_failures: int = Field(default=3, ge=1)
-    templates_breaker_reset_s: float = Field(default=30.0, gt=0)
-    users_breaker_failures: int = Field(default=3, ge=1)
-    users_breaker_reset_s: float = Field(default=30.0, gt=0)
+    # Circuit breakers of calls to the users and templates services: consecutive
+    # connection-level failures to open, seconds before a probe.
+    templates_breaker_failures: int = Field(
+        default=3,
+        ge=1,
+        description="the breaker of calls to the templates service: consecutive "
+        "connection-level failures that open it",
+    )
+    templates_breaker_reset_s: float = Field(
+        default=30.0, gt=0, description="seconds before that breaker lets a probe through"
+    )
+    users_breaker_failures: int = Field(
+        default=3, ge=1, description="the same for calls to the users service"
+    )
+    users_breaker_reset_s: float = Field(
+        default=30.0, gt=0, description="seconds before that breaker lets a probe through"
+    )
 
-    # PostgreSQL from the HTTP services (docs/delivery.md, "PostgreSQL down"): how long a
-    # connect, a statement and a wait for a pooled connection may take before the request
-    # answers 503. They bound a request's wait on a database that hangs.
-    db_connect_timeout_s: float = Field(default=1.0, gt=0)
-    db_statement_timeout_s: float = Field(default=1.0, gt=0)
-    db_pool_timeout_s: float = Field(default=1.0, gt=0)
-    # After this many such failures in a row, requests answer 503 at once for the reset time
-    # (then one probe goes), instead of each waiting for its own timeout.
-    db_breaker_failures: int = Field(default=1, ge=1)
-    db_breaker_reset_s: float = Field(default=1.0, gt=0)
-    # Redis (docs/delivery.md, "Redis down"): socket timeouts, and a breaker so a Redis
-    # that is down costs a request nothing once it has failed this many times in a row.
-    redis_connect_timeout_s: float = Field(default=0.25, gt=0)
-    redis_timeout_s: float = Field(default=0.5, gt=0)
-    redis_breaker_failures: int = Field(default=3, ge=1)
-    redis_breaker_reset_s: float = Field(default=5.0, gt=0)
-
-    # Credentials. Unset, `tidings up` makes them at start (and prints the admin key);
-    # `tidings run SERVICE` needs them set, the same in every process.
-    admin_api_key: SecretStr | None = None
-    # Signs users' access tokens and the principal tokens the gateway passes to services.
-    secret_key: SecretStr | None = None
-    # What the services present to each other.
-    service_token: SecretStr | None = None
-    access_token_ttl_s: float = Field(default=900.0, gt=0)
-    refresh_token_ttl_s: float = Field(default=14 * 86400.0, gt=0)
-    # Rate limits (token buckets): per API key (a key may have its own), per recipient, and
-    # login attempts per client address.
-    rate_limit_per_s: float = Field(default=100.0, gt=0)
-    rate_limit_burst: int = Field(default=200, ge=1)
-    recipient_rate_per_s: float = Field(default=1.0, gt=0)
-    recipient_burst: int = Field(default=30, ge=1)
-    login_rate_per_s: float = Field(default=0.5, gt=0)
-    login_burst: int = Field(default=10, ge=1)
-    # Requests per user's access token (per user), and authentication attempts that are
-    # refused or not yet verified (no credential, an unknown key) per client address.
-    user_rate_per_s: float = Field(default=20.0, gt=0)
-    user_burst: int = Field(default=60, ge=1)
-    auth_failure_rate_per_s: float = Field(default=0.5, gt=0)
-    auth_failure_burst: int = Field(default=30, ge=1)
-    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated
-    # addresses or networks, "*" for any); empty: none, the client is the TCP peer.
-    forwarded_allow_ips: str = ""
-    # Bearer token Prometheus sends to /metrics (the admin key is accepted too); unset:
-    # only the admin key.
-    metrics_token: SecretStr | None = None
-    # Browser origins allowed to call the API (comma-separated; empty: none).
-    cors_origins: str = ""
-    gateway_url: str | None = None
-    # The gateway's public address, for links in emails (one-click unsubscribe); default:
-    # the gateway's own address. https in production.
-    public_url: str | None = None
-
-    email_from: str = "Tidings <no-reply@tidings.localhost>"
-    # DKIM: a PEM private key turns signing on; the public key goes in DNS at
-    # <selector>._domainkey.<domain> (domain: the From address's, unless set).
-    dkim_private_key: SecretStr | None = None
-    # Verifies Mailgun's signed event webhooks (POST /api/v1/webhooks/mailgun/); unset: off.
-    mailgun_webhook_signing_key: SecretStr | None = None
-    dkim_selector: str = "tidings"
-    dkim_domain: str | None = None
-    # The email transport tried first; the other is the failover when it is configured.
-    email_transport: Literal["smtp", "mailgun"] = "smtp"
-    mailgun_api_key: SecretStr | None = None
-    mailgun_domain: str | None = None
-    mailgun_base_url: str = "https://api.mailgun.net"
-    smtp_pool_size: int = Field(default=4, ge=1)
-    smtp_timeout_s: float = 10.0
-    smtp_password: SecretStr | None = None
-    # A user name and password go over TLS only (smtps://, or STARTTLS when the server offers
-    # it); true lets them go in clear, for a development relay on a trusted network.
-    smtp_allow_plaintext_auth: bool = False
+    db_connect_timeout_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="the HTTP services' PostgreSQL connect timeout: a database that refuses "
+        "or hangs answers 503 with `Retry-After` instead of a wait; see "
+        "[delivery.md](delivery.md#postgresql-down)",
+    )
+    db_statement_timeout_s: float = Field(
+        default=1.0, gt=0, description="the HTTP services' PostgreSQL statement timeout"
+    )
+    db_pool_timeout_s: float = Field(
+        default=1.0, gt=0, description="the HTTP services' wait for a pooled connection"
+    )
+    db_breaker_failures: int = Field(
+        default=1,
+        ge=1,
+        description="the HTTP services' database breaker: after this many connect/statement "
+        "failures or timeouts in a row, requests answer 503 at once for the reset time, then "
+        "one probe goes",
+    )
+    db_breaker_reset_s: float = Field(
+        default=1.0, gt=0, description="the database breaker's reset time"
+    )
+    redis_connect_timeout_s: float = Field(
+        default=0.25, gt=0, description="Redis socket connect timeout"
+    )
+    redis_timeout_s: float = Field(default=0.5, gt=0, description="Redis socket read timeout")
+    redis_breaker_failures: int = Field(
+        default=3,
+        ge=1,
+        description="the Redis circuit breaker (one per client: cache, rate limits, discovery): "
+        "consecutive failures that open it; while open, each use of Redis degrades or refuses "
+        "at once, see [delivery.md](delivery.md#redis-down)",
+    )
+    redis_breaker_reset_s: float = Field(
+        default=5.0, gt=0, description="seconds before the Redis breaker lets a probe through"
+    )
 
     @property
     def embedded(self) -> bool:
@@ -191,9 +250,6 @@ class TidingsSettings(BaseSettings):
         explicit = self.users_url if service == "users" else self.templates_url
         return bool(self.redis_url) and explicit is None
 
-    def public_base(self) -> str:
-        return (self.public_url or self.url_of("gateway")).rstrip("/")
-
     def url_of(self, service: Literal["gateway", "users", "templates"]) -> str:
         explicit = {
             "gateway": self.gateway_url,
@@ -214,6 +270,37 @@ class TidingsSettings(BaseSettings):
         if url is None:
             return f"sqlite+aiosqlite:///{(self.data_dir / f'{schema}.db').resolve()}"
         return async_database_url(url)
+
+
+class WorkerSettings(TidingsSettings):
+    """What both delivery workers (email, push) add: the retry policy of core's flow."""
+
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        description="delivery attempts of a transient failure before the notification fails",
+    )
+    retry_base_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="backoff after attempt *n*: uniform in [0, min(cap, base·2ⁿ⁻¹)] seconds, "
+        "rounded down to a delay tier (1 s, 2 s, 4 s … 512 s)",
+    )
+    retry_cap_s: float = Field(default=300.0, gt=0, description="the backoff's cap, seconds")
+    delivery_lease_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how long a worker's claim on a notification holds, on the database's "
+        "clock, renewed right before the send; a worker that dies mid-send is replaced after "
+        "this (the window of the one possible duplicate)",
+    )
+    max_wait_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="how long a notification may live, from its first try, whatever it waits "
+        "on (an open breaker, an unreachable service, the worker's own database or the broker, "
+        "another worker's lease, retries) before it fails",
+    )
 
 
 def async_database_url(url: str) -> str:

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
+from tidings.core.breaker import BreakerPolicy
 from tidings.core.bus import Bus, Handler, open_bus
 from tidings.core.db import DbTimeouts, open_database
 from tidings.core.deliveries import DeliveryStore
@@ -15,7 +16,7 @@ from tidings.core.flow import Deliver, DeliveryFlow, renew_lease
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import Channel
 from tidings.core.retry import RetryPolicy
-from tidings.core.settings import TidingsSettings
+from tidings.core.settings import WorkerSettings
 from tidings.core.topology import CHANNEL_QUEUES, PRIORITY_QUEUES
 from tidings.core.web import HealthRegistry, create_service_app, service_client
 
@@ -29,7 +30,7 @@ DeliverFactory = Callable[[AsyncExitStack, TemplateDirectory, HealthRegistry], A
 
 def create_worker_app(
     service: Channel,
-    settings: TidingsSettings,
+    settings: WorkerSettings,
     *,
     store_url: str,
     make_deliver: DeliverFactory,
@@ -51,7 +52,14 @@ def create_worker_app(
                 await the_bus.start()
                 stack.push_async_callback(the_bus.close)
             templates_client = service_client(
-                "templates", settings, stack, caller=service, registry=app.state.registry
+                "templates",
+                settings,
+                stack,
+                caller=service,
+                breaker=BreakerPolicy(
+                    settings.templates_breaker_failures, settings.templates_breaker_reset_s
+                ),
+                registry=app.state.registry,
             )
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)
             deliver = await make_deliver(stack, templates, health)

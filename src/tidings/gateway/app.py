@@ -7,6 +7,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from tidings.core.access import Access
+from tidings.core.breaker import BreakerPolicy
 from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, RedisOptions, open_cache
 from tidings.core.db import DbTimeouts
@@ -76,9 +77,23 @@ async def _build(
     )
     # Look-ups carry the service credential; proxied requests carry the caller only.
     registry = app.state.registry
-    users_client = service_client("users", settings, stack, caller="gateway", registry=registry)
+    users_client = service_client(
+        "users",
+        settings,
+        stack,
+        caller="gateway",
+        breaker=BreakerPolicy(settings.users_breaker_failures, settings.users_breaker_reset_s),
+        registry=registry,
+    )
     templates_client = service_client(
-        "templates", settings, stack, caller="gateway", registry=registry
+        "templates",
+        settings,
+        stack,
+        caller="gateway",
+        breaker=BreakerPolicy(
+            settings.templates_breaker_failures, settings.templates_breaker_reset_s
+        ),
+        registry=registry,
     )
     users_endpoints = users_client.endpoints
     templates_endpoints = templates_client.endpoints

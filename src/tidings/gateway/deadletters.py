@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from tidings.core.bus import Bus, BusMessage
+from tidings.core.bus import Bus, BusMessage, wait_out
 from tidings.core.db import Database, utcnow
 from tidings.core.envelope import PaginationMeta
 from tidings.core.errors import InvalidInput, NotFound
@@ -38,7 +38,6 @@ from tidings.gateway.models import (
 )
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.schemas import DeadLetterFilter, DeadLetterOut, ReplayRequest, ReplayResult
-from tidings.gateway.status import wait_out
 from tidings.gateway.transitions import StatusTransitions
 
 log = logging.getLogger(__name__)

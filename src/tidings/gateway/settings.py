@@ -1,18 +1,102 @@
+"""The gateway's settings: its API's limits, the relay, the reconciler, its caches, and what
+it serves for the other channels (the VAPID public key, the Mailgun webhook)."""
+
 from __future__ import annotations
+
+from pydantic import Field, SecretStr
 
 from tidings.core.settings import TidingsSettings
 
 
 class GatewaySettings(TidingsSettings):
-    # Optional database of its own; default: the shared TIDINGS_DATABASE_URL, schema "gateway".
-    gateway_database_url: str | None = None
-    # How many outbox rows the relay publishes per transaction.
-    relay_batch_size: int = 200
-    # The relay is woken at once after each commit; this is only a safety net for rows left
-    # behind by another replica or by a failed publish.
-    relay_poll_s: float = 1.0
-    # Served to browsers at /api/v1/push/vapid-public-key/ (see docs/push.md).
-    vapid_public_key: str | None = None
+    gateway_database_url: str | None = Field(
+        default=None,
+        description="a database of the gateway's own. Unset: `TIDINGS_DATABASE_URL`, schema "
+        "`gateway`",
+    )
+    # Rate limits (token buckets, in Redis): per API key (a key may have its own), per
+    # recipient, per user's access token, login attempts and failed authentications per
+    # client address.
+    rate_limit_per_s: float = Field(
+        default=100.0,
+        gt=0,
+        description="requests per second each API key may make, unless the key has its own; "
+        "past it, 429 with `Retry-After`",
+    )
+    rate_limit_burst: int = Field(default=200, ge=1, description="that bucket's burst")
+    recipient_rate_per_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="notifications per second one user may be sent (skipped ones do not "
+        "count); past it, 429 (a rejected item in a batch)",
+    )
+    recipient_burst: int = Field(default=30, ge=1, description="that bucket's burst")
+    login_rate_per_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="login and refresh attempts per client address (the API's and the "
+        "dashboard's, each its own bucket)",
+    )
+    login_burst: int = Field(default=10, ge=1, description="that bucket's burst")
+    user_rate_per_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="requests per second a user's access token may make (per user, whatever "
+        "the address)",
+    )
+    user_burst: int = Field(default=60, ge=1, description="that bucket's burst")
+    auth_failure_rate_per_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="per client address: authentications that fail (no credential, a wrong "
+        "one) or need a look-up to tell (an API key not yet known); past it 429, before any "
+        "look-up",
+    )
+    auth_failure_burst: int = Field(default=30, ge=1, description="that bucket's burst")
+
+    user_cache_ttl_s: float = Field(
+        default=60.0,
+        description="how long the gateway trusts a cached user (the last known copy is kept "
+        "longer, for outages)",
+    )
+    priority_lane_min: int = Field(
+        default=7,
+        ge=0,
+        le=10,
+        description="notifications with this `priority` or more go through the channel's "
+        "priority queue (`email.priority.queue`, `push.priority.queue`), consumed beside the "
+        "normal one, so they overtake a backlog; `10` turns the lane off",
+    )
+    relay_batch_size: int = Field(
+        default=200, description="outbox rows the relay publishes per transaction"
+    )
+    relay_poll_s: float = Field(
+        default=1.0,
+        description="the relay's safety-net poll, seconds (it is woken at once after each "
+        "commit; the poll picks up rows left by another replica or a failed publish)",
+    )
+    reconcile_every_s: float = Field(
+        default=60.0, gt=0, description="how often the gateway's reconciler looks"
+    )
+    reconcile_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="how long a `pending` notification's status must not have moved before "
+        "the reconciler requeues it (the worker's delivery record settles it)",
+    )
+    reconcile_max_requeues: int = Field(
+        default=3, ge=0, description="after how many requeues it fails the notification instead"
+    )
+    vapid_public_key: str | None = Field(
+        default=None,
+        description="the VAPID public key (`tidings vapid generate`), served to browsers at "
+        "`/api/v1/push/vapid-public-key/`; see [push.md](push.md). Unset: that route answers 404",
+    )
+    mailgun_webhook_signing_key: SecretStr | None = Field(
+        default=None,
+        description="verifies Mailgun's signed event webhooks at "
+        "`POST /api/v1/webhooks/mailgun/`. Unset: the webhook answers 403",
+    )
 
     @property
     def store_url(self) -> str:

@@ -9,9 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from typing import Any
 
-from tidings.core.bus import Bus, BusMessage, DeadLetter, as_outage, parse
+from tidings.core.bus import Bus, BusMessage, DeadLetter, parse, wait_out
 from tidings.core.errors import Conflict, NotFound
 from tidings.core.messages import StatusEvent
 from tidings.core.topology import STATUS_ROUTE
@@ -22,25 +21,6 @@ from tidings.gateway.suppressions import Suppressions
 from tidings.gateway.transitions import StatusTransitions
 
 log = logging.getLogger(__name__)
-
-# How often a message has gone round waiting for an outage to end (it sets the next wait).
-WAITS_HEADER = "x-tidings-waits"
-# The longest single wait: a status event waits as long as the outage lasts, never fails.
-WAIT_CAP_S = 32.0
-
-
-async def wait_out(
-    bus: Bus, message: BusMessage, route: str, exc: Exception, **headers: Any
-) -> None:
-    """Send ``message`` round again through ``route``'s retry tiers, 1 s, 2 s, 4 s ... up to
-    ``WAIT_CAP_S``, when ``exc`` is an outage; anything else is raised again."""
-    outage = as_outage(exc)
-    if outage is None:
-        raise exc
-    waits = int(str(message.headers.get(WAITS_HEADER) or 0))
-    delay_s = min(WAIT_CAP_S, 2.0**waits)
-    log.warning("%s waits %gs: %s", message.message_id, delay_s, outage.message)
-    await bus.later(message, route, delay_s, headers={WAITS_HEADER: waits + 1, **headers})
 
 
 class StatusConsumer:

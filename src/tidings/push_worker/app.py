@@ -7,7 +7,7 @@ from contextlib import AsyncExitStack
 import httpx
 from fastapi import FastAPI
 
-from tidings.core.breaker import CircuitBreaker
+from tidings.core.breaker import BreakerPolicy, CircuitBreaker
 from tidings.core.bus import Bus
 from tidings.core.db import DbTimeouts, open_database
 from tidings.core.lookups import TemplateDirectory
@@ -110,7 +110,13 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
         # The delivery records' store is core's; the per-device results share its schema.
         db = open_database(settings.store_url, "push", DbTimeouts.for_worker(settings))
         stack.push_async_callback(db.close)
-        users = service_client("users", settings, stack, caller="push")
+        users = service_client(
+            "users",
+            settings,
+            stack,
+            caller="push",
+            breaker=BreakerPolicy(settings.users_breaker_failures, settings.users_breaker_reset_s),
+        )
         health.add("users_service", users.ping)
         devices = DeviceDirectory(users)
         webpush = webpush_sender(settings)

@@ -1,43 +1,84 @@
+"""The push worker's settings: Web Push (VAPID), FCM, and its calls to push services."""
+
 from __future__ import annotations
 
 from pydantic import Field, SecretStr
 
-from tidings.core.settings import TidingsSettings
+from tidings.core.settings import WorkerSettings
 
 
-class PushSettings(TidingsSettings):
-    # Optional database of its own; default: the shared TIDINGS_DATABASE_URL, schema "push".
-    push_database_url: str | None = None
-
-    # Web Push (VAPID, RFC 8292). The private key as `tidings vapid generate` prints it
-    # (base64url of the raw 32-byte P-256 scalar; a base64url DER or PEM key works too).
-    # Unset: Web Push devices fail with a permanent "not configured" error.
-    vapid_private_key: SecretStr | None = None
-    # The `sub` claim: a mailto: or https: contact for the push services' operators.
-    vapid_subject: str = "mailto:admin@tidings.localhost"
-    # Plain-http endpoints on loopback only (development and tests).
-    webpush_allow_insecure: bool = False
-
-    # FCM HTTP v1: the service-account key (a JSON file path, or its JSON itself).
-    fcm_service_account_file: str | None = None
-    fcm_service_account_json: SecretStr | None = None
-    # Default: the key's project_id.
-    fcm_project_id: str | None = None
-    fcm_base_url: str = "https://fcm.googleapis.com"
-    # android.notification.click_action: the intent action the app opens on a tap (the
-    # link itself travels in data.link). Unset: the app's launcher activity.
-    fcm_click_action: str | None = None
-
-    # How long a push service keeps an undelivered push (Web Push TTL, FCM ttl), seconds.
-    push_ttl_s: int = Field(default=86_400, ge=0, le=2_419_200)
-    push_timeout_s: float = Field(default=10.0, gt=0)
-    # One call to a push service or FCM, as a whole (push_timeout_s is per connect or read),
-    # and how much of its answer is read: the servers of Web Push endpoints are users' choice.
-    push_deadline_s: float = Field(default=15.0, gt=0)
-    push_max_response_bytes: int = Field(default=65_536, ge=1024)
-    # One circuit breaker per provider (webpush, fcm): connection-level failures only.
-    push_breaker_failures: int = Field(default=5, ge=1)
-    push_breaker_reset_s: float = Field(default=60.0, gt=0)
+class PushSettings(WorkerSettings):
+    push_database_url: str | None = Field(
+        default=None,
+        description="a database of the push worker's own for its delivery records. Unset: "
+        "`TIDINGS_DATABASE_URL`, schema `push`",
+    )
+    # Web Push (VAPID, RFC 8292).
+    vapid_private_key: SecretStr | None = Field(
+        default=None,
+        description="the VAPID private key the push worker signs with, as `tidings vapid "
+        "generate` prints it (base64url of the raw 32-byte P-256 scalar; a base64url DER or "
+        'PEM key works too). Unset: Web Push devices fail "not configured"',
+    )
+    vapid_subject: str = Field(
+        default="mailto:admin@tidings.localhost",
+        description="VAPID `sub`: a `mailto:` or `https:` contact for the push services' operators",
+    )
+    webpush_allow_insecure: bool = Field(
+        default=False,
+        description="send to plain-http Web Push endpoints, on loopback only (development, tests)",
+    )
+    # FCM HTTP v1.
+    fcm_service_account_file: str | None = Field(
+        default=None,
+        description="the FCM service-account key as a JSON file path. Unset (and no JSON): FCM "
+        'devices fail "not configured"',
+    )
+    fcm_service_account_json: SecretStr | None = Field(
+        default=None, description="the FCM service-account key as its JSON itself"
+    )
+    fcm_project_id: str | None = Field(
+        default=None, description="Firebase project. Unset: the key's `project_id`"
+    )
+    fcm_base_url: str = Field(default="https://fcm.googleapis.com", description="FCM base URL")
+    fcm_click_action: str | None = Field(
+        default=None,
+        description="`android.notification.click_action`: the intent action the app opens on a "
+        "tap (the link itself travels in `data.link`). Unset: the app's launcher activity",
+    )
+    push_ttl_s: int = Field(
+        default=86_400,
+        ge=0,
+        le=2_419_200,
+        description="how long a push service keeps an undelivered push (Web Push `TTL`, "
+        "Android `ttl`)",
+    )
+    push_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="timeout of calls to push services and FCM (per connect, read or write)",
+    )
+    # The servers of Web Push endpoints are users' choice: a call is bounded as a whole, and
+    # so is how much of its answer is read.
+    push_deadline_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="the longest one call to a push service or FCM may take, as a whole",
+    )
+    push_max_response_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        description="how much of a push service's or FCM's answer is read; the rest is not",
+    )
+    push_breaker_failures: int = Field(
+        default=5,
+        ge=1,
+        description="one breaker each for Web Push and FCM: consecutive connection-level "
+        "failures that open it",
+    )
+    push_breaker_reset_s: float = Field(
+        default=60.0, gt=0, description="seconds before a push breaker lets a probe through"
+    )
 
     @property
     def store_url(self) -> str:

@@ -1,11 +1,18 @@
+"""The templates service's settings: only where its store is; the rest is shared (core)."""
+
 from __future__ import annotations
+
+from pydantic import Field
 
 from tidings.core.settings import TidingsSettings
 
 
 class TemplatesSettings(TidingsSettings):
-    # Optional database of its own; default: the shared TIDINGS_DATABASE_URL, schema "templates".
-    templates_database_url: str | None = None
+    templates_database_url: str | None = Field(
+        default=None,
+        description="a database of the templates service's own. Unset: `TIDINGS_DATABASE_URL`, "
+        "schema `templates`",
+    )
 
     @property
     def store_url(self) -> str:

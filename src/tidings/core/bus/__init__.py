@@ -35,7 +35,7 @@ from tidings.core.logs import correlation_id
 from tidings.core.settings import TidingsSettings
 from tidings.core.topology import FAILED_ROUTE, REASON_HEADER, SOURCE_QUEUE_HEADER
 
-log = logging.getLogger("tidings.bus")
+log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -76,6 +76,10 @@ def as_outage(exc: BaseException) -> DependencyUnavailable | None:
 
 
 class Bus(ABC):
+    """The message bus: publishes with confirmation into ``notifications.direct`` and feeds
+    queues to handlers with manual acknowledgement, keeping the contract above. Made by
+    :func:`open_bus`; ``start`` before use, ``close`` to stop."""
+
     @abstractmethod
     async def start(self) -> None:
         """Connect and declare the topology (idempotent)."""
@@ -147,6 +151,28 @@ class Bus(ABC):
             )
         finally:
             correlation_id.reset(token)
+
+
+# How often a message has gone round waiting for an outage to end (it sets the next wait).
+WAITS_HEADER = "x-tidings-waits"
+# The longest single wait: a message waits as long as the outage lasts, never fails.
+WAIT_CAP_S = 32.0
+
+
+async def wait_out(
+    bus: Bus, message: BusMessage, route: str, exc: Exception, **headers: Any
+) -> None:
+    """For a consumer that met ``exc``: when it is an outage, send ``message`` round again
+    through ``route``'s retry tiers, 1 s, 2 s, 4 s ... up to ``WAIT_CAP_S`` (the count in
+    its ``WAITS_HEADER``), so the wait spends none of its deliveries; anything else is
+    raised again."""
+    outage = as_outage(exc)
+    if outage is None:
+        raise exc
+    waits = int(str(message.headers.get(WAITS_HEADER) or 0))
+    delay_s = min(WAIT_CAP_S, 2.0**waits)
+    log.warning("%s waits %gs: %s", message.message_id, delay_s, outage.message)
+    await bus.later(message, route, delay_s, headers={WAITS_HEADER: waits + 1, **headers})
 
 
 def parse(model: type[M], message: BusMessage) -> M:

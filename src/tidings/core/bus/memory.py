@@ -19,7 +19,7 @@ from tidings.core.metrics import CONSUMED, PUBLISHED
 from tidings.core.retry import tier_for
 from tidings.core.topology import DELAYABLE_ROUTES, QUEUES
 
-log = logging.getLogger("tidings.bus.memory")
+log = logging.getLogger(__name__)
 
 
 class MemoryBus(Bus):

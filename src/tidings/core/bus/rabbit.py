@@ -37,7 +37,7 @@ from tidings.core.topology import (
     RETRY_TIERS_MS,
 )
 
-log = logging.getLogger("tidings.bus.rabbit")
+log = logging.getLogger(__name__)
 
 _BROKER_ERRORS = (
     aiormq.exceptions.AMQPError,

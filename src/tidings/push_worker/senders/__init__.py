@@ -129,20 +129,25 @@ async def bounded_post(
     http: httpx.AsyncClient, url: str, limits: CallLimits, **kwargs: Any
 ) -> httpx.Response:
     """POST and read at most ``limits.max_body_bytes`` of the answer, all within
-    ``limits.deadline_s``; TimeoutError past the deadline. The answer comes back as a
+    ``limits.deadline_s``; past the deadline httpx.TimeoutException, as for httpx's own
+    timeouts, so a caller handles every failure to get an answer as httpx.HTTPError. The
+    answer comes back as a
     response holding the bytes read: a body asked as identity, and one that comes encoded
     anyway is dropped (a small compressed body may inflate to gigabytes)."""
     headers = {**kwargs.pop("headers", {}), "Accept-Encoding": "identity"}
-    async with asyncio.timeout(limits.deadline_s):
-        async with http.stream("POST", url, headers=headers, **kwargs) as answer:
-            body = bytearray()
-            encoded = answer.headers.get("content-encoding", "identity").lower() != "identity"
-            async for chunk in answer.aiter_raw():
-                if encoded:
-                    break
-                body += chunk[: limits.max_body_bytes - len(body)]
-                if len(body) >= limits.max_body_bytes:
-                    break
+    try:
+        async with asyncio.timeout(limits.deadline_s):
+            async with http.stream("POST", url, headers=headers, **kwargs) as answer:
+                body = bytearray()
+                encoded = answer.headers.get("content-encoding", "identity").lower() != "identity"
+                async for chunk in answer.aiter_raw():
+                    if encoded:
+                        break
+                    body += chunk[: limits.max_body_bytes - len(body)]
+                    if len(body) >= limits.max_body_bytes:
+                        break
+    except TimeoutError as exc:
+        raise httpx.TimeoutException(f"did not answer within {limits.deadline_s:g} s") from exc
     kept = {k: v for k, v in answer.headers.items() if k.lower() != "content-encoding"}
     kept.pop("content-length", None)
     return httpx.Response(answer.status_code, headers=kept, content=bytes(body))

@@ -150,10 +150,6 @@ class FcmSender:
             )
         except httpx.HTTPError as exc:
             raise TransientError(f"FCM unreachable: {exc!r}", connection_level=True) from exc
-        except TimeoutError as exc:
-            raise TransientError(
-                f"FCM did not answer within {self.limits.deadline_s:g} s", connection_level=True
-            ) from exc
 
     async def close(self) -> None:
         await self.http.aclose()

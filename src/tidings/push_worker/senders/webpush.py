@@ -166,11 +166,6 @@ class WebPushSender:
                 raise TransientError(
                     f"push service unreachable: {exc!r}", connection_level=True
                 ) from exc
-            except TimeoutError as exc:
-                raise TransientError(
-                    f"push service did not answer within {self.limits.deadline_s:g} s",
-                    connection_level=True,
-                ) from exc
         return classify(answer)
 
     async def close(self) -> None:

@@ -1,0 +1,188 @@
+"""The app factory: a service's FastAPI app with the envelope, correlation ids, body limits,
+/health, /metrics and its registration for discovery."""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from pydantic import SecretStr
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+from tidings.core.auth import bearer, same_secret
+from tidings.core.cache import RedisOptions
+from tidings.core.db import Database, DbTimeouts, open_database
+from tidings.core.discovery import Heartbeat, Registry
+from tidings.core.envelope import Envelope, ok
+from tidings.core.errors import DependencyUnavailable, Unauthorized
+from tidings.core.logs import CORRELATION_HEADER
+from tidings.core.metrics import exposition
+from tidings.core.openapi import truthful_openapi
+from tidings.core.settings import ServiceName, TidingsSettings
+from tidings.core.web.handlers import install_error_handlers
+from tidings.core.web.health import HealthRegistry
+from tidings.core.web.middleware import BodyLimitMiddleware, CorrelationMiddleware
+
+log = logging.getLogger(__name__)
+
+
+def from_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency handing a route what the app's lifespan keeps in ``app.state.<name>``.
+    Async, so FastAPI calls it on the event loop: a plain ``def`` dependency goes through
+    its thread pool on every request (3 % of the gateway's CPU, py-spy;
+    docs/performance.md)."""
+
+    async def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return dependency
+
+
+def _bearer_is(request: Request, *secrets: str | None) -> bool:
+    token = bearer(request.headers.get("authorization"))
+    return token is not None and any(same_secret(token, s) for s in secrets if s)
+
+
+def _secret_of(settings: TidingsSettings | None, name: str) -> str | None:
+    value: SecretStr | None = getattr(settings, name, None) if settings is not None else None
+    return value.get_secret_value() if value is not None else None
+
+
+@asynccontextmanager
+async def app_database(
+    app: FastAPI, url: str, schema: str, timeouts: DbTimeouts | None = None
+) -> AsyncIterator[Database]:
+    """The service's store for the app's lifetime, with its /health check."""
+    db = open_database(url, schema, timeouts)
+    app.state.health.add("database", db.ping)
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+def create_service_app(
+    service: ServiceName,
+    *,
+    max_body_bytes: int,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]],
+    description: str = "",
+    cors_origins: str = "",
+    settings: TidingsSettings | None = None,
+) -> FastAPI:
+    """A FastAPI app with the envelope, correlation ids, body limits and /health."""
+    instance_id = uuid.uuid4().hex[:12]
+
+    @asynccontextmanager
+    async def announced(app: FastAPI) -> AsyncIterator[None]:
+        """The service's own lifespan, then its registration (when discovery is on)."""
+        registry = None
+        if settings is not None and settings.redis_url:
+            registry = Registry(
+                settings.redis_url, settings.cache_namespace, options=RedisOptions.of(settings)
+            )
+        app.state.registry = registry
+        async with lifespan(app):
+            heartbeat = None
+            if registry is not None and settings is not None:
+                heartbeat = Heartbeat(
+                    registry, service, settings.advertised_url(service), settings.heartbeat_s
+                )
+                try:
+                    await heartbeat.start()
+                except DependencyUnavailable as exc:
+                    log.warning("not registered for discovery: %s", exc)
+                    heartbeat = None
+            try:
+                yield
+            finally:
+                if heartbeat is not None:
+                    await heartbeat.stop()
+                if registry is not None:
+                    await registry.close()
+
+    app = FastAPI(
+        title=f"Tidings {service}",
+        description=description,
+        version="0.1.0",
+        lifespan=announced,
+    )
+    app.openapi = truthful_openapi(app)  # type: ignore[method-assign]
+    app.state.instance_id = instance_id
+    app.state.service = service
+    app.state.health = HealthRegistry()
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    origins = [o.strip() for o in cors_origins.split(",") if o.strip()]
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", CORRELATION_HEADER],
+        )
+    app.add_middleware(CorrelationMiddleware, instance_id=instance_id, service=service)
+    # The client's address (login and failed-authentication limits) from X-Forwarded-For
+    # only when the peer is a trusted proxy: uvicorn's middleware, not our own parsing. In
+    # the app rather than the server's config, so every way of serving it does the same.
+    forwarders = settings.forwarded_allow_ips if settings is not None else ""
+    trusted = [h.strip() for h in forwarders.split(",") if h.strip()]
+    if trusted:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=trusted)
+
+    admin_key = _secret_of(settings, "admin_api_key")
+    service_token = _secret_of(settings, "service_token")
+    metrics_token = _secret_of(settings, "metrics_token")
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus text format (not the envelope: Prometheus reads this). Bearer
+        TIDINGS_METRICS_TOKEN or the admin key: the figures name routes, queues and rates
+        an outsider has no business reading."""
+        if not _bearer_is(request, metrics_token, admin_key):
+            raise Unauthorized("send Authorization: Bearer <TIDINGS_METRICS_TOKEN>")
+        body, content_type = exposition()
+        return Response(body, media_type=content_type)
+
+    @app.get(
+        "/health",
+        response_model=Envelope[dict[str, Any]],
+        tags=["health"],
+        # Degraded: the same body, success false, with the failing checks in ``error``.
+        responses={503: {"model": Envelope[dict[str, Any]], "description": "degraded"}},
+    )
+    async def health(request: Request) -> JSONResponse:
+        """Up or degraded, for anyone (200 or 503); the checks, instances and process
+        details only for the operator's credentials (admin key, service token): they
+        name internal addresses and carry raw error text."""
+        checks = await request.app.state.health.run()
+        healthy = all(v == "ok" for v in checks.values())
+        status = "ok" if healthy else "degraded"
+        data: dict[str, Any] = {"status": status}
+        if _bearer_is(request, admin_key, service_token):
+            info = {name: await show() for name, show in request.app.state.health.info.items()}
+            data = {
+                "service": service,
+                "status": status,
+                "pid": os.getpid(),
+                "instance_id": request.app.state.instance_id,
+                "checks": checks,
+                **info,
+            }
+        body = ok(data, "healthy" if healthy else "degraded")
+        if not healthy:
+            body["success"] = False
+            if "checks" in data:
+                body["error"] = "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok")
+            else:
+                body["data"], body["error"] = None, "degraded"
+        return JSONResponse(body, 200 if healthy else 503)
+
+    return app
