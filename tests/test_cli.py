@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from tests.helpers import free_port
+from tidings.core.settings import TidingsSettings
+from tidings.credentials import CREDENTIALS, VAPID, ensure_credentials, read_kept
 from tidings.runner import ConfigurationError
 from tidings.supervisor import parse_replicas
 
@@ -58,6 +63,10 @@ async def test_migrate_creates_every_service_schema(fresh_pg: str) -> None:
     } <= tables
     again = tidings("migrate", TIDINGS_DATABASE_URL=fresh_pg)
     assert again.returncode == 0, again.stderr  # idempotent
+    # One line each time, whatever the number of revisions.
+    schemas = "schemas users, templates, gateway, email, push: "
+    assert re.fullmatch(schemas + r"[1-9]\d* migration\(s\) applied\n", result.stdout), result
+    assert again.stdout == schemas + "up to date\n" and not again.stderr, again
 
 
 def test_up_refuses_replicas_it_cannot_run() -> None:
@@ -83,3 +92,43 @@ def test_up_refuses_replicas_it_cannot_run() -> None:
     assert clash.returncode == 2 and "users replica 1's" in clash.stderr, clash.stderr
     embedded = tidings("up", "--replicas", "email=2")
     assert embedded.returncode == 2 and "real infrastructure" in embedded.stderr
+
+
+def test_up_reset_is_for_the_embedded_default() -> None:
+    result = tidings("up", "--reset", TIDINGS_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/")
+    assert result.returncode == 2 and "--reset is for the embedded default" in result.stderr
+
+
+def test_send_and_status_say_in_one_line_what_is_missing(tmp_path: Path) -> None:
+    no_key = tidings("status", "x", TIDINGS_DATA_DIR=str(tmp_path))
+    assert no_key.returncode == 1 and no_key.stderr.startswith("tidings: no admin key"), no_key
+    port = free_port()
+    down = tidings("status", "x", "--key", "k", "--url", f"http://127.0.0.1:{port}")
+    assert down.returncode == 1
+    assert down.stderr.startswith(f"tidings: the gateway at http://127.0.0.1:{port} did not")
+    bad = tidings("send", "nobody", "welcome", "name=Ada", "--key", "k")
+    assert bad.returncode == 1 and "neither a user id nor an email address" in bad.stderr
+    vars_bad = tidings("send", "a@example.com", "welcome", "novalue", "--key", "k")
+    assert vars_bad.returncode == 1 and "neither KEY=VALUE nor a JSON object" in vars_bad.stderr
+
+
+def test_kept_credentials_yield_to_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (*CREDENTIALS, *VAPID):
+        monkeypatch.delenv(f"TIDINGS_{name.upper()}", raising=False)
+    settings = TidingsSettings(data_dir=tmp_path)
+    made = ensure_credentials(settings, keep=True)
+    assert made.admin_key_origin == "made"
+    kept = read_kept(settings)
+    assert set(kept) == {*CREDENTIALS, *VAPID} and kept["admin_api_key"] == made.admin_key
+    for name in (*CREDENTIALS, *VAPID):  # as a new process would start
+        monkeypatch.delenv(f"TIDINGS_{name.upper()}")
+    again = ensure_credentials(TidingsSettings(data_dir=tmp_path), keep=True)
+    assert (again.admin_key, again.admin_key_origin) == (made.admin_key, "kept")
+    for name in (*CREDENTIALS, *VAPID):
+        monkeypatch.delenv(f"TIDINGS_{name.upper()}")
+    monkeypatch.setenv("TIDINGS_ADMIN_API_KEY", "the operator's own")
+    mine = ensure_credentials(TidingsSettings(data_dir=tmp_path), keep=True)
+    assert (mine.admin_key, mine.admin_key_origin) == ("the operator's own", "environment")
+    assert read_kept(settings) == kept, "a key from the environment is not kept"

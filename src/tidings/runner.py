@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
+import shutil
 import signal
 import socket
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
 import uvicorn
@@ -22,17 +21,19 @@ try:  # uvloop: a faster event loop (libuv), where it installs (not on Windows)
 except ImportError:  # pragma: no cover
     uvloop = None  # type: ignore[assignment]
 
+from tidings.banner import banner
 from tidings.core.bus import open_bus
 from tidings.core.cache import MemoryCache
 from tidings.core.logs import configure_logging
 from tidings.core.migrations import migrate
 from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
+from tidings.credentials import CREDENTIALS, ensure_credentials, forget_kept
 from tidings.mailcapture import start_capture
 
 if TYPE_CHECKING:
     from tidings.email_worker.settings import EmailSettings
 
-log = logging.getLogger("tidings.runner")
+log = logging.getLogger(__name__)
 
 # Every store: (service, the package holding its migrations). Each service's schema is
 # named after it; both workers' delivery records share one set of migrations in core.
@@ -111,9 +112,13 @@ def openapi_schemas() -> dict[str, dict[str, Any]]:
     return {service: build_app(service).openapi() for service in SERVICES}
 
 
-def migrate_all() -> None:
-    for service, package in STORES:
-        migrate(package, store_url(service), service)
+def migrate_all() -> str:
+    """Every store up to its latest revision; what was done, in one line (also logged)."""
+    applied = sum(migrate(package, store_url(service), service) for service, package in STORES)
+    schemas = ", ".join(dict.fromkeys(service for service, _ in STORES))
+    done = f"{applied} migration(s) applied" if applied else "up to date"
+    log.info("schemas %s: %s", schemas, done)
+    return f"schemas {schemas}: {done}"
 
 
 def run_loop(main: Coroutine[Any, Any, None]) -> None:
@@ -147,6 +152,12 @@ class Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, *, reuse_port: bool = False) -> None:
         super().__init__(config)
         self.reuse_port = reuse_port
+        self.listening = asyncio.Event()  # set once it has started and listens
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self.listening.set()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -180,7 +191,9 @@ def _server(app: FastAPI, host: str, port: int, *, reuse_port: bool = False) -> 
     )
 
 
-async def _serve_all(servers: list[Server]) -> None:
+async def _serve_all(servers: list[Server], on_listening: Callable[[], None] | None = None) -> None:
+    """Serve until a signal, or until one server stops; ``on_listening`` is called once every
+    server listens."""
     loop = asyncio.get_running_loop()
 
     def stop() -> None:
@@ -190,6 +203,14 @@ async def _serve_all(servers: list[Server]) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     tasks = [asyncio.create_task(s.serve()) for s in servers]
+    if on_listening is not None:
+        listening = asyncio.ensure_future(asyncio.gather(*(s.listening.wait() for s in servers)))
+        either: list[asyncio.Future[Any]] = [listening, *tasks]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if listening.done():
+            on_listening()
+        else:
+            listening.cancel()
     # If one server stops (a failed start, or a signal), stop them all.
     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     stop()
@@ -213,22 +234,6 @@ def require_broker(settings: TidingsSettings, what: str) -> None:
         )
 
 
-CREDENTIALS = ("admin_api_key", "secret_key", "service_token")
-
-
-def ensure_credentials(settings: TidingsSettings) -> TidingsSettings:
-    """`tidings up` makes the credentials that are not set (in its environment, so every
-    service it starts shares them) and prints a made admin key once, to stdout."""
-    for name in CREDENTIALS:
-        if getattr(settings, name) is None:
-            value = secrets.token_urlsafe(32)
-            os.environ[f"TIDINGS_{name.upper()}"] = value
-            if name == "admin_api_key":
-                note = "made for this run; set TIDINGS_ADMIN_API_KEY to keep one"
-                print(f"Tidings admin key ({note}): {value}", flush=True)
-    return TidingsSettings()
-
-
 def require_credentials(settings: TidingsSettings, what: str) -> None:
     missing = [f"TIDINGS_{n.upper()}" for n in CREDENTIALS if getattr(settings, n) is None]
     if missing:
@@ -247,14 +252,30 @@ def run_service(service: ServiceName) -> None:
     app = build_app(service)
     port = settings.port_of(service)
     server = _server(app, settings.host, port, reuse_port=settings.reuse_port)
-    run_loop(_serve_all([server]))
+    url = f"http://{settings.host}:{port}"
+    run_loop(_serve_all([server], lambda: log.info("%s listening on %s", service, url)))
 
 
-def run_embedded() -> None:
+def reset_embedded(settings: TidingsSettings) -> None:
+    """Forget what the embedded default made: its kept credentials, its SQLite files and
+    the captured mail. Nothing else in the data directory is touched."""
+    forget_kept(settings)
+    for service in dict.fromkeys(service for service, _ in STORES):
+        for suffix in (".db", ".db-wal", ".db-shm", ".db-journal"):
+            (settings.data_dir / f"{service}{suffix}").unlink(missing_ok=True)
+    shutil.rmtree(settings.data_dir / "mailbox", ignore_errors=True)
+    log.info("reset: the embedded default's credentials and data in %s are gone", settings.data_dir)
+
+
+def run_embedded(*, reset: bool = False) -> None:
     """Every service in this process: SQLite, the in-process bus and cache, and the SMTP
-    capture server unless TIDINGS_SMTP_URL is set."""
-    settings = ensure_credentials(TidingsSettings())
+    capture server unless TIDINGS_SMTP_URL is set. ``reset``: start afresh."""
+    settings = TidingsSettings()
     configure_logging("tidings", settings.log_level, settings.log_format)
+    if reset:
+        reset_embedded(settings)
+    credentials = ensure_credentials(settings, keep=True)
+    settings = credentials.settings
     migrate_all()
     mail = capture_settings()
 
@@ -271,15 +292,9 @@ def run_embedded() -> None:
             _server(build_app(s, bus=bus, cache=cache), settings.host, settings.port_of(s))
             for s in SERVICES
         ]
-        log.info(
-            "Tidings (embedded) on http://%s:%s; data in %s%s",
-            settings.host,
-            settings.gateway_port,
-            settings.data_dir.resolve(),
-            f"; mail captured on 127.0.0.1:{mail.smtp_capture_port}" if capture else "",
-        )
+        up = f"Tidings is up (embedded: every service in this process; data in {settings.data_dir})"
         try:
-            await _serve_all(servers)
+            await _serve_all(servers, lambda: print(banner(credentials, up, mail), flush=True))
         finally:
             await bus.close()
             if capture is not None:

@@ -23,19 +23,20 @@ import sys
 import time
 from typing import cast
 
+from tidings.banner import banner
 from tidings.core.logs import configure_logging
 from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
+from tidings.credentials import ensure_credentials
 from tidings.mailcapture import start_capture
 from tidings.runner import (
     ConfigurationError,
     capture_settings,
-    ensure_credentials,
     migrate_all,
     require_broker,
     run_loop,
 )
 
-log = logging.getLogger("tidings.supervisor")
+log = logging.getLogger(__name__)
 
 # Replica k of a service listens this many ports above replica k-1. The default ports are
 # 8000..8004, so 100 keeps every replica of every service apart.
@@ -129,13 +130,42 @@ async def _supervise_one(
         backoff_s = min(backoff_s * 2, 30)
 
 
+# How long the processes may take to answer /health before the banner gives up waiting.
+ANNOUNCE_WITHIN_S = 120.0
+
+
+async def _announce(settings: TidingsSettings, text: str, stopping: asyncio.Event) -> None:
+    """Print ``text`` once the first process of every service answers /health (they are in
+    other processes: there is no event to wait on, so it asks every 0.2 s)."""
+    import httpx
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + ANNOUNCE_WITHIN_S
+    async with httpx.AsyncClient(timeout=2) as client:
+        waiting = list(SERVICES)
+        while waiting and not stopping.is_set():
+            for service in list(waiting):
+                with contextlib.suppress(httpx.HTTPError):
+                    answer = await client.get(f"{settings.advertised_url(service)}/health")
+                    if answer.status_code == 200:
+                        waiting.remove(service)
+            if waiting and loop.time() > deadline:
+                log.warning("not healthy after %.0fs: %s", ANNOUNCE_WITHIN_S, ", ".join(waiting))
+                return
+            if waiting:
+                await asyncio.sleep(0.2)
+    if not waiting:
+        print(text, flush=True)
+
+
 def run_supervised(replicas: str | None = None) -> None:
     settings = TidingsSettings()
     require_broker(settings, "`tidings up` with TIDINGS_DATABASE_URL or TIDINGS_REDIS_URL set")
     counts = parse_replicas(replicas)
     check_replicas(settings, counts)
-    settings = ensure_credentials(settings)
     configure_logging("supervisor", settings.log_level, settings.log_format)
+    credentials = ensure_credentials(settings)
+    settings = credentials.settings
     migrate_all()
     mail = capture_settings()
     processes = [
@@ -158,11 +188,15 @@ def run_supervised(replicas: str | None = None) -> None:
             capture = await start_capture(
                 "127.0.0.1", mail.smtp_capture_port, settings.data_dir / "mailbox"
             )
-        log.info("starting %s", ", ".join(name for name, _, _ in processes))
+        names = ", ".join(name for name, _, _ in processes)
+        log.info("starting %s", names)
+        up = f"Tidings is up ({names}: each its own process)"
+        announce = asyncio.create_task(_announce(settings, banner(credentials, up, mail), stopping))
         try:
             stop_after_s = settings.shutdown_grace_s + STOP_MARGIN_S
             await asyncio.gather(*(_supervise_one(*p, stopping, stop_after_s) for p in processes))
         finally:
+            announce.cancel()
             if capture is not None:
                 capture.close()
 

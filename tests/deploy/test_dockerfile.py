@@ -90,7 +90,7 @@ def test_the_build_context_keeps_what_the_build_copies() -> None:
         for line in (ROOT / ".dockerignore").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    for kept in ("pyproject.toml", "README.md", "src/tidings/cli.py"):
+    for kept in ("pyproject.toml", "README.md", "src/tidings/cli/__init__.py"):
         assert not _ignored(kept, patterns), f".dockerignore drops {kept}"
     for dropped in (".git/config", "deploy/.env", ".tidings/gateway.db", ".venv/bin/python"):
         assert _ignored(dropped, patterns), f"{dropped} would be sent to the build"

@@ -26,7 +26,10 @@ SERVICES = ("gateway", "users", "templates", "email", "push")
 
 
 class Tidings:
-    def __init__(self, tmp: Path, **env: str) -> None:
+    """``given_credentials`` False: none of the test credentials in the environment, so that
+    ``tidings up`` makes (and, embedded, keeps) its own; the client then uses the kept key."""
+
+    def __init__(self, tmp: Path, *, given_credentials: bool = True, **env: str) -> None:
         self.ports = {s: free_port() for s in SERVICES}
         self.log = tmp / "tidings.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
@@ -35,16 +38,26 @@ class Tidings:
             "TIDINGS_DATA_DIR": str(tmp / "data"),
             "TIDINGS_SMTP_CAPTURE_PORT": str(free_port()),
         }
-        self.env |= ENV | env
+        self.env |= (ENV if given_credentials else {}) | env
         self.proc: asyncio.subprocess.Process | None = None
         self.client = httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{self.ports['gateway']}", timeout=10, headers=ADMIN
+            base_url=f"http://127.0.0.1:{self.ports['gateway']}",
+            timeout=10,
+            headers=ADMIN if given_credentials else {},
         )
 
-    async def start(self) -> None:
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.env["TIDINGS_DATA_DIR"])
+
+    def kept(self) -> dict[str, str]:
+        """The credentials the embedded default kept."""
+        return dict(json.loads((self.data_dir / "credentials.json").read_text()))
+
+    async def start(self, *args: str) -> None:
         with self.log.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tidings", "up", env=self.env, stdout=log, stderr=log
+                sys.executable, "-m", "tidings", "up", *args, env=self.env, stdout=log, stderr=log
             )
         await wait_for_condition(self.healthy, timeout_s=60, what="every service healthy")
 
@@ -145,6 +158,18 @@ async def test_five_processes_on_postgres_rabbitmq_redis(
         pids = {s: (await tidings.health(s))["pid"] for s in SERVICES}
         assert tidings.proc is not None
         assert len(set(pids.values())) == 5 and tidings.proc.pid not in pids.values()
+
+        # Once every service answers, the supervisor says so, with where to go.
+        async def announced() -> bool:
+            return (
+                "Tidings is up (gateway, users, templates, email, push" in tidings.log.read_text()
+            )
+
+        await wait_for_condition(announced, timeout_s=30, what="the start banner")
+        assert (
+            f"Gateway    http://127.0.0.1:{tidings.ports['gateway']}\n" in tidings.log.read_text()
+        )
+        assert "Admin key  the one in TIDINGS_ADMIN_API_KEY" in tidings.log.read_text()
 
         async def next_mail() -> EmailMessage:
             return (await smtp.next()).message

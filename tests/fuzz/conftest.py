@@ -19,7 +19,7 @@ from tests.conftest import RUN_ID, _database_url, _pg, _vhost
 from tests.credentials import ADMIN
 from tests.scenario import WELCOME
 from tests.system import System, start_system
-from tidings.cli_push import generate_vapid_keys
+from tidings.cli.vapid import generate_vapid_keys
 from tidings.gateway.schemas import NotificationCreate
 
 

@@ -17,7 +17,7 @@ from tests.helpers import free_port, wait_for_condition
 from tests.push.fcm_peer import FcmPeer
 from tests.push.webpush_peer import WebPushReceiver
 from tests.system import System, start_system
-from tidings.cli_push import generate_vapid_keys
+from tidings.cli.vapid import generate_vapid_keys
 from tidings.core.migrations import migrate
 from tidings.runner import Server
 from tidings.users import devices

@@ -11,7 +11,7 @@ from tests.credentials import SETTINGS
 from tests.helpers import wait_for_condition
 from tests.push.keys import BrowserKeys
 from tests.scenario import create_user, notification
-from tidings.cli_push import generate_vapid_keys
+from tidings.cli.vapid import generate_vapid_keys
 from tidings.push_worker.app import webpush_sender
 from tidings.push_worker.senders import Device, PushContent
 from tidings.push_worker.senders.netguard import Resolver, system_resolver

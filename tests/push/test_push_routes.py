@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
 
 from tests.helpers import assert_envelope
-from tidings import cli_push
+from tidings.cli import vapid as cli_push
 from tidings.core.web import create_service_app
 from tidings.gateway.push_routes import create_push_router
 from tidings.push_worker.senders.webpush import load_vapid, public_key_b64

@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import free_port
 from tests.push.support import CONTENT, standalone_sender, subscribed_device, webpush_device
 from tests.push.webpush_peer import Script, WebPushReceiver
-from tidings.cli_push import generate_vapid_keys
+from tidings.cli.vapid import generate_vapid_keys
 from tidings.core.breaker import BreakerOpen
 from tidings.core.errors import PermanentError, RecipientInvalid, TransientError
 from tidings.push_worker.breakers import OriginBreakers

@@ -1,4 +1,5 @@
-"""Logging, configured once at the entry point: JSON lines carrying the correlation id.
+"""Logging, configured once at the entry point: JSON lines carrying the correlation id, or
+plain lines for a person at a terminal.
 
 The correlation id lives in a ContextVar: the HTTP middleware sets it from the
 ``X-Correlation-ID`` header (or makes one), bus consumers set it from the AMQP message,
@@ -56,13 +57,11 @@ def redact(text: str) -> str:
 
 class _RedactFilter(logging.Filter):
     """On the one handler: every line, whoever logged it (our request line, httpx, uvicorn),
-    is redacted once its message is formatted."""
+    is redacted once its message is formatted. The formatted message replaces the record's
+    ``msg`` and ``args``, so the formatter does not format it a second time."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = redact(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
+        record.msg, record.args = redact(record.getMessage()), None
         return True
 
 
@@ -73,15 +72,29 @@ class _ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.service = self.service
-        record.correlation_id = correlation_id.get()
+        record.correlation_id = cid = correlation_id.get()
+        record.correlation = f" [{cid}]" if cid else ""
         return True
 
 
-def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Send every log record to stderr, one JSON object per line (or plain text). JSON is
-    written with orjson: half the cost of the json module per line (docs/performance.md)."""
+def _to_a_person() -> bool:
+    """Both stdout and stderr are terminals: someone is watching."""
+    return sys.stdout.isatty() and sys.stderr.isatty()
+
+
+# Quiet at INFO: libraries whose lines say nothing to an operator (every HTTP request's URL,
+# connection chatter, aiosmtpd's per-command lines, alembic's "Context impl" and one line per
+# revision, uvicorn's four start lines per server): the runner says in one line what the
+# migrations did and where each service listens. Their warnings and errors still show.
+_QUIET = ("httpx", "aiormq", "aio_pika", "mail.log", "alembic", "uvicorn.error")
+
+
+def configure_logging(service: str, level: str = "INFO", fmt: str = "auto") -> None:
+    """Send every log record to stderr, one JSON object per line, or one plain line
+    (``fmt="text"``, or ``"auto"`` at a terminal). JSON is written with orjson: half the cost
+    of the json module per line (docs/performance.md)."""
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
+    if fmt == "json" or (fmt == "auto" and not _to_a_person()):
         handler.setFormatter(
             OrjsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -91,7 +104,8 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     else:
         handler.setFormatter(
             logging.Formatter(
-                "%(asctime)s %(levelname)s [%(service)s %(correlation_id)s] %(message)s"
+                "%(asctime)s %(levelname)-7s %(service)s %(name)s: %(message)s%(correlation)s",
+                datefmt="%H:%M:%S",
             )
         )
     handler.addFilter(_ContextFilter(service))
@@ -104,9 +118,7 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
-    # httpx logs every request's full URL at INFO: a Web Push endpoint is the user's
-    # capability URL, and the services' own requests are in our request lines already.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("aiormq").setLevel(logging.WARNING)
-    logging.getLogger("aio_pika").setLevel(logging.WARNING)
-    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command lines
+    # httpx's URLs matter most: a Web Push endpoint is the user's capability URL, and the
+    # services' own requests are in our request lines already.
+    for name in _QUIET:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -26,9 +26,15 @@ def alembic_config(package: str, url: str, schema: str) -> Config:
     return cfg
 
 
-def migrate(package: str, url: str, schema: str, revision: str = "head") -> None:
-    """Create the service's schema if needed and upgrade it to ``revision``."""
-    command.upgrade(alembic_config(package, url, schema), revision)
+def migrate(package: str, url: str, schema: str, revision: str = "head") -> int:
+    """Create the service's schema if needed and upgrade it to ``revision``; returns how many
+    revisions it applied. Alembic's own lines (one per revision) are quiet at INFO: the caller
+    says what was done, once."""
+    cfg = alembic_config(package, url, schema)
+    applied: list[object] = []
+    cfg.attributes["applied"] = applied
+    command.upgrade(cfg, revision)
+    return len(applied)
 
 
 def run_env(metadata: MetaData, *, version_table: str = "alembic_version") -> None:
@@ -50,6 +56,9 @@ def run_env(metadata: MetaData, *, version_table: str = "alembic_version") -> No
             version_table=version_table,
             version_table_schema=schema if postgres else None,
             render_as_batch=not postgres,
+            on_version_apply=lambda **kw: cfg.attributes.setdefault("applied", []).append(
+                kw["step"]
+            ),
         )
         with context.begin_transaction():
             context.run_migrations()

@@ -46,7 +46,8 @@ class TidingsSettings(BaseSettings):
     )
     data_dir: Path = Field(
         default=Path(".tidings"),
-        description="where the embedded default keeps its SQLite files and captured mail",
+        description="where the embedded default keeps its SQLite files, captured mail and the "
+        "credentials it made (`credentials.json`, mode 600; `tidings up --reset` removes them)",
     )
 
     host: str = Field(
@@ -83,8 +84,8 @@ class TidingsSettings(BaseSettings):
     )
     gateway_url: str | None = Field(
         default=None,
-        description="where the command line (`tidings dead-letters`, `tidings api-keys` …) "
-        "finds the gateway. Unset: `http://<host>:<gateway port>`",
+        description="where the command line (`tidings send`, `status`, `doctor`, "
+        "`dead-letters`, `api-keys` …) finds the gateway. Unset: `http://<host>:<gateway port>`",
     )
     advertise_host: str | None = Field(
         default=None,
@@ -99,9 +100,10 @@ class TidingsSettings(BaseSettings):
     )
 
     log_level: str = Field(default="INFO", description="log level")
-    log_format: Literal["json", "text"] = Field(
-        default="json",
-        description="`json` (one object per line, with `correlation_id`) or `text`; either way "
+    log_format: Literal["auto", "json", "text"] = Field(
+        default="auto",
+        description="`json` (one object per line, with `correlation_id`), `text` (a plain line "
+        "each), or `auto`: text when stdout and stderr are a terminal, else JSON; either way "
         "unsubscribe tokens, JWTs, API keys and credential query parameters are written as "
         "`[redacted]`",
     )
@@ -130,18 +132,19 @@ class TidingsSettings(BaseSettings):
     admin_api_key: SecretStr | None = Field(
         default=None,
         description="the admin credential (`Authorization: Bearer …`): every endpoint, API "
-        "keys, dead letters. Unset: `tidings up` makes one and prints it; `tidings run` needs it",
+        "keys, dead letters. Unset: `tidings up` makes one and prints it (the embedded default "
+        "keeps it in `TIDINGS_DATA_DIR`, where the command line finds it); `tidings run` needs it",
     )
     secret_key: SecretStr | None = Field(
         default=None,
         description="signs users' access and refresh tokens, unsubscribe tokens and the "
         "principal tokens the gateway passes to the users and templates services; the same in "
-        "every process. Unset: `tidings up` makes one; `tidings run` needs it",
+        "every process. Unset: `tidings up` makes one (kept, embedded); `tidings run` needs it",
     )
     service_token: SecretStr | None = Field(
         default=None,
         description="the credential the services present to each other; the same in every "
-        "process. Unset: `tidings up` makes one; `tidings run` needs it",
+        "process. Unset: `tidings up` makes one (kept, embedded); `tidings run` needs it",
     )
 
     prefetch: int = Field(

@@ -90,7 +90,8 @@ class GatewaySettings(TidingsSettings):
     vapid_public_key: str | None = Field(
         default=None,
         description="the VAPID public key (`tidings vapid generate`), served to browsers at "
-        "`/api/v1/push/vapid-public-key/`; see [push.md](push.md). Unset: that route answers 404",
+        "`/api/v1/push/vapid-public-key/`; see [push.md](push.md). Unset: that route answers 404 "
+        "(the embedded default makes a pair and keeps it)",
     )
     mailgun_webhook_signing_key: SecretStr | None = Field(
         default=None,

@@ -18,7 +18,8 @@ class PushSettings(WorkerSettings):
         default=None,
         description="the VAPID private key the push worker signs with, as `tidings vapid "
         "generate` prints it (base64url of the raw 32-byte P-256 scalar; a base64url DER or "
-        'PEM key works too). Unset: Web Push devices fail "not configured"',
+        'PEM key works too). Unset: Web Push devices fail "not configured" (the embedded '
+        "default makes a pair and keeps it)",
     )
     vapid_subject: str = Field(
         default="mailto:admin@tidings.localhost",

@@ -1,6 +1,6 @@
 """``tidings vapid generate``: a VAPID key pair (RFC 8292) for Web Push.
 
-Wiring (cli.py, in ``parser()``): ``from tidings import cli_push; cli_push.add_commands(sub)``.
+Wiring (``tidings.cli.parser()``): ``vapid.add_commands(sub)``.
 """
 
 from __future__ import annotations

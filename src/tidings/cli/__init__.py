@@ -1,4 +1,6 @@
-"""The ``tidings`` command."""
+"""The ``tidings`` command: ``up``, ``run``, ``migrate``, ``openapi`` and ``mail`` here; the
+admin API (``admin``), ``send``/``status`` (``send``), ``doctor`` and ``vapid`` in their
+modules of this package, and ``bench`` in :mod:`tidings.bench`."""
 
 from __future__ import annotations
 
@@ -18,8 +20,13 @@ def _up(args: argparse.Namespace) -> int:
                 "--replicas needs the real infrastructure (TIDINGS_DATABASE_URL, "
                 "TIDINGS_AMQP_URL, TIDINGS_REDIS_URL): embedded, every service is in one process"
             )
-        runner.run_embedded()
+        runner.run_embedded(reset=args.reset)
     else:
+        if args.reset:
+            raise runner.ConfigurationError(
+                "--reset is for the embedded default: on the real infrastructure the data is "
+                "in PostgreSQL, and nothing is kept in TIDINGS_DATA_DIR"
+            )
         from tidings import supervisor
 
         supervisor.run_supervised(args.replicas)
@@ -36,8 +43,7 @@ def _run(args: argparse.Namespace) -> int:
 def _migrate(_: argparse.Namespace) -> int:
     from tidings import runner
 
-    runner.migrate_all()
-    print("migrated: " + ", ".join(service for service, _ in runner.STORES))
+    print(runner.migrate_all())
     return 0
 
 
@@ -89,6 +95,11 @@ def parser() -> argparse.ArgumentParser:
         metavar="SERVICE=N,...",
         help="how many processes of each service, e.g. email=2,gateway=2 (default: 1 each)",
     )
+    up.add_argument(
+        "--reset",
+        action="store_true",
+        help="embedded: start afresh (forget the kept keys, the SQLite data and the mail)",
+    )
     up.set_defaults(func=_up)
     run = sub.add_parser("run", help="run one service")
     run.add_argument("service", choices=SERVICES)
@@ -99,10 +110,13 @@ def parser() -> argparse.ArgumentParser:
     openapi = sub.add_parser("openapi", help="export every service's OpenAPI schema")
     openapi.add_argument("--out", default="docs/openapi", help="folder (default: docs/openapi)")
     openapi.set_defaults(func=_openapi)
-    from tidings import admincli, bench, cli_push
+    from tidings import bench
+    from tidings.cli import admin, doctor, send, vapid
 
-    admincli.add_commands(sub)
-    cli_push.add_commands(sub)
+    send.add_commands(sub)
+    doctor.add_commands(sub)
+    admin.add_commands(sub)
+    vapid.add_commands(sub)
     bench.add_commands(sub)
     mail = sub.add_parser("mail", help="show the mail the built-in capture server received")
     mail.add_argument("--show", type=int, metavar="N", help="print message N in full")

@@ -1,5 +1,5 @@
 """``tidings dead-letters``, ``tidings api-keys`` and ``tidings suppressions``: the gateway's
-admin API from a shell (TIDINGS_GATEWAY_URL, TIDINGS_ADMIN_API_KEY)."""
+admin API from a shell (see :mod:`tidings.cli.gateway` for where it is and the key)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,8 @@ import argparse
 import json
 from typing import Any
 
-import httpx
-
+from tidings.cli.gateway import call
 from tidings.core.auth import SCOPES
-from tidings.core.settings import TidingsSettings
-
-
-def _call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    settings = TidingsSettings()
-    if settings.admin_api_key is None:
-        raise SystemExit("tidings: set TIDINGS_ADMIN_API_KEY to the gateway's admin key")
-    headers = {"Authorization": f"Bearer {settings.admin_api_key.get_secret_value()}"}
-    try:
-        answer = httpx.request(
-            method, settings.url_of("gateway") + path, headers=headers, timeout=30, **kwargs
-        )
-        body: dict[str, Any] = answer.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        raise SystemExit(f"tidings: the gateway did not answer: {exc}") from exc
-    if not body.get("success"):
-        raise SystemExit(f"tidings: {answer.status_code} {body.get('error')}")
-    return body
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -36,7 +17,7 @@ def _list(args: argparse.Namespace) -> int:
         params["source_queue"] = args.queue
     if args.reason:
         params["reason_contains"] = args.reason
-    body = _call("GET", "/api/v1/admin/dead-letters/", params=params)
+    body = call(args, "GET", "/api/v1/admin/dead-letters/", params=params)
     if args.json:
         print(json.dumps(body["data"], indent=2))
         return 0
@@ -52,7 +33,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    body = _call("GET", f"/api/v1/admin/dead-letters/{args.id}/")
+    body = call(args, "GET", f"/api/v1/admin/dead-letters/{args.id}/")
     print(json.dumps(body["data"], indent=2))
     return 0
 
@@ -65,7 +46,7 @@ def _replay(args: argparse.Namespace) -> int:
         request["source_queue"] = args.queue
     if args.reason:
         request["reason_contains"] = args.reason
-    body = _call("POST", "/api/v1/admin/dead-letters/replay/", json=request)
+    body = call(args, "POST", "/api/v1/admin/dead-letters/replay/", json=request)
     for r in body["data"]:
         print(f"{r['dead_letter_id']:6}  {r['outcome']:8}  {r['notification_id']}  {r['detail']}")
     print(body["message"])
@@ -78,28 +59,28 @@ def _key_create(args: argparse.Namespace) -> int:
         request["rate_per_s"] = args.rate_per_s
     if args.burst is not None:
         request["burst"] = args.burst
-    data = _call("POST", "/api/v1/admin/api-keys/", json=request)["data"]
+    data = call(args, "POST", "/api/v1/admin/api-keys/", json=request)["data"]
     print(f"key (shown this once): {data['key']}")
     print(f"id: {data['api_key_id']}  scopes: {', '.join(data['scopes'])}")
     return 0
 
 
-def _key_list(_: argparse.Namespace) -> int:
-    for k in _call("GET", "/api/v1/admin/api-keys/")["data"]:
+def _key_list(args: argparse.Namespace) -> int:
+    for k in call(args, "GET", "/api/v1/admin/api-keys/")["data"]:
         state = f"revoked {k['revoked_at']}" if k["revoked_at"] else "active"
         print(f"{k['api_key_id']}  {k['name']:20}  {','.join(k['scopes']):40}  {state}")
     return 0
 
 
 def _key_revoke(args: argparse.Namespace) -> int:
-    data = _call("DELETE", f"/api/v1/admin/api-keys/{args.id}/")["data"]
+    data = call(args, "DELETE", f"/api/v1/admin/api-keys/{args.id}/")["data"]
     print(f"revoked {data['api_key_id']} ({data['name']})")
     return 0
 
 
 def _sup_list(args: argparse.Namespace) -> int:
-    body = _call(
-        "GET", "/api/v1/admin/suppressions/", params={"page": args.page, "limit": args.limit}
+    body = call(
+        args, "GET", "/api/v1/admin/suppressions/", params={"page": args.page, "limit": args.limit}
     )
     for r in body["data"]:
         print(f"{r['address']:40}  {r['source']:10}  {r['created_at']}  {r['reason']}")
@@ -109,15 +90,18 @@ def _sup_list(args: argparse.Namespace) -> int:
 
 
 def _sup_add(args: argparse.Namespace) -> int:
-    data = _call(
-        "POST", "/api/v1/admin/suppressions/", json={"address": args.address, "reason": args.reason}
+    data = call(
+        args,
+        "POST",
+        "/api/v1/admin/suppressions/",
+        json={"address": args.address, "reason": args.reason},
     )["data"]
     print(f"suppressed {data['address']} ({data['reason']})")
     return 0
 
 
 def _sup_remove(args: argparse.Namespace) -> int:
-    print(_call("DELETE", f"/api/v1/admin/suppressions/{args.address}/")["message"])
+    print(call(args, "DELETE", f"/api/v1/admin/suppressions/{args.address}/")["message"])
     return 0
 
 
