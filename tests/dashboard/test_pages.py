@@ -10,8 +10,9 @@ import httpx
 
 from tests.credentials import ADMIN, ADMIN_KEY
 from tests.dashboard.conftest import dashboard_client, make_dead_letter, send_one
-from tests.scenario import wait_for_status
+from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.system import System
+from tidings.core.status import Status
 from tidings.gateway.dashboard import COOKIE
 
 PAGES = (
@@ -88,6 +89,26 @@ async def test_pages_render_and_logout_ends_the_session(system: System) -> None:
         out = await client.post("/dashboard/logout", data={"csrf": csrf_in(page.text)})
         assert out.status_code == 303 and out.headers["location"] == "/dashboard/login"
         assert (await client.get("/dashboard/")).status_code == 303
+
+
+async def test_the_overview_counts_every_status_and_only_those(system: System) -> None:
+    """Defect fixed: the overview counted a `sent` no notification ever has and left out
+    `scheduled` and `skipped` when none was stored. Now it shows exactly core.status's
+    statuses, a skipped notification counted among them."""
+    gw = system.gateway
+    user = await create_user(gw, preferences={"email": False, "push": False})
+    template = await create_template(gw)
+    answer = await gw.post(
+        "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
+    )
+    assert answer.status_code == 202 and answer.json()["data"]["status"] == "skipped"
+    async with signed_in(system) as client:
+        overview = (await client.get("/dashboard/api/overview")).json()
+        assert set(overview["data"]["counts"]) == {s.value for s in Status}
+        assert overview["data"]["counts"]["skipped"] >= 1
+        page = (await client.get("/dashboard/")).text
+        shown = set(re.findall(r'data-status="([a-z]+)"', page))
+        assert shown == {s.value for s in Status}, shown
 
 
 async def test_template_preview_shows_the_render_and_readable_errors(system: System) -> None:

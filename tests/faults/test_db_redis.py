@@ -325,7 +325,7 @@ async def test_redis_restarted_each_use_behaves_as_decided_and_nothing_is_lost(
         # /health says so; the breaker is open (its probe, maybe this very check, failed):
         # Redis costs a request nothing.
         assert health["checks"]["cache"].startswith("error"), health
-        assert system.apps["gateway"].state.cache.breaker.state != "closed"
+        assert system.apps["gateway"].state.gateway.cache.breaker.state != "closed"
         # Discovery keeps the last instances it saw.
         assert ours in health["instances"]["users"], health
         # Login attempts are still limited (in process): the fourth is refused.

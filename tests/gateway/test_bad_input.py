@@ -334,7 +334,7 @@ async def test_a_nul_request_id_in_a_group_fails_only_its_own_lookup(
 ) -> None:
     """Request-id look-ups are grouped (core.batching): one unstorable id among them is
     refused alone; the others of its group get their answers."""
-    service = system.apps["gateway"].state.notifications
+    service = system.apps["gateway"].state.gateway.acceptance
     known = await system.gateway.post(URL, json={**valid, "request_id": "group-known"})
     assert known.status_code == 202, known.text
     await system.smtp.next()

@@ -150,3 +150,35 @@ async def test_a_high_priority_notification_overtakes_a_backlog(system: System) 
         return bool(listed.json()["meta"]["total"] == len(lows) + 1)
 
     await wait_for_condition(drained, timeout_s=90, what="the backlog delivered")
+
+
+async def test_single_requests_and_batches_racing_for_request_ids_make_one_each(
+    system: System,
+) -> None:
+    """One accept path for one and for many: single requests and batches sent at once with
+    the same request ids write each notification once (ON CONFLICT, no retry of the whole
+    batch), and every answer names that one notification."""
+    gw = system.gateway
+    user = await create_user(gw)
+    template = await create_template(gw)
+    bodies = [notification(user["user_id"], template["code"]) for _ in range(20)]
+    answers = await asyncio.gather(
+        *(gw.post(URL, json=b) for b in bodies),
+        gw.post(BATCH, json={"notifications": bodies}),
+        gw.post(BATCH, json={"notifications": bodies[::-1]}),
+    )
+    assert all(a.status_code == 202 for a in answers), [a.text for a in answers]
+    singles, batches = answers[:20], answers[20:]
+    ids = {
+        b["request_id"]: a.json()["data"]["notification_id"]
+        for b, a in zip(bodies, singles, strict=True)
+    }
+    for batch in batches:
+        for item in batch.json()["data"]:
+            assert item["outcome"] in ("accepted", "duplicate"), item
+            assert item["notification_id"] == ids[item["request_id"]], item
+    accepted = [a for a in singles if not a.json()["message"].startswith("duplicate")]
+    accepted_in_batches = sum(
+        item["outcome"] == "accepted" for batch in batches for item in batch.json()["data"]
+    )
+    assert len(accepted) + accepted_in_batches == 20, "each request id written once"

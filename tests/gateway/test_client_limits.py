@@ -57,7 +57,7 @@ async def test_failed_authentications_per_address(system: System) -> None:
     assert_envelope(refused.json(), success=False)
     assert int(refused.headers["Retry-After"]) >= 1
     # Over the limit, a made-up key is refused before any look-up.
-    keys = system.apps["gateway"].state.api_keys
+    keys = system.apps["gateway"].state.gateway.api_keys
     before = keys.lookups
     assert (
         await gw.get(url, headers=client("10.1.0.1", f"tid_{secrets.token_urlsafe(8)}"))
@@ -69,7 +69,7 @@ async def test_failed_authentications_per_address(system: System) -> None:
 
 async def test_an_unknown_key_is_remembered(system: System) -> None:
     gw = system.gateway
-    keys = system.apps["gateway"].state.api_keys
+    keys = system.apps["gateway"].state.gateway.api_keys
     made_up = f"tid_{secrets.token_urlsafe(32)}"
     before = keys.lookups
     for n in range(4):  # four addresses, so the address limit is not what stops them

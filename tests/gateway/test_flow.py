@@ -205,7 +205,7 @@ async def test_concurrent_requests_share_transactions_and_each_is_written_once(
     gw = system.gateway
     user = await create_user(gw)
     template = await create_template(gw)
-    service = system.apps["gateway"].state.notifications
+    service = system.apps["gateway"].state.gateway.acceptance
     bodies = [notification(user["user_id"], template["code"]) for _ in range(30)]
     repeats = [dict(b) for b in bodies[:5]]
     clashes = [{**b, "variables": {**b["variables"], "name": "Other"}} for b in bodies[5:10]]

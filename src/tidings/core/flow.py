@@ -26,13 +26,12 @@ from tidings.core.messages import (
     Channel,
     NotificationMessage,
     StatusEvent,
-    StatusValue,
     now_ms,
     salvage,
 )
 from tidings.core.metrics import DELIVERY_ERRORS, RETRIES, STAGE_SECONDS
 from tidings.core.retry import RetryPolicy, tier_for
-from tidings.core.status import report
+from tidings.core.status import Status, report
 from tidings.core.topology import CHANNEL_ROUTES, RETRY_TIERS_MS
 
 log = logging.getLogger(__name__)
@@ -117,7 +116,7 @@ class DeliveryFlow:
         self.policy = policy
         self.deliver = deliver
 
-    async def _report(self, n: NotificationMessage, status: StatusValue, **fields: Any) -> None:
+    async def _report(self, n: NotificationMessage, status: Status, **fields: Any) -> None:
         event = StatusEvent(
             notification_id=n.notification_id,
             status=status,
@@ -166,7 +165,7 @@ class DeliveryFlow:
             found = salvage(message.body)
             if found is not None:
                 event = StatusEvent(
-                    status="failed", channel=self.channel, error=dead.reason, **found
+                    status=Status.FAILED, channel=self.channel, error=dead.reason, **found
                 )
                 await report(self.bus, event)
             raise
@@ -177,7 +176,7 @@ class DeliveryFlow:
             # A redelivery or a duplicate: never send again; repeat the report, which may
             # be what was lost.
             await self._report(
-                n, "delivered", detail=f"duplicate message suppressed: {claim.reply}"
+                n, Status.DELIVERED, detail=f"duplicate message suppressed: {claim.reply}"
             )
             return
         if claim.result == "failed":
@@ -185,10 +184,10 @@ class DeliveryFlow:
             # (the gateway stores a dead letter once however often it comes).
             reason = claim.reply or "failed earlier"
             if reason.startswith(SKIPPED):  # skipped, not failed: no dead letter
-                await self._report(n, "skipped", detail=reason.removeprefix(SKIPPED)[:500])
+                await self._report(n, Status.SKIPPED, detail=reason.removeprefix(SKIPPED)[:500])
                 return
             log.info("duplicate of failed notification %s: reported again", n.notification_id)
-            await self._report(n, "failed", error=reason, detail="duplicate message: failed")
+            await self._report(n, Status.FAILED, error=reason, detail="duplicate message: failed")
             raise DeadLetter(reason, headers={"x-tidings-attempts": n.attempt})
         if claim.result == "busy":
             if self._waited_s(n) > self.max_wait_s:
@@ -281,7 +280,7 @@ class DeliveryFlow:
         STAGE_SECONDS.labels(self.channel, "sent").observe(
             max(0.0, (now_ms() - n.created_at_ms) / 1000)
         )
-        await self._report(n, "delivered", detail=f"{how}: {reply}"[:500])
+        await self._report(n, Status.DELIVERED, detail=f"{how}: {reply}"[:500])
 
     async def _outage(self, n: NotificationMessage, exc: DependencyUnavailable) -> None:
         """Our own store or the broker is down: the message comes back later, as a new
@@ -292,16 +291,18 @@ class DeliveryFlow:
             reason = f"unavailable for {waited_s:.0f}s: {exc.message}"
             if n.sent_reply is not None:
                 # Sent and still not recorded: the gateway hears it was delivered.
-                await self._report(n, "delivered", detail=f"sent (not recorded): {n.sent_reply}")
+                await self._report(
+                    n, Status.DELIVERED, detail=f"sent (not recorded): {n.sent_reply}"
+                )
                 return
-            await self._report(n, "failed", error=reason)
+            await self._report(n, Status.FAILED, error=reason)
             raise DeadLetter(reason, headers={"x-tidings-attempts": n.attempt})
         delay_s = min(OUTAGE_WAIT_CAP_S, max(self.policy.base_s, waited_s / 4))
         log.warning("notification %s waits %.0fs: %s", n.notification_id, delay_s, exc.message)
         # In the history, and a sign of life for the gateway's reconciler. If the broker is
         # what is down, the wait below fails too, and says so.
         with contextlib.suppress(DependencyUnavailable):
-            await self._report(n, "pending", detail=f"waiting {delay_s:.0f}s: {exc.message}")
+            await self._report(n, Status.PENDING, detail=f"waiting {delay_s:.0f}s: {exc.message}")
         await self._later(n, delay_s)
 
     async def _wait(
@@ -322,7 +323,7 @@ class DeliveryFlow:
         if wait_s is None:
             wait_s = exc.retry_after_s if isinstance(exc, BreakerOpen) else self.policy.base_s
         await self._report(
-            n, "pending", detail=f"waiting {tier_for(wait_s) / 1000:g}s: {exc.message}"
+            n, Status.PENDING, detail=f"waiting {tier_for(wait_s) / 1000:g}s: {exc.message}"
         )
         await self._later(n, wait_s)
 
@@ -358,7 +359,7 @@ class DeliveryFlow:
             floor_s = next((t for t in RETRY_TIERS_MS if t >= retry_after_s * 1000), None)
             delay_s = max(delay_s, (floor_s or RETRY_TIERS_MS[-1]) / 1000)
         await self._report(
-            n, "pending", error=error, detail=f"retry in {tier_for(delay_s) / 1000:g}s"
+            n, Status.PENDING, error=error, detail=f"retry in {tier_for(delay_s) / 1000:g}s"
         )
         await self._later(
             n.model_copy(update={"attempt": n.attempt + 1, "errors": [*n.errors, error]}), delay_s
@@ -368,12 +369,12 @@ class DeliveryFlow:
         """Nothing to deliver to: final (a duplicate message is dropped), reported
         ``skipped`` with the reason, acknowledged, never dead-lettered."""
         await self.deliveries.mark_failed(n.notification_id, f"{SKIPPED}{reason}")
-        await self._report(n, "skipped", detail=reason[:500])
+        await self._report(n, Status.SKIPPED, detail=reason[:500])
 
     async def _fail(self, n: NotificationMessage, reason: str, suppress: str | None = None) -> None:
         """Final: record it, report it, and raise the DeadLetter that sends it to failed.queue."""
         await self.deliveries.mark_failed(n.notification_id, reason)
-        await self._report(n, "failed", error=reason, suppress=suppress)
+        await self._report(n, Status.FAILED, error=reason, suppress=suppress)
         raise DeadLetter(
             reason,
             headers={"x-tidings-attempts": n.attempt, "x-tidings-errors": n.errors[-20:]},

@@ -14,10 +14,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from tidings.core import jsons
+from tidings.core.status import Status
 
 Channel = Literal["email", "push"]
-StatusValue = Literal["pending", "queued", "sending", "delivered", "failed", "skipped"]
-TERMINAL_STATUSES: frozenset[str] = frozenset({"delivered", "failed", "skipped"})
 
 
 def now_ms() -> int:
@@ -90,7 +89,7 @@ class StatusEvent(BaseModel):
     """A worker's report about one notification; the gateway records it."""
 
     notification_id: str
-    status: StatusValue
+    status: Status
     channel: Channel
     error: str | None = None
     detail: str | None = None

@@ -20,8 +20,8 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from tidings.core.auth import read_mailto_unsubscribe_tag
 from tidings.core.bus import Bus, open_bus
 from tidings.core.errors import DependencyUnavailable
-from tidings.core.messages import StatusEvent, StatusValue
-from tidings.core.status import report
+from tidings.core.messages import StatusEvent
+from tidings.core.status import Status, report
 from tidings.email_worker.bounce_parse import Kind, Report, parse_report, read_message
 from tidings.email_worker.compose import verp_notification_id
 from tidings.email_worker.settings import EmailSettings
@@ -36,10 +36,10 @@ Publish = Callable[[StatusEvent], Awaitable[None]]
 # A soft bounce is `pending` (the receiving side keeps trying), like the provider webhook's
 # "deferred": it never moves a final status, so a hard bounce that came first stays. A
 # complaint means the mail arrived.
-STATUS_OF: dict[Kind, StatusValue] = {
-    "bounce": "failed",
-    "soft_bounce": "pending",
-    "complaint": "delivered",
+STATUS_OF: dict[Kind, Status] = {
+    "bounce": Status.FAILED,
+    "soft_bounce": Status.PENDING,
+    "complaint": Status.DELIVERED,
 }
 
 
@@ -116,7 +116,7 @@ class BounceHandler:
             if nid is not None:
                 return StatusEvent(
                     notification_id=nid,
-                    status="delivered",
+                    status=Status.DELIVERED,
                     channel="email",
                     detail="unsubscribed by mail (List-Unsubscribe mailto)",
                     feedback="unsubscribe",

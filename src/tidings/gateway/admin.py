@@ -10,9 +10,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from tidings.core.access import require_admin
 from tidings.core.envelope import Envelope, ok
 from tidings.core.limits import Int64, Pagination, Storable
-from tidings.core.web import from_state
-from tidings.gateway.deadletters import DeadLetters
-from tidings.gateway.keys import ApiKeys
+from tidings.gateway.dependencies import Keys, Letters, Suppressed
 from tidings.gateway.schemas import (
     ApiKeyCreate,
     ApiKeyCreated,
@@ -24,12 +22,8 @@ from tidings.gateway.schemas import (
     SuppressionIn,
     SuppressionOut,
 )
-from tidings.gateway.suppressions import Suppressions
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"], dependencies=[Depends(require_admin)])
-
-
-Letters = Annotated[DeadLetters, Depends(from_state("dead_letters"))]
 
 
 @router.get("/dead-letters/", response_model=Envelope[list[DeadLetterOut]])
@@ -52,9 +46,6 @@ async def replay_dead_letters(body: ReplayRequest, letters: Letters) -> dict[str
     return ok(results, f"{replayed} replayed, {len(results) - replayed} skipped")
 
 
-Keys = Annotated[ApiKeys, Depends(from_state("api_keys"))]
-
-
 @router.post("/api-keys/", status_code=201, response_model=Envelope[ApiKeyCreated])
 async def create_api_key(body: ApiKeyCreate, keys: Keys) -> dict[str, Any]:
     return ok(await keys.create(body), "API key created: the key is shown this once")
@@ -68,9 +59,6 @@ async def list_api_keys(keys: Keys) -> dict[str, Any]:
 @router.delete("/api-keys/{api_key_id}/", response_model=Envelope[ApiKeyOut])
 async def revoke_api_key(api_key_id: uuid.UUID, keys: Keys) -> dict[str, Any]:
     return ok(await keys.revoke(api_key_id), "API key revoked")
-
-
-Suppressed = Annotated[Suppressions, Depends(from_state("suppressions"))]
 
 
 @router.get("/suppressions/", response_model=Envelope[list[SuppressionOut]])

@@ -1,14 +1,12 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from fastapi import FastAPI
 
 from tidings.core.access import Access
-from tidings.core.auth import Principal
 from tidings.core.breaker import BreakerPolicy
 from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, RedisOptions, open_cache
@@ -18,24 +16,27 @@ from tidings.core.metrics import QUEUE_CONSUMERS, QUEUE_DEPTH
 from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
 from tidings.core.web import app_database, create_service_app, make_http_client, service_client
+from tidings.gateway.accept import Acceptance
 from tidings.gateway.admin import router as admin_router
 from tidings.gateway.dashboard import router as dashboard_router
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.feedback import Feedback
 from tidings.gateway.keys import ApiKeys
+from tidings.gateway.limits import Limits
 from tidings.gateway.lookups import UserDirectory
+from tidings.gateway.proxy import Proxy
 from tidings.gateway.push_routes import create_push_router
+from tidings.gateway.queries import NotificationQueries
 from tidings.gateway.reconcile import Reconciler
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.router import router
-from tidings.gateway.service import NotificationService
 from tidings.gateway.settings import GatewaySettings
+from tidings.gateway.state import GatewayState
 from tidings.gateway.status import StatusConsumer
 from tidings.gateway.suppressions import Suppressions
+from tidings.gateway.transitions import StatusTransitions
 from tidings.gateway.unsubscribe import router as unsubscribe_router
 from tidings.gateway.webhooks import router as webhooks_router
-
-log = logging.getLogger("tidings.gateway")
 
 
 async def watch_queues(bus: Bus, every_s: float = 5.0) -> None:
@@ -47,6 +48,120 @@ async def watch_queues(bus: Bus, every_s: float = 5.0) -> None:
         await asyncio.sleep(every_s)
 
 
+async def _build(
+    app: FastAPI,
+    settings: GatewaySettings,
+    stack: AsyncExitStack,
+    bus: Bus | None,
+    cache: Cache | None,
+) -> GatewayState:
+    """Everything the gateway runs on, opened on ``stack`` (closed with it) and wired by
+    constructor: nothing is set on an object after it is made."""
+    db = await stack.enter_async_context(
+        app_database(app, settings.store_url, "gateway", DbTimeouts.of(settings))
+    )
+    if bus is None:
+        bus = open_bus(settings)
+        await bus.start()
+        stack.push_async_callback(bus.close)
+    if cache is None:
+        cache = open_cache(settings.redis_url, settings.cache_namespace, RedisOptions.of(settings))
+        stack.push_async_callback(cache.close)
+    limiter = open_rate_limiter(
+        settings.redis_url, settings.cache_namespace, RedisOptions.of(settings)
+    )
+    stack.push_async_callback(limiter.close)
+    limits = Limits(limiter, settings)
+    api_keys = ApiKeys(db)
+    access = Access(
+        settings, api_keys=api_keys.resolve, limit=limits.caller, limit_attempts=limits.attempts
+    )
+    # Look-ups carry the service credential; proxied requests carry the caller only.
+    registry = app.state.registry
+    users_client = service_client(
+        "users",
+        settings,
+        stack,
+        caller="gateway",
+        breaker=BreakerPolicy(settings.users_breaker_failures, settings.users_breaker_reset_s),
+        registry=registry,
+    )
+    templates_client = service_client(
+        "templates",
+        settings,
+        stack,
+        caller="gateway",
+        breaker=BreakerPolicy(
+            settings.templates_breaker_failures, settings.templates_breaker_reset_s
+        ),
+        registry=registry,
+    )
+    users_endpoints = users_client.endpoints
+    templates_endpoints = templates_client.endpoints
+    assert users_endpoints is not None and templates_endpoints is not None
+    users_http = make_http_client(settings.url_of("users"), settings.http_timeout_s)
+    templates_http = make_http_client(settings.url_of("templates"), settings.http_timeout_s)
+    stack.push_async_callback(users_http.aclose)
+    stack.push_async_callback(templates_http.aclose)
+
+    async def instances() -> dict[str, list[str]]:
+        return {
+            "users": await users_endpoints.seen(),
+            "templates": await templates_endpoints.seen(),
+        }
+
+    health = app.state.health
+    health.info["instances"] = instances
+    users = UserDirectory(users_client, cache, settings.user_cache_ttl_s)
+    templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s, last_known=True)
+    relay = OutboxRelay(db, bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s)
+    suppressions = Suppressions(db)
+    queries = NotificationQueries(db)
+    transitions = StatusTransitions(db, queries)
+    health.add("bus", bus.ping)
+    health.add("cache", cache.ping)
+    health.add("users_service", users_client.ping)
+    health.add("users_data", users.health)
+    health.add("templates_service", templates_client.ping)
+    return GatewayState(
+        settings=settings,
+        access=access,
+        bus=bus,
+        cache=cache,
+        limits=limits,
+        api_keys=api_keys,
+        users_client=users_client,
+        templates_client=templates_client,
+        users=users,
+        proxy=Proxy(
+            access.secret_key, (users_http, users_endpoints), (templates_http, templates_endpoints)
+        ),
+        suppressions=suppressions,
+        feedback=Feedback(queries, users, users_client, suppressions),
+        relay=relay,
+        acceptance=Acceptance(
+            db,
+            users,
+            templates,
+            relay,
+            suppressions,
+            limits.recipient,
+            settings.priority_lane_min,
+        ),
+        queries=queries,
+        transitions=transitions,
+        dead_letters=DeadLetters(db, transitions, users, relay, bus),
+        reconciler=Reconciler(
+            db,
+            users,
+            relay,
+            after_s=settings.reconcile_after_s,
+            every_s=settings.reconcile_every_s,
+            max_requeues=settings.reconcile_max_requeues,
+        ),
+    )
+
+
 def create_app(
     settings: GatewaySettings, *, bus: Bus | None = None, cache: Cache | None = None
 ) -> FastAPI:
@@ -56,161 +171,22 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            db = await stack.enter_async_context(
-                app_database(app, settings.store_url, "gateway", DbTimeouts.of(settings))
-            )
-            api_keys = ApiKeys(db)
-            app.state.api_keys = api_keys
-            the_bus = bus
-            if the_bus is None:
-                the_bus = open_bus(settings)
-                await the_bus.start()
-                stack.push_async_callback(the_bus.close)
-            the_cache = cache
-            if the_cache is None:
-                the_cache = open_cache(
-                    settings.redis_url, settings.cache_namespace, RedisOptions.of(settings)
-                )
-                stack.push_async_callback(the_cache.close)
-            limiter = open_rate_limiter(
-                settings.redis_url, settings.cache_namespace, RedisOptions.of(settings)
-            )
-            app.state.limiter = limiter
-            stack.push_async_callback(limiter.close)
-            app.state.settings = settings
-            app.state.cache = the_cache
-
-            async def limit_caller(caller: Principal) -> None:
-                """Per API key and per user; the admin key and the service token are the
-                operator's own and not limited."""
-                if caller.kind == "api_key":
-                    await limiter.check(
-                        f"key:{caller.subject}",
-                        caller.rate_per_s or settings.rate_limit_per_s,
-                        caller.burst or settings.rate_limit_burst,
-                        "this API key",
-                    )
-                elif caller.kind == "user":
-                    await limiter.check(
-                        f"token:{caller.subject}",
-                        settings.user_rate_per_s,
-                        settings.user_burst,
-                        "this user's requests",
-                    )
-
-            async def limit_attempts(address: str) -> None:
-                await limiter.check(
-                    f"auth:{address}",
-                    settings.auth_failure_rate_per_s,
-                    settings.auth_failure_burst,
-                    "failed authentications from this address",
-                )
-
-            app.state.access = Access(
-                settings,
-                api_keys=api_keys.resolve,
-                limit=limit_caller,
-                limit_attempts=limit_attempts,
-            )
-            timeout_s = settings.http_timeout_s
-            # Look-ups carry the service credential; proxied requests carry the caller only.
-            registry = app.state.registry
-            users_client = service_client(
-                "users",
-                settings,
-                stack,
-                caller="gateway",
-                breaker=BreakerPolicy(
-                    settings.users_breaker_failures, settings.users_breaker_reset_s
-                ),
-                registry=registry,
-            )
-            templates_client = service_client(
-                "templates",
-                settings,
-                stack,
-                caller="gateway",
-                breaker=BreakerPolicy(
-                    settings.templates_breaker_failures, settings.templates_breaker_reset_s
-                ),
-                registry=registry,
-            )
-            users_endpoints = users_client.endpoints
-            templates_endpoints = templates_client.endpoints
-            assert users_endpoints is not None and templates_endpoints is not None
-            app.state.users_http = make_http_client(settings.url_of("users"), timeout_s)
-            app.state.templates_http = make_http_client(settings.url_of("templates"), timeout_s)
-            stack.push_async_callback(app.state.users_http.aclose)
-            stack.push_async_callback(app.state.templates_http.aclose)
-            app.state.users_endpoints = users_endpoints
-            app.state.templates_endpoints = templates_endpoints
-
-            async def instances() -> dict[str, list[str]]:
-                return {
-                    "users": await users_endpoints.seen(),
-                    "templates": await templates_endpoints.seen(),
-                }
-
-            app.state.health.info["instances"] = instances
-
-            app.state.users_client = users_client
-            app.state.templates_client = templates_client
-            users = UserDirectory(users_client, the_cache, settings.user_cache_ttl_s)
-            app.state.user_directory = users
-            templates = TemplateDirectory(
-                templates_client, settings.template_cache_ttl_s, last_known=True
-            )
-            relay = OutboxRelay(
-                db, the_bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s
-            )
-            notifications = NotificationService(
-                db, users, templates, relay, settings.priority_lane_min
-            )
-            suppressions = Suppressions(db)
-            app.state.suppressions = suppressions
-            notifications.suppressions = suppressions
-            feedback = Feedback(notifications, users, suppressions)
-            app.state.feedback = feedback
-            notifications.recipient_limit = (
-                limiter,
-                settings.recipient_rate_per_s,
-                settings.recipient_burst,
-            )
-            app.state.notifications = notifications
-            app.state.relay = relay
-
-            health = app.state.health
-            health.add("bus", the_bus.ping)
-            health.add("cache", the_cache.ping)
-            health.add("users_service", users_client.ping)
-            health.add("users_data", users.health)
-            health.add("templates_service", templates_client.ping)
-
-            dead_letters = DeadLetters(db, notifications, relay)
-            app.state.dead_letters = dead_letters
-
-            relay.start()
-            stack.push_async_callback(relay.stop)
-            reconciler = Reconciler(
-                db,
-                users,
-                relay,
-                after_s=settings.reconcile_after_s,
-                every_s=settings.reconcile_every_s,
-                max_requeues=settings.reconcile_max_requeues,
-            )
-            app.state.reconciler = reconciler
-            reconciler.start()
-            stack.push_async_callback(reconciler.stop)
+            state = await _build(app, settings, stack, bus, cache)
+            app.state.gateway = state
+            app.state.access = state.access  # core.access's dependency reads it there
+            state.relay.start()
+            stack.push_async_callback(state.relay.stop)
+            state.reconciler.start()
+            stack.push_async_callback(state.reconciler.stop)
+            the_bus = state.bus
             watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
             stack.callback(watcher.cancel)
-            await the_bus.consume(
-                STATUS_QUEUE,
-                StatusConsumer(notifications, the_bus, feedback),
-                prefetch=settings.prefetch,
+            consumer = StatusConsumer(
+                state.transitions, state.suppressions, state.feedback, the_bus
             )
-            await the_bus.consume(FAILED_QUEUE, dead_letters, prefetch=settings.prefetch)
-            relay.wake()  # publish whatever an earlier run left in the outbox
+            await the_bus.consume(STATUS_QUEUE, consumer, prefetch=settings.prefetch)
+            await the_bus.consume(FAILED_QUEUE, state.dead_letters, prefetch=settings.prefetch)
+            state.relay.wake()  # publish whatever an earlier run left in the outbox
             try:
                 yield
             finally:

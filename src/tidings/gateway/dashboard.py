@@ -1,9 +1,8 @@
 """The admin dashboard at /dashboard/: server-rendered pages, a little vanilla JS, no build
 step and nothing fetched from elsewhere (it works offline).
 
-Sign-in takes the admin key once and answers with a signed session cookie (HttpOnly,
-SameSite=Strict, 8 h; it names a digest of the admin key, so rotating the key ends every
-session). Every POST carries a CSRF token derived from the session token. The live parts
+Sign-in takes the admin key once and answers with a signed session cookie
+(gateway.dashboard_sessions); every POST carries a CSRF token. The live parts
 (overview, a notification's timeline, the template preview) poll small JSON endpoints that
 answer with fragments rendered by the same templates as the pages.
 """
@@ -11,39 +10,38 @@ answer with fragments rendered by the same templates as the pages.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import json
 import time
 import uuid
-from collections import deque
-from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode
+from urllib.parse import quote, urlencode
 
-import jinja2
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
-from sqlalchemy import func, select
 
-from tidings.core.access import Access, client_address
-from tidings.core.auth import issue_token, read_token, same_secret
-from tidings.core.errors import NotFound, TidingsError, Unauthorized
+from tidings.core.access import client_address
+from tidings.core.auth import same_secret
+from tidings.core.errors import NotFound, TidingsError
 from tidings.core.limits import Int64
 from tidings.core.ratelimit import RateLimited
-from tidings.gateway.deadletters import DeadLetters
-from tidings.gateway.listing import search
-from tidings.gateway.models import Notification
+from tidings.core.status import Status
+from tidings.gateway.dashboard_sessions import (
+    COOKIE,
+    SESSION_TTL_S,
+    csrf_of,
+    csrf_ok,
+    form_of,
+    new_session,
+    session_of,
+)
+from tidings.gateway.dependencies import State
+from tidings.gateway.pages import env, static
 from tidings.gateway.schemas import DeadLetterFilter, NotificationFilter, ReplayRequest
-from tidings.gateway.service import NotificationService
+from tidings.gateway.state import GatewayState, RateSamples
 
-COOKIE = "tidings_dashboard"
-TOKEN_TYPE = "dashboard"
-SESSION_TTL_S = 8 * 3600.0
 LOGIN = "/dashboard/login"
-STATUSES = ("pending", "queued", "sent", "delivered", "failed", "cancelled")
 HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
@@ -57,57 +55,12 @@ HEADERS = {
     ),
 }
 
-env = jinja2.Environment(
-    loader=jinja2.PackageLoader("tidings.gateway", "dashboard_templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
-_SCRIPT = (
-    resources.files("tidings.gateway").joinpath("dashboard_templates/dashboard.js").read_text()
-)
+_SCRIPT = static("dashboard.js")
 
 router = APIRouter(prefix="/dashboard", include_in_schema=False)
 
 
-# --- sessions ---------------------------------------------------------------------------
-
-
-def _access(request: Request) -> Access:
-    access: Access = request.app.state.access
-    return access
-
-
-def _key_digest(access: Access) -> str:
-    return hashlib.sha256((access.admin_key or "").encode()).hexdigest()[:16]
-
-
-def _session(request: Request) -> str | None:
-    """The session token of a signed-in admin, or None."""
-    token = request.cookies.get(COOKIE)
-    access = _access(request)
-    if not token or not access.admin_key:
-        return None
-    try:
-        claims = read_token(access.secret_key, token, token_type=TOKEN_TYPE)
-    except Unauthorized:
-        return None
-    if claims.get("sub") != "admin" or claims.get("k") != _key_digest(access):
-        return None
-    return token
-
-
-def csrf_of(token: str) -> str:
-    return hashlib.sha256(f"csrf:{token}".encode()).hexdigest()
-
-
-async def _form(request: Request) -> dict[str, str]:
-    """An application/x-www-form-urlencoded body (the only kind our forms send)."""
-    parsed = parse_qs((await request.body()).decode("utf-8", "replace"), keep_blank_values=True)
-    return {k: v[0] for k, v in parsed.items()}
-
-
-def _csrf_ok(token: str, form: dict[str, str]) -> bool:
-    return hmac.compare_digest(form.get("csrf", ""), csrf_of(token))
+# --- pages and sign-in ------------------------------------------------------------------
 
 
 def _page(name: str, token: str | None, status: int = 200, **context: Any) -> HTMLResponse:
@@ -129,35 +82,25 @@ def _unauthorized_json() -> JSONResponse:
 
 
 @router.get("/login")
-async def login_form(request: Request) -> Response:
-    if _session(request):
+async def login_form(request: Request, state: State) -> Response:
+    if session_of(request, state.access):
         return RedirectResponse("/dashboard/", 303, headers=HEADERS)
     return _page("login.html", None, error=None)
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
-    access = _access(request)
-    settings = request.app.state.settings
+async def login(request: Request, state: State) -> Response:
+    access = state.access
     try:  # per client address, as the API's login: the admin key is worth guessing at
-        await request.app.state.limiter.check(
-            f"dashboard-login:{client_address(request)}",
-            settings.login_rate_per_s,
-            settings.login_burst,
-            "login attempts",
-        )
+        await state.limits.login("dashboard-login", client_address(request))
     except RateLimited as exc:
         limited = _page("login.html", None, 429, error="Too many attempts; wait a minute.")
         limited.headers["Retry-After"] = exc.retry_after_header
         return limited
-    key = (await _form(request)).get("admin_key", "")
+    key = (await form_of(request)).get("admin_key", "")
     if not access.admin_key or not same_secret(key, access.admin_key):
         return _page("login.html", None, 401, error="That is not the admin key.")
-    token = issue_token(
-        access.secret_key,
-        {"typ": TOKEN_TYPE, "sub": "admin", "k": _key_digest(access)},
-        SESSION_TTL_S,
-    )
+    token = new_session(access)
     answer = RedirectResponse("/dashboard/", 303, headers=HEADERS)
     answer.set_cookie(
         COOKIE,
@@ -172,11 +115,11 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
-    token = _session(request)
+async def logout(request: Request, state: State) -> Response:
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
-    if not _csrf_ok(token, await _form(request)):
+    if not csrf_ok(token, await form_of(request)):
         return _refused()
     answer = _to_login()
     answer.delete_cookie(COOKIE, path="/dashboard", httponly=True, samesite="strict")
@@ -191,11 +134,6 @@ async def script() -> Response:
 # --- overview ---------------------------------------------------------------------------
 
 
-def _notifications(request: Request) -> NotificationService:
-    service: NotificationService = request.app.state.notifications
-    return service
-
-
 def _samples(name: str) -> list[tuple[dict[str, str], float]]:
     return [
         (dict(s.labels), s.value)
@@ -205,19 +143,13 @@ def _samples(name: str) -> list[tuple[dict[str, str], float]]:
     ]
 
 
-def _rates(request: Request) -> dict[str, float]:
+def _rates(history: RateSamples) -> dict[str, float]:
     """Status changes per second over about the last minute, from this process's counters
     (sampled on each overview request)."""
     totals: dict[str, float] = {}
     for labels, value in _samples("tidings_notifications_total"):
         totals[labels.get("status", "?")] = totals.get(labels.get("status", "?"), 0.0) + value
     now = time.monotonic()
-    history: deque[tuple[float, dict[str, float]]] | None = getattr(
-        request.app.state, "dashboard_rate_samples", None
-    )
-    if history is None:
-        history = deque(maxlen=120)
-        request.app.state.dashboard_rate_samples = history
     history.append((now, totals))
     while len(history) > 2 and now - history[1][0] >= 60:
         history.popleft()
@@ -231,16 +163,8 @@ def _rates(request: Request) -> dict[str, float]:
     }
 
 
-async def _overview(request: Request) -> dict[str, Any]:
-    db = _notifications(request).db
-    async with db.sessions() as session:
-        rows = (
-            await session.execute(
-                select(Notification.status, func.count()).group_by(Notification.status)
-            )
-        ).all()
-    counts = {status: 0 for status in STATUSES}
-    counts.update({str(status): int(n) for status, n in rows})
+async def _overview(state: GatewayState) -> dict[str, Any]:
+    counts = dict.fromkeys(Status, 0) | await state.queries.counts()
     queues = {
         labels.get("queue", "?"): int(value) for labels, value in _samples("tidings_queue_depth")
     }
@@ -248,24 +172,24 @@ async def _overview(request: Request) -> dict[str, Any]:
         "counts": counts,
         "total": sum(counts.values()),
         "queues": dict(sorted(queues.items())),
-        "rates": _rates(request),
+        "rates": _rates(state.rate_samples),
         "at": dt.datetime.now(dt.UTC).strftime("%H:%M:%S UTC"),
     }
 
 
 @router.get("/")
-async def overview(request: Request) -> Response:
-    token = _session(request)
+async def overview(request: Request, state: State) -> Response:
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
-    return _page("overview.html", token, nav="overview", o=await _overview(request))
+    return _page("overview.html", token, nav="overview", o=await _overview(state))
 
 
 @router.get("/api/overview")
-async def overview_json(request: Request) -> Response:
-    if _session(request) is None:
+async def overview_json(request: Request, state: State) -> Response:
+    if session_of(request, state.access) is None:
         return _unauthorized_json()
-    data = await _overview(request)
+    data = await _overview(state)
     fragment = env.get_template("_overview.html").render(o=data)
     return JSONResponse({"data": data, "replace": {"overview": fragment}}, headers=HEADERS)
 
@@ -274,12 +198,14 @@ async def overview_json(request: Request) -> Response:
 
 
 @router.get("/notifications/")
-async def notifications(request: Request, request_id: str = "", user_id: str = "") -> Response:
-    token = _session(request)
+async def notifications(
+    request: Request, state: State, request_id: str = "", user_id: str = ""
+) -> Response:
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
     error = None
-    f = NotificationFilter(limit=50)
+    f = None
     if user_id.strip():
         try:
             uuid.UUID(user_id.strip())
@@ -294,7 +220,7 @@ async def notifications(request: Request, request_id: str = "", user_id: str = "
             )
         except ValidationError as exc:
             error = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
-    items, meta = ([], None) if error else await search(_notifications(request).db, f)
+    items, meta = ([], None) if f is None else await state.queries.search(f, None)
     return _page(
         "notifications.html",
         token,
@@ -307,30 +233,30 @@ async def notifications(request: Request, request_id: str = "", user_id: str = "
     )
 
 
-async def _timeline(request: Request, notification_id: str) -> dict[str, Any] | None:
+async def _timeline(state: GatewayState, notification_id: str) -> dict[str, Any] | None:
     try:
-        found = await _notifications(request).get(uuid.UUID(notification_id))
+        found = await state.queries.get(uuid.UUID(notification_id), None)
     except (ValueError, NotFound):
         return None
     return found.model_dump(mode="json")
 
 
 @router.get("/notifications/{notification_id}")
-async def timeline(request: Request, notification_id: str) -> Response:
-    token = _session(request)
+async def timeline(request: Request, state: State, notification_id: str) -> Response:
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
-    n = await _timeline(request, notification_id)
+    n = await _timeline(state, notification_id)
     if n is None:
         return _page("error.html", token, 404, message=f"No notification {notification_id}.")
     return _page("timeline.html", token, nav="notifications", n=n)
 
 
 @router.get("/api/notifications/{notification_id}")
-async def timeline_json(request: Request, notification_id: str) -> Response:
-    if _session(request) is None:
+async def timeline_json(request: Request, state: State, notification_id: str) -> Response:
+    if session_of(request, state.access) is None:
         return _unauthorized_json()
-    n = await _timeline(request, notification_id)
+    n = await _timeline(state, notification_id)
     if n is None:
         return JSONResponse({"error": "not found"}, 404, headers=HEADERS)
     fragment = env.get_template("_timeline.html").render(n=n)
@@ -340,20 +266,19 @@ async def timeline_json(request: Request, notification_id: str) -> Response:
 # --- dead letters -----------------------------------------------------------------------
 
 
-def _dead_letters(request: Request) -> DeadLetters:
-    letters: DeadLetters = request.app.state.dead_letters
-    return letters
-
-
 @router.get("/dead-letters/")
 async def dead_letters(
-    request: Request, replayed: int | None = None, outcome: str = "", pending: bool = False
+    request: Request,
+    state: State,
+    replayed: int | None = None,
+    outcome: str = "",
+    pending: bool = False,
 ) -> Response:
-    token = _session(request)
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
     f = DeadLetterFilter(limit=50, replayed=False if pending else None)
-    rows, meta = await _dead_letters(request).search(f)
+    rows, meta = await state.dead_letters.search(f)
     flash = None
     if replayed is not None and outcome in ("replayed", "skipped", "gone"):
         flash = f"Dead letter {replayed}: {outcome}."
@@ -369,13 +294,14 @@ async def dead_letters(
 
 
 @router.post("/dead-letters/{dead_letter_id}/replay")
-async def replay(request: Request, dead_letter_id: Int64) -> Response:
-    token = _session(request)
+async def replay(request: Request, state: State, dead_letter_id: Int64) -> Response:
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
-    if not _csrf_ok(token, await _form(request)):
+    if not csrf_ok(token, await form_of(request)):
         return _refused()
-    results = await _dead_letters(request).replay(ReplayRequest(dead_letter_ids=[dead_letter_id]))
+    chosen = ReplayRequest(dead_letter_ids=[dead_letter_id])
+    results = await state.dead_letters.replay(chosen)
     outcome = results[0].outcome if results else "gone"
     query = urlencode({"replayed": dead_letter_id, "outcome": outcome})
     return RedirectResponse(f"/dashboard/dead-letters/?{query}", 303, headers=HEADERS)
@@ -385,7 +311,7 @@ async def replay(request: Request, dead_letter_id: Int64) -> Response:
 
 
 async def _preview(
-    request: Request, code: str, channel: str, language: str, variables: str
+    state: GatewayState, code: str, channel: str, language: str, variables: str
 ) -> dict[str, Any]:
     """What the templates service renders, or a readable error."""
     if not code.strip():
@@ -396,7 +322,7 @@ async def _preview(
         return {"error": f"The variables are not valid JSON: {exc}", "rendered": None}
     if not isinstance(parsed, dict):
         return {"error": "The variables must be a JSON object.", "rendered": None}
-    client = request.app.state.templates_client
+    client = state.templates_client
     body = {"variables": parsed, "language": language or "en", "channel": channel or "email"}
     try:
         path = f"/api/v1/templates/{quote(code.strip(), safe='')}/render/"
@@ -406,11 +332,9 @@ async def _preview(
     return {"error": None, "rendered": rendered}
 
 
-async def _known_templates(request: Request) -> list[dict[str, Any]]:
+async def _known_templates(state: GatewayState) -> list[dict[str, Any]]:
     try:
-        found = await request.app.state.templates_client.get(
-            "/api/v1/templates/", params={"limit": "100"}
-        )
+        found = await state.templates_client.get("/api/v1/templates/", params={"limit": "100"})
     except TidingsError:
         return []
     return list(found or [])
@@ -419,34 +343,36 @@ async def _known_templates(request: Request) -> list[dict[str, Any]]:
 @router.get("/templates/")
 async def templates(
     request: Request,
+    state: State,
     code: str = "",
     channel: str = "email",
     language: str = "en",
     variables: str = "{}",
 ) -> Response:
-    token = _session(request)
+    token = session_of(request, state.access)
     if token is None:
         return _to_login()
     return _page(
         "templates.html",
         token,
         nav="templates",
-        known=await _known_templates(request),
+        known=await _known_templates(state),
         form={"code": code, "channel": channel, "language": language, "variables": variables},
-        p=await _preview(request, code, channel, language, variables),
+        p=await _preview(state, code, channel, language, variables),
     )
 
 
 @router.get("/api/preview")
 async def preview_json(
     request: Request,
+    state: State,
     code: str = "",
     channel: str = "email",
     language: str = "en",
     variables: str = "{}",
 ) -> Response:
-    if _session(request) is None:
+    if session_of(request, state.access) is None:
         return _unauthorized_json()
-    p = await _preview(request, code, channel, language, variables)
+    p = await _preview(state, code, channel, language, variables)
     fragment = env.get_template("_preview.html").render(p=p)
     return JSONResponse({"data": p, "replace": {"preview": fragment}}, headers=HEADERS)

@@ -16,17 +16,19 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
-from tidings.core.bus import BusMessage, wait_out
+from tidings.core.bus import Bus, BusMessage, wait_out
 from tidings.core.db import Database, utcnow
 from tidings.core.envelope import PaginationMeta
 from tidings.core.errors import InvalidInput, NotFound
 from tidings.core.messages import NotificationMessage, StatusEvent, salvage
+from tidings.core.status import Status, message_id_of
 from tidings.core.topology import (
     FAILED_ROUTE,
     REASON_HEADER,
     SOURCE_QUEUE_HEADER,
     STATUS_ROUTE,
 )
+from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.models import (
     DeadLetter,
     Notification,
@@ -36,9 +38,9 @@ from tidings.gateway.models import (
 )
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.schemas import DeadLetterFilter, DeadLetterOut, ReplayRequest, ReplayResult
-from tidings.gateway.service import NotificationService
+from tidings.gateway.transitions import StatusTransitions
 
-log = logging.getLogger("tidings.gateway.deadletters")
+log = logging.getLogger(__name__)
 
 
 def _json_safe(value: Any) -> Any:
@@ -64,12 +66,15 @@ def reason_of(headers: dict[str, Any]) -> str:
     return "dead-lettered without a reason"
 
 
-def _is_status_event(payload: bytes) -> bool:
-    try:
-        StatusEvent.model_validate_json(payload)
-    except ValidationError:
-        return False
-    return True
+def read(payload: bytes) -> NotificationMessage | StatusEvent | None:
+    """What a dead letter carries: a notification's work message, a status event, or
+    neither (a body no worker could read). Parsed once, here."""
+    for model in (NotificationMessage, StatusEvent):
+        try:
+            return model.model_validate_json(payload)
+        except ValidationError:
+            continue
+    return None
 
 
 def to_out(row: DeadLetter) -> DeadLetterOut:
@@ -89,12 +94,23 @@ def to_out(row: DeadLetter) -> DeadLetterOut:
 
 
 class DeadLetters:
+    """failed.queue's consumer and the dead-letter table: each dead letter stored once (by
+    a fingerprint of its body and reason), its notification marked failed; listed, found
+    and replayed by the admin API and the dashboard."""
+
     def __init__(
-        self, db: Database, notifications: NotificationService, relay: OutboxRelay
+        self,
+        db: Database,
+        transitions: StatusTransitions,
+        users: UserDirectory,
+        relay: OutboxRelay,
+        bus: Bus,
     ) -> None:
-        self.db = db
-        self.notifications = notifications
-        self.relay = relay
+        self._db = db
+        self._transitions = transitions
+        self._users = users
+        self._relay = relay
+        self._bus = bus
 
     async def __call__(self, message: BusMessage) -> None:
         """The failed.queue consumer: store it (once), and make sure its notification says
@@ -107,7 +123,7 @@ class DeadLetters:
             # Written on the copy: after a round through a retry queue, x-death speaks of
             # that queue, not of why the message died.
             await wait_out(
-                self.relay.bus,
+                self._bus,
                 message,
                 FAILED_ROUTE,
                 exc,
@@ -116,24 +132,21 @@ class DeadLetters:
 
     async def _store(self, message: BusMessage, reason: str, source: str) -> None:
         headers = _json_safe(message.headers)
-        parsed: NotificationMessage | None = None
+        carried = read(message.body)
+        parsed = carried if isinstance(carried, NotificationMessage) else None
         found_id: str | None = None
-        try:
-            parsed = NotificationMessage.model_validate_json(message.body)
-            found_id = parsed.notification_id
-        except ValidationError:
-            try:
-                found_id = StatusEvent.model_validate_json(message.body).notification_id
-            except ValidationError:
-                salvaged = salvage(message.body)
-                found_id = salvaged["notification_id"] if salvaged else None
+        if carried is not None:
+            found_id = carried.notification_id
+        else:
+            salvaged = salvage(message.body)
+            found_id = salvaged["notification_id"] if salvaged else None
         try:
             notification_id = uuid.UUID(found_id) if found_id else None
         except ValueError:
             notification_id = None
         fingerprint = hashlib.sha256(message.body + b"\x00" + reason.encode()).hexdigest()
         stmt = (
-            self.db.insert(DeadLetter.__table__)
+            self._db.insert(DeadLetter.__table__)
             .values(
                 fingerprint=fingerprint,
                 notification_id=notification_id,
@@ -155,14 +168,14 @@ class DeadLetters:
             )
             .on_conflict_do_nothing(index_elements=["fingerprint"])
         )
-        async with self.db.sessions() as session, session.begin():
+        async with self._db.sessions() as session, session.begin():
             await session.execute(stmt)
         if parsed is not None and notification_id is not None:
             try:
-                await self.notifications.record_status(
+                await self._transitions.record_status(
                     notification_id,
                     parsed.notification_type,
-                    "failed",
+                    Status.FAILED,
                     error=reason,
                     detail="dead-lettered",
                     attempt=parsed.attempt,
@@ -183,19 +196,17 @@ class DeadLetters:
             query = query.where(
                 DeadLetter.replay_count > 0 if f.replayed else DeadLetter.replay_count == 0
             )
-        async with self.db.sessions() as session:
+        async with self._db.sessions() as session:
             total = await session.scalar(select(func.count()).select_from(query.subquery())) or 0
             rows = (
                 await session.scalars(
-                    query.order_by(DeadLetter.id.desc())
-                    .offset((f.page - 1) * f.limit)
-                    .limit(f.limit)
+                    query.order_by(DeadLetter.id.desc()).offset(f.offset).limit(f.limit)
                 )
             ).all()
         return [to_out(r) for r in rows], PaginationMeta.of(total=total, page=f.page, limit=f.limit)
 
     async def get(self, dead_letter_id: int) -> DeadLetterOut:
-        async with self.db.sessions() as session:
+        async with self._db.sessions() as session:
             row = await session.get(DeadLetter, dead_letter_id)
         if row is None:
             raise NotFound(f"dead letter {dead_letter_id} not found")
@@ -218,7 +229,7 @@ class DeadLetters:
                 DeadLetter.reason.contains(request.reason_contains, autoescape=True)
             )
         results: list[ReplayResult] = []
-        async with self.db.sessions() as session, session.begin():
+        async with self._db.sessions() as session, session.begin():
             rows = (
                 await session.scalars(query.limit(request.limit).with_for_update(skip_locked=True))
             ).all()
@@ -242,36 +253,36 @@ class DeadLetters:
                     )
                 )
         if any(r.outcome == "replayed" for r in results):
-            self.relay.wake()
+            self._relay.wake()
         return results
 
     async def _replay_one(self, session: Any, row: DeadLetter) -> tuple[str, str]:
-        message: NotificationMessage | None = None
-        try:
-            message = NotificationMessage.model_validate_json(row.payload)
-        except ValidationError:
-            if row.notification_id is None or _is_status_event(row.payload):
-                return await self._replay_status(row)
+        carried = read(row.payload)
+        if isinstance(carried, StatusEvent):
+            return await self._replay_status(row, carried)
+        if carried is None and row.notification_id is None:
+            return "skipped", "neither a notification message nor a status event"
+        message = carried
         n = await session.scalar(
             select(Notification).where(Notification.id == row.notification_id).with_for_update()
         )
         if n is None:
             return "skipped", "its notification no longer exists"
-        if n.status == "delivered":
+        if n.status == Status.DELIVERED:
             return "skipped", "already delivered"
-        if n.status != "failed":
+        if n.status != Status.FAILED:
             return "skipped", f"the notification is {n.status}, not failed"
         if message is None:
             # A message the worker could not even read, but whose notification is known: its
             # work message is built again from the stored notification.
             try:
-                message = message_for(n, await self.notifications.users.get(n.user_id))
+                message = message_for(n, await self._users.get(n.user_id))
             except NotFound:
                 return "skipped", "its user no longer exists"
         now = utcnow()
         n.round += 1
         n.attempt = 0
-        n.status = "pending"
+        n.status = Status.PENDING
         n.error = None
         fresh = message.model_copy(
             update={"round": n.round, "attempt": 1, "errors": [], "first_try_ms": None}
@@ -281,18 +292,10 @@ class DeadLetters:
         row.replayed_at = now
         return "replayed", f"round {n.round}"
 
-    async def _replay_status(self, row: DeadLetter) -> tuple[str, str]:
+    async def _replay_status(self, row: DeadLetter, event: StatusEvent) -> tuple[str, str]:
         """A status event goes back to status.queue as it was (the consumer records it; a
         report that no longer moves the status is kept in the history)."""
-        try:
-            event = StatusEvent.model_validate_json(row.payload)
-        except ValidationError:
-            return "skipped", "neither a notification message nor a status event"
-        await self.relay.bus.publish(
-            STATUS_ROUTE,
-            row.payload,
-            message_id=f"{event.notification_id}:{event.status}:{event.attempt}",
-        )
+        await self._bus.publish(STATUS_ROUTE, row.payload, message_id=message_id_of(event))
         row.replay_count += 1
         row.replayed_at = utcnow()
         return "replayed", f"status event ({event.status}) published again"

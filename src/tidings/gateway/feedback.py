@@ -23,8 +23,9 @@ import uuid
 from typing import Literal
 
 from tidings.core.errors import Conflict, NotFound
+from tidings.core.web import ServiceClient
 from tidings.gateway.lookups import UserDirectory
-from tidings.gateway.service import NotificationService
+from tidings.gateway.queries import NotificationQueries
 from tidings.gateway.suppressions import Suppressions
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,21 @@ class Feedback:
     """Applies email feedback to the suppression list and the user's preferences."""
 
     def __init__(
-        self, notifications: NotificationService, users: UserDirectory, suppressions: Suppressions
+        self,
+        queries: NotificationQueries,
+        users: UserDirectory,
+        users_client: ServiceClient,
+        suppressions: Suppressions,
     ) -> None:
-        self.notifications = notifications
+        self.queries = queries
         self.users = users
+        self.users_client = users_client
         self.suppressions = suppressions
 
     async def preference_off(self, user_id: uuid.UUID, channel: str) -> None:
         """Turn the user's ``channel`` preference off at the users service, and drop the
         gateway's cached copy so that the next notification sees it."""
-        await self.users.client.request(
+        await self.users_client.request(
             "PATCH", f"/api/v1/users/{user_id}/", json={"preferences": {channel: False}}
         )
         await self.users.forget(user_id)
@@ -56,7 +62,7 @@ class Feedback:
         """Apply a report of ``kind`` about ``notification_id``; ``reported`` is the address
         the report names (None when it names none), ``reason`` what the suppression keeps.
         NotFound for an unknown notification, Conflict for one that is not an email."""
-        found = await self.notifications.get(notification_id)
+        found = await self.queries.get(notification_id, None)
         if found.notification_type != "email":
             raise Conflict(f"notification {notification_id} is not an email one")
         if kind == "unsubscribe":

@@ -36,6 +36,9 @@ def to_out(row: ApiKey) -> ApiKeyOut:
 
 
 class ApiKeys:
+    """The API keys of the clients: made, listed and revoked by the admin; resolved to a
+    principal on each request, remembered in process for ``KEY_CACHE_S``."""
+
     def __init__(self, db: Database) -> None:
         self.db = db
         self._resolved = MemoryCache(max_entries=10_000)
@@ -74,9 +77,7 @@ class ApiKeys:
         await self._missing.set(row.key_hash, _MISS, MISS_CACHE_S)
         return to_out(row)
 
-    async def resolve(
-        self, key: str, before_lookup: Callable[[], Awaitable[None]] | None = None
-    ) -> Principal:
+    async def resolve(self, key: str, before_lookup: Callable[[], Awaitable[None]]) -> Principal:
         """The key's principal; Unauthorized if unknown or revoked. ``before_lookup`` runs
         before a query is made (the gateway's limit per client address)."""
         key_hash = hash_api_key(key)
@@ -85,8 +86,7 @@ class ApiKeys:
             return Principal.model_validate_json(cached)
         if await self._missing.get(key_hash) is not None:
             raise Unauthorized("unknown or revoked API key")
-        if before_lookup is not None:
-            await before_lookup()
+        await before_lookup()
         self.lookups += 1
         async with self.db.sessions() as session:
             row = await session.scalar(select(ApiKey).where(ApiKey.key_hash == key_hash))

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 
-from tidings.core.db import Database
-from tidings.core.envelope import PaginationMeta
 from tidings.gateway.models import Notification
-from tidings.gateway.schemas import NotificationFilter, NotificationSummary
+from tidings.gateway.schemas import NotificationFilter
 
 
-def filtered(f: NotificationFilter, owner: str | None = None) -> Select[Any]:
-    """``owner``: only the notifications it created (None: everyone's)."""
+def visible(owner: str | None) -> Select[Any]:
+    """The notifications ``owner`` created (None: everyone's): every read and every cancel
+    starts here, so none forgets the owner."""
     query = select(Notification)
-    if owner is not None:
-        query = query.where(Notification.owner == owner)
+    return query if owner is None else query.where(Notification.owner == owner)
+
+
+def filtered(f: NotificationFilter, owner: str | None) -> Select[Any]:
+    query = visible(owner)
     for column, value in (
         (Notification.status, f.status),
         (Notification.notification_type, f.notification_type),
@@ -42,28 +44,3 @@ def page_query(f: NotificationFilter, owner: str | None = None) -> Select[Any]:
         .offset(f.offset)
         .limit(f.limit)
     )
-
-
-async def search(
-    db: Database, f: NotificationFilter, owner: str | None = None
-) -> tuple[list[NotificationSummary], PaginationMeta]:
-    async with db.sessions() as session:
-        counted = select(func.count()).select_from(filtered(f, owner).subquery())
-        total = await session.scalar(counted) or 0
-        rows = (await session.scalars(page_query(f, owner))).all()
-    items = [
-        NotificationSummary(
-            notification_id=n.id,
-            request_id=n.request_id,
-            user_id=n.user_id,
-            notification_type=n.notification_type,
-            template_code=n.template_code,
-            priority=n.priority,
-            status=n.status,
-            error=n.error,
-            created_at=n.created_at,
-            updated_at=n.updated_at,
-        )
-        for n in rows
-    ]
-    return items, PaginationMeta.of(total=total, page=f.page, limit=f.limit)

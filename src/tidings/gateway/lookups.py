@@ -27,6 +27,9 @@ LAST_KNOWN_TTL_S = 7 * 24 * 3600.0
 
 
 class UserDirectory:
+    """Users by id for the gateway: in process, then Redis, then the users service; the
+    last known copy while that service is down (module docstring)."""
+
     def __init__(self, client: ServiceClient, cache: Cache, ttl_s: float) -> None:
         self.client = client
         self.cache = cache

@@ -81,32 +81,47 @@ def routed_path(request: Request, target: Target) -> str:
     raise NotFound(f"no route {request.method} {path}")
 
 
-async def forward(
-    request: Request,
-    client: httpx.AsyncClient,
-    endpoints: Endpoints,
-    caller: Principal | None,
-    target: Target,
-) -> httpx.Response:
-    """Send the request on; the services' paths all end in a slash, so add one if missing
-    (a redirect from the service would point at the service, not at the gateway)."""
-    path = routed_path(request, target)
-    headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
-    if caller is not None:
-        # The service trusts this, signed by us, instead of checking the client's key again.
-        headers[PRINCIPAL_HEADER] = seal(request.app.state.access.secret_key, caller)
-    service = endpoints.service
-    try:
-        answer = await client.request(
-            request.method,
-            await endpoints.pick() + path,
-            params=request.query_params,
-            content=await request.body(),
-            headers=headers,
-        )
-    except httpx.HTTPError as exc:
-        raise DependencyUnavailable(f"{service} service unreachable: {exc!r}") from exc
-    return answer
+class Proxy:
+    """Forwards a request to its target's service (auth is the users service's), with the
+    caller as a principal sealed by the gateway's secret key."""
+
+    def __init__(
+        self,
+        secret_key: str,
+        users: tuple[httpx.AsyncClient, Endpoints],
+        templates: tuple[httpx.AsyncClient, Endpoints],
+    ) -> None:
+        self._secret_key = secret_key
+        self._targets: dict[Target, tuple[httpx.AsyncClient, Endpoints]] = {
+            "users": users,
+            "auth": users,
+            "templates": templates,
+        }
+
+    async def forward(
+        self, request: Request, caller: Principal | None, target: Target
+    ) -> httpx.Response:
+        """Send the request on; the services' paths all end in a slash, so add one if
+        missing (a redirect from the service would point at the service, not at the
+        gateway)."""
+        path = routed_path(request, target)
+        client, endpoints = self._targets[target]
+        headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
+        if caller is not None:
+            # The service trusts this, signed by us, instead of checking the client's key.
+            headers[PRINCIPAL_HEADER] = seal(self._secret_key, caller)
+        try:
+            return await client.request(
+                request.method,
+                await endpoints.pick() + path,
+                params=request.query_params,
+                content=await request.body(),
+                headers=headers,
+            )
+        except httpx.HTTPError as exc:
+            raise DependencyUnavailable(
+                f"{endpoints.service} service unreachable: {exc!r}"
+            ) from exc
 
 
 def passed_back(answer: httpx.Response) -> Response:

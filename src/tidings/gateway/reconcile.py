@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import uuid
 from typing import Any
 
 from sqlalchemy import func, select
@@ -25,6 +26,7 @@ from sqlalchemy import func, select
 from tidings.core.bus import as_outage
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import NotFound
+from tidings.core.status import Status
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.models import (
     Notification,
@@ -35,14 +37,16 @@ from tidings.gateway.models import (
 )
 from tidings.gateway.relay import OutboxRelay
 
-log = logging.getLogger("tidings.gateway.reconcile")
+log = logging.getLogger(__name__)
 
 # How the reconciler's history entries begin (and how it counts its own requeues).
 MARK = "reconciler:"
-UNSETTLED = ("pending", "queued")
+UNSETTLED = (Status.PENDING, Status.QUEUED)
 
 
 class Reconciler:
+    """Sweeps every ``every_s`` for notifications silent for ``after_s`` (module docstring)."""
+
     def __init__(
         self,
         db: Database,
@@ -85,43 +89,80 @@ class Reconciler:
                     log.warning("reconciler waits: %s", outage.message)
 
     async def sweep(self) -> int:
-        """One pass; returns how many notifications it settled or requeued."""
+        """One pass; returns how many notifications it settled or requeued.
+
+        Users are looked up before the rows are locked (a slow users service holds no
+        lock), the earlier requeues of all the rows counted in one query."""
         now = utcnow()
         cutoff = now - dt.timedelta(seconds=self.after_s)
         waiting = select(OutboxMessage.id).where(OutboxMessage.notification_id == Notification.id)
-        query = (
-            select(Notification)
+        due = (
+            select(Notification.id, Notification.user_id)
             .where(Notification.status.in_(UNSETTLED), Notification.updated_at < cutoff)
             .where(~waiting.exists())
             .order_by(Notification.updated_at)
             .limit(self.batch_size)
+        )
+        async with self.db.sessions() as session:
+            candidates = (await session.execute(due)).all()
+        if not candidates:
+            return 0
+        user_ids = list({c.user_id for c in candidates})
+        found = await asyncio.gather(*(self._user(u) for u in user_ids))
+        users = dict(zip(user_ids, found, strict=True))
+        # Locked now, and taken only if still due: another gateway may have done them since.
+        query = (
+            select(Notification)
+            .where(Notification.id.in_([c.id for c in candidates]))
+            .where(Notification.status.in_(UNSETTLED), Notification.updated_at < cutoff)
+            .where(~waiting.exists())
+            .order_by(Notification.updated_at)
             .with_for_update(skip_locked=True)
         )
         async with self.db.sessions() as session, session.begin():
             rows = (await session.scalars(query)).all()
+            done = await self._requeues(session, [n.id for n in rows])
             for n in rows:
-                await self._one(session, n, now)
+                self._one(session, n, now, done.get(n.id, 0), users[n.user_id])
         if rows:
             self.relay.wake()
             log.info("reconciler requeued or settled %d notification(s)", len(rows))
         return len(rows)
 
-    async def _one(self, session: Any, n: Notification, now: dt.datetime) -> None:
-        silent_s = (now - n.updated_at).total_seconds()
-        done = await session.scalar(
-            select(func.count())
-            .select_from(NotificationEvent)
-            .where(NotificationEvent.notification_id == n.id)
+    async def _user(self, user_id: uuid.UUID) -> dict[str, Any] | None:
+        try:
+            return await self.users.get(user_id)
+        except NotFound:
+            return None
+
+    @staticmethod
+    async def _requeues(session: Any, ids: list[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """How often the reconciler has requeued each notification already."""
+        if not ids:
+            return {}
+        counted = await session.execute(
+            select(NotificationEvent.notification_id, func.count())
+            .where(NotificationEvent.notification_id.in_(ids))
             .where(NotificationEvent.detail.startswith(MARK))
+            .group_by(NotificationEvent.notification_id)
         )
+        return {nid: int(count) for nid, count in counted.all()}
+
+    def _one(
+        self,
+        session: Any,
+        n: Notification,
+        now: dt.datetime,
+        done: int,
+        user: dict[str, Any] | None,
+    ) -> None:
+        silent_s = (now - n.updated_at).total_seconds()
         n.updated_at = now
         if done >= self.max_requeues:
             reason = f"{MARK} no outcome after {done} requeues; {silent_s:.0f}s without a report"
             self._fail(session, n, reason, now)
             return
-        try:
-            user = await self.users.get(n.user_id)
-        except NotFound:
+        if user is None:
             self._fail(session, n, f"{MARK} the user no longer exists", now)
             return
         detail = (
@@ -132,10 +173,14 @@ class Reconciler:
 
     @staticmethod
     def _fail(session: Any, n: Notification, reason: str, now: dt.datetime) -> None:
-        n.status = "failed"
+        n.status = Status.FAILED
         n.error = reason
         session.add(
             NotificationEvent(
-                notification_id=n.id, status="failed", error=reason, detail=reason, created_at=now
+                notification_id=n.id,
+                status=Status.FAILED,
+                error=reason,
+                detail=reason,
+                created_at=now,
             )
         )

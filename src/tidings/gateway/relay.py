@@ -20,12 +20,15 @@ from tidings.core.db import Database, utcnow
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
 from tidings.core.metrics import STAGE_SECONDS
+from tidings.core.status import Status
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 
-log = logging.getLogger("tidings.gateway.relay")
+log = logging.getLogger(__name__)
 
 
 class OutboxRelay:
+    """Publishes the outbox (module docstring); ``flush`` is one batch."""
+
     def __init__(self, db: Database, bus: Bus, *, batch_size: int, poll_s: float) -> None:
         self.db = db
         self.bus = bus
@@ -33,7 +36,6 @@ class OutboxRelay:
         self.poll_s = poll_s
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.published = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -97,24 +99,23 @@ class OutboxRelay:
                 await conn.execute(
                     update(notifications)
                     .where(notifications.c.id.in_(scheduled))
-                    .where(notifications.c.status == "scheduled")
-                    .values(status="pending", updated_at=queued_at)
+                    .where(notifications.c.status == Status.SCHEDULED)
+                    .values(status=Status.PENDING, updated_at=queued_at)
                 )
             await conn.execute(
                 insert(cast(Table, NotificationEvent.__table__)),
                 [
                     {
                         "notification_id": r.notification_id,
-                        "status": "queued",
+                        "status": Status.QUEUED,
                         "detail": f"published to {r.routing_key}",
                         "created_at": queued_at,
                     }
                     for r in rows
                 ],
             )
-        self.published += len(rows)
         for r in rows:
-            STAGE_SECONDS.labels(r.routing_key.split(".")[0], "queued").observe(
+            STAGE_SECONDS.labels(r.routing_key.split(".")[0], Status.QUEUED).observe(
                 max(0.0, (queued_at - r.created_at).total_seconds())
             )
         return len(rows)

@@ -12,10 +12,17 @@ from tidings.core.auth import Principal
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import NotFound
 from tidings.core.openapi import errors
+from tidings.core.status import Status
 from tidings.gateway.batch import accept_batch
-from tidings.gateway.dependencies import Notifications
-from tidings.gateway.listing import search
-from tidings.gateway.proxy import forward, passed_back
+from tidings.gateway.dependencies import (
+    Accepting,
+    Forwarder,
+    Queries,
+    RateLimits,
+    Transitions,
+    Users,
+)
+from tidings.gateway.proxy import passed_back
 from tidings.gateway.schemas import (
     BatchCreate,
     BatchItemResult,
@@ -53,15 +60,14 @@ def owned_by(caller: Principal) -> str | None:
     responses=errors(404, 409),
 )
 async def send_notification(
-    body: NotificationCreate, notifications: Notifications, caller: Caller
+    body: NotificationCreate, acceptance: Accepting, caller: Caller
 ) -> dict[str, Any]:
     caller.require("notifications:send")
-    result, repeated = await notifications.accept(body, owner_of(caller))
+    result, repeated = await acceptance.accept(body, owner_of(caller))
     if repeated:
         return ok(result, "duplicate request_id: this is the notification it created")
-    return ok(
-        result, "notification skipped" if result.status == "skipped" else "notification accepted"
-    )
+    skipped = result.status == Status.SKIPPED
+    return ok(result, "notification skipped" if skipped else "notification accepted")
 
 
 @router.post(
@@ -70,12 +76,10 @@ async def send_notification(
     response_model=Envelope[list[BatchItemResult]],
     tags=["notifications"],
 )
-async def send_batch(
-    body: BatchCreate, notifications: Notifications, caller: Caller
-) -> dict[str, Any]:
+async def send_batch(body: BatchCreate, acceptance: Accepting, caller: Caller) -> dict[str, Any]:
     """Up to 1,000 notifications; a result per item, in order."""
     caller.require("notifications:send")
-    results = await accept_batch(notifications, body.notifications, owner_of(caller))
+    results = await accept_batch(acceptance, body.notifications, owner_of(caller))
     counts = Counter(r.outcome for r in results)
     summary = ", ".join(f"{counts[k]} {k}" for k in ("accepted", "duplicate", "rejected"))
     return ok(results, summary)
@@ -88,12 +92,12 @@ async def send_batch(
     responses=errors(409),  # already handed to the queue
 )
 async def cancel_notification(
-    notification_id: uuid.UUID, notifications: Notifications, caller: Caller
+    notification_id: uuid.UUID, transitions: Transitions, caller: Caller
 ) -> dict[str, Any]:
     """Cancel a notification not yet handed to the queue (a scheduled one, above all); one's
     own, unless the credential may read all (another client's is 404, as a missing one)."""
     caller.require("notifications:send")
-    cancelled = await notifications.cancel(notification_id, owned_by(caller))
+    cancelled = await transitions.cancel(notification_id, owned_by(caller))
     return ok(cancelled, "notification cancelled")
 
 
@@ -103,7 +107,7 @@ async def cancel_notification(
     tags=["notifications"],
 )
 async def list_notifications(
-    request: Request, caller: Caller, query: Annotated[NotificationFilter, Query()]
+    queries: Queries, caller: Caller, query: Annotated[NotificationFilter, Query()]
 ) -> dict[str, Any]:
     """Newest first. A user sees only their own notifications, an API key those it created
     (all of them with ``notifications:read_all``)."""
@@ -113,7 +117,7 @@ async def list_notifications(
     else:
         caller.require("notifications:read")
         owner = owned_by(caller)
-    items, meta = await search(request.app.state.notifications.db, query, owner)
+    items, meta = await queries.search(query, owner)
     return ok(items, f"{meta.total} notification(s)", meta)
 
 
@@ -123,18 +127,18 @@ async def list_notifications(
     tags=["notifications"],
 )
 async def get_notification(
-    notification_id: uuid.UUID, notifications: Notifications, caller: Caller
+    notification_id: uuid.UUID, queries: Queries, caller: Caller
 ) -> dict[str, Any]:
     """A user reads their own; an API key those it created (any with
     ``notifications:read_all``). Someone else's is not even said to exist: 404, as a missing
     one, and the scope is checked first, so a 403 says nothing about the id either."""
     if caller.kind == "user":
-        found = await notifications.get(notification_id)
+        found = await queries.get(notification_id, None)
         if caller.user_id != found.user_id:
             raise NotFound(f"notification {notification_id} not found")
         return ok(found, "notification found")
     caller.require("notifications:read")
-    return ok(await notifications.get(notification_id, owned_by(caller)), "notification found")
+    return ok(await queries.get(notification_id, owned_by(caller)), "notification found")
 
 
 @router.post(
@@ -146,11 +150,11 @@ async def get_notification(
 async def report_status(
     channel: Literal["email", "push"],
     body: StatusUpdate,
-    notifications: Notifications,
+    transitions: Transitions,
     caller: Caller,
 ) -> dict[str, Any]:
     caller.require_service()
-    status = await notifications.record_status(
+    status = await transitions.record_status(
         body.notification_id,
         channel,
         body.status,
@@ -164,53 +168,28 @@ async def report_status(
 
 
 @router.api_route("/api/v1/users/{path:path}", methods=_METHODS, include_in_schema=False)
-async def users_proxy(request: Request, path: str, caller: Caller) -> Response:
+async def users_proxy(
+    request: Request, path: str, caller: Caller, proxy: Forwarder, users: Users
+) -> Response:
     """Forwarded to the users service, with the caller; see its own schema. A change to a
     user drops the gateway's cached copy, so the next notification sees it."""
-    answer = await forward(
-        request,
-        request.app.state.users_http,
-        request.app.state.users_endpoints,
-        caller,
-        "users",
-    )
+    answer = await proxy.forward(request, caller, "users")
     user_id = path.split("/", 1)[0]
     if request.method != "GET" and answer.is_success and user_id:
         with contextlib.suppress(ValueError):
-            await request.app.state.user_directory.forget(uuid.UUID(user_id))
+            await users.forget(uuid.UUID(user_id))
     return passed_back(answer)
 
 
 @router.api_route("/api/v1/templates/{path:path}", methods=_METHODS, include_in_schema=False)
-async def templates_proxy(request: Request, path: str, caller: Caller) -> Response:
+async def templates_proxy(request: Request, caller: Caller, proxy: Forwarder) -> Response:
     """Forwarded to the templates service, with the caller; see its own schema."""
-    answer = await forward(
-        request,
-        request.app.state.templates_http,
-        request.app.state.templates_endpoints,
-        caller,
-        "templates",
-    )
-    return passed_back(answer)
+    return passed_back(await proxy.forward(request, caller, "templates"))
 
 
 @router.api_route("/api/v1/auth/{path:path}", methods=["POST"], include_in_schema=False)
-async def auth_proxy(request: Request, path: str) -> Response:
+async def auth_proxy(request: Request, proxy: Forwarder, limits: RateLimits) -> Response:
     """Login and refresh, forwarded to the users service: no credential needed, but a
     rate limit per client address against password guessing."""
-    settings = request.app.state.settings
-    await request.app.state.limiter.check(
-        f"login:{client_address(request)}",
-        settings.login_rate_per_s,
-        settings.login_burst,
-        "login attempts",
-    )
-    return passed_back(
-        await forward(
-            request,
-            request.app.state.users_http,
-            request.app.state.users_endpoints,
-            None,
-            "auth",
-        )
-    )
+    await limits.login("login", client_address(request))
+    return passed_back(await proxy.forward(request, None, "auth"))

@@ -8,6 +8,7 @@ from pydantic import (
     AfterValidator,
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -25,8 +26,10 @@ from tidings.core.limits import (
     Storable,
     Timestamp,
     check_json,
+    check_text,
 )
 from tidings.core.rendering import TEMPLATE_CODE_PATTERN
+from tidings.core.status import Status
 
 RequestId = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255), Storable
@@ -103,13 +106,13 @@ class NotificationCreate(BaseModel):
 class NotificationAccepted(BaseModel):
     notification_id: uuid.UUID
     request_id: str
-    status: str
+    status: Status
     notification_type: str
     created_at: dt.datetime
 
 
 class HistoryEntry(BaseModel):
-    status: str
+    status: Status
     detail: str | None
     error: str | None
     attempt: int | None
@@ -124,7 +127,7 @@ class NotificationOut(BaseModel):
     template_code: str
     language: str
     priority: int
-    status: str
+    status: Status
     error: str | None
     metadata: dict[str, Any] | None
     created_at: dt.datetime
@@ -149,14 +152,15 @@ class StatusUpdate(BaseModel):
         },
     )
     notification_id: uuid.UUID
-    status: Literal["delivered", "pending", "failed"]
+    # The specification's three.
+    status: Literal[Status.DELIVERED, Status.PENDING, Status.FAILED]
     timestamp: Timestamp | None = None
     error: Annotated[str, StringConstraints(max_length=2000), Storable] | None = None
 
 
 class StatusRecorded(BaseModel):
     notification_id: uuid.UUID
-    status: str
+    status: Status
 
 
 class DeadLetterFilter(Pagination):
@@ -243,10 +247,15 @@ class ApiKeyCreated(ApiKeyOut):
     key: str
 
 
+def _storable(value: Any) -> Any:
+    return check_text(value) if isinstance(value, str) else value
+
+
 class NotificationFilter(Pagination):
     """GET /api/v1/notifications/: every filter optional; newest first."""
 
-    status: Annotated[str, StringConstraints(max_length=50), Storable] | None = None
+    # Checked as text first: a NUL is refused as such, before the enum's refusal.
+    status: Annotated[Status, BeforeValidator(_storable)] | None = None
     notification_type: Literal["email", "push"] | None = None
     user_id: uuid.UUID | None = None
     template_code: Annotated[str, StringConstraints(max_length=100), Storable] | None = None
@@ -262,7 +271,7 @@ class NotificationSummary(BaseModel):
     notification_type: str
     template_code: str
     priority: int
-    status: str
+    status: Status
     error: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -280,7 +289,7 @@ class BatchItemResult(BaseModel):
     request_id: str | None
     outcome: Literal["accepted", "duplicate", "rejected"]
     notification_id: uuid.UUID | None = None
-    status: str | None = None
+    status: Status | None = None
     error: str | None = None
 
 

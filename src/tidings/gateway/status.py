@@ -15,25 +15,36 @@ from tidings.core.errors import Conflict, NotFound
 from tidings.core.messages import StatusEvent
 from tidings.core.topology import STATUS_ROUTE
 from tidings.gateway.feedback import Feedback
-from tidings.gateway.service import NotificationService
+from tidings.gateway.suppressions import Suppressions
+from tidings.gateway.transitions import StatusTransitions
 
 log = logging.getLogger(__name__)
 
 
 class StatusConsumer:
-    def __init__(self, notifications: NotificationService, bus: Bus, feedback: Feedback) -> None:
-        self.notifications = notifications
-        self.bus = bus
-        self.feedback = feedback
+    """status.queue's consumer: records each worker's report (and acts on a feedback
+    report's suppression and unsubscribe first)."""
+
+    def __init__(
+        self,
+        transitions: StatusTransitions,
+        suppressions: Suppressions,
+        feedback: Feedback,
+        bus: Bus,
+    ) -> None:
+        self._transitions = transitions
+        self._suppressions = suppressions
+        self._feedback = feedback
+        self._bus = bus
 
     async def __call__(self, message: BusMessage) -> None:
         event = parse(StatusEvent, message)
         try:
             await self._record(event)
-        except (DeadLetter, NotFound, Conflict, ValueError):
+        except DeadLetter:  # _record's refusals: kept, not retried
             raise
         except Exception as exc:
-            await wait_out(self.bus, message, STATUS_ROUTE, exc)
+            await wait_out(self._bus, message, STATUS_ROUTE, exc)
 
     async def _record(self, event: StatusEvent) -> None:
         try:
@@ -41,13 +52,13 @@ class StatusConsumer:
             if event.feedback is not None:
                 # From the bounce receiver: gateway.feedback's rule decides what it changes.
                 reason = event.error or event.detail or event.feedback
-                await self.feedback.apply(notification_id, event.feedback, event.suppress, reason)
-            elif event.suppress and self.notifications.suppressions is not None:
+                await self._feedback.apply(notification_id, event.feedback, event.suppress, reason)
+            elif event.suppress:
                 # A hard bounce at RCPT: that address is never sent to again.
-                await self.notifications.suppressions.add(
+                await self._suppressions.add(
                     event.suppress, event.error or "refused by the receiving server", "bounce"
                 )
-            await self.notifications.record_status(
+            await self._transitions.record_status(
                 notification_id,
                 event.channel,
                 event.status,

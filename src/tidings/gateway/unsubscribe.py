@@ -4,24 +4,19 @@ button, because link scanners follow GETs. Not the envelope for the page: a brow
 
 from __future__ import annotations
 
-import html
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
 from tidings.core.auth import read_unsubscribe_token
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import TidingsError, Unauthorized
 from tidings.core.openapi import errors
+from tidings.gateway.dependencies import Credentials, EmailFeedback
+from tidings.gateway.pages import render
 
 router = APIRouter(tags=["unsubscribe"])
-
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Unsubscribe</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body style="font-family: sans-serif; max-width: 32rem; margin: 4rem auto">
-<h1>Unsubscribe</h1><p>{message}</p>{form}</body></html>"""
 
 
 @router.get(
@@ -29,29 +24,25 @@ _PAGE = """<!doctype html>
     response_class=HTMLResponse,
     responses={400: {"description": "the link is not valid", "content": {"text/html": {}}}},
 )
-async def confirm_page(token: str, request: Request) -> HTMLResponse:
+async def confirm_page(token: str, access: Credentials) -> HTMLResponse:
     """A confirmation page; it changes nothing by itself."""
     try:
-        read_unsubscribe_token(request.app.state.access.secret_key, token)
+        read_unsubscribe_token(access.secret_key, token)
     except TidingsError:
-        page = _PAGE.format(message="This unsubscribe link is not valid.", form="")
+        page = render("unsubscribe.html", message="This unsubscribe link is not valid.", token="")
         return HTMLResponse(page, status_code=400)
-    form = (
-        f'<form method="post" action="/unsubscribe/{html.escape(token)}/">'
-        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-        '<button type="submit">Stop these emails</button></form>'
-    )
-    return HTMLResponse(_PAGE.format(message="Stop receiving these emails?", form=form))
+    page = render("unsubscribe.html", message="Stop receiving these emails?", token=token)
+    return HTMLResponse(page)
 
 
 @router.post(
     "/unsubscribe/{token}/", response_model=Envelope[dict[str, Any]], responses=errors(401)
 )
-async def one_click(token: str, request: Request) -> dict[str, Any]:
+async def one_click(token: str, access: Credentials, feedback: EmailFeedback) -> dict[str, Any]:
     """The one-click POST (``List-Unsubscribe=One-Click``): the preference goes off."""
     try:
-        user_id, channel = read_unsubscribe_token(request.app.state.access.secret_key, token)
+        user_id, channel = read_unsubscribe_token(access.secret_key, token)
     except TidingsError as exc:
         raise Unauthorized("this unsubscribe link is not valid") from exc
-    await request.app.state.feedback.preference_off(user_id, channel)
+    await feedback.preference_off(user_id, channel)
     return ok({"user_id": str(user_id), "channel": channel, "subscribed": False}, "unsubscribed")

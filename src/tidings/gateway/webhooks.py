@@ -24,6 +24,7 @@ from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import Forbidden, NotFound, Unauthorized
 from tidings.core.limits import JsonObject, Storable
 from tidings.core.openapi import errors
+from tidings.core.status import Status
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 MAX_SKEW_S = 300
@@ -52,7 +53,7 @@ def _notification_id(event: dict[str, Any]) -> uuid.UUID:
 
 
 async def _verify(request: Request, sig: MailgunSignature) -> None:
-    settings = request.app.state.settings
+    settings = request.app.state.gateway.settings
     if settings.mailgun_webhook_signing_key is None:
         raise Forbidden(
             "the Mailgun webhook is not configured (TIDINGS_MAILGUN_WEBHOOK_SIGNING_KEY)"
@@ -63,7 +64,9 @@ async def _verify(request: Request, sig: MailgunSignature) -> None:
         raise Unauthorized("the webhook signature does not verify")
     if not sig.timestamp.isdigit() or abs(time.time() - int(sig.timestamp)) > MAX_SKEW_S:
         raise Unauthorized("the webhook timestamp is too old or in the future")
-    if not await request.app.state.cache.add(f"webhook-token:{sig.token}", b"1", 2 * MAX_SKEW_S):
+    if not await request.app.state.gateway.cache.add(
+        f"webhook-token:{sig.token}", b"1", 2 * MAX_SKEW_S
+    ):
         raise Unauthorized("this webhook token was seen before (a replay)")
 
 
@@ -74,28 +77,30 @@ async def mailgun(body: MailgunWebhook, request: Request) -> dict[str, Any]:
     event = body.event_data
     kind = str(event.get("event", ""))
     nid = _notification_id(event)
-    notifications = request.app.state.notifications
+    state = request.app.state.gateway
+    notifications = state.transitions
     status_info = event.get("delivery-status") or {}
     text = status_info.get("message") or status_info.get("description") or ""
     reply = f"{status_info.get('code', '')} {text}".strip()
     # Whatever address Mailgun names, gateway.feedback's rule decides what is suppressed.
     recipient = str(event.get("recipient", "")) or None
-    feedback = request.app.state.feedback
     if kind == "delivered":
         await notifications.record_status(
-            nid, "email", "delivered", detail=f"provider: delivered {reply}"
+            nid, "email", Status.DELIVERED, detail=f"provider: delivered {reply}"
         )
     elif kind == "failed" and event.get("severity") == "permanent":
         reason = f"bounced: {reply or event.get('reason', 'permanent failure')}"
-        await feedback.apply(nid, "bounce", recipient, reason)
-        await notifications.record_status(nid, "email", "failed", error=reason, bounced=True)
+        await state.feedback.apply(nid, "bounce", recipient, reason)
+        await notifications.record_status(nid, "email", Status.FAILED, error=reason, bounced=True)
     elif kind == "failed":
         await notifications.record_status(
-            nid, "email", "pending", detail=f"provider: deferred {reply}"
+            nid, "email", Status.PENDING, detail=f"provider: deferred {reply}"
         )
     elif kind == "complained":
-        await feedback.apply(nid, "complaint", recipient, "complaint")
-        await notifications.record_status(nid, "email", "delivered", detail="provider: complaint")
+        await state.feedback.apply(nid, "complaint", recipient, "complaint")
+        await notifications.record_status(
+            nid, "email", Status.DELIVERED, detail="provider: complaint"
+        )
     else:
         return ok({"event": kind, "recorded": False}, f"event {kind!r} ignored")
     return ok({"event": kind, "recorded": True, "notification_id": str(nid)}, "event recorded")

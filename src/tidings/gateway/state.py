@@ -1,0 +1,56 @@
+"""What the gateway's lifespan builds, in one typed object: ``app.state.gateway``. Routes
+take its members through gateway.dependencies, never from ``app.state`` themselves."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from tidings.core.access import Access
+from tidings.core.bus import Bus
+from tidings.core.cache import Cache
+from tidings.core.web import ServiceClient
+from tidings.gateway.accept import Acceptance
+from tidings.gateway.deadletters import DeadLetters
+from tidings.gateway.feedback import Feedback
+from tidings.gateway.keys import ApiKeys
+from tidings.gateway.limits import Limits
+from tidings.gateway.lookups import UserDirectory
+from tidings.gateway.proxy import Proxy
+from tidings.gateway.queries import NotificationQueries
+from tidings.gateway.reconcile import Reconciler
+from tidings.gateway.relay import OutboxRelay
+from tidings.gateway.settings import GatewaySettings
+from tidings.gateway.suppressions import Suppressions
+from tidings.gateway.transitions import StatusTransitions
+
+# The dashboard's samples of the status counters: (monotonic time, totals by status).
+RateSamples = deque[tuple[float, dict[str, float]]]
+
+
+@dataclass(frozen=True)
+class GatewayState:
+    """The gateway's resources and services, built once per app by the lifespan
+    (gateway.app) and closed with it."""
+
+    settings: GatewaySettings
+    access: Access
+    bus: Bus
+    cache: Cache
+    limits: Limits
+    api_keys: ApiKeys
+    # Look-ups with the service credential (and the breakers); the proxy carries the caller.
+    users_client: ServiceClient
+    templates_client: ServiceClient
+    users: UserDirectory
+    proxy: Proxy
+    suppressions: Suppressions
+    # Email feedback (bounce receiver, Mailgun's webhook, unsubscribe links): one rule.
+    feedback: Feedback
+    relay: OutboxRelay
+    acceptance: Acceptance
+    queries: NotificationQueries
+    transitions: StatusTransitions
+    dead_letters: DeadLetters
+    reconciler: Reconciler
+    rate_samples: RateSamples = field(default_factory=lambda: deque(maxlen=120))
