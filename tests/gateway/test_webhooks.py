@@ -174,3 +174,26 @@ async def test_an_event_naming_another_address_follows_the_bounce_receivers_rule
     assert user["email"].lower() in now and bystander not in now
     me = (await gw.get(f"/api/v1/users/{user['user_id']}/")).json()["data"]
     assert me["preferences"]["email"] is False
+
+
+async def test_an_event_that_met_an_outage_is_taken_when_mailgun_sends_it_again(
+    system: System,
+) -> None:
+    """The token is taken only by an event that was handled: one answered 503 (the users
+    service away) is not refused as a replay when Mailgun retries it, so it is not lost."""
+    gw = system.gateway
+    user, nid = await delivered_notification(system)
+    complaint = signed(event("complained", nid, user["email"]))
+    await system.stop_service("users")
+    try:
+        during = await gw.post(URL, json=complaint, headers={})
+        assert during.status_code == 503, during.text
+        assert_envelope(during.json(), success=False)
+    finally:
+        await system.start_service("users")
+    again = await gw.post(URL, json=complaint, headers={})
+    assert again.status_code == 200, again.text
+    me = (await gw.get(f"/api/v1/users/{user['user_id']}/")).json()["data"]
+    assert me["preferences"]["email"] is False
+    replayed = await gw.post(URL, json=complaint, headers={})
+    assert replayed.status_code == 401 and "replay" in replayed.json()["error"]

@@ -11,13 +11,14 @@ is ever suppressed, whatever ``recipient`` Mailgun names.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from tidings.core.envelope import Envelope, ok
@@ -25,6 +26,8 @@ from tidings.core.errors import Forbidden, NotFound, Unauthorized
 from tidings.core.limits import JsonObject, Storable
 from tidings.core.openapi import errors
 from tidings.core.status import Status
+from tidings.gateway.dependencies import State
+from tidings.gateway.state import GatewayState
 
 router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 MAX_SKEW_S = 300
@@ -52,8 +55,10 @@ def _notification_id(event: dict[str, Any]) -> uuid.UUID:
         raise NotFound(f"no Tidings notification has the Message-ID {message_id!r}") from exc
 
 
-async def _verify(request: Request, sig: MailgunSignature) -> None:
-    settings = request.app.state.gateway.settings
+async def _verify(state: GatewayState, sig: MailgunSignature) -> str:
+    """Checks the signature and the timestamp, and takes the token (a replay is refused);
+    returns the token's key, for the caller to give back if it cannot handle the event."""
+    settings = state.settings
     if settings.mailgun_webhook_signing_key is None:
         raise Forbidden(
             "the Mailgun webhook is not configured (TIDINGS_MAILGUN_WEBHOOK_SIGNING_KEY)"
@@ -64,20 +69,30 @@ async def _verify(request: Request, sig: MailgunSignature) -> None:
         raise Unauthorized("the webhook signature does not verify")
     if not sig.timestamp.isdigit() or abs(time.time() - int(sig.timestamp)) > MAX_SKEW_S:
         raise Unauthorized("the webhook timestamp is too old or in the future")
-    if not await request.app.state.gateway.cache.add(
-        f"webhook-token:{sig.token}", b"1", 2 * MAX_SKEW_S
-    ):
+    key = f"webhook-token:{sig.token}"
+    if not await state.cache.add(key, b"1", 2 * MAX_SKEW_S):
         raise Unauthorized("this webhook token was seen before (a replay)")
+    return key
 
 
 # 401: a bad or replayed signature; 403: the webhook is not configured.
 @router.post("/mailgun/", response_model=Envelope[dict[str, Any]], responses=errors(401, 403))
-async def mailgun(body: MailgunWebhook, request: Request) -> dict[str, Any]:
-    await _verify(request, body.signature)
-    event = body.event_data
+async def mailgun(body: MailgunWebhook, state: State) -> dict[str, Any]:
+    token = await _verify(state, body.signature)
+    try:
+        return await _record(body.event_data, state)
+    except BaseException:
+        # Not handled (a 503 while the users service or the database is away, a 404): the
+        # token is given back, so Mailgun's retry of this same event is not taken for a
+        # replay and the event is not lost.
+        with contextlib.suppress(Exception):
+            await state.cache.delete(token)
+        raise
+
+
+async def _record(event: dict[str, Any], state: GatewayState) -> dict[str, Any]:
     kind = str(event.get("event", ""))
     nid = _notification_id(event)
-    state = request.app.state.gateway
     notifications = state.transitions
     status_info = event.get("delivery-status") or {}
     text = status_info.get("message") or status_info.get("description") or ""
