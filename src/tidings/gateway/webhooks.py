@@ -69,10 +69,10 @@ async def _verify(state: GatewayState, sig: MailgunSignature) -> str:
         raise Unauthorized("the webhook signature does not verify")
     if not sig.timestamp.isdigit() or abs(time.time() - int(sig.timestamp)) > MAX_SKEW_S:
         raise Unauthorized("the webhook timestamp is too old or in the future")
-    key = f"webhook-token:{sig.token}"
-    if not await state.cache.add(key, b"1", 2 * MAX_SKEW_S):
+    token_key = f"webhook-token:{sig.token}"
+    if not await state.cache.add(token_key, b"1", 2 * MAX_SKEW_S):
         raise Unauthorized("this webhook token was seen before (a replay)")
-    return key
+    return token_key
 
 
 # 401: a bad or replayed signature; 403: the webhook is not configured.
