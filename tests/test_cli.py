@@ -112,6 +112,30 @@ def test_send_and_status_say_in_one_line_what_is_missing(tmp_path: Path) -> None
     assert vars_bad.returncode == 1 and "neither KEY=VALUE nor a JSON object" in vars_bad.stderr
 
 
+@pytest.mark.parametrize("kept", ["{not json", "[1, 2]", "a directory"])
+def test_unreadable_kept_credentials_are_one_line_not_a_traceback(
+    tmp_path: Path, kept: str
+) -> None:
+    path = tmp_path / "credentials.json"
+    if kept == "a directory":
+        path.mkdir()
+    else:
+        path.write_text(kept)
+    for command in (
+        ["up"],
+        ["send", "a@example.com", "welcome", "name=Ada"],
+        ["status", "x"],
+        ["doctor"],
+    ):
+        result = tidings(*command, TIDINGS_DATA_DIR=str(tmp_path))
+        assert result.returncode == 2, (command, result)
+        assert "Traceback" not in result.stderr, (command, result.stderr)
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, (command, result.stderr)
+        assert lines[0].startswith(f"tidings: {path} unreadable: "), (command, lines)
+        assert lines[0].endswith("; `tidings up --reset` starts afresh"), (command, lines)
+
+
 def test_kept_credentials_yield_to_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,16 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from tidings.core.settings import TidingsSettings
+from tidings.core.settings import SecretName, TidingsSettings
 
 log = logging.getLogger(__name__)
 
-CREDENTIALS = ("admin_api_key", "secret_key", "service_token")
+CREDENTIALS: tuple[SecretName, ...] = ("admin_api_key", "secret_key", "service_token")
 # The Web Push key pair: made (and kept) on the embedded default only when neither is set.
 VAPID = ("vapid_private_key", "vapid_public_key")
 KEPT_FILE = "credentials.json"
 
 Origin = Literal["environment", "kept", "made"]
+
+
+class ConfigurationError(Exception):
+    """What a command cannot run with, said in one line (``tidings`` exits with 2)."""
 
 
 @dataclass(frozen=True)
@@ -39,11 +43,21 @@ def kept_path(settings: TidingsSettings) -> Path:
 
 def read_kept(settings: TidingsSettings) -> dict[str, str]:
     """The kept credentials ({} when none are)."""
+    path = kept_path(settings)
     try:
-        kept = json.loads(kept_path(settings).read_text())
+        kept = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
+    except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
+        raise _unreadable(path, exc) from exc
+    if not isinstance(kept, dict):
+        raise _unreadable(path, ValueError("not a JSON object"))
     return {k: v for k, v in kept.items() if k in CREDENTIALS + VAPID and isinstance(v, str)}
+
+
+def _unreadable(path: Path, exc: Exception) -> ConfigurationError:
+    why = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return ConfigurationError(f"{path} unreadable: {why}; `tidings up --reset` starts afresh")
 
 
 def _write_kept(path: Path, values: dict[str, str]) -> None:
@@ -70,7 +84,7 @@ def ensure_credentials(settings: TidingsSettings, *, keep: bool = False) -> Cred
     kept = read_kept(settings) if keep else {}
     values: dict[str, str] = {}
     for name in CREDENTIALS:
-        if getattr(settings, name) is None:
+        if settings.secret_or_none(name) is None:
             values[name] = kept.get(name) or secrets.token_urlsafe(32)
     if keep and not any(_in_environment(name) for name in VAPID):
         if all(kept.get(name) for name in VAPID):
@@ -79,8 +93,8 @@ def ensure_credentials(settings: TidingsSettings, *, keep: bool = False) -> Cred
             from tidings.cli.vapid import generate_vapid_keys
 
             values |= dict(zip(VAPID, generate_vapid_keys(), strict=True))
-    for name, value in values.items():
-        os.environ[f"TIDINGS_{name.upper()}"] = value
+    for key, value in values.items():
+        os.environ[f"TIDINGS_{key.upper()}"] = value
     path = kept_path(settings) if keep else None
     if path is not None and kept | values != kept:
         _write_kept(path, kept | values)

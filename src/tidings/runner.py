@@ -27,7 +27,12 @@ from tidings.core.cache import MemoryCache
 from tidings.core.logs import configure_logging
 from tidings.core.migrations import migrate
 from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
-from tidings.credentials import CREDENTIALS, ensure_credentials, forget_kept
+from tidings.credentials import (
+    CREDENTIALS,
+    ConfigurationError,
+    ensure_credentials,
+    forget_kept,
+)
 from tidings.mailcapture import start_capture
 
 if TYPE_CHECKING:
@@ -221,10 +226,6 @@ async def _serve_all(servers: list[Server], on_listening: Callable[[], None] | N
 BUS_SERVICES = ("gateway", "email", "push")
 
 
-class ConfigurationError(Exception):
-    pass
-
-
 def require_broker(settings: TidingsSettings, what: str) -> None:
     if not settings.amqp_url:
         raise ConfigurationError(
@@ -235,7 +236,7 @@ def require_broker(settings: TidingsSettings, what: str) -> None:
 
 
 def require_credentials(settings: TidingsSettings, what: str) -> None:
-    missing = [f"TIDINGS_{n.upper()}" for n in CREDENTIALS if getattr(settings, n) is None]
+    missing = [f"TIDINGS_{n.upper()}" for n in CREDENTIALS if settings.secret_or_none(n) is None]
     if missing:
         raise ConfigurationError(
             f"{what} needs {', '.join(missing)}, the same in every service's process "

@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.test_tidings_up import Tidings
@@ -126,10 +127,38 @@ async def test_up_in_a_terminal_prints_a_banner_and_plain_log_lines(tmp_path: Pa
     )
 
 
+async def _log_in(gateway: httpx.AsyncClient, user_id: str) -> dict[str, str]:
+    """The user's access and refresh tokens (logged in with create_user's password)."""
+    email = (await gateway.get(f"/api/v1/users/{user_id}/")).json()["data"]["email"]
+    login = await gateway.post(
+        "/api/v1/auth/login/", json={"email": email, "password": "a long enough password"}
+    )
+    assert login.status_code == 200, login.text
+    return dict(login.json()["data"])
+
+
+async def _tokens_work(
+    gateway: httpx.AsyncClient, user_id: str, tokens: dict[str, str]
+) -> tuple[int, int]:
+    """The answers to reading the user's profile with its access token, and to a refresh."""
+    own = await gateway.get(
+        f"/api/v1/users/{user_id}/",
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    )
+    refreshed = await gateway.post(
+        "/api/v1/auth/refresh/",
+        json={"refresh_token": tokens["refresh_token"]},
+        headers={"Authorization": ""},
+    )
+    return own.status_code, refreshed.status_code
+
+
 async def test_a_restart_keeps_the_admin_key_and_web_push_devices(tmp_path: Path) -> None:
     """Restarted, the embedded default runs with the admin key, secret key and VAPID keys it
-    made the first time: the old key is still good, and a device subscribed before the
-    restart gets a push after it. ``--reset`` starts afresh with a new key."""
+    made the first time: the old key is still good, a user's access and refresh tokens
+    issued before the restart still work after it, and a device subscribed before the
+    restart gets a push after it. ``--reset`` starts afresh with a new key (and the old
+    tokens are refused)."""
     env = {"TIDINGS_WEBPUSH_ALLOW_INSECURE": "true"}
     first = Tidings(tmp_path, given_credentials=False, **env)
     await first.start()
@@ -152,6 +181,7 @@ async def test_a_restart_keeps_the_admin_key_and_web_push_devices(tmp_path: Path
         subscription = receiver.subscribe()
         await add_webpush(first.client, user_id, subscription)
         code = await push_template(first.client)
+        tokens = await _log_in(first.client, user_id)
         assert await first.stop() == 0, first.log.read_text()[-3000:]
 
         again = Tidings(tmp_path, given_credentials=False, **env)
@@ -160,6 +190,7 @@ async def test_a_restart_keeps_the_admin_key_and_web_push_devices(tmp_path: Path
             assert again.kept() == kept
             again.client.headers.update(admin)
             assert (await again.client.get(f"/api/v1/users/{user_id}/")).status_code == 200
+            assert await _tokens_work(again.client, user_id, tokens) == (200, 200)
             nid = await send_push(again.client, user_id, code)
             await receiver.wait_for(lambda: receiver.received_by(subscription))
             assert not receiver.problems, receiver.problems
@@ -177,6 +208,7 @@ async def test_a_restart_keeps_the_admin_key_and_web_push_devices(tmp_path: Path
         assert fresh.kept()["vapid_public_key"] != kept["vapid_public_key"]
         old = await fresh.client.get(f"/api/v1/users/{user_id}/", headers=admin)
         assert old.status_code == 401, old.text
+        assert await _tokens_work(fresh.client, user_id, tokens) == (401, 401)
         fresh.client.headers["Authorization"] = f"Bearer {fresh.kept()['admin_api_key']}"
         assert (await fresh.client.get(f"/api/v1/users/{user_id}/")).status_code == 404
     finally:

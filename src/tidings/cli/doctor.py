@@ -96,6 +96,8 @@ async def _rabbitmq(url: str) -> None:
 async def _redis(url: str) -> None:
     from redis import asyncio as aioredis
 
+    # Its own client, not core.cache's shared pool: a one-off ping that wants Redis's raw
+    # error (not a breaker's), bounded by _checked's timeout, and closed right after.
     client = aioredis.Redis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_S)
     try:
         await client.ping()

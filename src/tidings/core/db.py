@@ -55,6 +55,10 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 @dataclass
 class Database:
+    """One service's database, on PostgreSQL (its own schema) or SQLite: the engine,
+    session factories for ORM work and for one-statement work, and the dialect switch
+    (``insert``). Opened by ``open_database``; every store of the service is handed it."""
+
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     schema: str
@@ -178,6 +182,9 @@ def _guarded_pool(breaker: CircuitBreaker) -> type[AsyncAdaptedQueuePool]:
     too. A class per engine because SQLAlchemy makes the pool (and remakes it on dispose)."""
 
     class GuardedPool(AsyncAdaptedQueuePool):
+        """The queue pool, asking ``breaker`` before each new connection and telling it
+        whether the connect found the database."""
+
         def connect(self) -> Any:
             breaker.before_call()
             try:

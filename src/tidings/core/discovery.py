@@ -23,6 +23,7 @@ import uuid
 from tidings.core.cache import RedisOptions, redis_ms, shared_redis
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.metrics import REDIS_DEGRADED
+from tidings.core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 INSTANCE_HEADER = "X-Tidings-Instance"
@@ -145,9 +146,6 @@ class Heartbeat:
                 log.warning("heartbeat not sent: %s", exc)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         with contextlib.suppress(DependencyUnavailable):
             await self.registry.deregister(self.service, self.url)

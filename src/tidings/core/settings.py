@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tidings.core.breaker import BreakerPolicy
+
 ServiceName = Literal["gateway", "users", "templates", "email", "push"]
 # The settings that hold a secret (SecretStr), by name: read through TidingsSettings.secret.
 SecretName = Literal["admin_api_key", "secret_key", "service_token", "metrics_token"]
@@ -186,6 +188,16 @@ class TidingsSettings(BaseSettings):
     users_breaker_reset_s: float = Field(
         default=30.0, gt=0, description="seconds before that breaker lets a probe through"
     )
+
+    @property
+    def templates_breaker(self) -> BreakerPolicy:
+        """The breaker of calls to the templates service, from the two fields above."""
+        return BreakerPolicy(self.templates_breaker_failures, self.templates_breaker_reset_s)
+
+    @property
+    def users_breaker(self) -> BreakerPolicy:
+        """The breaker of calls to the users service, from the two fields above."""
+        return BreakerPolicy(self.users_breaker_failures, self.users_breaker_reset_s)
 
     db_connect_timeout_s: float = Field(
         default=1.0,

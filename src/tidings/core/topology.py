@@ -1,6 +1,7 @@
 """Every exchange, queue and routing key of Tidings, named once.
 
-DESIGN §1 fixes the first four names. ``declare`` in each bus adapter builds exactly this.
+docs/architecture.md tabulates them (exchange, queue, routing key, consumer). ``declare`` in each
+bus adapter builds exactly this.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from tidings.core.breaker import BreakerPolicy
 from tidings.core.bus import Bus, Handler, open_bus
 from tidings.core.db import Database, DbTimeouts, open_database
 from tidings.core.deliveries import DeliveryStore
@@ -72,9 +71,7 @@ def create_worker_app(
                 settings,
                 stack,
                 caller=service,
-                breaker=BreakerPolicy(
-                    settings.templates_breaker_failures, settings.templates_breaker_reset_s
-                ),
+                breaker=settings.templates_breaker,
                 registry=app.state.registry,
             )
             templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s)

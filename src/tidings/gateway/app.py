@@ -7,13 +7,13 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from tidings.core.access import Access
-from tidings.core.breaker import BreakerPolicy
 from tidings.core.bus import Bus, open_bus
 from tidings.core.cache import Cache, RedisOptions, open_cache
 from tidings.core.db import DbTimeouts
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import QUEUE_CONSUMERS, QUEUE_DEPTH
 from tidings.core.ratelimit import open_rate_limiter
+from tidings.core.tasks import cancel_and_wait
 from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
 from tidings.core.web import app_database, create_service_app, make_http_client, service_client
 from tidings.gateway.accept import Acceptance
@@ -83,7 +83,7 @@ async def _build(
         settings,
         stack,
         caller="gateway",
-        breaker=BreakerPolicy(settings.users_breaker_failures, settings.users_breaker_reset_s),
+        breaker=settings.users_breaker,
         registry=registry,
     )
     templates_client = service_client(
@@ -91,9 +91,7 @@ async def _build(
         settings,
         stack,
         caller="gateway",
-        breaker=BreakerPolicy(
-            settings.templates_breaker_failures, settings.templates_breaker_reset_s
-        ),
+        breaker=settings.templates_breaker,
         registry=registry,
     )
     users_endpoints = users_client.endpoints
@@ -180,7 +178,7 @@ def create_app(
             stack.push_async_callback(state.reconciler.stop)
             the_bus = state.bus
             watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
-            stack.callback(watcher.cancel)
+            stack.push_async_callback(cancel_and_wait, watcher)
             consumer = StatusConsumer(
                 state.transitions, state.suppressions, state.feedback, the_bus
             )

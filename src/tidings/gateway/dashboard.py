@@ -13,13 +13,15 @@ import datetime as dt
 import json
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import REGISTRY
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from tidings.core.access import client_address
 from tidings.core.auth import same_secret
@@ -57,7 +59,32 @@ HEADERS = {
 
 _SCRIPT = static("dashboard.js")
 
-router = APIRouter(prefix="/dashboard", include_in_schema=False)
+
+class SignInAgain(Exception):
+    """No valid session: ``answer`` is what the route answers instead (to the login form,
+    or a 401 for the polled JSON)."""
+
+    def __init__(self, answer: Response) -> None:
+        super().__init__("no dashboard session")
+        self.answer = answer
+
+
+class _DashboardRoute(APIRoute):
+    """A dashboard route: SignInAgain, raised by the session dependencies, is its answer."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except SignInAgain as exc:
+                return exc.answer
+
+        return handler
+
+
+router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=_DashboardRoute)
 
 
 # --- pages and sign-in ------------------------------------------------------------------
@@ -79,6 +106,22 @@ def _refused() -> HTMLResponse:
 
 def _unauthorized_json() -> JSONResponse:
     return JSONResponse({"error": "sign in again"}, 401, headers=HEADERS)
+
+
+def _session(signed_out: Callable[[], Response]) -> Any:
+    def session(request: Request, state: State) -> str:
+        token = session_of(request, state.access)
+        if token is None:
+            raise SignInAgain(signed_out())
+        return token
+
+    return Depends(session)
+
+
+# The session token of a page's request (none: to the login form) and of a JSON poll's
+# (none: 401).
+Session = Annotated[str, _session(_to_login)]
+JsonSession = Annotated[str, _session(_unauthorized_json)]
 
 
 @router.get("/login")
@@ -115,10 +158,7 @@ async def login(request: Request, state: State) -> Response:
 
 
 @router.post("/logout")
-async def logout(request: Request, state: State) -> Response:
-    token = session_of(request, state.access)
-    if token is None:
-        return _to_login()
+async def logout(request: Request, token: Session) -> Response:
     if not csrf_ok(token, await form_of(request)):
         return _refused()
     answer = _to_login()
@@ -178,17 +218,12 @@ async def _overview(state: GatewayState) -> dict[str, Any]:
 
 
 @router.get("/")
-async def overview(request: Request, state: State) -> Response:
-    token = session_of(request, state.access)
-    if token is None:
-        return _to_login()
+async def overview(state: State, token: Session) -> Response:
     return _page("overview.html", token, nav="overview", o=await _overview(state))
 
 
 @router.get("/api/overview")
-async def overview_json(request: Request, state: State) -> Response:
-    if session_of(request, state.access) is None:
-        return _unauthorized_json()
+async def overview_json(state: State, _: JsonSession) -> Response:
     data = await _overview(state)
     fragment = env.get_template("_overview.html").render(o=data)
     return JSONResponse({"data": data, "replace": {"overview": fragment}}, headers=HEADERS)
@@ -199,11 +234,8 @@ async def overview_json(request: Request, state: State) -> Response:
 
 @router.get("/notifications/")
 async def notifications(
-    request: Request, state: State, request_id: str = "", user_id: str = ""
+    state: State, token: Session, request_id: str = "", user_id: str = ""
 ) -> Response:
-    token = session_of(request, state.access)
-    if token is None:
-        return _to_login()
     error = None
     f = None
     if user_id.strip():
@@ -242,10 +274,7 @@ async def _timeline(state: GatewayState, notification_id: str) -> dict[str, Any]
 
 
 @router.get("/notifications/{notification_id}")
-async def timeline(request: Request, state: State, notification_id: str) -> Response:
-    token = session_of(request, state.access)
-    if token is None:
-        return _to_login()
+async def timeline(state: State, token: Session, notification_id: str) -> Response:
     n = await _timeline(state, notification_id)
     if n is None:
         return _page("error.html", token, 404, message=f"No notification {notification_id}.")
@@ -253,9 +282,7 @@ async def timeline(request: Request, state: State, notification_id: str) -> Resp
 
 
 @router.get("/api/notifications/{notification_id}")
-async def timeline_json(request: Request, state: State, notification_id: str) -> Response:
-    if session_of(request, state.access) is None:
-        return _unauthorized_json()
+async def timeline_json(state: State, _: JsonSession, notification_id: str) -> Response:
     n = await _timeline(state, notification_id)
     if n is None:
         return JSONResponse({"error": "not found"}, 404, headers=HEADERS)
@@ -268,15 +295,12 @@ async def timeline_json(request: Request, state: State, notification_id: str) ->
 
 @router.get("/dead-letters/")
 async def dead_letters(
-    request: Request,
     state: State,
+    token: Session,
     replayed: int | None = None,
     outcome: str = "",
     pending: bool = False,
 ) -> Response:
-    token = session_of(request, state.access)
-    if token is None:
-        return _to_login()
     f = DeadLetterFilter(limit=50, replayed=False if pending else None)
     rows, meta = await state.dead_letters.search(f)
     flash = None
@@ -294,10 +318,7 @@ async def dead_letters(
 
 
 @router.post("/dead-letters/{dead_letter_id}/replay")
-async def replay(request: Request, state: State, dead_letter_id: Int64) -> Response:
-    token = session_of(request, state.access)
-    if token is None:
-        return _to_login()
+async def replay(request: Request, state: State, token: Session, dead_letter_id: Int64) -> Response:
     if not csrf_ok(token, await form_of(request)):
         return _refused()
     chosen = ReplayRequest(dead_letter_ids=[dead_letter_id])
@@ -310,22 +331,32 @@ async def replay(request: Request, state: State, dead_letter_id: Int64) -> Respo
 # --- templates --------------------------------------------------------------------------
 
 
-async def _preview(
-    state: GatewayState, code: str, channel: str, language: str, variables: str
-) -> dict[str, Any]:
+class PreviewQuery(BaseModel):
+    """The template preview's form: a template code, and what to render it with."""
+
+    code: str = ""
+    channel: str = "email"
+    language: str = "en"
+    variables: str = "{}"
+
+
+Preview = Annotated[PreviewQuery, Query()]
+
+
+async def _preview(state: GatewayState, q: PreviewQuery) -> dict[str, Any]:
     """What the templates service renders, or a readable error."""
-    if not code.strip():
+    if not q.code.strip():
         return {"error": None, "rendered": None}
     try:
-        parsed = json.loads(variables or "{}")
+        parsed = json.loads(q.variables or "{}")
     except json.JSONDecodeError as exc:
         return {"error": f"The variables are not valid JSON: {exc}", "rendered": None}
     if not isinstance(parsed, dict):
         return {"error": "The variables must be a JSON object.", "rendered": None}
     client = state.templates_client
-    body = {"variables": parsed, "language": language or "en", "channel": channel or "email"}
+    body = {"variables": parsed, "language": q.language or "en", "channel": q.channel or "email"}
     try:
-        path = f"/api/v1/templates/{quote(code.strip(), safe='')}/render/"
+        path = f"/api/v1/templates/{quote(q.code.strip(), safe='')}/render/"
         rendered = await client.post(path, body)
     except TidingsError as exc:
         return {"error": f"{type(exc).__name__}: {exc}", "rendered": None}
@@ -341,38 +372,19 @@ async def _known_templates(state: GatewayState) -> list[dict[str, Any]]:
 
 
 @router.get("/templates/")
-async def templates(
-    request: Request,
-    state: State,
-    code: str = "",
-    channel: str = "email",
-    language: str = "en",
-    variables: str = "{}",
-) -> Response:
-    token = session_of(request, state.access)
-    if token is None:
-        return _to_login()
+async def templates(state: State, token: Session, q: Preview) -> Response:
     return _page(
         "templates.html",
         token,
         nav="templates",
         known=await _known_templates(state),
-        form={"code": code, "channel": channel, "language": language, "variables": variables},
-        p=await _preview(state, code, channel, language, variables),
+        form=q.model_dump(),
+        p=await _preview(state, q),
     )
 
 
 @router.get("/api/preview")
-async def preview_json(
-    request: Request,
-    state: State,
-    code: str = "",
-    channel: str = "email",
-    language: str = "en",
-    variables: str = "{}",
-) -> Response:
-    if session_of(request, state.access) is None:
-        return _unauthorized_json()
-    p = await _preview(state, code, channel, language, variables)
+async def preview_json(state: State, _: JsonSession, q: Preview) -> Response:
+    p = await _preview(state, q)
     fragment = env.get_template("_preview.html").render(p=p)
     return JSONResponse({"data": p, "replace": {"preview": fragment}}, headers=HEADERS)

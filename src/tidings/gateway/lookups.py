@@ -18,7 +18,7 @@ from tidings.core.errors import DependencyUnavailable
 from tidings.core.metrics import CACHE, REDIS_DEGRADED
 from tidings.core.web import ServiceClient
 
-log = logging.getLogger("tidings.gateway.lookups")
+log = logging.getLogger(__name__)
 
 # The in-process layer is short-lived: other replicas' updates reach it within this time.
 LOCAL_TTL_S = 5.0

@@ -15,7 +15,6 @@ transaction.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import logging
 import uuid
@@ -27,6 +26,7 @@ from tidings.core.bus import as_outage
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import NotFound
 from tidings.core.status import Status
+from tidings.core.tasks import cancel_and_wait
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.models import (
     Notification,
@@ -71,10 +71,7 @@ class Reconciler:
         self._task = asyncio.create_task(self._run(), name="reconciler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:

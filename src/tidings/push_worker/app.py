@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from fastapi import FastAPI
 
-from tidings.core.breaker import BreakerPolicy, CircuitBreaker
+from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus
 from tidings.core.metrics import watch_breaker
 from tidings.core.web import service_client
@@ -105,7 +105,7 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
             settings,
             stack,
             caller="push",
-            breaker=BreakerPolicy(settings.users_breaker_failures, settings.users_breaker_reset_s),
+            breaker=settings.users_breaker,
             registry=parts.registry,
         )
         health.add("users_service", users.ping)

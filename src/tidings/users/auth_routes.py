@@ -5,13 +5,14 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from tidings.core.auth import read_token, user_tokens
 from tidings.core.envelope import Envelope, ok
 from tidings.core.openapi import errors
-from tidings.users.dependencies import Users
+from tidings.users.dependencies import Settings, Users
+from tidings.users.settings import UsersSettings
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -35,8 +36,7 @@ class Tokens(BaseModel):
     user_id: uuid.UUID
 
 
-def _tokens(request: Request, user_id: uuid.UUID) -> dict[str, Any]:
-    settings = request.app.state.settings
+def _tokens(settings: UsersSettings, user_id: uuid.UUID) -> dict[str, Any]:
     issued = user_tokens(
         settings.secret("secret_key"),
         user_id,
@@ -47,13 +47,12 @@ def _tokens(request: Request, user_id: uuid.UUID) -> dict[str, Any]:
 
 
 @router.post("/login/", response_model=Envelope[Tokens], responses=errors(401, 429))
-async def login(body: LoginRequest, request: Request, users: Users) -> dict[str, Any]:
+async def login(body: LoginRequest, users: Users, settings: Settings) -> dict[str, Any]:
     user_id = await users.authenticate(body.email, body.password)
-    return ok(_tokens(request, user_id), "logged in")
+    return ok(_tokens(settings, user_id), "logged in")
 
 
 @router.post("/refresh/", response_model=Envelope[Tokens], responses=errors(401, 429))
-async def refresh(body: RefreshRequest, request: Request) -> dict[str, Any]:
-    secret = request.app.state.settings.secret("secret_key")
-    claims = read_token(secret, body.refresh_token, token_type="refresh")
-    return ok(_tokens(request, uuid.UUID(claims["sub"])), "tokens refreshed")
+async def refresh(body: RefreshRequest, settings: Settings) -> dict[str, Any]:
+    claims = read_token(settings.secret("secret_key"), body.refresh_token, token_type="refresh")
+    return ok(_tokens(settings, uuid.UUID(claims["sub"])), "tokens refreshed")

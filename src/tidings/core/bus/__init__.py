@@ -41,6 +41,10 @@ M = TypeVar("M", bound=BaseModel)
 
 @dataclass
 class BusMessage:
+    """One message as a handler receives it, whichever adapter carried it: the body, its
+    routing key and id, the correlation id and headers, and how many times the broker has
+    delivered it again (``delivery_count``)."""
+
     body: bytes
     routing_key: str
     message_id: str
