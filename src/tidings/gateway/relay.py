@@ -21,6 +21,7 @@ from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
 from tidings.core.metrics import STAGE_SECONDS
 from tidings.core.status import Status
+from tidings.core.tasks import cancel_and_wait
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -44,10 +45,7 @@ class OutboxRelay:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
         while True:
