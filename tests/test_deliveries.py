@@ -68,3 +68,39 @@ async def test_a_claimed_notification_is_busy_for_another_claim(store: DeliveryS
     assert (await store.claim(nid)).result == "claimed"
     busy = await store.claim(nid)
     assert busy.result == "busy" and 0 < busy.wait_s <= 60
+
+
+async def test_two_workers_racing_in_groups_claim_each_notification_once(
+    store: DeliveryStore,
+) -> None:
+    """Claims go in one statement per group: two workers (stores of their own) claiming the
+    same notifications at once, each also holding a duplicate copy of some, in groups that
+    overlap: exactly one claim of each notification wins, the others find it held."""
+    url = store.db.engine.url.render_as_string(hide_password=False)
+    other = DeliveryStore(open_database(url, "email"), lease_s=60)
+    try:
+        ids = [str(uuid.uuid4()) for _ in range(20)]
+        copies = [*ids, *ids[:5]]  # a redelivered copy beside the first, in the same group
+        before = store._claims.batches
+        mine, theirs = await asyncio.wait_for(
+            asyncio.gather(
+                asyncio.gather(*(store.claim(i) for i in copies)),
+                asyncio.gather(*(other.claim(i) for i in reversed(copies))),
+            ),
+            30,
+        )
+        assert store._claims.batches - before < len(copies)  # grouped, not one each
+        claims = [
+            *((store, i, c) for i, c in zip(copies, mine, strict=True)),
+            *((other, i, c) for i, c in zip(reversed(copies), theirs, strict=True)),
+        ]
+        for nid in ids:
+            won = [(s, c) for s, i, c in claims if i == nid and c.result == "claimed"]
+            assert len(won) == 1, (nid, won)
+            lost = [c for _, i, c in claims if i == nid and c.result != "claimed"]
+            assert lost and all(c.result == "busy" and c.wait_s > 0 for c in lost), lost
+            # The winner's token renews its lease.
+            winner, claim = won[0]
+            await winner.renew(nid, claim.attempts)
+    finally:
+        await other.db.close()

@@ -29,6 +29,7 @@ from tidings.core.flow import DeliveryFlow, Unfinished, renew_lease
 from tidings.core.messages import NotificationMessage, Recipient, StatusEvent, now_ms
 from tidings.core.migrations import migrate
 from tidings.core.retry import RetryPolicy
+from tidings.core.status import batch_parts
 from tidings.core.topology import (
     EMAIL_QUEUE,
     EMAIL_ROUTE,
@@ -54,6 +55,7 @@ class Rig:
     store: DeliveryStore
     events: asyncio.Queue[StatusEvent] = field(default_factory=asyncio.Queue)
     dead: asyncio.Queue[BusMessage] = field(default_factory=asyncio.Queue)
+    status_messages: int = 0
 
     async def run(
         self, deliver: Callable[[NotificationMessage], Awaitable[str]], channel: str = "email"
@@ -99,7 +101,10 @@ async def rig(fresh_pg: str, fresh_vhost: str) -> AsyncIterator[Rig]:
     found = Rig(bus, DeliveryStore(db, lease_s=60))
 
     async def on_status(message: BusMessage) -> None:
-        found.events.put_nowait(StatusEvent.model_validate_json(message.body))
+        # One event, or a batch of the events the flow produced together.
+        found.status_messages += 1
+        for body in batch_parts(message.body) or [message.body]:
+            found.events.put_nowait(StatusEvent.model_validate_json(body))
 
     async def on_failed(message: BusMessage) -> None:
         found.dead.put_nowait(message)
@@ -429,3 +434,31 @@ async def test_a_partial_delivery_waiting_past_the_max_wait_is_delivered(rig: Ri
     assert failed.error is not None and "still unavailable" in failed.error
     assert (await rig.dead_letter(nothing.notification_id)).message_id == nothing.notification_id
     assert rig.dead.empty()
+
+
+async def test_events_of_concurrent_messages_go_to_the_gateway_in_one_message(rig: Rig) -> None:
+    """Ten sends that finish together: their ten reports travel in fewer messages than ten
+    (the first may go alone: no timer), every one of them there."""
+    arrived = 0
+    together = asyncio.Event()
+
+    async def deliver(n: NotificationMessage) -> str:
+        nonlocal arrived
+        arrived += 1
+        if arrived == 10:
+            together.set()
+        await together.wait()
+        return "250 ok"
+
+    await rig.run(deliver)
+    sent = [message() for _ in range(10)]
+    for n in sent:
+        await rig.publish(n)
+    seen = set()
+    async with asyncio.timeout(30):
+        while len(seen) < 10:
+            event = await rig.events.get()
+            assert event.status == "delivered"
+            seen.add(event.notification_id)
+    assert seen == {n.notification_id for n in sent}
+    assert rig.status_messages < 10

@@ -31,7 +31,7 @@ from tidings.core.messages import (
 )
 from tidings.core.metrics import DELIVERY_ERRORS, RETRIES, STAGE_SECONDS
 from tidings.core.retry import RetryPolicy, tier_for
-from tidings.core.status import Status, report
+from tidings.core.status import Status, StatusReporter
 from tidings.core.topology import CHANNEL_ROUTES, RETRY_TIERS_MS
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,8 @@ class DeliveryFlow:
         self.deliveries = deliveries
         self.policy = policy
         self.deliver = deliver
+        # Concurrent messages' events go to the gateway together (one message, one ack).
+        self.report = StatusReporter(bus)
 
     async def _report(self, n: NotificationMessage, status: Status, **fields: Any) -> None:
         event = StatusEvent(
@@ -125,7 +127,7 @@ class DeliveryFlow:
             round=n.round,
             **fields,
         )
-        await report(self.bus, event)
+        await self.report(event)
 
     async def _later(self, n: NotificationMessage, delay_s: float) -> None:
         await self.bus.publish(self.route, n.dumps(), message_id=n.notification_id, delay_s=delay_s)
@@ -167,7 +169,7 @@ class DeliveryFlow:
                 event = StatusEvent(
                     status=Status.FAILED, channel=self.channel, error=dead.reason, **found
                 )
-                await report(self.bus, event)
+                await self.report(event)
             raise
 
     async def _attempt(self, n: NotificationMessage) -> None:

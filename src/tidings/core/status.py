@@ -1,5 +1,6 @@
 """A notification's status: the one type, the one transition table, and how a worker tells
-the gateway what happened (a status event on status.queue).
+the gateway what happened (a status event on status.queue; the events of one worker that
+come about together travel as one message, a batch).
 
 Every module that sets, compares or lists statuses takes them from here: the gateway's
 acceptance, status recording, reconciler, dead-letter replay, relay and dashboard, the
@@ -9,8 +10,13 @@ workers' reports and the API schemas (whose OpenAPI enum is this one).
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import orjson
+
+from tidings.core import jsons
+from tidings.core.batching import Batcher
+from tidings.core.logs import correlation_id
 from tidings.core.topology import STATUS_ROUTE
 
 if TYPE_CHECKING:
@@ -79,3 +85,62 @@ def message_id_of(event: StatusEvent) -> str:
 
 async def report(bus: Bus, event: StatusEvent) -> None:
     await bus.publish(STATUS_ROUTE, event.dumps(), message_id=message_id_of(event))
+
+
+# A batch on status.queue: {"events": [event, ...]}, each event a StatusEvent's JSON object.
+BATCH_KEY = "events"
+
+
+def batch_body(events: list[StatusEvent]) -> bytes:
+    return jsons.dumps({BATCH_KEY: [e.model_dump(mode="json") for e in events]})
+
+
+def batch_parts(body: bytes) -> list[bytes] | None:
+    """Each event's JSON of a batch, in order, for the consumer to read one by one (one that
+    does not fit is refused alone); None when ``body`` is not a batch (a single event, as
+    workers before batches publish, or anything else: the single-event parser judges it)."""
+    try:
+        value: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict) or set(value) != {BATCH_KEY}:
+        return None
+    events = value[BATCH_KEY]
+    if not isinstance(events, list) or not events:
+        return None
+    return [jsons.dumps(e) for e in events]
+
+
+class StatusReporter:
+    """How a worker reports: the events produced while a publish is being confirmed go
+    together in the next one, as one message (group commit, core.batching: no timer, so an
+    event alone goes at once, as a single event). Each caller returns once its event is
+    confirmed, and sees the broker's failure if it was not."""
+
+    def __init__(self, bus: Bus, max_batch: int = 100) -> None:
+        self._bus = bus
+        # Each event with its caller's correlation id (the batch runs in one caller's task).
+        self._batches: Batcher[tuple[StatusEvent, str | None], None] = Batcher(
+            self._publish, max_batch=max_batch
+        )
+
+    async def __call__(self, event: StatusEvent) -> None:
+        await self._batches.submit((event, correlation_id.get()))
+
+    async def _publish(self, items: list[tuple[StatusEvent, str | None]]) -> list[None]:
+        events = [event for event, _ in items]
+        if len(events) == 1:
+            # Alone: a single event, under its caller's correlation id, as before batches.
+            body, message_id, cid = events[0].dumps(), message_id_of(events[0]), items[0][1]
+        else:
+            # A batch has many correlation ids: it travels with none (the events name their
+            # notifications, whose request ids the gateway's log lines carry).
+            body = batch_body(events)
+            message_id = f"{message_id_of(events[0])}+{len(events) - 1}"
+            cid = None
+        token = correlation_id.set(cid)
+        try:
+            await self._bus.publish(STATUS_ROUTE, body, message_id=message_id)
+        finally:
+            correlation_id.reset(token)
+        return [None] * len(events)

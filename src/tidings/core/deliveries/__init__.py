@@ -11,6 +11,9 @@ embedded default), never a worker's: a worker whose clock runs two minutes fast 
 a live lease as expired. The holder renews its lease right before it hands the message over
 (``renew``, after any wait for a connection), and the renewal is refused once another worker
 has claimed the row (the claim's ``attempts`` is the holder's token).
+
+Claims, renewals and outcomes of concurrent messages are each written together, in one
+statement (or, for outcomes, one transaction) per group (core.batching).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    tuple_,
     type_coerce,
     update,
 )
@@ -61,7 +65,10 @@ class DeliveryStore:
         self.lease_s = lease_s
         # Outcomes of concurrent sends are written together (core.batching).
         self._finishes: Batcher[tuple[str, dict[str, Any]], None] = Batcher(self._finish_many)
+        self._claims: Batcher[tuple[str, int], Claim] = Batcher(self._claim_many)
+        self._renewals: Batcher[tuple[str, int], bool] = Batcher(self._renew_many)
         self._claim: Any = None
+        self._renew: Any = None
         self._finish_statements: dict[tuple[str, ...], Any] = {}
 
     def _db_now(self, plus_lease: bool = False) -> ColumnElement[Any]:
@@ -104,50 +111,73 @@ class DeliveryStore:
                 and_(table.c.state == "failed", table.c.round < new.round),
                 and_(table.c.state == "sending", table.c.lease_until < new.updated_at),
             ),
-        ).returning(table.c.attempts)
+        ).returning(table.c.notification_id, table.c.attempts)
 
     async def claim(self, notification_id: str, round_: int = 0) -> Claim:
+        return await self._claims.submit((notification_id, round_))
+
+    async def _claim_many(self, items: list[tuple[str, int]]) -> list[Claim]:
+        """One multi-row claim for the group, its own transaction (rows in id order, so two
+        workers' groups never lock each other in a cycle), then one read of the rows it did
+        not claim, which needs no lock. A notification twice in the group is claimed by its
+        first message; the others find it held (a statement cannot claim a row twice)."""
         if self._claim is None:
             self._claim = self._claim_statement()
-        params = {"nid": notification_id, "round": round_}
-        # One statement, its own transaction; the read after it needs no lock.
+        rounds: dict[str, int] = {}
+        for nid, round_ in items:
+            rounds.setdefault(nid, round_)
+        params = [{"nid": nid, "round": rounds[nid]} for nid in sorted(rounds)]
         async with self.db.autocommit.connect() as conn:
-            attempts = (await conn.execute(self._claim, params)).scalar_one_or_none()
-            if attempts is not None:
-                return Claim("claimed", attempts=attempts)
-            found = (
-                await conn.execute(
-                    select(Delivery.__table__, self._db_now().label("db_now")).where(
-                        Delivery.notification_id == notification_id
+            claimed = {row[0]: row[1] for row in await conn.execute(self._claim, params)}
+            others = [nid for nid in rounds if nid not in claimed]
+            found = {}
+            if others:
+                found = {
+                    row.notification_id: row
+                    for row in await conn.execute(
+                        select(Delivery.__table__, self._db_now().label("db_now")).where(
+                            Delivery.notification_id.in_(others)
+                        )
                     )
-                )
-            ).one()
-        if found.state == "sent":
-            return Claim("sent", attempts=found.attempts, reply=found.reply)
-        if found.state == "failed":
-            return Claim("failed", attempts=found.attempts, reply=found.last_error)
-        lease_until = found.lease_until
-        remaining = (lease_until - found.db_now).total_seconds() if lease_until else 0.0
-        return Claim("busy", attempts=found.attempts, wait_s=max(remaining, 0.0))
+                }
+        results: list[Claim] = []
+        for nid, _ in items:
+            if nid in claimed:
+                results.append(Claim("claimed", attempts=claimed.pop(nid)))
+            elif nid in found:
+                results.append(_held(found[nid]))
+            else:  # claimed by this group's first message of it
+                results.append(Claim("busy", wait_s=self.lease_s))
+        return results
+
+    def _renew_statement(self) -> Any:
+        table = cast(Table, Delivery.__table__)
+        return (
+            update(table)
+            .where(
+                tuple_(table.c.notification_id, table.c.attempts).in_(
+                    bindparam("held", expanding=True)
+                ),
+                table.c.state == "sending",
+            )
+            .values(lease_until=self._db_now(plus_lease=True))
+            .returning(table.c.notification_id, table.c.attempts)
+        )
 
     async def renew(self, notification_id: str, attempts: int) -> None:
         """A new lease from now, for the holder of claim number ``attempts``; LeaseLost if
         the row has been claimed again (or settled) since."""
-        table = cast(Table, Delivery.__table__)
-        statement = (
-            update(table)
-            .where(
-                table.c.notification_id == notification_id,
-                table.c.state == "sending",
-                table.c.attempts == attempts,
-            )
-            .values(lease_until=self._db_now(plus_lease=True))
-            .returning(table.c.attempts)
-        )
-        async with self.db.autocommit.connect() as conn:
-            renewed = (await conn.execute(statement)).scalar_one_or_none()
-        if renewed is None:
+        if not await self._renewals.submit((notification_id, attempts)):
             raise LeaseLost(f"notification {notification_id}: the lease went to another worker")
+
+    async def _renew_many(self, items: list[tuple[str, int]]) -> list[bool]:
+        """One statement for the group's renewals; True for each one that renewed."""
+        if self._renew is None:
+            self._renew = self._renew_statement()
+        async with self.db.autocommit.connect() as conn:
+            rows = await conn.execute(self._renew, {"held": sorted(set(items))})
+            renewed = {(row[0], row[1]) for row in rows}
+        return [item in renewed for item in items]
 
     async def _finish(self, notification_id: str, **values: object) -> None:
         await self._finishes.submit(
@@ -191,3 +221,14 @@ class DeliveryStore:
                 select(Delivery).where(Delivery.notification_id == notification_id)
             )
             return found
+
+
+def _held(found: Any) -> Claim:
+    """What a claim that did not take the row found there."""
+    if found.state == "sent":
+        return Claim("sent", attempts=found.attempts, reply=found.reply)
+    if found.state == "failed":
+        return Claim("failed", attempts=found.attempts, reply=found.last_error)
+    lease_until = found.lease_until
+    remaining = (lease_until - found.db_now).total_seconds() if lease_until else 0.0
+    return Claim("busy", attempts=found.attempts, wait_s=max(remaining, 0.0))
