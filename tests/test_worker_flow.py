@@ -56,6 +56,7 @@ class Rig:
     events: asyncio.Queue[StatusEvent] = field(default_factory=asyncio.Queue)
     dead: asyncio.Queue[BusMessage] = field(default_factory=asyncio.Queue)
     status_messages: int = 0
+    held: list[StatusEvent] = field(default_factory=list)
 
     async def run(
         self, deliver: Callable[[NotificationMessage], Awaitable[str]], channel: str = "email"
@@ -76,12 +77,18 @@ class Rig:
         await self.bus.publish(route, n.dumps(), message_id=n.notification_id)
 
     async def event(self, nid: str, status: str, timeout_s: float = 30) -> StatusEvent:
-        """The next event of ``nid`` with ``status`` (others of it are passed over)."""
+        """The next event of ``nid`` with ``status`` (others of ``nid`` are passed over;
+        another notification's are held for its own call, whichever order they came in)."""
+        for i, held in enumerate(self.held):
+            if held.notification_id == nid and held.status == status:
+                return self.held.pop(i)
         async with asyncio.timeout(timeout_s):
             while True:
                 event = await self.events.get()
                 if event.notification_id == nid and event.status == status:
                     return event
+                if event.notification_id != nid:
+                    self.held.append(event)
 
     async def dead_letter(self, nid: str, timeout_s: float = 30) -> BusMessage:
         async with asyncio.timeout(timeout_s):
