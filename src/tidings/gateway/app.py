@@ -179,9 +179,7 @@ def create_app(
             the_bus = state.bus
             watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
             stack.push_async_callback(cancel_and_wait, watcher)
-            consumer = StatusConsumer(
-                state.transitions, state.suppressions, state.feedback, the_bus
-            )
+            consumer = StatusConsumer(state.transitions, state.feedback, the_bus)
             await the_bus.consume(STATUS_QUEUE, consumer, prefetch=settings.prefetch)
             await the_bus.consume(FAILED_QUEUE, state.dead_letters, prefetch=settings.prefetch)
             state.relay.wake()  # publish whatever an earlier run left in the outbox

@@ -11,6 +11,8 @@ an alias, an address changed since). So only the user's own address is ever supp
   redact it): their address is suppressed and their email preference goes off.
 - unsubscribe: the preference goes off; the address stays.
 - soft bounce: nothing here (the history keeps it).
+- refused at RCPT (the worker's own SMTP dialogue, a 5xx to RCPT TO): the address it sent
+  to is suppressed, as our side of the connection saw it.
 
 Runs before the caller records the status: if the users service is down, the whole report
 comes back later (the status event waits; Mailgun sends its event again).
@@ -89,6 +91,12 @@ class Feedback:
             notification_id,
             reported,
         )
+
+    async def refused_at_rcpt(self, address: str, reason: str) -> None:
+        """A hard bounce in the worker's own SMTP dialogue (a 5xx to RCPT TO): the address is
+        the one the notification was sent to, read from our side of the connection, so it
+        is suppressed as it is (no report from outside to check against the user)."""
+        await self._suppress(address, reason, "bounce")
 
     async def _suppress(self, address: str, reason: str, source: str) -> None:
         if address:

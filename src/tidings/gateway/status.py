@@ -22,7 +22,6 @@ from tidings.core.messages import StatusEvent
 from tidings.core.status import batch_body, batch_parts, message_id_of
 from tidings.core.topology import STATUS_QUEUE, STATUS_ROUTE
 from tidings.gateway.feedback import Feedback
-from tidings.gateway.suppressions import Suppressions
 from tidings.gateway.transitions import StatusTransitions
 
 log = logging.getLogger(__name__)
@@ -35,12 +34,10 @@ class StatusConsumer:
     def __init__(
         self,
         transitions: StatusTransitions,
-        suppressions: Suppressions,
         feedback: Feedback,
         bus: Bus,
     ) -> None:
         self._transitions = transitions
-        self._suppressions = suppressions
         self._feedback = feedback
         self._bus = bus
 
@@ -100,9 +97,9 @@ class StatusConsumer:
                 reason = event.error or event.detail or event.feedback
                 await self._feedback.apply(notification_id, event.feedback, event.suppress, reason)
             elif event.suppress:
-                # A hard bounce at RCPT: that address is never sent to again.
-                await self._suppressions.add(
-                    event.suppress, event.error or "refused by the receiving server", "bounce"
+                # A hard bounce at RCPT: the worker's own SMTP dialogue named the address.
+                await self._feedback.refused_at_rcpt(
+                    event.suppress, event.error or "refused by the receiving server"
                 )
             await self._transitions.record_status(
                 notification_id,
