@@ -19,7 +19,7 @@ from tidings.core.bus import Bus
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
-from tidings.core.metrics import STAGE_SECONDS
+from tidings.core.metrics import STAGE_SECONDS, child
 from tidings.core.status import Status
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 
@@ -115,7 +115,7 @@ class OutboxRelay:
                 ],
             )
         for r in rows:
-            STAGE_SECONDS.labels(r.routing_key.split(".")[0], Status.QUEUED).observe(
+            child(STAGE_SECONDS, r.routing_key.split(".")[0], Status.QUEUED).observe(
                 max(0.0, (queued_at - r.created_at).total_seconds())
             )
         return len(rows)
