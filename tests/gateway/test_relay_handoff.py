@@ -5,16 +5,18 @@ once."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from sqlalchemy import event
 
 from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.system import System
-from tidings.gateway.relay import OutboxRelay
+from tidings.gateway.relay import HANDED_MAX_BATCHES, OutboxRelay, Written
 
 _OUTBOX_READ = re.compile(r"\bSELECT\b.*\bFROM\s+(\w+\.)?outbox\b", re.S | re.I)
 
@@ -84,3 +86,17 @@ async def test_a_lost_hand_over_is_published_by_the_poll_once(system: System) ->
     history = (await system.gateway.get(f"/api/v1/notifications/{lost}/")).json()["data"]
     assert [h["status"] for h in history["history"]] == ["pending", "queued", "delivered"]
     assert done["status"] == "delivered"
+
+
+def test_handed_rows_held_are_bounded_the_rest_left_to_the_poll() -> None:
+    """A relay that cannot publish (its broker away) holds at most HANDED_MAX_BATCHES
+    batches of handed rows; the rows it does not hold are in the outbox for its poll."""
+    relay = OutboxRelay(cast(Any, None), cast(Any, None), batch_size=10, poll_s=1)
+    now = dt.datetime.now(dt.UTC)
+    rows = [
+        Written(i, uuid.uuid4(), "email.normal", b"{}", "c", now, now)
+        for i in range(10 * HANDED_MAX_BATCHES + 25)
+    ]
+    relay.hand(rows[:15])
+    relay.hand(rows[15:])
+    assert relay.held == 10 * HANDED_MAX_BATCHES

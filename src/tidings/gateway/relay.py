@@ -36,6 +36,10 @@ from tidings.gateway.models import Notification, NotificationEvent, OutboxMessag
 
 log = logging.getLogger(__name__)
 
+# Handed rows held at most, in batches: past that (a broker away for long, say) new rows are
+# left to the poll, which finds them in the outbox, instead of growing the process's memory.
+HANDED_MAX_BATCHES = 50
+
 
 @dataclass(frozen=True)
 class Written:
@@ -69,9 +73,16 @@ class OutboxRelay:
         self._wake.set()
 
     def hand(self, rows: Sequence[Written]) -> None:
-        """Rows just committed by this process, to publish without reading them back."""
-        self._handed.extend(rows)
+        """Rows just committed by this process, to publish without reading them back (up to
+        HANDED_MAX_BATCHES batches held; the poll publishes the others)."""
+        room = self.batch_size * HANDED_MAX_BATCHES - len(self._handed)
+        self._handed.extend(rows[: max(0, room)])
         self._wake.set()
+
+    @property
+    def held(self) -> int:
+        """Handed rows not yet published."""
+        return len(self._handed)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
