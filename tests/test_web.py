@@ -1,11 +1,14 @@
-"""The app factory's cross-cutting parts: CORS when configured, none otherwise."""
+"""The app factory's cross-cutting parts: CORS when configured, none otherwise; the request
+log line, sampled for 2xx answers."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import pytest
 from fastapi import FastAPI
 
 from tidings.core.web import create_service_app
@@ -39,3 +42,30 @@ async def test_no_cors_by_default() -> None:
     app = create_service_app("users", max_body_bytes=1024, lifespan=nothing)
     answer = await preflight(app, "https://app.example")
     assert "access-control-allow-origin" not in answer.headers
+
+
+async def test_2xx_request_lines_are_sampled_per_route_others_all_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One middleware logs the request lines: of the 2xx answers one in
+    ``access_log_sample`` per route and method (the first included), every other answer."""
+    app = create_service_app("users", max_body_bytes=1024, lifespan=nothing, access_log_sample=3)
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    transport = httpx.ASGITransport(app=app)
+    with caplog.at_level(logging.INFO, logger="tidings.core.web.middleware"):
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for _ in range(7):
+                answer = await client.get("/ping")
+                assert answer.status_code == 200 and answer.headers["x-correlation-id"]
+            for _ in range(2):
+                assert (await client.get("/nowhere")).status_code == 404
+            big = await client.post("/ping", content=b"x" * 2000)
+            assert big.status_code == 413 and big.json()["message"] == "request body too large"
+    lines = [r.getMessage() for r in caplog.records if r.name == "tidings.core.web.middleware"]
+    assert lines.count("GET /ping 200") == 3, lines  # the 1st, 4th and 7th
+    assert lines.count("GET /nowhere 404") == 2, lines
+    assert lines.count("POST /ping 413") == 1, lines

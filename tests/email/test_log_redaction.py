@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from tests.credentials import SECRET_KEY
 from tidings.core.auth import unsubscribe_token
 from tidings.core.logs import configure_logging
-from tidings.core.web import CorrelationMiddleware
+from tidings.core.web import ServiceMiddleware
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ async def test_unsubscribe_token_is_not_in_the_request_line(log_output: io.Strin
         return {"ok": "yes"}
 
     token = unsubscribe_token(SECRET_KEY, str(uuid.uuid4()))
-    transport = httpx.ASGITransport(app=CorrelationMiddleware(app, service="gateway"))
+    transport = httpx.ASGITransport(app=ServiceMiddleware(app, service="gateway"))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         assert (await client.get(f"/unsubscribe/{token}/")).status_code == 200
     lines = log_output.getvalue()

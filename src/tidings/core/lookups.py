@@ -10,7 +10,7 @@ import orjson
 from tidings.core.cache import MemoryCache
 from tidings.core.errors import DependencyUnavailable, InvalidInput, NotFound, PermanentError
 from tidings.core.messages import Channel, NotificationMessage
-from tidings.core.metrics import CACHE
+from tidings.core.metrics import CACHE, child
 from tidings.core.rendering import render_content_async
 from tidings.core.web import ServiceClient
 
@@ -35,7 +35,7 @@ class TemplateDirectory:
     async def get(self, code: str, channel: str, language: str) -> dict[str, Any]:
         key = f"{code}\x00{channel}\x00{language}"
         cached = await self._local.get(key)
-        CACHE.labels("templates", "miss" if cached is None else "hit").inc()
+        child(CACHE, "templates", "miss" if cached is None else "hit").inc()
         if cached is not None:
             found: dict[str, Any] = orjson.loads(cached)
             return found

@@ -7,7 +7,9 @@ embedded default all five services share one process, told apart by the ``servic
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -70,6 +72,14 @@ _STATE_VALUE = {"closed": 0.0, "half_open": 1.0, "open": 2.0}
 def watch_breaker(service: str, name: str, state: Callable[[], str]) -> None:
     """Report a breaker's state whenever /metrics is read."""
     BREAKER_STATE.labels(service, name).set_function(lambda: _STATE_VALUE.get(state(), 0.0))
+
+
+@functools.cache
+def child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once per process: prometheus_client's own look-up
+    takes a lock and checks the labels on every call, a cost per notification on the hot path
+    (docs/performance.md). Labels are a bounded set (routes, channels, statuses, queues)."""
+    return metric.labels(*labels)
 
 
 def exposition() -> tuple[bytes, str]:

@@ -21,11 +21,12 @@ from tidings.core.errors import Conflict, InvalidInput, TidingsError
 from tidings.core.limits import check_text
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
-from tidings.core.status import Status
+from tidings.core.metrics import NOTIFICATIONS, child
+from tidings.core.status import TERMINAL, Status
 from tidings.core.topology import route_for
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage, message_for
-from tidings.gateway.relay import OutboxRelay
+from tidings.gateway.relay import OutboxRelay, Written
 from tidings.gateway.schemas import NotificationAccepted, NotificationCreate
 from tidings.gateway.suppressions import Suppressions
 from tidings.gateway.transitions import log_change
@@ -61,6 +62,16 @@ def _repeat(existing: Notification, digest: str) -> Outcome:
     if existing.body_hash != digest:
         return Outcome(error=_reused(existing.request_id))
     return Outcome(existing, repeated=True)
+
+
+def _accepted_change(n: Notification) -> None:
+    """Counted as every status change is; logged only when it is already final (skipped):
+    one log line per notification, at its final state, written by the status recording
+    otherwise (docs/performance.md)."""
+    if n.status in TERMINAL:
+        log_change(n)
+    else:
+        child(NOTIFICATIONS, n.notification_type, n.status).inc()
 
 
 def _reused(request_id: str) -> Conflict:
@@ -143,11 +154,9 @@ class Acceptance:
         fresh = list(first.values())
         built = await self._build_all(bodies, digests, fresh, owner, outcomes)
         written = await asyncio.gather(*(self._writes.submit(rows) for _, rows in built))
-        woken = False
         for (i, rows), ok in zip(built, written, strict=True):
             if ok:
-                woken = woken or len(rows) > 2
-                log_change(rows[0])
+                _accepted_change(rows[0])
                 outcomes[i] = Outcome(rows[0])
                 continue
             # Another request with this request_id won the race: answer as a repeat.
@@ -161,8 +170,6 @@ class Acceptance:
                 if existing is None
                 else _repeat(existing, digests[i])
             )
-        if woken:
-            self._relay.wake()
         for i, body in enumerate(bodies):
             if outcomes[i] is None:  # a later use of a request_id first seen among bodies
                 origin = outcomes[first[body.request_id]]
@@ -250,21 +257,35 @@ class Acceptance:
     async def _write_many(self, items: list[list[Any]]) -> list[bool]:
         """Each item: a notification and the rows that go with it (``build``). One
         transaction for all; an item whose request_id is taken (by an earlier item of the
-        batch, or another request) writes nothing and answers False."""
+        batch, or another request) writes nothing and answers False. The outbox rows written
+        are handed to the relay once committed, to be published without being read back."""
         table = cast(Table, Notification.__table__)
         new = (
             self._db.insert(table)
             .on_conflict_do_nothing(index_elements=[table.c.owner, table.c.request_id])
             .returning(table.c.id)
         )
+        outbox = cast(Table, OutboxMessage.__table__)
+        handed: list[Written] = []
         async with self._db.engine.begin() as conn:
             written = await conn.execute(new, [_columns(rows[0]) for rows in items])
             inserted = set(written.scalars())
             followers = [r for rows in items if rows[0].id in inserted for r in rows[1:]]
-            for model in (NotificationEvent, OutboxMessage):
-                values = [_columns(r) for r in followers if isinstance(r, model)]
-                if values:
-                    await conn.execute(insert(cast(Table, model.__table__)), values)
+            events = [_columns(r) for r in followers if isinstance(r, NotificationEvent)]
+            if events:
+                await conn.execute(insert(cast(Table, NotificationEvent.__table__)), events)
+            messages = [_columns(r) for r in followers if isinstance(r, OutboxMessage)]
+            if messages:
+                ids = await conn.execute(
+                    insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), messages
+                )
+                handed = [
+                    Written(id=i, **m)
+                    for i, m in zip(ids.scalars(), messages, strict=True)
+                    if m["available_at"] <= m["created_at"]  # a scheduled one waits its time
+                ]
+        if handed:
+            self._relay.hand(handed)
         return [rows[0].id in inserted for rows in items]
 
     async def lookups(self, body: NotificationCreate) -> tuple[dict[str, Any], dict[str, Any]]:

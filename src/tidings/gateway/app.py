@@ -196,6 +196,7 @@ def create_app(
         description="The public entry point of Tidings: send notifications, follow their status.",
         cors_origins=settings.cors_origins,
         settings=settings,
+        access_log_sample=settings.access_log_sample,
     )
     app.include_router(router)
     app.include_router(admin_router)

@@ -1,5 +1,7 @@
-"""Listing notifications: filters, newest first, pages. Each filter has an index that
-starts with it and ends with created_at, so a filtered page is an index scan at any size
+"""Listing notifications: filters, newest first, pages. Each selective filter (user,
+template, owner, request_id) has an index that starts with it and ends with created_at; status
+and channel, a few values each, are read from the created_at index backwards with the filter
+(no index on status: status updates stay HOT). A filtered page is an index scan at any size
 (tests/gateway/test_listing_plan.py shows the plans at a million rows)."""
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import orjson
 
 from tidings.core.cache import Cache, MemoryCache
 from tidings.core.errors import DependencyUnavailable
-from tidings.core.metrics import CACHE, REDIS_DEGRADED
+from tidings.core.metrics import CACHE, REDIS_DEGRADED, child
 from tidings.core.web import ServiceClient
 
 log = logging.getLogger(__name__)
@@ -65,10 +65,10 @@ class UserDirectory:
         """The user's contact data and preferences; raises NotFound for an unknown user."""
         key = f"user:{user_id}"
         raw = await self._local.get(key)
-        CACHE.labels("users_local", "miss" if raw is None else "hit").inc()
+        child(CACHE, "users_local", "miss" if raw is None else "hit").inc()
         if raw is None:
             raw = await self._cache_get(key)
-            CACHE.labels("users_redis", "miss" if raw is None else "hit").inc()
+            child(CACHE, "users_redis", "miss" if raw is None else "hit").inc()
         if raw is None:
             try:
                 user: dict[str, Any] = await self.client.get(f"/api/v1/users/{user_id}/")

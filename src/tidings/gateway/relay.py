@@ -1,34 +1,62 @@
 """The outbox relay: publishes what the gateway committed, then deletes it.
 
-Woken at once by ``wake()`` after each commit in this process; a slow poll catches rows other
-replicas left behind or whose publish failed. Rows are claimed with ``FOR UPDATE SKIP
-LOCKED`` so relays of several replicas share the work. A crash between the broker's confirm
-and the delete publishes a row twice (the workers de-duplicate), never loses one.
+The rows this process's accept transaction wrote are handed over (``hand``) once committed
+and published from memory, without being read back: their transaction deletes them first,
+which locks them against any other relay, and commits after the broker's confirms. A slow
+poll (``flush``) publishes what is left: rows other replicas or an earlier run left behind,
+those whose publish failed, scheduled ones when their time comes, and whatever ``wake()`` is
+called for. Poll batches are claimed with ``FOR UPDATE SKIP LOCKED``, so relays of several
+replicas share the work. A crash between commit and publish loses nothing (the row is in the
+outbox until the poll takes it); one between the broker's confirm and the delete publishes a
+row twice (the workers de-duplicate).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.core.bus import Bus
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
-from tidings.core.metrics import STAGE_SECONDS
+from tidings.core.metrics import STAGE_SECONDS, child
 from tidings.core.status import Status
 from tidings.core.tasks import cancel_and_wait
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 
 log = logging.getLogger(__name__)
 
+# Handed rows held at most, in batches: past that (a broker away for long, say) new rows are
+# left to the poll, which finds them in the outbox, instead of growing the process's memory.
+HANDED_MAX_BATCHES = 50
+
+
+@dataclass(frozen=True)
+class Written:
+    """An outbox row as the accept transaction wrote it (its columns)."""
+
+    id: int
+    notification_id: uuid.UUID
+    routing_key: str
+    payload: bytes
+    correlation_id: str
+    created_at: dt.datetime
+    available_at: dt.datetime
+
 
 class OutboxRelay:
-    """Publishes the outbox (module docstring); ``flush`` is one batch."""
+    """Publishes the outbox (module docstring); ``flush`` is one batch of the poll."""
 
     def __init__(self, db: Database, bus: Bus, *, batch_size: int, poll_s: float) -> None:
         self.db = db
@@ -36,10 +64,26 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_s = poll_s
         self._wake = asyncio.Event()
+        self._poll_now = True  # an earlier run's rows first
+        self._handed: list[Written] = []
         self._task: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
+        """Poll the outbox now (rows written elsewhere than the accept path)."""
+        self._poll_now = True
         self._wake.set()
+
+    def hand(self, rows: Sequence[Written]) -> None:
+        """Rows just committed by this process, to publish without reading them back (up to
+        HANDED_MAX_BATCHES batches held; the poll publishes the others)."""
+        room = self.batch_size * HANDED_MAX_BATCHES - len(self._handed)
+        self._handed.extend(rows[: max(0, room)])
+        self._wake.set()
+
+    @property
+    def held(self) -> int:
+        """Handed rows not yet published."""
+        return len(self._handed)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -48,19 +92,29 @@ class OutboxRelay:
         await cancel_and_wait(self._task)
 
     async def _run(self) -> None:
+        next_poll = time.monotonic()
         while True:
+            # The poll keeps its pace under load too: handed rows wake the relay, and the
+            # poll is still due every poll_s (for rows whose publish failed).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_s)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_poll - time.monotonic()))
             self._wake.clear()
             try:
-                while await self.flush() == self.batch_size:
-                    pass
+                while self._handed:
+                    batch = self._handed[: self.batch_size]
+                    del self._handed[: self.batch_size]
+                    await self.publish_written(batch)
+                if self._poll_now or time.monotonic() >= next_poll:
+                    self._poll_now = False
+                    next_poll = time.monotonic() + self.poll_s
+                    while await self.flush() == self.batch_size:
+                        pass
             except (DependencyUnavailable, OSError) as exc:
                 log.warning("relay could not publish, will retry: %s", exc)
             except Exception:
                 log.exception("relay failed, will retry")
 
-    async def _publish(self, row: Any) -> None:  # an outbox row (Core)
+    async def _publish(self, row: Any) -> None:  # an outbox row (Core) or Written
         token = correlation_id.set(row.correlation_id)
         try:
             await self.bus.publish(
@@ -69,8 +123,30 @@ class OutboxRelay:
         finally:
             correlation_id.reset(token)
 
+    async def publish_written(self, rows: Sequence[Written]) -> int:
+        """Publish rows handed over by the accept path, those still in the outbox: deleted
+        first, in the transaction that commits once they are confirmed (the delete's lock
+        keeps another relay's poll off them; a failure rolls it back, for the poll)."""
+        outbox = cast(Table, OutboxMessage.__table__)
+        async with self.db.engine.begin() as conn:
+            taken = set(
+                (
+                    await conn.execute(
+                        delete(outbox)
+                        .where(outbox.c.id.in_([r.id for r in rows]))
+                        .returning(outbox.c.id)
+                    )
+                ).scalars()
+            )
+            mine = [r for r in rows if r.id in taken]  # another relay's poll took the others
+            if not mine:
+                return 0
+            queued_at = await self._published(conn, mine)
+        _observe(mine, queued_at)
+        return len(mine)
+
     async def flush(self) -> int:
-        """Publish one batch; returns how many rows it published."""
+        """Publish one batch of the poll; returns how many rows it published."""
         outbox = cast(Table, OutboxMessage.__table__)
         # Core rows, not ORM objects: nothing here needs the identity map (docs/performance.md).
         async with self.db.engine.begin() as conn:
@@ -85,9 +161,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            queued_at = utcnow()
-            # Confirms are awaited concurrently: one round trip for the batch, not per row.
-            await asyncio.gather(*(self._publish(row) for row in rows))
+            queued_at = await self._published(conn, rows)
             await conn.execute(delete(outbox).where(outbox.c.id.in_([r.id for r in rows])))
             # A scheduled notification is on its way now (only those can be: a row made
             # available later than it was written).
@@ -100,20 +174,32 @@ class OutboxRelay:
                     .where(notifications.c.status == Status.SCHEDULED)
                     .values(status=Status.PENDING, updated_at=queued_at)
                 )
-            await conn.execute(
-                insert(cast(Table, NotificationEvent.__table__)),
-                [
-                    {
-                        "notification_id": r.notification_id,
-                        "status": Status.QUEUED,
-                        "detail": f"published to {r.routing_key}",
-                        "created_at": queued_at,
-                    }
-                    for r in rows
-                ],
-            )
-        for r in rows:
-            STAGE_SECONDS.labels(r.routing_key.split(".")[0], Status.QUEUED).observe(
-                max(0.0, (queued_at - r.created_at).total_seconds())
-            )
+        _observe(rows, queued_at)
         return len(rows)
+
+    async def _published(self, conn: AsyncConnection, rows: Sequence[Any]) -> dt.datetime:
+        """Publish ``rows`` (confirms awaited concurrently: one round trip for the batch, not
+        one per row) and write their ``queued`` history entries; returns when."""
+        queued_at = utcnow()
+        await asyncio.gather(*(self._publish(row) for row in rows))
+        await conn.execute(
+            insert(cast(Table, NotificationEvent.__table__)),
+            [
+                {
+                    "notification_id": r.notification_id,
+                    "status": Status.QUEUED,
+                    "detail": f"published to {r.routing_key}",
+                    "created_at": queued_at,
+                }
+                for r in rows
+            ],
+        )
+        return queued_at
+
+
+def _observe(rows: Sequence[Any], queued_at: dt.datetime) -> None:
+    """Each committed row's time from acceptance to the queue."""
+    for r in rows:
+        child(STAGE_SECONDS, r.routing_key.split(".")[0], Status.QUEUED).observe(
+            max(0.0, (queued_at - r.created_at).total_seconds())
+        )

@@ -54,6 +54,15 @@ class GatewaySettings(TidingsSettings):
     )
     auth_failure_burst: int = Field(default=30, ge=1, description="that bucket's burst")
 
+    access_log_sample: int = Field(
+        default=100,
+        ge=0,
+        description="the gateway's request log: one line per answer that is not a 2xx, and "
+        "of the 2xx one in this many per route and method, the first included (`1` logs "
+        "every request, `0` none of the 2xx); a notification's own line says what became "
+        "of it",
+    )
+
     user_cache_ttl_s: float = Field(
         default=60.0,
         description="how long the gateway trusts a cached user (the last known copy is kept "

@@ -2,8 +2,8 @@
 
 * :mod:`~tidings.core.web.app`: the app factory (``create_service_app``), /health, /metrics,
   the service's database for the app's lifetime, ``from_state``;
-* :mod:`~tidings.core.web.middleware`: correlation ids and one log line per request, the
-  body limit;
+* :mod:`~tidings.core.web.middleware`: correlation ids, a log line per request (2xx
+  sampled) and the body limit, in one layer;
 * :mod:`~tidings.core.web.handlers`: every error as the envelope;
 * :mod:`~tidings.core.web.health`: the checks behind /health;
 * :mod:`~tidings.core.web.client`: the client one service uses to call another.
@@ -16,14 +16,13 @@ from tidings.core.web.app import app_database, create_service_app, from_state
 from tidings.core.web.client import ServiceClient, make_http_client, service_client
 from tidings.core.web.handlers import install_error_handlers
 from tidings.core.web.health import HealthCheck, HealthRegistry
-from tidings.core.web.middleware import BodyLimitMiddleware, CorrelationMiddleware
+from tidings.core.web.middleware import ServiceMiddleware
 
 __all__ = [
-    "BodyLimitMiddleware",
-    "CorrelationMiddleware",
     "HealthCheck",
     "HealthRegistry",
     "ServiceClient",
+    "ServiceMiddleware",
     "app_database",
     "create_service_app",
     "from_state",

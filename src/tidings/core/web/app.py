@@ -27,7 +27,7 @@ from tidings.core.openapi import truthful_openapi
 from tidings.core.settings import SecretName, ServiceName, TidingsSettings
 from tidings.core.web.handlers import install_error_handlers
 from tidings.core.web.health import HealthRegistry
-from tidings.core.web.middleware import BodyLimitMiddleware, CorrelationMiddleware
+from tidings.core.web.middleware import ServiceMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,11 @@ def create_service_app(
     description: str = "",
     cors_origins: str = "",
     settings: TidingsSettings | None = None,
+    access_log_sample: int = 1,
 ) -> FastAPI:
-    """A FastAPI app with the envelope, correlation ids, body limits and /health."""
+    """A FastAPI app with the envelope, correlation ids, body limits and /health.
+    ``access_log_sample``: one 2xx answer in this many is logged, per route (core.web's
+    ServiceMiddleware; 1 logs all, 0 none); other answers always are."""
     instance_id = uuid.uuid4().hex[:12]
 
     @asynccontextmanager
@@ -117,7 +120,18 @@ def create_service_app(
     app.state.service = service
     app.state.health = HealthRegistry()
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    # One middleware on the hot path (docs/performance.md): the correlation id, the request's
+    # log line and the body limit in one layer.
+    app.add_middleware(
+        ServiceMiddleware,
+        instance_id=instance_id,
+        service=service,
+        max_bytes=max_body_bytes,
+        access_log_sample=access_log_sample,
+    )
+    # CORS outside it: every answer the app gives, a 413 included, gets CORS's headers as
+    # before; a preflight CORS answers itself (no script can read its headers) has no
+    # correlation id or log line.
     origins = [o.strip() for o in cors_origins.split(",") if o.strip()]
     if origins:
         app.add_middleware(
@@ -126,7 +140,6 @@ def create_service_app(
             allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", CORRELATION_HEADER],
         )
-    app.add_middleware(CorrelationMiddleware, instance_id=instance_id, service=service)
     # The client's address (login and failed-authentication limits) from X-Forwarded-For
     # only when the peer is a trusted proxy: uvicorn's middleware, not our own parsing. In
     # the app rather than the server's config, so every way of serving it does the same.

@@ -1,11 +1,14 @@
-"""The ASGI middleware every service runs: correlation ids with one log line per request,
-and the request body limit."""
+"""The one ASGI middleware every service runs: the correlation id with a log line per request
+(2xx answers sampled), and the request body limit. One layer, not two: each layer of the hot
+route wraps ``receive`` and ``send`` and costs a coroutine per message (docs/performance.md).
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 import time
+from collections import Counter
 
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -13,52 +16,62 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tidings.core.discovery import INSTANCE_HEADER
 from tidings.core.envelope import REASONS, failure
 from tidings.core.logs import CORRELATION_HEADER, correlation_id, new_correlation_id
-from tidings.core.metrics import HTTP_SECONDS
+from tidings.core.metrics import HTTP_SECONDS, child
 
 log = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+_CORRELATION = CORRELATION_HEADER.lower().encode()
 
 
-class CorrelationMiddleware:
-    """Sets the correlation id for the request (from the header, or a new one), echoes it in
-    the response, and logs one line per request with its duration."""
+class ServiceMiddleware:
+    """Sets the correlation id for the request (from the header, or a new one) and echoes it
+    in the response; refuses a body over ``max_bytes`` with 413 (by Content-Length, or by
+    counting a chunked one); logs a line per request with its duration: every answer that is
+    not a 2xx, and of the 2xx one in ``access_log_sample`` per route and method, the first
+    included (1: all, 0: none)."""
 
-    def __init__(self, app: ASGIApp, instance_id: str = "", service: str = "") -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        instance_id: str = "",
+        service: str = "",
+        max_bytes: int | None = None,
+        access_log_sample: int = 1,
+    ) -> None:
         self.app = app
         self.service = service
         self.instance = (INSTANCE_HEADER.lower().encode(), instance_id.encode())
+        self.max_bytes = max_bytes
+        self.sample = access_log_sample
+        self._seen: Counter[tuple[str, str]] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = (
-            dict(scope["headers"]).get(CORRELATION_HEADER.lower().encode(), b"").decode("latin-1")
-        )
+        headers = dict(scope["headers"])
+        given = headers.get(_CORRELATION, b"").decode("latin-1")
         cid = given if _SAFE_ID.match(given) else new_correlation_id()
         token = correlation_id.set(cid)
         started = time.perf_counter()
         status = 500
+        started_response = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started_response
             if message["type"] == "http.response.start":
+                started_response = True
                 status = message["status"]
                 message.setdefault("headers", []).extend(
-                    [(CORRELATION_HEADER.lower().encode(), cid.encode()), self.instance]
+                    [(_CORRELATION, cid.encode()), self.instance]
                 )
             await send(message)
 
-        started_response = False
-
-        async def send_tracked(message: Message) -> None:
-            nonlocal started_response
-            started_response = started_response or message["type"] == "http.response.start"
-            await send_with_id(message)
-
         try:
-            await self.app(scope, receive, send_tracked)
+            limited = await self._limited(scope, receive, headers, send_with_id)
+            if limited is not None:
+                await self.app(scope, limited, send_with_id)
         except Exception:
             # Here rather than in an exception handler, so the 500 and its log line still
             # carry the correlation id.
@@ -69,41 +82,21 @@ class CorrelationMiddleware:
                 scope, receive, send_with_id
             )
         finally:
-            route = scope.get("route")
-            HTTP_SECONDS.labels(
-                self.service, scope["method"], getattr(route, "path", "unmatched"), str(status)
-            ).observe(time.perf_counter() - started)
-            log.info(
-                "%s %s %s",
-                scope["method"],
-                scope["path"],
-                status,
-                extra={
-                    "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1e3, 2),
-                },
-            )
+            self._done(scope, status, time.perf_counter() - started)
             correlation_id.reset(token)
 
-
-class BodyLimitMiddleware:
-    """Refuses request bodies over ``max_bytes`` with 413, by Content-Length or by counting."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = JSONResponse(
-                failure(f"request body exceeds {self.max_bytes} bytes", REASONS[413]), 413
-            )
-            await response(scope, receive, send)
-            return
+    async def _limited(
+        self, scope: Scope, receive: Receive, headers: dict[bytes, bytes], send: Send
+    ) -> Receive | None:
+        """The ``receive`` the app gets, or None when the body was refused (413 sent)."""
+        if self.max_bytes is None:
+            return receive
+        length = headers.get(b"content-length")
+        if length is not None:
+            if length.isdigit() and int(length) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return None
+            return receive  # the server reads no more than Content-Length says
         # No Content-Length (chunked): read the body here, up to the limit, then replay it.
         # Refusing from inside the app's receive() would surface as a parse error instead.
         buffered: list[Message] = []
@@ -117,13 +110,36 @@ class BodyLimitMiddleware:
             seen += len(message.get("body", b""))
             more = message.get("more_body", False)
             if seen > self.max_bytes:
-                response = JSONResponse(
-                    failure(f"request body exceeds {self.max_bytes} bytes", REASONS[413]), 413
-                )
-                await response(scope, receive, send)
-                return
+                await self._refuse(scope, receive, send)
+                return None
 
         async def replay() -> Message:
             return buffered.pop(0) if buffered else await receive()
 
-        await self.app(scope, replay, send)
+        return replay
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self.max_bytes is not None
+        response = JSONResponse(
+            failure(f"request body exceeds {self.max_bytes} bytes", REASONS[413]), 413
+        )
+        await response(scope, receive, send)
+
+    def _done(self, scope: Scope, status: int, elapsed_s: float) -> None:
+        route = getattr(scope.get("route"), "path", "unmatched")
+        method = scope["method"]
+        child(HTTP_SECONDS, self.service, method, route, str(status)).observe(elapsed_s)
+        if 200 <= status < 300:
+            if self.sample <= 0:
+                return
+            seen = self._seen[method, route]
+            self._seen[method, route] = seen + 1
+            if seen % self.sample:
+                return
+        log.info(
+            "%s %s %s",
+            method,
+            scope["path"],
+            status,
+            extra={"status": status, "duration_ms": round(elapsed_s * 1e3, 2)},
+        )
