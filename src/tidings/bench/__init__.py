@@ -43,6 +43,7 @@ def _bench(args: argparse.Namespace) -> int:
         curve_step_s=args.curve_step,
         curve_max=args.curve_max,
         profile_dir=Path(args.profile) if args.profile else None,
+        dkim_key=Path(args.dkim_key).read_text() if args.dkim_key else None,
     )
     result = on_uvloop(run(config))
     return write_outputs(result, Path(args.report), Path(args.plot) if args.plot else None)
@@ -146,6 +147,11 @@ def add_commands(sub: Any) -> None:
         type=float,
         default=1.0,
         help="seconds to keep listening after the last expected message, for duplicates",
+    )
+    p.add_argument(
+        "--dkim-key",
+        metavar="PEM",
+        help="a started stack signs every email with this DKIM key (RSA or Ed25519 PEM file)",
     )
     p.add_argument(
         "--report",

@@ -65,6 +65,7 @@ class BenchConfig:
     curve_step_s: float = 10.0
     curve_max: float = 6400.0
     profile_dir: Path | None = None
+    dkim_key: str | None = None  # a started stack DKIM-signs with this PEM
 
     @property
     def mode(self) -> str:
@@ -78,9 +79,10 @@ class BenchConfig:
     def stack(self) -> str:
         if self.target:
             return f"target {self.target}"
+        signed = ", DKIM-signed" if self.dkim_key else ""
         if self.database_url or self.amqp_url or self.redis_url:
-            return "tidings up: five supervised processes"
-        return "tidings up: embedded default (one process)"
+            return f"tidings up: five supervised processes{signed}"
+        return f"tidings up: embedded default (one process){signed}"
 
     def connections_for(self, rate: float | None) -> int:
         if self.connections:
@@ -208,6 +210,8 @@ class Stack:
         ):
             if url:
                 env[f"TIDINGS_{name}_URL"] = url
+        if config.dkim_key:
+            env["TIDINGS_DKIM_PRIVATE_KEY"] = config.dkim_key
         self.env = env
         self.proc: asyncio.subprocess.Process | None = None
 

@@ -182,6 +182,11 @@ class OutboxRelay:
         one per row) and write their ``queued`` history entries; returns when."""
         queued_at = utcnow()
         await asyncio.gather(*(self._publish(row) for row in rows))
+        # In the notifications' id order: each history row's foreign key locks its
+        # notification (KEY SHARE), and the status consumer locks its batch FOR UPDATE in id
+        # order; locks taken in another order deadlocked the two under load (and the second
+        # one waited past the statement timeout, which opened the database breaker).
+        rows = sorted(rows, key=lambda r: uuid.UUID(str(r.notification_id)))
         await conn.execute(
             insert(cast(Table, NotificationEvent.__table__)),
             [
