@@ -7,6 +7,7 @@ clients of its own made-up addresses and has its own buckets."""
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
@@ -139,3 +140,24 @@ async def test_dashboard_login_per_address(system: System) -> None:
             "/dashboard/login", data={"admin_key": "x"}, headers={"X-Forwarded-For": "10.5.0.2"}
         )
         assert other.status_code == 401
+
+
+async def test_concurrent_first_uses_of_a_key_make_one_look_up_and_are_charged_once(
+    system: System,
+) -> None:
+    """Fifty requests with a key the gateway has not cached yet (a new key, or its entry just
+    expired) share one look-up: the address's limit of unverified authentications (a burst
+    of 5 here) is charged once, so none of them is refused."""
+    gw = system.gateway
+    made = await gw.post(
+        "/api/v1/admin/api-keys/", json={"name": "busy", "scopes": ["notifications:read"]}
+    )
+    assert made.status_code == 201, made.text
+    key = made.json()["data"]["key"]
+    keys = system.apps["gateway"].state.gateway.api_keys
+    before = keys.lookups
+    answers = await asyncio.gather(
+        *(gw.get("/api/v1/notifications/", headers=client("10.5.0.1", key)) for _ in range(50))
+    )
+    assert [a.status_code for a in answers] == [200] * 50, {a.status_code for a in answers}
+    assert keys.lookups == before + 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -45,6 +46,8 @@ class ApiKeys:
         # Apart from the resolved keys, so made-up keys cannot push the good ones out.
         self._missing = MemoryCache(max_entries=10_000)
         self.lookups = 0  # queries made to resolve a key (tests read it)
+        # One look-up per key at a time: the requests that arrive while it runs share it.
+        self._looking: dict[str, asyncio.Future[Principal]] = {}
 
     async def create(self, body: ApiKeyCreate) -> ApiKeyCreated:
         key, key_hash = new_api_key()
@@ -86,6 +89,33 @@ class ApiKeys:
             return Principal.model_validate_json(cached)
         if await self._missing.get(key_hash) is not None:
             raise Unauthorized("unknown or revoked API key")
+        while (running := self._looking.get(key_hash)) is not None:
+            # A busy client's requests all miss together when the key's entry expires: they
+            # wait for the one look-up instead of each being charged to the address's limit
+            # of unverified authentications (a valid key was answered 429 so). If the
+            # request making it goes away mid-way, a waiting one makes its own.
+            await asyncio.wait([running])
+            if not running.cancelled():
+                return running.result()
+        future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
+        self._looking[key_hash] = future
+        try:
+            principal = await self._look_up(key_hash, before_lookup)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waited
+            raise
+        finally:
+            del self._looking[key_hash]
+        future.set_result(principal)
+        return principal
+
+    async def _look_up(
+        self, key_hash: str, before_lookup: Callable[[], Awaitable[None]]
+    ) -> Principal:
         await before_lookup()
         self.lookups += 1
         async with self.db.sessions() as session:
