@@ -8,7 +8,8 @@ subclass (transient, permanent, recipient-invalid, provider-auth).
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal
 
 
 class TidingsError(Exception):
@@ -125,3 +126,16 @@ class NoRecipient(DeliveryError):
     ``skipped`` with this reason, not failed and not dead-lettered."""
 
     kind = "permanent"
+
+
+def describe_errors(errors: Iterable[Mapping[str, Any]]) -> str:
+    """Pydantic's validation errors as one readable line, ``where: what; ...`` (the request
+    body's ``body`` prefix left out: where FastAPI found it, not a field). One way for the
+    envelope's 422, a batch item's rejection and the dashboard's forms."""
+    parts = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc[:1] == ["body"]:  # a field may be named body too: only the first is dropped
+            loc = loc[1:]
+        parts.append(f"{'.'.join(loc) or 'body'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"

@@ -7,14 +7,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tidings.core.errors import describe_errors
 from tidings.gateway.accept import Acceptance, Outcome
 from tidings.gateway.schemas import BatchItemResult, NotificationCreate
-
-
-def _invalid(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-    )
 
 
 def _result(i: int, body: NotificationCreate, outcome: Outcome) -> BatchItemResult:
@@ -48,7 +43,7 @@ async def accept_batch(
                 index=i,
                 request_id=rid if isinstance(rid, str) else None,
                 outcome="rejected",
-                error=_invalid(exc),
+                error=describe_errors(exc.errors()),
             )
     outcomes = await acceptance.accept_many(list(bodies.values()), owner)
     for (i, body), outcome in zip(bodies.items(), outcomes, strict=True):

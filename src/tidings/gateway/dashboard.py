@@ -25,7 +25,7 @@ from pydantic import BaseModel, ValidationError
 
 from tidings.core.access import client_address
 from tidings.core.auth import same_secret
-from tidings.core.errors import NotFound, TidingsError
+from tidings.core.errors import NotFound, TidingsError, describe_errors
 from tidings.core.limits import Int64
 from tidings.core.ratelimit import RateLimited
 from tidings.core.status import Status
@@ -251,7 +251,7 @@ async def notifications(
                 user_id=user_id.strip() or None,
             )
         except ValidationError as exc:
-            error = "; ".join(f"{e['loc'][0]}: {e['msg']}" for e in exc.errors())
+            error = describe_errors(exc.errors())
     items, meta = ([], None) if f is None else await state.queries.search(f, None)
     return _page(
         "notifications.html",

@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tidings.core.db import UTCDateTime, utcnow
 from tidings.core.messages import NotificationMessage, Recipient
+from tidings.core.status import Status
 from tidings.core.topology import CHANNEL_ROUTES
 
 # SQLite only auto-increments INTEGER PRIMARY KEY.
@@ -199,5 +200,7 @@ def requeue_rows(
             created_at=now,
             available_at=now,
         ),
-        NotificationEvent(notification_id=n.id, status="pending", detail=detail, created_at=now),
+        NotificationEvent(
+            notification_id=n.id, status=Status.PENDING, detail=detail, created_at=now
+        ),
     ]

@@ -12,23 +12,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tidings.core.db import DRIVER_ERRORS, unavailable
 from tidings.core.envelope import REASONS, failure
-from tidings.core.errors import RetryAfter, TidingsError
+from tidings.core.errors import RetryAfter, TidingsError, describe_errors
 
 log = logging.getLogger(__name__)
 
 
 def _describe_validation(exc: RequestValidationError) -> tuple[int, str]:
-    parts = []
-    status = 422
     for err in exc.errors():
         if err.get("type") == "json_invalid":
             return 400, f"malformed JSON: {err.get('ctx', {}).get('error', 'cannot parse body')}"
-        loc = [str(p) for p in err.get("loc", ())]
-        if loc[:1] == ["body"]:  # where FastAPI found it; a field may be named body too
-            loc = loc[1:]
-        where = ".".join(loc) or "body"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return status, "; ".join(parts) or "invalid request"
+    return 422, describe_errors(exc.errors())
 
 
 def install_error_handlers(app: FastAPI) -> None:
