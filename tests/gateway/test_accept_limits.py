@@ -25,6 +25,14 @@ def system_overrides() -> dict[str, Any]:
     return {"recipient_rate_per_s": 0.001, "recipient_burst": RECIPIENT_BURST}
 
 
+@pytest.fixture
+async def to(system: System) -> Callable[[], dict[str, Any]]:
+    """A new notification to one new user with one new template, each call."""
+    user = await create_user(system.gateway)
+    template = await create_template(system.gateway)
+    return lambda: notification(user["user_id"], template["code"])
+
+
 async def new_key(system: System, scopes: list[str] | None = None) -> dict[str, str]:
     made = await system.gateway.post(
         "/api/v1/admin/api-keys/",
@@ -64,28 +72,26 @@ def counting_scripts(system: System) -> Callable[[], int]:
     return lambda: calls[0]
 
 
-async def test_one_redis_round_trip_for_both_limits(system: System) -> None:
+async def test_one_redis_round_trip_for_both_limits(
+    system: System, to: Callable[[], dict[str, Any]]
+) -> None:
     gw = system.gateway
-    user = await create_user(gw)
-    template = await create_template(gw)
     key = await new_key(system)
     # The key's first use looks it up, charged to the address's limit of look-ups.
-    body = notification(user["user_id"], template["code"])
-    assert (await gw.post(URL, json=body, headers=key)).status_code == 202
+    assert (await gw.post(URL, json=to(), headers=key)).status_code == 202
     count = counting_scripts(system)
-    body = notification(user["user_id"], template["code"])
-    answer = await gw.post(URL, json=body, headers=key)
+    answer = await gw.post(URL, json=to(), headers=key)
     assert answer.status_code == 202, answer.text
     assert count() == 1
 
 
-async def test_a_key_over_its_limit_is_429_before_its_body_is_looked_at(system: System) -> None:
+async def test_a_key_over_its_limit_is_429_before_its_body_is_looked_at(
+    system: System, to: Callable[[], dict[str, Any]]
+) -> None:
     gw = system.gateway
-    user = await create_user(gw)
-    template = await create_template(gw)
     key = await new_key(system)
-    first = notification(user["user_id"], template["code"])
-    for body in (first, notification(user["user_id"], template["code"])):
+    first = to()
+    for body in (first, to()):
         assert (await gw.post(URL, json=body, headers=key)).status_code == 202
     # The last token: an invalid body is 422 (and takes it, as before).
     invalid = await gw.post(URL, json={"user_id": "x"}, headers=key)
@@ -93,9 +99,9 @@ async def test_a_key_over_its_limit_is_429_before_its_body_is_looked_at(system: 
     over = {
         "invalid": {"user_id": "x"},
         "repeat": first,
-        "unknown user": notification(str(uuid.uuid4()), template["code"]),
-        "unknown template": notification(user["user_id"], "no-such-template"),
-        "fresh": notification(user["user_id"], template["code"]),
+        "unknown user": {**to(), "user_id": str(uuid.uuid4())},
+        "unknown template": {**to(), "template_code": "no-such-template"},
+        "fresh": to(),
     }
     for what, body in over.items():
         answer = await gw.post(URL, json=body, headers=key)
@@ -165,13 +171,9 @@ async def test_a_notification_that_does_not_go_gives_the_recipients_token_back(
 
 
 async def test_a_caller_without_a_limit_has_its_recipients_in_one_round_trip(
-    system: System,
+    system: System, to: Callable[[], dict[str, Any]]
 ) -> None:
     """The admin key has no limit of its own: the recipient's alone, one round trip."""
-    gw = system.gateway
-    user = await create_user(gw)
-    template = await create_template(gw)
     count = counting_scripts(system)
-    body = notification(user["user_id"], template["code"])
-    assert (await gw.post(URL, json=body)).status_code == 202
+    assert (await system.gateway.post(URL, json=to())).status_code == 202
     assert count() == 1
