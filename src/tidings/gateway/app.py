@@ -36,7 +36,9 @@ from tidings.gateway.status import StatusConsumer
 from tidings.gateway.suppressions import Suppressions
 from tidings.gateway.transitions import StatusTransitions
 from tidings.gateway.unsubscribe import router as unsubscribe_router
+from tidings.gateway.webhook_endpoints import router as webhook_endpoints_router
 from tidings.gateway.webhooks import router as webhooks_router
+from tidings.webhooks.endpoints import Endpoints
 
 
 async def watch_queues(bus: Bus, every_s: float = 5.0) -> None:
@@ -157,6 +159,12 @@ async def _build(
             every_s=settings.reconcile_every_s,
             max_requeues=settings.reconcile_max_requeues,
         ),
+        webhook_endpoints=Endpoints(
+            db,
+            settings.secret("secret_key"),
+            allow_insecure=settings.webhook_allow_insecure,
+            rotation_grace_s=settings.webhook_rotation_grace_s,
+        ),
     )
 
 
@@ -202,6 +210,7 @@ def create_app(
     app.include_router(admin_router)
     app.include_router(unsubscribe_router)
     app.include_router(webhooks_router)
+    app.include_router(webhook_endpoints_router)
     app.include_router(create_push_router(settings.vapid_public_key))
     app.include_router(dashboard_router)
     return app

@@ -121,7 +121,6 @@ class GatewaySettings(TidingsSettings):
         "new one (each request carries both signatures)",
     )
 
-
     @property
     def store_url(self) -> str:
         return self.database_for("gateway", self.gateway_database_url)

@@ -35,7 +35,9 @@ def check_events(events: list[str]) -> list[str]:
     """The subscription, de-duplicated; ValueError naming what is not an event type."""
     unknown = [e for e in events if e != ALL and e not in EVENT_TYPES]
     if unknown:
-        raise ValueError(f"unknown event type(s) {', '.join(unknown)}; one of {', '.join(EVENT_TYPES)} or *")
+        raise ValueError(
+            f"unknown event type(s) {', '.join(unknown)}; one of {', '.join(EVENT_TYPES)} or *"
+        )
     if not events:
         raise ValueError("subscribe to at least one event type (or *)")
     return list(dict.fromkeys(events))

@@ -79,6 +79,7 @@ class WebhooksSettings(TidingsSettings):
         description="development only: accept `http://` endpoints on loopback addresses "
         "(at registration and at send time); private and link-local addresses never pass",
     )
+
     @property
     def store_url(self) -> str:
         return self.database_for("gateway", self.gateway_database_url)

@@ -177,9 +177,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("DROP TRIGGER IF EXISTS webhook_capture" + (
-        " ON notification_events" if op.get_bind().dialect.name == "postgresql" else ""
-    ))
+    op.execute(
+        "DROP TRIGGER IF EXISTS webhook_capture"
+        + (" ON notification_events" if op.get_bind().dialect.name == "postgresql" else "")
+    )
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS webhook_capture()")
     for table in ("webhook_attempts", "webhook_messages", "webhook_outbox", "webhook_endpoints"):
