@@ -29,6 +29,9 @@ class Receiver:
         self.bodies: dict[str, dict[str, Any]] = {}  # webhook-id -> body, any answer
         self.unverified = 0
         self.ids_by_answer: Counter[int] = Counter()
+        # Close each connection after its answer: the sender's next request connects (and
+        # resolves, and checks) afresh.
+        self.close_connections = False
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -71,7 +74,8 @@ class Receiver:
         if 200 <= answer < 300:
             self.accepted[webhook_id] = parsed
         self._changed.set()
-        return web.Response(status=answer, text=f"answered {answer}")
+        headers = {"Connection": "close"} if self.close_connections else None
+        return web.Response(status=answer, text=f"answered {answer}", headers=headers)
 
     async def wait_for(self, check: Callable[[], bool], timeout_s: float, what: str) -> None:
         """Until ``check()`` holds, re-checked at each request received."""
