@@ -32,6 +32,9 @@ class Receiver:
         # Close each connection after its answer: the sender's next request connects (and
         # resolves, and checks) afresh.
         self.close_connections = False
+        # While set, requests are held before they are answered (``held`` counts them).
+        self.gate: asyncio.Event | None = None
+        self.held = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -69,6 +72,10 @@ class Receiver:
         self.requests[webhook_id] += 1
         parsed = orjson.loads(body)
         self.bodies[webhook_id] = parsed
+        if self.gate is not None and not self.gate.is_set():
+            self.held += 1
+            self._changed.set()
+            await self.gate.wait()
         answer = self.answer
         self.ids_by_answer[answer] += 1
         if 200 <= answer < 300:
