@@ -14,6 +14,7 @@ import uvicorn
 from tests.helpers import free_port, wait_for_condition
 from tests.system import System, start_system
 from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import delete_all
 from tidings.core.migrations import migrate
 from tidings.runner import Server
 from tidings.webhooks.app import create_app
@@ -55,6 +56,8 @@ async def system(
     try:
         yield started
     finally:
+        # The database is the session's: no endpoint left to capture other modules' events.
+        await delete_all(started.gateway)
         await started.close()
 
 

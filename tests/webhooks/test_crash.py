@@ -37,6 +37,7 @@ async def system(pg_database: str, amqp_vhost: str, redis_url: str, cache_namesp
     try:
         yield started
     finally:
+        await delete_all(started.gateway)
         await started.close()
 
 

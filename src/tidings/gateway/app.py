@@ -19,6 +19,7 @@ from tidings.core.web import app_database, create_service_app, make_http_client,
 from tidings.gateway.accept import Acceptance
 from tidings.gateway.admin import router as admin_router
 from tidings.gateway.dashboard import router as dashboard_router
+from tidings.gateway.dashboard_webhooks import router as dashboard_webhooks_router
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.feedback import Feedback
 from tidings.gateway.keys import ApiKeys
@@ -213,4 +214,5 @@ def create_app(
     app.include_router(webhook_endpoints_router)
     app.include_router(create_push_router(settings.vapid_public_key))
     app.include_router(dashboard_router)
+    app.include_router(dashboard_webhooks_router)
     return app
