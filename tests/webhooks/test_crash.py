@@ -17,7 +17,7 @@ from tests.credentials import ENV
 from tests.helpers import free_port, wait_for_condition
 from tests.system import System, start_system
 from tests.webhooks.receiver import Receiver
-from tests.webhooks.support import delete_all, register, send
+from tests.webhooks.support import ENDPOINTS, delete_all, register, send
 
 N = 60
 EVENTS = N * 2  # queued and delivered
@@ -90,6 +90,14 @@ async def test_kill_9_of_the_webhooks_worker_loses_nothing(
         receiver.gate.set()  # the held ones are answered: the dead worker never knew
         worker = await start_worker(env, log)
         await receiver.wait_for(lambda: len(receiver.accepted) >= EVENTS, 120, "all events")
+        # And nothing left to send: the dead worker's leased messages went again.
+        [endpoint] = (await gw.get(ENDPOINTS)).json()["data"]
+        pending = f"{ENDPOINTS}{endpoint['endpoint_id']}/messages/?state=pending"
+
+        async def settled() -> bool:
+            return (await gw.get(pending)).json()["meta"]["total"] == 0
+
+        await wait_for_condition(settled, timeout_s=60, what="no message pending")
     finally:
         worker.send_signal(signal.SIGTERM)
         await asyncio.wait_for(worker.wait(), 60)

@@ -23,6 +23,7 @@ from tidings.core.netguard import (
 )
 from tidings.webhooks.secrets import SecretBox
 from tidings.webhooks.store import Claimed, Outcome
+from tidings.webhooks.urls import check_url
 
 LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
 USER_AGENT = "Tidings-Webhooks/1"
@@ -60,6 +61,7 @@ class Sender:
             transport=CheckedTransport(backend, limits=LIMITS),
         )
         self.allow_insecure = allow_insecure
+        self.resolve = resolve
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -69,8 +71,11 @@ class Sender:
         at = dt.datetime.now(dt.UTC)
         started = time.perf_counter()
         try:
-            if not endpoint.url.startswith("https://") and not self.allow_insecure:
-                raise ValueError("plain http endpoints are refused (https only)")
+            if not endpoint.url.startswith("https://"):
+                # Plain http: development only, to loopback only (checked again now).
+                await check_url(
+                    endpoint.url, allow_insecure=self.allow_insecure, resolve=self.resolve
+                )
             headers = {
                 "content-type": "application/json",
                 "user-agent": USER_AGENT,
@@ -85,7 +90,9 @@ class Sender:
             )
         except NonPublicAddress as exc:
             return Outcome(None, _ms(started), f"refused: {exc}", None)
-        except (httpx.HTTPError, ValueError, OSError) as exc:
+        except ValueError as exc:  # the URL's own rules (webhooks.urls)
+            return Outcome(None, _ms(started), f"refused: {exc}"[:500], None)
+        except (httpx.HTTPError, OSError) as exc:
             return Outcome(None, _ms(started), f"{type(exc).__name__}: {exc}"[:500], None)
         excerpt = answer.content.decode("utf-8", "replace")[:EXCERPT_CHARS]
         return Outcome(answer.status_code, _ms(started), None, excerpt)

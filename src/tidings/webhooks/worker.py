@@ -17,6 +17,7 @@ import logging
 import random
 import uuid
 from collections import Counter
+from collections.abc import Awaitable, Callable
 
 from tidings.core.breaker import BreakerOpen, CircuitBreaker
 from tidings.core.db import utcnow
@@ -44,7 +45,6 @@ class WebhookWorker:
         self.settings = settings
         self.in_flight: Counter[uuid.UUID] = Counter()
         self.breakers: dict[uuid.UUID, CircuitBreaker] = {}
-        self.slots = asyncio.Semaphore(settings.webhook_concurrency)
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -80,20 +80,27 @@ class WebhookWorker:
             await asyncio.wait_for(self.wake.wait(), self.settings.webhook_poll_s)
         self.wake.clear()
 
-    async def _fan_out_loop(self) -> None:
+    async def _forever(self, step: Callable[[], Awaitable[None]], what: str) -> None:
+        """``step`` again and again; a failure is logged and retried a second later."""
         while True:
             try:
-                n = await self.store.fan_out(self.settings.webhook_batch_size)
-                if n:
-                    self.wake.set()
-                if n < self.settings.webhook_batch_size:
-                    await asyncio.sleep(self.settings.webhook_poll_s)
+                await step()
             except (DependencyUnavailable, OSError) as exc:
-                log.warning("webhook fan-out failed, will retry: %s", exc)
+                log.warning("webhook %s failed, will retry: %s", what, exc)
                 await asyncio.sleep(1.0)
             except Exception:
-                log.exception("webhook fan-out failed, will retry")
+                log.exception("webhook %s failed, will retry", what)
                 await asyncio.sleep(1.0)
+
+    async def _fan_out_loop(self) -> None:
+        await self._forever(self._fan_out, "fan-out")
+
+    async def _fan_out(self) -> None:
+        n = await self.store.fan_out(self.settings.webhook_batch_size)
+        if n:
+            self.wake.set()
+        if n < self.settings.webhook_batch_size:
+            await asyncio.sleep(self.settings.webhook_poll_s)
 
     def _room(self) -> dict[uuid.UUID, int]:
         bound = self.settings.webhook_endpoint_concurrency
@@ -106,34 +113,27 @@ class WebhookWorker:
         return room
 
     async def _deliver_loop(self) -> None:
-        while True:
-            try:
-                free = self.settings.webhook_concurrency - len(self.tasks)
-                claimed: list[Claimed] = []
-                if free > 0:
-                    claimed = await self.store.claim(
-                        self._room(),
-                        self.settings.webhook_endpoint_concurrency,
-                        min(free, self.settings.webhook_batch_size),
-                        self.settings.webhook_lease_s,
-                    )
-                if claimed:
-                    endpoints = await self.store.endpoints(list({m.endpoint_id for m in claimed}))
-                    for message in claimed:
-                        self.in_flight[message.endpoint_id] += 1
-                        task = asyncio.create_task(
-                            self._attempt(message, endpoints.get(message.endpoint_id))
-                        )
-                        self.tasks.add(task)
-                        task.add_done_callback(self._done)
-                else:
-                    await self._pause()
-            except (DependencyUnavailable, OSError) as exc:
-                log.warning("webhook claim failed, will retry: %s", exc)
-                await asyncio.sleep(1.0)
-            except Exception:
-                log.exception("webhook claim failed, will retry")
-                await asyncio.sleep(1.0)
+        await self._forever(self._deliver, "claim")
+
+    async def _deliver(self) -> None:
+        free = self.settings.webhook_concurrency - len(self.tasks)
+        claimed: list[Claimed] = []
+        if free > 0:
+            claimed = await self.store.claim(
+                self._room(),
+                self.settings.webhook_endpoint_concurrency,
+                min(free, self.settings.webhook_batch_size),
+                self.settings.webhook_lease_s,
+            )
+        if not claimed:
+            await self._pause()
+            return
+        endpoints = await self.store.endpoints(list({m.endpoint_id for m in claimed}))
+        for message in claimed:
+            self.in_flight[message.endpoint_id] += 1
+            task = asyncio.create_task(self._attempt(message, endpoints.get(message.endpoint_id)))
+            self.tasks.add(task)
+            task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
