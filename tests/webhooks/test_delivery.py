@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
+from tests.credentials import SECRET_KEY
+from tests.scenario import create_user
 from tests.system import System
 from tests.webhooks.conftest import WorkerHandle
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import ENDPOINTS, client_key, delete_all, register, send
+from tidings.core.auth import unsubscribe_token
 
 N = 20
 REFUSED = 10
@@ -153,3 +156,27 @@ async def test_410_disables_the_endpoint(system: System, worker: WorkerHandle) -
     finally:
         await gone.stop()
         await watcher.stop()
+
+
+async def test_an_unsubscribe_reaches_the_admins_endpoints(
+    system: System, worker: WorkerHandle
+) -> None:
+    """``user.unsubscribed``: a user belongs to no one client, so the admin's endpoints get it;
+    a client's endpoint subscribed to it does not."""
+    gw = system.gateway
+    await delete_all(gw)
+    admins, clients = await Receiver().start(), await Receiver().start()
+    try:
+        await register(gw, admins, ["user.unsubscribed"])
+        await register(gw, clients, ["user.unsubscribed"], headers=await client_key(gw, "c"))
+        user = await create_user(gw)
+        token = unsubscribe_token(SECRET_KEY, user["user_id"])
+        assert (await gw.post(f"/unsubscribe/{token}/")).status_code == 200
+        await admins.wait_for(lambda: len(admins.accepted) == 1, 30, "user.unsubscribed")
+        [event] = admins.accepted.values()
+        assert event["type"] == "user.unsubscribed"
+        assert event["data"] == {"user_id": user["user_id"], "channel": "email"}
+        assert clients.requests == Counter()
+    finally:
+        await admins.stop()
+        await clients.stop()

@@ -16,7 +16,12 @@ from tidings.core.db import Database, utcnow
 from tidings.core.errors import InvalidInput, NotFound
 from tidings.core.netguard import Resolver, system_resolver
 from tidings.webhooks.events import check_events
-from tidings.webhooks.models import WebhookAttempt, WebhookEndpoint, WebhookMessage
+from tidings.webhooks.models import (
+    WebhookAttempt,
+    WebhookEndpoint,
+    WebhookMessage,
+    WebhookOutbox,
+)
 from tidings.webhooks.secrets import SecretBox, new_secret
 from tidings.webhooks.urls import check_url
 
@@ -224,3 +229,17 @@ class Endpoints:
         if webhook_id is not None and count == 0:
             raise NotFound(f"webhook message {webhook_id} not found")
         return count
+
+    async def capture(self, event_type: str, owner: str, data: dict[str, Any]) -> None:
+        """An event that is no notification's history row (``user.unsubscribed``), captured
+        as the trigger captures those: only while some endpoint is enabled."""
+        async with self.db.sessions() as session, session.begin():
+            enabled = await session.scalar(
+                select(WebhookEndpoint.id).where(WebhookEndpoint.disabled_at.is_(None)).limit(1)
+            )
+            if enabled is not None:
+                session.add(
+                    WebhookOutbox(
+                        event_type=event_type, owner=owner, extra=data, created_at=utcnow()
+                    )
+                )
