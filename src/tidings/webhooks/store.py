@@ -29,6 +29,8 @@ OUTBOX = cast(Table, WebhookOutbox.__table__)
 MESSAGES = cast(Table, WebhookMessage.__table__)
 ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
 ATTEMPTS = cast(Table, WebhookAttempt.__table__)
+# How stale an endpoint's last_success_at may get before a success writes it again.
+SUCCESS_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -215,8 +217,18 @@ class WebhookStore:
             )
             where = ENDPOINTS.c.id == message.endpoint_id
             if success:
+                # One row every success would update: written when it says something new
+                # (a failure cleared) or is 10 s old, not at every event (a hot row).
+                stale = now - dt.timedelta(seconds=SUCCESS_EVERY_S)
                 await conn.execute(
-                    update(ENDPOINTS).where(where).values(last_success_at=now, failing_since=None)
+                    update(ENDPOINTS)
+                    .where(where)
+                    .where(
+                        ENDPOINTS.c.failing_since.is_not(None)
+                        | ENDPOINTS.c.last_success_at.is_(None)
+                        | (ENDPOINTS.c.last_success_at < stale)
+                    )
+                    .values(last_success_at=now, failing_since=None)
                 )
                 return None
             await conn.execute(
