@@ -11,14 +11,17 @@ from typing import Any
 import pytest
 import uvicorn
 
+from tests.gateway.conftest import system
 from tests.helpers import free_port, wait_for_condition
-from tests.system import System, start_system
+from tests.system import System
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import delete_all
 from tidings.core.migrations import migrate
 from tidings.runner import Server
 from tidings.webhooks.app import create_app
 from tidings.webhooks.settings import WebhooksSettings
+
+__all__ = ["system"]  # the whole system in process, as the gateway's tests start it
 
 SHORT = {
     "webhook_allow_insecure": True,
@@ -38,27 +41,16 @@ def webhook_overrides() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-async def system(
-    pg_database: str,
-    amqp_vhost: str,
-    redis_url: str,
-    cache_namespace: str,
-    webhook_overrides: dict[str, Any],
-) -> AsyncIterator[System]:
-    started = await start_system(
-        database_url=pg_database,
-        amqp_url=amqp_vhost,
-        redis_url=redis_url,
-        cache_namespace=cache_namespace,
-        **SHORT,
-        **webhook_overrides,
-    )
-    try:
-        yield started
-    finally:
-        # The database is the session's: no endpoint left to capture other modules' events.
-        await delete_all(started.gateway)
-        await started.close()
+def system_overrides(webhook_overrides: dict[str, Any]) -> dict[str, Any]:
+    """For tests.gateway.conftest's ``system``: the short schedule and the module's own."""
+    return {**SHORT, **webhook_overrides}
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def no_endpoint_left(system: System) -> AsyncIterator[None]:
+    """The database is the session's: no endpoint left to capture other modules' events."""
+    yield
+    await delete_all(system.gateway)
 
 
 def worker_settings(system: System, **more: Any) -> WebhooksSettings:
