@@ -41,7 +41,7 @@ ENV PATH=/opt/tidings/bin:$PATH \
 USER 10001:10001
 WORKDIR /var/lib/tidings
 # gateway, users, templates, email worker, push worker (the workers serve /health and /docs).
-EXPOSE 8000 8001 8002 8003 8004
+EXPOSE 8000 8001 8002 8003 8004 8005
 # No HEALTHCHECK here: the port depends on the service the command picks, so compose and
 # Kubernetes each probe GET /health (or /openapi.json) on that service's port.
 ENTRYPOINT ["tidings"]

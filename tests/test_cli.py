@@ -80,6 +80,7 @@ def test_up_refuses_replicas_it_cannot_run() -> None:
         "templates": 1,
         "email": 2,
         "push": 1,
+        "webhooks": 1,
     }
     result = tidings("up", "--replicas", "mail=2", **amqp)
     assert result.returncode == 2 and "SERVICE=N" in result.stderr, result.stderr

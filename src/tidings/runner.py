@@ -78,6 +78,10 @@ def service_settings(service: str) -> Any:
         from tidings.push_worker.settings import PushSettings
 
         return PushSettings()
+    if service == "webhooks":
+        from tidings.webhooks.settings import WebhooksSettings
+
+        return WebhooksSettings()
     raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
 
 
@@ -107,6 +111,10 @@ def build_app(service: str, *, bus: Any = None, cache: Any = None) -> FastAPI:
         from tidings.email_worker.app import create_app as email
 
         return email(settings, bus=bus)
+    if service == "webhooks":
+        from tidings.webhooks.app import create_app as webhooks
+
+        return webhooks(settings)
     from tidings.push_worker.app import create_app as push
 
     return push(settings, bus=bus)

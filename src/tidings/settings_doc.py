@@ -19,6 +19,7 @@ from tidings.gateway.settings import GatewaySettings
 from tidings.push_worker.settings import PushSettings
 from tidings.templates.settings import TemplatesSettings
 from tidings.users.settings import UsersSettings
+from tidings.webhooks.settings import WebhooksSettings
 
 # (heading, the services that read these settings, the class that adds them).
 SECTIONS: tuple[tuple[str, str, type[BaseSettings]], ...] = (
@@ -29,6 +30,7 @@ SECTIONS: tuple[tuple[str, str, type[BaseSettings]], ...] = (
     ("Templates service", "templates", TemplatesSettings),
     ("Email worker", "email", EmailSettings),
     ("Push worker", "push", PushSettings),
+    ("Webhooks worker", "webhooks", WebhooksSettings),
 )
 
 INTRO = """\

@@ -13,9 +13,17 @@ from tidings.push_worker.settings import PushSettings
 from tidings.runner import openapi_schemas
 from tidings.templates.settings import TemplatesSettings
 from tidings.users.settings import UsersSettings
+from tidings.webhooks.settings import WebhooksSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS = (GatewaySettings, UsersSettings, TemplatesSettings, EmailSettings, PushSettings)
+SETTINGS = (
+    GatewaySettings,
+    UsersSettings,
+    TemplatesSettings,
+    EmailSettings,
+    PushSettings,
+    WebhooksSettings,
+)
 
 
 def test_every_setting_is_in_the_settings_table() -> None:
@@ -27,7 +35,7 @@ def test_every_setting_is_in_the_settings_table() -> None:
     assert not missing, f"undocumented settings: {missing}"
 
 
-@pytest.mark.parametrize("service", ["gateway", "users", "templates", "email", "push"])
+@pytest.mark.parametrize("service", ["gateway", "users", "templates", "email", "push", "webhooks"])
 def test_exported_openapi_schema_is_current(service: str) -> None:
     exported = json.loads((ROOT / "docs" / "openapi" / f"{service}.json").read_text())
     assert exported == openapi_schemas()[service], "docs/openapi is stale: run `tidings openapi`"
@@ -46,11 +54,12 @@ def test_every_example_in_the_api_schema_is_a_valid_request() -> None:
     from pydantic import BaseModel
 
     from tidings.gateway import schemas as gateway_schemas
+    from tidings.gateway import webhook_schemas
     from tidings.templates import schemas as templates_schemas
     from tidings.users import schemas as users_schemas
 
     checked = 0
-    for module in (gateway_schemas, users_schemas, templates_schemas):
+    for module in (gateway_schemas, users_schemas, templates_schemas, webhook_schemas):
         for model in vars(module).values():
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 continue

@@ -16,6 +16,7 @@ from tidings.push_worker.settings import PushSettings
 from tidings.settings_doc import SECTIONS, default_text, own_fields, settings_markdown
 from tidings.templates.settings import TemplatesSettings
 from tidings.users.settings import UsersSettings
+from tidings.webhooks.settings import WebhooksSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "docs" / "settings.md"
@@ -25,6 +26,7 @@ SERVICE_SETTINGS: dict[str, type[BaseSettings]] = {
     "templates": TemplatesSettings,
     "email": EmailSettings,
     "push": PushSettings,
+    "webhooks": WebhooksSettings,
 }
 
 

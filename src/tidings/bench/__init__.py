@@ -44,6 +44,7 @@ def _bench(args: argparse.Namespace) -> int:
         curve_max=args.curve_max,
         profile_dir=Path(args.profile) if args.profile else None,
         dkim_key=Path(args.dkim_key).read_text() if args.dkim_key else None,
+        webhook_url=args.webhook_url,
     )
     result = on_uvloop(run(config))
     return write_outputs(result, Path(args.report), Path(args.plot) if args.plot else None)
@@ -152,6 +153,12 @@ def add_commands(sub: Any) -> None:
         "--dkim-key",
         metavar="PEM",
         help="a started stack signs every email with this DKIM key (RSA or Ed25519 PEM file)",
+    )
+    p.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="register an outbound webhook endpoint subscribed to every event before the run "
+        "(run it once with a receiver answering, once with it down: docs/webhooks.md)",
     )
     p.add_argument(
         "--report",

@@ -30,7 +30,7 @@ from tidings.bench.load import Load, request_bytes
 from tidings.bench.profile import Profiler
 from tidings.bench.sink import Tally
 
-SERVICES = ("gateway", "users", "templates", "email", "push")
+SERVICES = ("gateway", "users", "templates", "email", "push", "webhooks")
 TARGET_SMTP_PORT = 2525
 PASSWORD = "bench password, long enough"
 TEMPLATE = {
@@ -66,6 +66,8 @@ class BenchConfig:
     curve_max: float = 6400.0
     profile_dir: Path | None = None
     dkim_key: str | None = None  # a started stack DKIM-signs with this PEM
+    # An outbound webhook endpoint subscribed to every event for the run (docs/webhooks.md).
+    webhook_url: str | None = None
 
     @property
     def mode(self) -> str:
@@ -80,8 +82,10 @@ class BenchConfig:
         if self.target:
             return f"target {self.target}"
         signed = ", DKIM-signed" if self.dkim_key else ""
+        if self.webhook_url:
+            signed += f", webhooks to {self.webhook_url}"
         if self.database_url or self.amqp_url or self.redis_url:
-            return f"tidings up: five supervised processes{signed}"
+            return f"tidings up: six supervised processes{signed}"
         return f"tidings up: embedded default (one process){signed}"
 
     def connections_for(self, rate: float | None) -> int:
@@ -212,6 +216,8 @@ class Stack:
                 env[f"TIDINGS_{name}_URL"] = url
         if config.dkim_key:
             env["TIDINGS_DKIM_PRIVATE_KEY"] = config.dkim_key
+        if config.webhook_url:  # a receiver on this machine is plain http on loopback
+            env["TIDINGS_WEBHOOK_ALLOW_INSECURE"] = "true"
         self.env = env
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -415,6 +421,10 @@ async def _measure(
         users = await _create_users(client, max(1, config.users), run_id)
         template = await _create_template(client, run_id)
         api_key = await _create_api_key(client, run_id)
+        if config.webhook_url:
+            hook = {"url": config.webhook_url, "events": ["*"], "description": run_id}
+            made = await client.post("/api/v1/webhooks/endpoints/", json=hook)
+            made.raise_for_status()
     target = Target(gateway, httpx.URL(gateway).netloc.decode(), f"Bearer {api_key}", users,
                     template, run_id)  # fmt: skip
     print(

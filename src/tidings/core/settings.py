@@ -20,10 +20,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tidings.core.breaker import BreakerPolicy
 
-ServiceName = Literal["gateway", "users", "templates", "email", "push"]
+ServiceName = Literal["gateway", "users", "templates", "email", "push", "webhooks"]
 # The settings that hold a secret (SecretStr), by name: read through TidingsSettings.secret.
 SecretName = Literal["admin_api_key", "secret_key", "service_token", "metrics_token"]
-SERVICES: tuple[ServiceName, ...] = ("gateway", "users", "templates", "email", "push")
+SERVICES: tuple[ServiceName, ...] = ("gateway", "users", "templates", "email", "push", "webhooks")
 
 
 class TidingsSettings(BaseSettings):
@@ -68,6 +68,10 @@ class TidingsSettings(BaseSettings):
     )
     push_port: int = Field(
         default=8004, description="the push worker's HTTP port (`/health`, `/metrics`, `/docs`)"
+    )
+    webhooks_port: int = Field(
+        default=8005,
+        description="the webhooks worker's HTTP port (`/health`, `/metrics`, `/docs`)",
     )
     reuse_port: bool = Field(
         default=False,
@@ -261,6 +265,7 @@ class TidingsSettings(BaseSettings):
             "templates": self.templates_port,
             "email": self.email_port,
             "push": self.push_port,
+            "webhooks": self.webhooks_port,
         }
         return ports[service]
 

@@ -20,6 +20,7 @@ from tidings.gateway import accept_body
 from tidings.gateway.accept import Acceptance
 from tidings.gateway.admin import router as admin_router
 from tidings.gateway.dashboard import router as dashboard_router
+from tidings.gateway.dashboard_webhooks import router as dashboard_webhooks_router
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.feedback import Feedback
 from tidings.gateway.keys import ApiKeys
@@ -37,7 +38,9 @@ from tidings.gateway.status import StatusConsumer
 from tidings.gateway.suppressions import Suppressions
 from tidings.gateway.transitions import StatusTransitions
 from tidings.gateway.unsubscribe import router as unsubscribe_router
+from tidings.gateway.webhook_endpoints import router as webhook_endpoints_router
 from tidings.gateway.webhooks import router as webhooks_router
+from tidings.webhooks.endpoints import Endpoints
 
 
 async def watch_queues(bus: Bus, every_s: float = 5.0) -> None:
@@ -158,6 +161,12 @@ async def _build(
             every_s=settings.reconcile_every_s,
             max_requeues=settings.reconcile_max_requeues,
         ),
+        webhook_endpoints=Endpoints(
+            db,
+            settings.secret("secret_key"),
+            allow_insecure=settings.webhook_allow_insecure,
+            rotation_grace_s=settings.webhook_rotation_grace_s,
+        ),
     )
 
 
@@ -204,6 +213,8 @@ def create_app(
     app.include_router(admin_router)
     app.include_router(unsubscribe_router)
     app.include_router(webhooks_router)
+    app.include_router(webhook_endpoints_router)
     app.include_router(create_push_router(settings.vapid_public_key))
     app.include_router(dashboard_router)
+    app.include_router(dashboard_webhooks_router)
     return app

@@ -108,6 +108,19 @@ class GatewaySettings(TidingsSettings):
         "`POST /api/v1/webhooks/mailgun/`. Unset: the webhook answers 403",
     )
 
+    # Outbound webhooks' endpoints API (the worker has its own settings).
+    webhook_allow_insecure: bool = Field(
+        default=False,
+        description="development only: accept `http://` webhook endpoints on loopback "
+        "addresses (the webhooks worker's setting of the same name must agree)",
+    )
+    webhook_rotation_grace_s: float = Field(
+        default=86400.0,
+        ge=0,
+        description="after a secret rotation, how long the old secret still signs beside the "
+        "new one (each request carries both signatures)",
+    )
+
     @property
     def store_url(self) -> str:
         return self.database_for("gateway", self.gateway_database_url)

@@ -23,6 +23,7 @@ from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.suppressions import Suppressions
 from tidings.gateway.transitions import StatusTransitions
+from tidings.webhooks.endpoints import Endpoints
 
 # The dashboard's samples of the status counters: (monotonic time, totals by status).
 RateSamples = deque[tuple[float, dict[str, float]]]
@@ -53,4 +54,6 @@ class GatewayState:
     transitions: StatusTransitions
     dead_letters: DeadLetters
     reconciler: Reconciler
+    # Outbound webhooks' endpoints (gateway.webhook_endpoints).
+    webhook_endpoints: Endpoints
     rate_samples: RateSamples = field(default_factory=lambda: deque(maxlen=120))

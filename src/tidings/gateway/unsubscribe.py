@@ -13,7 +13,7 @@ from tidings.core.auth import read_unsubscribe_token
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import TidingsError, Unauthorized
 from tidings.core.openapi import errors
-from tidings.gateway.dependencies import Credentials, EmailFeedback
+from tidings.gateway.dependencies import Credentials, EmailFeedback, State
 from tidings.gateway.pages import render
 
 router = APIRouter(tags=["unsubscribe"])
@@ -38,11 +38,16 @@ async def confirm_page(token: str, access: Credentials) -> HTMLResponse:
 @router.post(
     "/unsubscribe/{token}/", response_model=Envelope[dict[str, Any]], responses=errors(401)
 )
-async def one_click(token: str, access: Credentials, feedback: EmailFeedback) -> dict[str, Any]:
+async def one_click(
+    token: str, access: Credentials, feedback: EmailFeedback, state: State
+) -> dict[str, Any]:
     """The one-click POST (``List-Unsubscribe=One-Click``): the preference goes off."""
     try:
         user_id, channel = read_unsubscribe_token(access.secret_key, token)
     except TidingsError as exc:
         raise Unauthorized("this unsubscribe link is not valid") from exc
     await feedback.preference_off(user_id, channel)
+    # For the admin's webhook endpoints (a user belongs to no one client): docs/webhooks.md.
+    event = {"user_id": str(user_id), "channel": channel}
+    await state.webhook_endpoints.capture("user.unsubscribed", "admin", event)
     return ok({"user_id": str(user_id), "channel": channel, "subscribed": False}, "unsubscribed")
