@@ -1,6 +1,8 @@
 """One-click unsubscribe (RFC 8058). Every email carries a link with a signed token: a POST
-to it turns the user's email preference off without a login; a GET only shows a page with a
-button, because link scanners follow GETs. Not the envelope for the page: a browser reads it."""
+to it turns the user's email preference for that email's category off (the whole email
+channel for an uncategorised template's, the tokens made before categories) without a login;
+a GET only shows a page with a button, because link scanners follow GETs. Not the envelope
+for the page: a browser reads it."""
 
 from __future__ import annotations
 
@@ -41,8 +43,11 @@ async def confirm_page(token: str, access: Credentials) -> HTMLResponse:
 async def one_click(token: str, access: Credentials, feedback: EmailFeedback) -> dict[str, Any]:
     """The one-click POST (``List-Unsubscribe=One-Click``): the preference goes off."""
     try:
-        user_id, channel = read_unsubscribe_token(access.secret_key, token)
+        user_id, channel, category = read_unsubscribe_token(access.secret_key, token)
     except TidingsError as exc:
         raise Unauthorized("this unsubscribe link is not valid") from exc
-    await feedback.preference_off(user_id, channel)
-    return ok({"user_id": str(user_id), "channel": channel, "subscribed": False}, "unsubscribed")
+    await feedback.preference_off(user_id, channel, category)
+    return ok(
+        {"user_id": str(user_id), "channel": channel, "category": category, "subscribed": False},
+        "unsubscribed" if category is None else f"unsubscribed from {category}",
+    )
