@@ -16,7 +16,7 @@ from sqlalchemy import Table, insert, inspect, select
 
 from tidings.core import jsons
 from tidings.core.batching import Batcher
-from tidings.core.db import Database, utcnow
+from tidings.core.db import Database
 from tidings.core.errors import Conflict, InvalidInput, TidingsError
 from tidings.core.limits import check_text
 from tidings.core.logs import current_correlation_id
@@ -326,7 +326,7 @@ class Acceptance:
         """The notification, its first history entry and (unless skipped) its outbox row.
         ``owner``: the client it belongs to (router.owner_of)."""
         channel = body.notification_type
-        now = utcnow()
+        now = self.rules.clock()  # utcnow but in tests (gateway.preferences)
         skip_reason = decision.skip
         send_at = decision.hold_until or body.send_at  # quiet hours: held until they end
         scheduled = send_at is not None and send_at > now
