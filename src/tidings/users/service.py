@@ -58,7 +58,8 @@ def merged(current: dict[str, Any], patch: PreferencesPatch) -> dict[str, Any]:
         categories = {k: dict(v) for k, v in current.get("categories", {}).items()}
         for key, choice in patch.categories.items():
             channels = categories.setdefault(key, {})
-            for channel, value in choice.__dict__.items():
+            for channel in choice.model_fields_set:  # given ones: an absent one stays
+                value = getattr(choice, channel)
                 if value is None:
                     channels.pop(channel, None)
                 else:
