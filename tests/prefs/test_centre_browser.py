@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.dashboard.test_browser import CHROMEDRIVER, CHROMIUM, wait, wait_text
+from tests.dashboard.test_browser import (  # noqa: F401  (browser, pytestmark: used by pytest)
+    browser,
+    pytestmark,
+    wait,
+    wait_text,
+)
 from tests.prefs.conftest import categorised_template, create_category, history_details
 from tests.scenario import create_user, notification, wait_for_status
 from tests.system import System
@@ -28,33 +32,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "prefs"
 URL = "/api/v1/notifications/"
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[WebDriver]:
-    import shutil
-
-    if not (shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER)):
-        pytest.skip("needs Debian's chromium and chromium-driver")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-dev-shm-usage",
-        "--window-size=1000,1400",
-        f"--user-data-dir={tmp_path / 'chromium'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(CHROMEDRIVER), options=options)
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
 def shot(driver: WebDriver, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / f"{name}.png"))
 
 
@@ -90,7 +69,10 @@ def open_tampered(driver: WebDriver, link: str) -> None:
     shot(driver, "03-tampered")
 
 
-async def test_the_preference_centre_in_chromium(system: System, browser: WebDriver) -> None:
+async def test_the_preference_centre_in_chromium(
+    system: System,
+    browser: WebDriver,  # noqa: F811  (the fixture)
+) -> None:
     gw = system.gateway
     marketing = await create_category(gw, "marketing")
     security = await create_category(gw, "security", critical=True)

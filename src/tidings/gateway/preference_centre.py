@@ -21,27 +21,20 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 
 from tidings.core.auth import read_preferences_token
 from tidings.core.errors import DependencyUnavailable, InvalidInput, NotFound, TidingsError
+
+# The dashboard's headers: no caching, no framing, no referrer (the link is the credential),
+# a CSP allowing our own script only.
+from tidings.gateway.dashboard import HEADERS
 from tidings.gateway.dashboard_sessions import form_of
 from tidings.gateway.dependencies import State
 from tidings.gateway.pages import render, static
+from tidings.gateway.preferences import WEEKDAYS
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/preferences", include_in_schema=False)
 
-HEADERS = {
-    "Cache-Control": "no-store",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    # The link is the credential: never sent on to another site.
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
 CHANNELS = ("email", "push")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 LABELS: dict[str, dict[str, Any]] = {
     "en": {
         "title": "Your notification preferences",
