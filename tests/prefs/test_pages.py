@@ -14,6 +14,7 @@ from tests.prefs.conftest import create_category
 from tests.scenario import create_user
 from tests.system import System
 from tidings.core.auth import preferences_token
+from tidings.gateway.preference_centre import LABELS, labels_for
 
 
 async def test_the_dashboard_lists_categories(system: System) -> None:
@@ -61,3 +62,26 @@ async def test_the_centre_saves_time_zone_and_quiet_hours(system: System) -> Non
         assert 'role="alert"' in refused.text and "quiet_hours" in refused.text
         after = (await gw.get(f"/api/v1/users/{user['user_id']}/")).json()["data"]
         assert after == got
+
+
+def test_every_language_has_every_label() -> None:
+    def keys(d: dict, prefix: str = "") -> set[str]:
+        out = set()
+        for k, v in d.items():
+            out |= keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+        return out
+
+    english = keys(LABELS["en"])
+    for language, labels in LABELS.items():
+        assert keys(labels) == english, language
+    assert labels_for("de-AT") == ("de", LABELS["de"])
+    assert labels_for("fr") == ("en", LABELS["en"])
+
+
+async def test_the_centre_speaks_the_users_language(system: System) -> None:
+    user = await create_user(system.gateway, language="de")
+    link = f"/preferences/{preferences_token(SECRET_KEY, user['user_id'])}/"
+    async with dashboard_client(system) as browser:
+        page = await browser.get(link)
+    assert page.status_code == 200
+    assert '<html lang="de">' in page.text and "Einstellungen speichern" in page.text

@@ -5,9 +5,9 @@ through the users API (PATCH /api/v1/users/{id}/) with the service credential, t
 confirms. A plain HTML form: it works with the keyboard and without scripts; the one script
 only moves the focus to the confirmation.
 
-Labels come from LABELS by the user's language, English when there is none for it (only
-English is written so far; a language is one more entry). Not the envelope: a browser reads
-it."""
+Labels come from LABELS by the user's language, English when there is none for it (English
+and German so far; a language is one more entry with the same keys, a test checks them).
+Not the envelope: a browser reads it."""
 
 from __future__ import annotations
 
@@ -67,7 +67,40 @@ LABELS: dict[str, dict[str, Any]] = {
         "a fresh one.",
         "refused": "Not saved:",
         "unavailable": "We cannot reach your preferences right now; try again in a minute.",
-    }
+    },
+    "de": {
+        "title": "Ihre Benachrichtigungseinstellungen",
+        "intro": "Wählen Sie, was wir Ihnen senden, und wann.",
+        "channels": "Kanäle",
+        "channels_hint": "Aus: auf diesem Kanal gar nichts.",
+        "channel": {"email": "E-Mail", "push": "Push-Benachrichtigungen"},
+        "categories": "Arten von Benachrichtigungen",
+        "kind": "Art",
+        "always": "immer an: für Ihr Konto nötig",
+        "time": "Zeitzone und Ruhezeiten",
+        "time_zone": "Zeitzone",
+        "quiet_hint": "In den Ruhezeiten halten wir Benachrichtigungen zurück und senden sie "
+        "danach (dringende gehen trotzdem). Beide Felder leer: keine.",
+        "quiet_start": "Ruhe ab",
+        "quiet_end": "Ruhe bis",
+        "days": "In diesen Nächten (keine angekreuzt: jede Nacht)",
+        "day": {
+            "mon": "Montag",
+            "tue": "Dienstag",
+            "wed": "Mittwoch",
+            "thu": "Donnerstag",
+            "fri": "Freitag",
+            "sat": "Samstag",
+            "sun": "Sonntag",
+        },
+        "save": "Einstellungen speichern",
+        "saved": "Ihre Einstellungen sind gespeichert.",
+        "invalid": "Dieser Link ist ungültig oder abgelaufen. Die neueste E-Mail von uns "
+        "enthält einen neuen.",
+        "refused": "Nicht gespeichert:",
+        "unavailable": "Ihre Einstellungen sind gerade nicht erreichbar; versuchen Sie es in "
+        "einer Minute noch einmal.",
+    },
 }
 _ZONES = sorted(available_timezones())
 _SCRIPT = static("preference_centre.js")
