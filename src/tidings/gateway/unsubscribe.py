@@ -29,11 +29,12 @@ router = APIRouter(tags=["unsubscribe"])
 async def confirm_page(token: str, access: Credentials) -> HTMLResponse:
     """A confirmation page; it changes nothing by itself."""
     try:
-        read_unsubscribe_token(access.secret_key, token)
+        _, _, category = read_unsubscribe_token(access.secret_key, token)
     except TidingsError:
         page = render("unsubscribe.html", message="This unsubscribe link is not valid.", token="")
         return HTMLResponse(page, status_code=400)
-    page = render("unsubscribe.html", message="Stop receiving these emails?", token=token)
+    what = "these emails" if category is None else f"{category} emails"
+    page = render("unsubscribe.html", message=f"Stop receiving {what}?", token=token)
     return HTMLResponse(page)
 
 
