@@ -58,7 +58,9 @@ class Access:
         self.limit = limit
         self.limit_attempts = limit_attempts
 
-    async def authenticate(self, request: Request) -> Principal:
+    async def authenticate(self, request: Request, *, limited: bool = True) -> Principal:
+        """The caller; ``limited=False`` leaves its rate limit (``limit``) to the route (the
+        gateway's accept route takes it with the recipient's, in one round trip)."""
         sealed = request.headers.get(PRINCIPAL_HEADER)
         if sealed and self.api_keys is None:
             return unseal(self.secret_key, sealed)
@@ -76,7 +78,7 @@ class Access:
         except Unauthorized:
             await attempt()  # 429 instead, once this address has failed too often
             raise
-        if self.limit is not None:
+        if limited and self.limit is not None:
             await self.limit(principal)  # per credential: 429 with Retry-After past it
         return principal
 
@@ -115,6 +117,21 @@ async def current_principal(
 
 
 Caller = Annotated[Principal, Depends(current_principal)]
+
+
+async def unlimited_principal(
+    request: Request,
+    _: Annotated[HTTPAuthorizationCredentials | None, Depends(_BEARER)] = None,
+) -> Principal:
+    """As ``current_principal``, its rate limit left to the route, which must take it
+    before anything else it answers (Limits.caller or Limits.reserve in the gateway)."""
+    access: Access = request.app.state.access
+    principal = await access.authenticate(request, limited=False)
+    request.state.principal = principal
+    return principal
+
+
+UnlimitedCaller = Annotated[Principal, Depends(unlimited_principal)]
 
 
 async def require_admin(caller: Caller) -> Principal:

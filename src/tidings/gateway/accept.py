@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, inspect, select
+from sqlalchemy import Table, bindparam, insert, inspect, select
 
 from tidings.core import jsons
 from tidings.core.batching import Batcher
@@ -79,13 +79,22 @@ def _reused(request_id: str) -> Conflict:
     return Conflict(f"request_id {request_id!r} was already used with a different body")
 
 
+# Per ORM class: (column name, attribute name) of each column, read once (``inspect`` per
+# row cost more than the rest of ``_columns``).
+_COLUMN_ATTRS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
 def _columns(row: Any) -> dict[str, Any]:
     """An ORM object's values by column name, for a Core bulk INSERT (a database-made id left
     out). Core, not the ORM's bulk path: per batch the ORM's machinery cost more than the
-    statements (py-spy; docs/performance.md)."""
-    values = {
-        prop.columns[0].key: getattr(row, prop.key) for prop in inspect(type(row)).column_attrs
-    }
+    statements (py-spy; docs/performance.md). Read from the object's own dict, where the
+    ORM keeps what was set (None for what was not, as ``getattr`` answers for a new object)."""
+    pairs = _COLUMN_ATTRS.get(type(row))
+    if pairs is None:
+        attrs = inspect(type(row)).column_attrs
+        pairs = _COLUMN_ATTRS[type(row)] = tuple((p.columns[0].key, p.key) for p in attrs)
+    state = vars(row)
+    values = {column: state.get(attr) for column, attr in pairs}
     if values.get("id") is None:
         values.pop("id", None)
     return values
@@ -118,6 +127,21 @@ class Acceptance:
         # Group commit (core.batching): concurrent requests share one query or transaction.
         self._finds: Batcher[tuple[str, str], Notification | None] = Batcher(self._find_many)
         self._writes: Batcher[list[Any], bool] = Batcher(self._write_many)
+        # The statements of the hot path, built once (SQLAlchemy caches their compiled
+        # form; building them cost more than that look-up, per batch).
+        table = cast(Table, Notification.__table__)
+        self._new = (
+            db.insert(table)
+            .on_conflict_do_nothing(index_elements=[table.c.owner, table.c.request_id])
+            .returning(table.c.id)
+        )
+        self._new_events = insert(cast(Table, NotificationEvent.__table__))
+        outbox = cast(Table, OutboxMessage.__table__)
+        self._new_messages = insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True)
+        self._by_ids = select(Notification).where(
+            Notification.request_id.in_(bindparam("request_ids", expanding=True)),
+            Notification.owner.in_(bindparam("owners", expanding=True)),
+        )
 
     async def accept(
         self, body: NotificationCreate, owner: str
@@ -248,10 +272,11 @@ class Acceptance:
                 found = {
                     (n.owner, n.request_id): n
                     for n in await session.scalars(
-                        select(Notification).where(
-                            Notification.request_id.in_({r for _, r in wanted}),
-                            Notification.owner.in_({o for o, _ in wanted}),
-                        )
+                        self._by_ids,
+                        {
+                            "request_ids": list({r for _, r in wanted}),
+                            "owners": list({o for o, _ in wanted}),
+                        },
                     )
                 }
         return [refused[k] if k in refused else found.get(k) for k in keys]
@@ -261,26 +286,17 @@ class Acceptance:
         transaction for all; an item whose request_id is taken (by an earlier item of the
         batch, or another request) writes nothing and answers False. The outbox rows written
         are handed to the relay once committed, to be published without being read back."""
-        table = cast(Table, Notification.__table__)
-        new = (
-            self._db.insert(table)
-            .on_conflict_do_nothing(index_elements=[table.c.owner, table.c.request_id])
-            .returning(table.c.id)
-        )
-        outbox = cast(Table, OutboxMessage.__table__)
         handed: list[Written] = []
         async with self._db.engine.begin() as conn:
-            written = await conn.execute(new, [_columns(rows[0]) for rows in items])
+            written = await conn.execute(self._new, [_columns(rows[0]) for rows in items])
             inserted = set(written.scalars())
             followers = [r for rows in items if rows[0].id in inserted for r in rows[1:]]
             events = [_columns(r) for r in followers if isinstance(r, NotificationEvent)]
             if events:
-                await conn.execute(insert(cast(Table, NotificationEvent.__table__)), events)
+                await conn.execute(self._new_events, events)
             messages = [_columns(r) for r in followers if isinstance(r, OutboxMessage)]
             if messages:
-                ids = await conn.execute(
-                    insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True), messages
-                )
+                ids = await conn.execute(self._new_messages, messages)
                 handed = [
                     Written(id=i, **m)
                     for i, m in zip(ids.scalars(), messages, strict=True)

@@ -16,6 +16,7 @@ from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.tasks import cancel_and_wait
 from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
 from tidings.core.web import app_database, create_service_app, make_http_client, service_client
+from tidings.gateway import accept_body
 from tidings.gateway.accept import Acceptance
 from tidings.gateway.admin import router as admin_router
 from tidings.gateway.dashboard import router as dashboard_router
@@ -199,6 +200,7 @@ def create_app(
         access_log_sample=settings.access_log_sample,
     )
     app.include_router(router)
+    accept_body.document_body(app)
     app.include_router(admin_router)
     app.include_router(unsubscribe_router)
     app.include_router(webhooks_router)

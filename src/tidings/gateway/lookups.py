@@ -66,9 +66,12 @@ class UserDirectory:
         key = f"user:{user_id}"
         raw = await self._local.get(key)
         child(CACHE, "users_local", "miss" if raw is None else "hit").inc()
-        if raw is None:
-            raw = await self._cache_get(key)
-            child(CACHE, "users_redis", "miss" if raw is None else "hit").inc()
+        if raw is not None:
+            # Not stored again: that renewed the entry's time on every use, so a busy
+            # recipient's copy never expired and another replica's change never reached it.
+            return dict(orjson.loads(raw))
+        raw = await self._cache_get(key)
+        child(CACHE, "users_redis", "miss" if raw is None else "hit").inc()
         if raw is None:
             try:
                 user: dict[str, Any] = await self.client.get(f"/api/v1/users/{user_id}/")

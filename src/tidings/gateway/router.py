@@ -7,13 +7,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from tidings.core.access import Caller, client_address
+from tidings.core.access import Caller, UnlimitedCaller, client_address
 from tidings.core.auth import Principal
 from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import NotFound
 from tidings.core.openapi import errors
 from tidings.core.status import Status
-from tidings.gateway import preference_centre
+from tidings.gateway import accept_body, preference_centre
+from tidings.gateway.accept_body import AcceptBody
 from tidings.gateway.batch import accept_batch
 from tidings.gateway.dependencies import (
     Accepting,
@@ -28,7 +29,6 @@ from tidings.gateway.schemas import (
     BatchCreate,
     BatchItemResult,
     NotificationAccepted,
-    NotificationCreate,
     NotificationFilter,
     NotificationOut,
     NotificationSummary,
@@ -60,12 +60,27 @@ def owned_by(caller: Principal) -> str | None:
     tags=["notifications"],
     # 404: no such user or template; 409: the request_id was used with another body.
     responses=errors(404, 409),
+    openapi_extra=accept_body.OPENAPI,  # the body is parsed by the route (AcceptBody)
 )
 async def send_notification(
-    body: NotificationCreate, acceptance: Accepting, caller: Caller
+    parsed: AcceptBody, caller: UnlimitedCaller, acceptance: Accepting, limits: RateLimits
 ) -> Response:
-    caller.require("notifications:send")
-    result, repeated = await acceptance.accept(body, owner_of(caller))
+    # What a client sees first, as for every route: 400 (malformed JSON, AcceptBody), 401,
+    # 429 of its credential, 422, 403; then 404, 409 and the recipient's 429. The caller's
+    # token and the recipient's are taken in one round trip (docs/decisions.md).
+    body = parsed.body
+    if body is None or not caller.may("notifications:send"):
+        await limits.caller(caller)
+        if parsed.error is not None:
+            raise parsed.error
+        caller.require("notifications:send")
+    assert body is not None
+    reservation = await limits.reserve(caller, body.user_id)
+    try:
+        with limits.reserved(reservation):
+            result, repeated = await acceptance.accept(body, owner_of(caller))
+    finally:
+        await limits.release(reservation)
     if repeated:
         return _accepted(result, "duplicate request_id: this is the notification it created")
     skipped = result.status == Status.SKIPPED
