@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import httpx
 from fastapi import FastAPI
@@ -91,3 +92,29 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def schema_diff(package: str, store_url: str, schema: str, metadata: Any) -> list[Any]:
+    """What differs between ``metadata`` (a service's models) and the schema its Alembic
+    migrations build, after migrating ``store_url``; [] when they agree."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from tidings.core.db import engine_for
+    from tidings.core.migrations import migrate
+
+    def diff(conn: Any) -> list[Any]:
+        # engine_for sets the search_path to the service's schema, so the default schema is
+        # the service's and include_schemas=False compares exactly that schema.
+        context = MigrationContext.configure(
+            conn, opts={"include_schemas": False, "compare_type": True}
+        )
+        return list(compare_metadata(context, metadata))
+
+    await asyncio.to_thread(migrate, package, store_url, schema)
+    engine = engine_for(store_url, schema, pool_size=1)
+    try:
+        async with engine.connect() as conn:
+            return await conn.run_sync(diff)
+    finally:
+        await engine.dispose()

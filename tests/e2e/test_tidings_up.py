@@ -116,7 +116,7 @@ async def the_email_scenario(
     assert msg["X-Request-ID"] == body["request_id"]
     assert msg["X-Correlation-ID"] == "corr-e2e-1"
     assert (
-        msg.get_body(("plain",)).get_content().strip()
+        msg.get_body(("plain",)).get_content().replace("\r\n", "\n").split("\n--\n")[0].strip()
         == "Hello Katherine, start here: https://nasa.example/go"
     )
     assert '<a href="https://nasa.example/go">' in msg.get_body(("html",)).get_content()

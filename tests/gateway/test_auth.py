@@ -312,6 +312,7 @@ OPEN = {
     ("GET", "/push-demo/sw.js"),
     ("GET", "/dashboard/login"),
     ("GET", "/dashboard/static/dashboard.js"),
+    ("GET", "/preferences/static/preference_centre.js"),
 }
 # Each with a credential of its own: the signed link's token, the provider's signature, the
 # admin key in the dashboard's login form (limited per address).
@@ -319,6 +320,8 @@ OWN_CREDENTIAL = {
     ("POST", "/dashboard/login"),
     ("GET", "/unsubscribe/{token}/"),
     ("POST", "/unsubscribe/{token}/"),
+    ("GET", "/preferences/{token}/"),
+    ("POST", "/preferences/{token}/"),
     ("POST", "/api/v1/webhooks/mailgun/"),
 }
 

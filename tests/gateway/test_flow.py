@@ -33,9 +33,9 @@ async def test_email_is_rendered_sent_and_delivered(system: System) -> None:
     assert msg["Message-ID"] == f"<{nid}@tidings.localhost>"
     assert msg["X-Request-ID"] == body["request_id"]
     assert msg["X-Correlation-ID"] == "corr-flow-1"
-    assert msg.get_body(("plain",)).get_content().strip() == (
-        "Hello Grace, start here: https://example.com/start?x=1"
-    )
+    text, footer = msg.get_body(("plain",)).get_content().replace("\r\n", "\n").split("\n--\n")
+    assert text.strip() == "Hello Grace, start here: https://example.com/start?x=1"
+    assert "/preferences/" in footer  # the preference centre's signed link
     html = msg.get_body(("html",)).get_content()
     assert "<h1>Hello Grace</h1>" in html and 'href="https://example.com/start?x=1"' in html
 

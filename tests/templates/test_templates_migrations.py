@@ -7,36 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy.engine import Connection
 
 from tests.credentials import SETTINGS
-from tests.helpers import app_client, assert_envelope
-from tidings.core.db import engine_for
-from tidings.core.migrations import migrate
+from tests.helpers import app_client, assert_envelope, schema_diff
 from tidings.templates.app import create_app
 from tidings.templates.models import TemplatesBase
 from tidings.templates.settings import TemplatesSettings
 
 
-def _diff(conn: Connection) -> list[Any]:
-    # engine_for set the search_path to the service's schema, so the default schema is
-    # "templates" and include_schemas=False compares exactly that schema.
-    context = MigrationContext.configure(
-        conn, opts={"include_schemas": False, "compare_type": True}
-    )
-    return list(compare_metadata(context, TemplatesBase.metadata))
-
-
 async def diff_after_migrate(settings: TemplatesSettings) -> list[Any]:
-    await asyncio.to_thread(migrate, "tidings.templates", settings.store_url, "templates")
-    engine = engine_for(settings.store_url, "templates", pool_size=1)
-    try:
-        async with engine.connect() as conn:
-            return await conn.run_sync(_diff)
-    finally:
-        await engine.dispose()
+    return await schema_diff(
+        "tidings.templates", settings.store_url, "templates", TemplatesBase.metadata
+    )
 
 
 async def test_migration_matches_models_on_postgres(pg_database: str) -> None:

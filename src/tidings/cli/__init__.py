@@ -1,6 +1,7 @@
 """The ``tidings`` command: ``up``, ``run``, ``migrate``, ``openapi`` and ``mail`` here; the
-admin API (``admin``), ``send``/``status`` (``send``), ``doctor`` and ``vapid`` in their
-modules of this package, and ``bench`` in :mod:`tidings.bench`."""
+admin API (``admin``), ``categories``/``preferences`` (``preferences``), ``send``/``status``
+(``send``), ``doctor`` and ``vapid`` in their modules of this package, and ``bench`` in
+:mod:`tidings.bench`."""
 
 from __future__ import annotations
 
@@ -111,11 +112,12 @@ def parser() -> argparse.ArgumentParser:
     openapi.add_argument("--out", default="docs/openapi", help="folder (default: docs/openapi)")
     openapi.set_defaults(func=_openapi)
     from tidings import bench
-    from tidings.cli import admin, doctor, send, vapid, webhooks
+    from tidings.cli import admin, doctor, preferences, send, vapid, webhooks
 
     send.add_commands(sub)
     doctor.add_commands(sub)
     admin.add_commands(sub)
+    preferences.add_commands(sub)
     vapid.add_commands(sub)
     webhooks.add_commands(sub)
     bench.add_commands(sub)

@@ -161,17 +161,46 @@ def unseal(secret: str, token: str) -> Principal:
 UNSUBSCRIBE_TTL_S = 400 * 86400.0  # longer than anyone keeps an email before clicking
 
 
-def unsubscribe_token(secret: str, user_id: str, channel: str = "email") -> str:
-    """The signed token of a one-click unsubscribe link (RFC 8058): who, from what."""
-    return issue_token(
-        secret, {"typ": "unsubscribe", "sub": user_id, "ch": channel}, UNSUBSCRIBE_TTL_S
-    )
+def unsubscribe_token(
+    secret: str, user_id: str, channel: str = "email", category: str | None = None
+) -> str:
+    """The signed token of a one-click unsubscribe link (RFC 8058): who, from what (the
+    channel, and the category: only that one goes off; none: the whole channel)."""
+    claims = {"typ": "unsubscribe", "sub": user_id, "ch": channel}
+    if category is not None:
+        claims["cat"] = category
+    return issue_token(secret, claims, UNSUBSCRIBE_TTL_S)
 
 
-def read_unsubscribe_token(secret: str, token: str) -> tuple[uuid.UUID, str]:
+def read_unsubscribe_token(secret: str, token: str) -> tuple[uuid.UUID, str, str | None]:
+    """Who, which channel, which category (None: the whole channel)."""
     claims = read_token(secret, token, token_type="unsubscribe")
     try:
-        return uuid.UUID(claims["sub"]), str(claims["ch"])
+        category = claims.get("cat")
+        return (
+            uuid.UUID(claims["sub"]),
+            str(claims["ch"]),
+            None if category is None else str(category),
+        )
+    except (KeyError, ValueError) as exc:
+        raise Unauthorized("the token is not valid") from exc
+
+
+# The preference centre's link, in every email's footer: it lets anyone holding it change
+# the user's preferences, so it expires sooner than an unsubscribe (which only turns off).
+PREFERENCES_TTL_S = 90 * 86400.0
+
+
+def preferences_token(secret: str, user_id: str, ttl_s: float = PREFERENCES_TTL_S) -> str:
+    """The signed token of a user's preference centre link (no login)."""
+    return issue_token(secret, {"typ": "preferences", "sub": user_id}, ttl_s)
+
+
+def read_preferences_token(secret: str, token: str) -> uuid.UUID:
+    """The user a preference centre link is for; Unauthorized if forged or expired."""
+    claims = read_token(secret, token, token_type="preferences")
+    try:
+        return uuid.UUID(claims["sub"])
     except (KeyError, ValueError) as exc:
         raise Unauthorized("the token is not valid") from exc
 

@@ -12,6 +12,7 @@ from email.charset import Charset
 from email.header import Header
 from email.headerregistry import Address
 from email.utils import formataddr, formatdate
+from html import escape
 from typing import Any
 from uuid import UUID
 
@@ -162,6 +163,21 @@ def _boundary(*bodies: bytes) -> str:
             return boundary
 
 
+_BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+def with_footer(text: str, html: str, preferences_url: str) -> tuple[str, str]:
+    """The bodies with a footer linking to the preference centre (before ``</body>`` when
+    the HTML has one)."""
+    label = "Choose which emails you receive"
+    footer = (
+        f'<p style="font-size:12px;color:#555"><a href="{escape(preferences_url)}">{label}</a></p>'
+    )
+    ends = list(_BODY_END.finditer(html))
+    html = html[: ends[-1].start()] + footer + html[ends[-1].start() :] if ends else html + footer
+    return f"{text.rstrip()}\n\n--\n{label}: {preferences_url}\n", html
+
+
 def compose(
     n: NotificationMessage,
     rendered: dict[str, Any],
@@ -170,6 +186,7 @@ def compose(
     correlation_id: str,
     unsubscribe_url: str | None = None,
     unsubscribe_mailto: str | None = None,
+    preferences_url: str | None = None,
 ) -> OutgoingEmail:
     """The email's bytes, assembled here rather than by ``email.message.EmailMessage``:
     building one through its header registry, flattening it, and aiosmtplib parsing its To
@@ -184,8 +201,11 @@ def compose(
         raise ValueError(f"not a notification id: {n.notification_id!r}")
     to_name = strip_header_breaks(n.recipient.name)
     mid = message_id(n.notification_id, sender.domain)
-    text, text_cte = _body(rendered["text_body"])
-    html, html_cte = _body(rendered["body"])
+    text_body, html_body = rendered["text_body"], rendered["body"]
+    if preferences_url:  # the footer: the user's preference centre
+        text_body, html_body = with_footer(text_body, html_body, preferences_url)
+    text, text_cte = _body(text_body)
+    html, html_cte = _body(html_body)
     boundary = _boundary(text, html)
 
     head = [

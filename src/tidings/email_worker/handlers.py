@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tidings.core.auth import mailto_unsubscribe_tag, unsubscribe_token
+from tidings.core.auth import mailto_unsubscribe_tag, preferences_token, unsubscribe_token
 from tidings.core.errors import PermanentError
 from tidings.core.logs import current_correlation_id
 from tidings.core.lookups import TemplateDirectory
@@ -47,15 +47,22 @@ class EmailDelivery:
         rendered = await self.templates.render("email", n)
         if not n.recipient.email:
             raise PermanentError("the user has no email address")
+        # The template's category (a cache hit: render just read it): the unsubscribe turns
+        # off that category only; a critical one's emails carry none (docs/decisions.md).
+        template = await self.templates.get(n.template_code, "email", n.language)
+        category, critical = template.get("category"), bool(template.get("critical"))
+        user_id = n.recipient.user_id
         try:
-            token = unsubscribe_token(self.secret_key, n.recipient.user_id)
+            token = unsubscribe_token(self.secret_key, user_id, "email", category)
             email = compose(
                 n,
                 rendered,
                 sender=self.from_address,
                 correlation_id=current_correlation_id(),
-                unsubscribe_url=f"{self.public_base}/unsubscribe/{token}/",
-                unsubscribe_mailto=self.unsubscribe_mailto(n.notification_id),
+                unsubscribe_url=None if critical else f"{self.public_base}/unsubscribe/{token}/",
+                unsubscribe_mailto=None if critical else self.unsubscribe_mailto(n.notification_id),
+                preferences_url=f"{self.public_base}/preferences/"
+                f"{preferences_token(self.secret_key, user_id)}/",
             )
         except (ValueError, TypeError) as exc:  # e.g. an address compose refuses
             raise PermanentError(f"cannot build the email: {exc}") from exc

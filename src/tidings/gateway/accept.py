@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, insert, inspect, select
 
 from tidings.core import jsons
 from tidings.core.batching import Batcher
-from tidings.core.db import Database, utcnow
+from tidings.core.db import Database
 from tidings.core.errors import Conflict, InvalidInput, TidingsError
 from tidings.core.limits import check_text
 from tidings.core.logs import current_correlation_id
@@ -26,6 +26,7 @@ from tidings.core.status import TERMINAL, Status
 from tidings.core.topology import route_for
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage, message_for
+from tidings.gateway.preferences import Decision, PreferenceRules
 from tidings.gateway.relay import OutboxRelay, Written
 from tidings.gateway.schemas import NotificationAccepted, NotificationCreate
 from tidings.gateway.suppressions import Suppressions
@@ -122,6 +123,7 @@ class Acceptance:
         self._suppressions = suppressions
         self._limit_recipient = limit_recipient
         self._priority_lane_min = priority_lane_min
+        self.rules = PreferenceRules(priority_lane_min)  # preferences, categories, quiet hours
         # Group commit (core.batching): concurrent requests share one query or transaction.
         self._finds: Batcher[tuple[str, str], Notification | None] = Batcher(self._find_many)
         self._writes: Batcher[list[Any], bool] = Batcher(self._write_many)
@@ -240,11 +242,11 @@ class Acceptance:
                 if isinstance(found, TidingsError):
                     raise found
                 user, template = found
-                skip_reason = await self.admit(bodies[i], user)
+                decision = await self.admit(bodies[i], user, template)
             except TidingsError as exc:
                 outcomes[i] = Outcome(error=exc)
                 continue
-            built.append((i, self.build(bodies[i], digests[i], user, template, skip_reason, owner)))
+            built.append((i, self.build(bodies[i], digests[i], user, template, decision, owner)))
         return built
 
     async def _by_request_id(self, owner: str, request_id: str) -> Notification | None:
@@ -311,18 +313,22 @@ class Acceptance:
         template = await self._templates.get(body.template_code, body.notification_type, language)
         return user, template
 
-    async def admit(self, body: NotificationCreate, user: dict[str, Any]) -> str | None:
-        """Why the notification is to be skipped (None: it goes), after the per-recipient
-        rate limit (a skipped notification sends nothing: not counted)."""
+    async def admit(
+        self, body: NotificationCreate, user: dict[str, Any], template: dict[str, Any]
+    ) -> Decision:
+        """Whether it goes, is skipped or waits (gateway.preferences), after the suppression
+        list and the per-recipient rate limit (a skipped notification sends nothing: not
+        counted)."""
         channel = body.notification_type
-        if not user.get("preferences", {}).get(channel, False):
-            return f"the user's {channel} preference is off"
+        decision = self.rules.decide(channel, user, template, body.priority, body.send_at)
+        if decision.skip is not None:
+            return decision
         if channel == "email" and user.get("email"):
             suppressed = await self._suppressions.reason_for(user["email"])
             if suppressed is not None:
-                return f"the address is suppressed ({suppressed})"
+                return Decision(skip=f"the address is suppressed ({suppressed})")
         await self._limit_recipient(body.user_id)
-        return None
+        return decision
 
     def build(
         self,
@@ -330,14 +336,16 @@ class Acceptance:
         digest: str,
         user: dict[str, Any],
         template: dict[str, Any],
-        skip_reason: str | None,
+        decision: Decision,
         owner: str,
     ) -> list[Any]:
         """The notification, its first history entry and (unless skipped) its outbox row.
         ``owner``: the client it belongs to (router.owner_of)."""
         channel = body.notification_type
-        now = utcnow()
-        scheduled = body.send_at is not None and body.send_at > now
+        now = self.rules.clock()  # utcnow but in tests (gateway.preferences)
+        skip_reason = decision.skip
+        send_at = decision.hold_until or body.send_at  # quiet hours: held until they end
+        scheduled = send_at is not None and send_at > now
         status = (
             Status.SKIPPED if skip_reason else Status.SCHEDULED if scheduled else Status.PENDING
         )
@@ -362,8 +370,10 @@ class Acceptance:
             created_at=now,
             updated_at=now,
         )
-        detail = skip_reason or (
-            f"scheduled for {body.send_at:%Y-%m-%dT%H:%M:%SZ}" if scheduled else "accepted"
+        detail = (
+            skip_reason
+            or decision.reason
+            or (f"scheduled for {send_at:%Y-%m-%dT%H:%M:%SZ}" if scheduled else "accepted")
         )
         rows: list[Any] = [
             notification,
@@ -380,7 +390,7 @@ class Acceptance:
                     payload=message.dumps(),
                     correlation_id=correlation,
                     created_at=now,
-                    available_at=body.send_at if scheduled else now,
+                    available_at=send_at if scheduled else now,
                 )
             )
         return rows

@@ -139,7 +139,7 @@ async def _build(
             access.secret_key, (users_http, users_endpoints), (templates_http, templates_endpoints)
         ),
         suppressions=suppressions,
-        feedback=Feedback(queries, users, users_client, suppressions),
+        feedback=Feedback(queries, users, users_client, suppressions, templates),
         relay=relay,
         acceptance=Acceptance(
             db,

@@ -29,6 +29,7 @@ from tidings.core.errors import NotFound, TidingsError, describe_errors
 from tidings.core.limits import Int64
 from tidings.core.ratelimit import RateLimited
 from tidings.core.status import Status
+from tidings.gateway.dashboard_categories import categories_context
 from tidings.gateway.dashboard_sessions import (
     COOKIE,
     SESSION_TTL_S,
@@ -381,6 +382,12 @@ async def templates(state: State, token: Session, q: Preview) -> Response:
         form=q.model_dump(),
         p=await _preview(state, q),
     )
+
+
+@router.get("/categories/")
+async def categories(state: State, token: Session) -> Response:
+    context = await categories_context(state)
+    return _page("categories.html", token, nav="categories", **context)
 
 
 @router.get("/api/preview")

@@ -9,7 +9,8 @@ an alias, an address changed since). So only the user's own address is ever supp
   another suppresses nothing (the notification still fails, its caller records that).
 - complaint: about the user, whatever address the report shows (feedback loops often
   redact it): their address is suppressed and their email preference goes off.
-- unsubscribe: the preference goes off; the address stays.
+- unsubscribe: the preference goes off (for the email's category only, when its template has
+  one; a critical category's emails carry no unsubscribe); the address stays.
 - soft bounce: nothing here (the history keeps it).
 - refused at RCPT (the worker's own SMTP dialogue, a 5xx to RCPT TO): the address it sent
   to is suppressed, as our side of the connection saw it.
@@ -25,6 +26,7 @@ import uuid
 from typing import Literal
 
 from tidings.core.errors import Conflict, NotFound
+from tidings.core.lookups import TemplateDirectory
 from tidings.core.web import ServiceClient
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.queries import NotificationQueries
@@ -44,19 +46,40 @@ class Feedback:
         users: UserDirectory,
         users_client: ServiceClient,
         suppressions: Suppressions,
+        templates: TemplateDirectory | None = None,
     ) -> None:
+        """``templates``: where an unsubscribe by mail finds its email's category (None: it
+        turns the whole channel off)."""
         self.queries = queries
         self.users = users
         self.users_client = users_client
         self.suppressions = suppressions
+        self.templates = templates
 
-    async def preference_off(self, user_id: uuid.UUID, channel: str) -> None:
-        """Turn the user's ``channel`` preference off at the users service, and drop the
-        gateway's cached copy so that the next notification sees it."""
+    async def preference_off(
+        self, user_id: uuid.UUID, channel: str, category: str | None = None
+    ) -> None:
+        """Turn the user's ``channel`` preference off at the users service (for ``category``
+        only, if given), and drop the gateway's cached copy so that the next notification
+        sees it."""
+        change: dict[str, object] = (
+            {channel: False} if category is None else {"categories": {category: {channel: False}}}
+        )
         await self.users_client.request(
-            "PATCH", f"/api/v1/users/{user_id}/", json={"preferences": {channel: False}}
+            "PATCH", f"/api/v1/users/{user_id}/", json={"preferences": change}
         )
         await self.users.forget(user_id)
+
+    async def _category_of(self, template_code: str, language: str) -> tuple[str | None, bool]:
+        """The category of an email's template and whether it is critical ((None, False)
+        when the template or the service is gone: the whole channel goes off, as before)."""
+        if self.templates is None:
+            return None, False
+        try:
+            found = await self.templates.get(template_code, "email", language)
+        except NotFound:
+            return None, False
+        return found.get("category"), bool(found.get("critical"))
 
     async def apply(
         self, notification_id: uuid.UUID, kind: Kind, reported: str | None, reason: str
@@ -68,7 +91,11 @@ class Feedback:
         if found.notification_type != "email":
             raise Conflict(f"notification {notification_id} is not an email one")
         if kind == "unsubscribe":
-            await self.preference_off(found.user_id, "email")
+            category, critical = await self._category_of(found.template_code, found.language)
+            if critical:
+                log.info("unsubscribe from a critical category's email: nothing changes")
+                return
+            await self.preference_off(found.user_id, "email", category)
             return
         if kind == "soft_bounce" or (kind == "bounce" and not reported):
             return

@@ -47,6 +47,11 @@ ROUTES: dict[Target, tuple[tuple[str, str], ...]] = {
         ("GET", "/api/v1/templates/{id}/"),
         ("GET", "/api/v1/templates/{id}/versions/"),
         ("POST", "/api/v1/templates/{id}/render/"),
+        ("POST", "/api/v1/templates/categories/"),
+        ("GET", "/api/v1/templates/categories/"),
+        ("GET", "/api/v1/templates/categories/{id}/"),
+        ("PATCH", "/api/v1/templates/categories/{id}/"),
+        ("DELETE", "/api/v1/templates/categories/{id}/"),
     ),
 }
 _COMPILED = {

@@ -13,7 +13,7 @@ from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import NotFound
 from tidings.core.openapi import errors
 from tidings.core.status import Status
-from tidings.gateway import accept_body
+from tidings.gateway import accept_body, preference_centre
 from tidings.gateway.accept_body import AcceptBody
 from tidings.gateway.batch import accept_batch
 from tidings.gateway.dependencies import (
@@ -218,3 +218,7 @@ async def auth_proxy(request: Request, proxy: Forwarder, limits: RateLimits) -> 
     rate limit per client address against password guessing."""
     await limits.login("login", client_address(request))
     return passed_back(await proxy.forward(request, None, "auth"))
+
+
+# The preference centre (its own module): mounted with the gateway's routes.
+router.include_router(preference_centre.router)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import Index, Integer, String, Text, Uuid
+from sqlalchemy import Boolean, Index, Integer, String, Text, Uuid
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tidings.core.db import UTCDateTime, utcnow
@@ -47,4 +47,20 @@ class TemplateVersion(TemplatesBase):
     title: Mapped[str | None] = mapped_column(String(500), nullable=True)
     image_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
     link: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    # The category's key (Category); None: uncategorised, only the channel preference applies.
+    category: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Category(TemplatesBase):
+    """A kind of notification (security, product, marketing…), created by an admin. A
+    template names one; users choose per category and channel (users service). A critical
+    one cannot be turned off and bypasses quiet hours."""
+
+    __tablename__ = "categories"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str] = mapped_column(Text)
+    critical: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

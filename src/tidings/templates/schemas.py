@@ -18,6 +18,13 @@ Code = Annotated[
     str, StringConstraints(min_length=1, max_length=CODE_MAX_LENGTH, pattern=CODE_PATTERN)
 ]
 Language = Annotated[str, StringConstraints(pattern=LANGUAGE_PATTERN)]
+# A category's key: what a template names and a user's preferences are keyed by.
+CATEGORY_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+CategoryKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=CATEGORY_PATTERN)
+]
+# Template codes the service's own routes take (GET /api/v1/templates/categories/).
+RESERVED_CODES = frozenset({"categories"})
 
 # Lengths match the columns in models.py. A subject is one header line (RFC 5322: 998).
 Subject = Annotated[str, StringConstraints(min_length=1, max_length=998), Storable]
@@ -39,6 +46,7 @@ class EmailTemplateCreate(BaseModel):
                     "subject": "Welcome, {{ name }}!",
                     "body": '<p>Hello {{ name }}: <a href="{{ link }}">start</a></p>',
                     "text_body": "Hello {{ name }}, start here: {{ link }}",
+                    "category": "account",
                 }
             ]
         },
@@ -49,6 +57,8 @@ class EmailTemplateCreate(BaseModel):
     subject: Subject
     body: Body  # HTML, autoescaped when rendered
     text_body: Body | None = None
+    # None: uncategorised (only the user's channel preference applies, as before categories).
+    category: CategoryKey | None = None
 
 
 class PushTemplateCreate(BaseModel):
@@ -75,6 +85,7 @@ class PushTemplateCreate(BaseModel):
     body: Body
     image_url: UrlTemplate | None = None
     link: UrlTemplate | None = None
+    category: CategoryKey | None = None
 
 
 # The channel decides which fields are allowed; a body for one channel with another's fields
@@ -94,6 +105,9 @@ class TemplateOut(BaseModel):
     title: str | None
     image_url: str | None
     link: str | None
+    category: str | None = None
+    # The category's flag, carried so that the gateway decides with one look-up.
+    critical: bool = False
     created_at: dt.datetime
 
 
@@ -110,3 +124,35 @@ class RenderOut(BaseModel):
     language: str  # the language actually served, after any fallback
     version: int
     rendered: dict[str, str | None]
+
+
+class CategoryCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"key": "security", "description": "Sign-ins and password resets", "critical": True}
+            ]
+        },
+    )
+    key: CategoryKey
+    description: Annotated[str, StringConstraints(min_length=1, max_length=500), Storable]
+    critical: bool = False
+
+
+class CategoryUpdate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"description": "Offers and news"}]}
+    )
+    description: (
+        Annotated[str, StringConstraints(min_length=1, max_length=500), Storable] | None
+    ) = None
+    critical: bool | None = None
+
+
+class CategoryOut(BaseModel):
+    key: str
+    description: str
+    critical: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime

@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tidings.core.db import Database, utcnow
-from tidings.core.errors import Conflict, NotFound
+from tidings.core.errors import Conflict, InvalidInput, NotFound
 from tidings.core.limits import Pagination
 from tidings.core.rendering import (
     EMAIL_FIELDS,
@@ -19,8 +19,9 @@ from tidings.core.rendering import (
     check_template,
     render_content_async,
 )
-from tidings.templates.models import TemplateVersion
+from tidings.templates.models import Category, TemplateVersion
 from tidings.templates.schemas import (
+    RESERVED_CODES,
     Channel,
     EmailTemplateCreate,
     PushTemplateCreate,
@@ -35,7 +36,7 @@ FALLBACK_LANGUAGE = "en"
 _SAVE_ATTEMPTS = 3
 
 
-def to_out(row: TemplateVersion) -> TemplateOut:
+def to_out(row: TemplateVersion, critical: bool = False) -> TemplateOut:
     return TemplateOut(
         template_id=row.id,
         code=row.code,
@@ -48,6 +49,8 @@ def to_out(row: TemplateVersion) -> TemplateOut:
         title=row.title,
         image_url=row.image_url,
         link=row.link,
+        category=row.category,
+        critical=critical,
         created_at=row.created_at,
     )
 
@@ -65,12 +68,27 @@ def _lock_key(code: str, channel: str, language: str) -> int:
     return int.from_bytes(digest.digest(), "big", signed=True)
 
 
+async def _critical(session: AsyncSession, category: str | None) -> bool:
+    """Whether ``category`` is critical (a category in use cannot be deleted, so it is
+    found; False for none)."""
+    if category is None:
+        return False
+    found = await session.get(Category, category)
+    return found is not None and found.critical
+
+
 class TemplateService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     async def create(self, body: EmailTemplateCreate | PushTemplateCreate) -> TemplateOut:
         """Save a new version of ``body``'s code/channel/language; it becomes the active one."""
+        if body.code in RESERVED_CODES:
+            raise InvalidInput(f"code: {body.code!r} is reserved for the service's own routes")
+        if body.category is not None:
+            async with self.db.sessions() as session:
+                if await session.get(Category, body.category) is None:
+                    raise InvalidInput(f"category: no category {body.category!r}")
         names = EMAIL_FIELDS if body.channel == "email" else PUSH_FIELDS
         fields: dict[str, str | None] = {name: getattr(body, name) for name in names}
         # Refuse a broken template when it is saved, not at its first send.
@@ -119,11 +137,12 @@ class TemplateService:
                     # Taken after the lock, so created_at follows version order per key and
                     # "newest first" lists agree with version numbers.
                     created_at=utcnow(),
+                    category=body.category,
                     **fields,
                 )
             )
             row = await session.get_one(TemplateVersion, row_id)
-            return to_out(row)
+            return to_out(row, await _critical(session, row.category))
 
     async def _active_row(
         self, session: AsyncSession, code: str, channel: Channel, language: str
@@ -149,7 +168,8 @@ class TemplateService:
 
     async def active(self, code: str, channel: Channel, language: str) -> TemplateOut:
         async with self.db.sessions() as session:
-            return to_out(await self._active_row(session, code, channel, language))
+            row = await self._active_row(session, code, channel, language)
+            return to_out(row, await _critical(session, row.category))
 
     async def versions(
         self,

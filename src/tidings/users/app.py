@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
 from argon2 import PasswordHasher
 from fastapi import FastAPI
@@ -10,9 +10,10 @@ from tidings.core.access import Access
 from tidings.core.cache import RedisOptions
 from tidings.core.db import DbTimeouts
 from tidings.core.ratelimit import open_rate_limiter
-from tidings.core.web import app_database, create_service_app
+from tidings.core.web import app_database, create_service_app, service_client
 from tidings.users import device_routes
 from tidings.users.auth_routes import router as auth_router
+from tidings.users.categories import CriticalCategories
 from tidings.users.devices_service import DeviceLimits, DeviceService
 from tidings.users.router import router
 from tidings.users.service import UserService
@@ -28,8 +29,20 @@ def create_app(settings: UsersSettings) -> FastAPI:
         app.state.limiter = open_rate_limiter(
             settings.redis_url, settings.cache_namespace, RedisOptions.of(settings)
         )
-        async with app_database(app, settings.store_url, "users", DbTimeouts.of(settings)) as db:
-            app.state.users = UserService(db, PasswordHasher())
+        async with (
+            AsyncExitStack() as stack,
+            app_database(app, settings.store_url, "users", DbTimeouts.of(settings)) as db,
+        ):
+            # Categories belong to the templates service: asked which are critical.
+            templates = service_client(
+                "templates",
+                settings,
+                stack,
+                caller="users",
+                breaker=settings.templates_breaker,
+                registry=app.state.registry,
+            )
+            app.state.users = UserService(db, PasswordHasher(), CriticalCategories(templates))
             app.state.devices = DeviceService(
                 db,
                 allow_insecure=settings.webpush_allow_insecure,

@@ -26,6 +26,9 @@ class User(UsersBase):
     push_token: Mapped[str | None] = mapped_column(String(4096), nullable=True)
     preferences: Mapped[dict[str, Any]] = mapped_column(JSON)
     language: Mapped[str] = mapped_column(String(16), default="en")
+    # An IANA name (None: UTC) and the quiet hours (schemas.QuietHours as JSON, None: none).
+    time_zone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    quiet_hours: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 

@@ -2,9 +2,21 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Annotated, Literal
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+    model_validator,
+)
 
 from tidings.core.limits import Storable
 
@@ -17,20 +29,104 @@ Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2
 PushToken = Annotated[StoredText, Field(max_length=4096)]
 
 
-class Preferences(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    email: bool
-    push: bool
+# A category's key, as the templates service has it (its schemas: CATEGORY_PATTERN).
+CategoryKey = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+]
+MAX_CATEGORIES = 100
 
 
-class PreferencesPatch(BaseModel):
+@lru_cache(maxsize=1)
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def _known_zone(name: str) -> str:
+    # The set of names, not ZoneInfo(name): that also opens files by path-like names.
+    if name not in _zones():
+        raise ValueError(f"unknown time zone {name!r} (an IANA name, e.g. Europe/Berlin)")
+    return name
+
+
+TimeZone = Annotated[str, StringConstraints(max_length=64), AfterValidator(_known_zone)]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class ChannelChoice(BaseModel):
+    """A category's channels: True on, False off, absent (or null in a patch) the channel's
+    own preference."""
+
     model_config = ConfigDict(extra="forbid")
     email: bool | None = None
     push: bool | None = None
 
+    @model_serializer(mode="wrap")
+    def _set_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+Categories = Annotated[dict[CategoryKey, ChannelChoice], Field(max_length=MAX_CATEGORIES)]
+
+
+class Preferences(BaseModel):
+    """The specification's ``{email, push}``, and choices per category over them."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"email": True, "push": True, "categories": {"marketing": {"email": False}}}
+            ]
+        },
+    )
+    email: bool
+    push: bool
+    categories: Categories = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _spec_shape(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Without categories, exactly the specification's {email, push}.
+        out: dict[str, Any] = handler(self)
+        if not out.get("categories"):
+            out.pop("categories", None)
+        return out
+
+
+class PreferencesPatch(BaseModel):
+    """Given fields change, the others stay; ``categories`` merges per category and channel
+    (a channel set to null goes back to the channel's own preference)."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: bool | None = None
+    push: bool | None = None
+    categories: Categories | None = None
+
+
+class QuietHours(BaseModel):
+    """A nightly window in the user's time zone: ``start`` to ``end`` (past midnight when
+    end < start), on the ``days`` it starts (all when absent)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"start": "22:00", "end": "07:00", "days": None}]},
+    )
+    start: dt.time
+    end: dt.time
+    days: Annotated[list[Weekday], Field(min_length=1, max_length=7)] | None = None
+
+    @model_validator(mode="after")
+    def _a_window(self) -> QuietHours:
+        if self.start.tzinfo is not None or self.end.tzinfo is not None:
+            raise ValueError("start and end are local times, without an offset")
+        if self.start == self.end:
+            raise ValueError("start and end are the same time")
+        return self
+
 
 class UserCreate(BaseModel):
-    """POST /api/v1/users/ as the specification gives it, plus an optional language."""
+    """POST /api/v1/users/ as the specification gives it, plus an optional language, time
+    zone (none: UTC) and quiet hours."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -43,6 +139,8 @@ class UserCreate(BaseModel):
                     "preferences": {"email": True, "push": False},
                     "password": "a long password",
                     "language": "en",
+                    "time_zone": "Europe/Berlin",
+                    "quiet_hours": {"start": "22:00", "end": "07:00"},
                 }
             ]
         },
@@ -53,14 +151,31 @@ class UserCreate(BaseModel):
     preferences: Preferences
     password: Annotated[str, Field(min_length=8, max_length=256)]
     language: Language = "en"
+    time_zone: TimeZone | None = None
+    quiet_hours: QuietHours | None = None
 
 
 class UserUpdate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Given fields change; ``quiet_hours``: null removes them, ``time_zone``: null is UTC."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "preferences": {"categories": {"marketing": {"email": False}}},
+                    "time_zone": "Asia/Tokyo",
+                    "quiet_hours": {"start": "22:00", "end": "07:00", "days": ["mon", "tue"]},
+                }
+            ]
+        },
+    )
     name: Name | None = None
     push_token: PushToken | None = None
     preferences: PreferencesPatch | None = None
     language: Language | None = None
+    time_zone: TimeZone | None = None
+    quiet_hours: QuietHours | None = None
 
 
 class UserOut(BaseModel):
@@ -70,6 +185,8 @@ class UserOut(BaseModel):
     push_token: str | None
     preferences: Preferences
     language: str
+    time_zone: str | None = None  # None: UTC
+    quiet_hours: QuietHours | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
     # The user's live push devices (the push_token's device among them).

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 import uuid
 from functools import lru_cache
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -14,9 +15,16 @@ from sqlalchemy.exc import IntegrityError
 
 from tidings.core.db import Database
 from tidings.core.errors import Conflict, NotFound, Unauthorized
+from tidings.users.categories import CriticalCategories
 from tidings.users.devices_service import live_devices, sync_push_token
 from tidings.users.models import User
-from tidings.users.schemas import DeviceOut, UserCreate, UserOut, UserUpdate
+from tidings.users.schemas import (
+    DeviceOut,
+    PreferencesPatch,
+    UserCreate,
+    UserOut,
+    UserUpdate,
+)
 
 _WRONG = "wrong email or password"
 
@@ -34,10 +42,32 @@ def to_out(user: User, devices: list[DeviceOut] | None = None) -> UserOut:
         push_token=user.push_token,
         preferences=user.preferences,
         language=user.language,
+        time_zone=user.time_zone,
+        quiet_hours=user.quiet_hours,
         created_at=user.created_at,
         updated_at=user.updated_at,
         devices=devices or [],
     )
+
+
+def merged(current: dict[str, Any], patch: PreferencesPatch) -> dict[str, Any]:
+    """``current`` preferences with ``patch`` applied: channels replaced, categories merged
+    per category and channel (null: back to the channel's own preference)."""
+    out = {**current, **patch.model_dump(exclude_none=True, exclude={"categories"})}
+    if patch.categories is not None:
+        categories = {k: dict(v) for k, v in current.get("categories", {}).items()}
+        for key, choice in patch.categories.items():
+            channels = categories.setdefault(key, {})
+            for channel in choice.model_fields_set:  # given ones: an absent one stays
+                value = getattr(choice, channel)
+                if value is None:
+                    channels.pop(channel, None)
+                else:
+                    channels[channel] = value
+        out["categories"] = {k: v for k, v in categories.items() if v}
+    if not out.get("categories"):
+        out.pop("categories", None)
+    return out
 
 
 class UserService:
@@ -47,11 +77,19 @@ class UserService:
     login. Raises core's NotFound, Conflict for an email address taken, Unauthorized for a
     wrong login; built once per app (lifespan)."""
 
-    def __init__(self, db: Database, hasher: PasswordHasher) -> None:
+    def __init__(
+        self,
+        db: Database,
+        hasher: PasswordHasher,
+        critical: CriticalCategories | None = None,
+    ) -> None:
         self.db = db
         self.hasher = hasher
+        self.critical = critical or CriticalCategories(None)
 
     async def create(self, body: UserCreate) -> UserOut:
+        preferences = body.preferences.model_dump()
+        await self.critical.check(preferences.get("categories", {}))
         # argon2 is deliberately slow (tens of ms of CPU): keep it off the event loop.
         password_hash = await asyncio.to_thread(self.hasher.hash, body.password)
         user = User(
@@ -61,8 +99,12 @@ class UserService:
             email_normalized=body.email.lower(),
             password_hash=password_hash,
             push_token=body.push_token,
-            preferences=body.preferences.model_dump(),
+            preferences=preferences,
             language=body.language,
+            time_zone=body.time_zone,
+            quiet_hours=None
+            if body.quiet_hours is None
+            else body.quiet_hours.model_dump(mode="json"),
         )
         async with self.db.sessions() as session:
             session.add(user)
@@ -82,6 +124,9 @@ class UserService:
             return to_out(user, await live_devices(session, user_id))
 
     async def update(self, user_id: uuid.UUID, body: UserUpdate) -> UserOut:
+        if body.preferences is not None and body.preferences.categories:
+            # Before any change: a refused update changes nothing.
+            await self.critical.check(body.preferences.model_dump()["categories"])
         async with self.db.sessions() as session:
             user = await session.scalar(select(User).where(User.id == user_id).with_for_update())
             if user is None:
@@ -96,8 +141,12 @@ class UserService:
             if "language" in changes and body.language is not None:
                 user.language = body.language
             if body.preferences is not None:
-                patch = body.preferences.model_dump(exclude_none=True)
-                user.preferences = {**user.preferences, **patch}
+                user.preferences = merged(user.preferences, body.preferences)
+            if "time_zone" in changes:
+                user.time_zone = body.time_zone
+            if "quiet_hours" in changes:
+                hours = body.quiet_hours
+                user.quiet_hours = None if hours is None else hours.model_dump(mode="json")
             await session.commit()
             return to_out(user, await live_devices(session, user_id))
 
