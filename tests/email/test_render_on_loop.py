@@ -20,8 +20,8 @@ class Probe:
 
     def __str__(self) -> str:
         self.threads.append(threading.get_ident())
-        end = time.perf_counter() + self.spin_s
-        while time.perf_counter() < end:
+        end = time.thread_time() + self.spin_s
+        while time.thread_time() < end:
             pass
         return "probe"
 
