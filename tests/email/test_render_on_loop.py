@@ -27,17 +27,18 @@ class Probe:
 
 
 def _template(body: str) -> dict[str, str]:
+    """A template never seen before: its first render compiles it (not counted as slow)."""
     # A subject of its own per test: the slow-template memory is keyed on the sources.
     return {"subject": f"s {uuid.uuid4()} {{{{ p }}}}", "body": body, "text_body": ""}
 
 
 async def test_a_cheap_template_renders_on_the_loop_for_a_worker() -> None:
-    probe = Probe()
-    rendered = await render_content_async(
-        "email", _template("<p>{{ p }}</p>"), {"p": probe}, cheap_on_loop=True
-    )
-    assert rendered["body"] == "<p>probe</p>" and rendered["text_body"] == "probe"
-    assert probe.threads and set(probe.threads) == {threading.get_ident()}
+    template = _template("<p>{{ p }}</p>")
+    for _ in range(2):  # the first render compiles: that is not counted against it
+        probe = Probe()
+        rendered = await render_content_async("email", template, {"p": probe}, cheap_on_loop=True)
+        assert rendered["body"] == "<p>probe</p>" and rendered["text_body"] == "probe"
+        assert probe.threads and set(probe.threads) == {threading.get_ident()}
 
 
 async def test_a_template_with_a_loop_or_a_call_renders_in_a_thread() -> None:
