@@ -57,6 +57,22 @@ def classify(exc: Exception) -> DeliveryError:
     )
 
 
+async def _session(smtp: aiosmtplib.SMTP, timeout_s: float) -> SmtpSession:
+    """The connection, greeted, as a session of mail transactions. After STARTTLS aiosmtplib
+    leaves the new EHLO (RFC 3207) to its next command, which is now the session's: it is
+    sent here, so the session also knows the extensions (PIPELINING) offered over TLS."""
+    try:
+        if smtp.is_ehlo_or_helo_needed:
+            try:
+                await smtp.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await smtp.helo()
+        return SmtpSession(smtp, timeout_s)
+    except BaseException:
+        smtp.close()
+        raise
+
+
 class SmtpSender(EmailSender):
     def __init__(
         self,
@@ -90,7 +106,7 @@ class SmtpSender(EmailSender):
         )
         await smtp.connect()
         if self.username is None:
-            return SmtpSession(smtp, self.timeout_s)
+            return await _session(smtp, self.timeout_s)
         if smtp.get_transport_info("sslcontext") is None and not self.allow_plaintext_auth:
             smtp.close()
             raise ProviderAuthError(
@@ -103,7 +119,7 @@ class SmtpSender(EmailSender):
         except BaseException:
             smtp.close()
             raise
-        return SmtpSession(smtp, self.timeout_s)
+        return await _session(smtp, self.timeout_s)
 
     async def send(self, email: OutgoingEmail, envelope_from: str | None = None) -> str:
         smtp = await self._pool.get()
