@@ -2,7 +2,8 @@
 message it accepts, lets a test await each arrival, and can misbehave on purpose: refuse the
 first attempts of each message (451), hold messages after taking them (a lost reply), go
 down and come back on the same port, or, at random (seeded), answer 451, drop the connection
-after taking a message, or stall its reply."""
+after taking a message, or stall its reply. It offers PIPELINING (RFC 2920; aiosmtpd reads
+pipelined commands in order but does not say so itself) unless ``pipelining`` is False."""
 
 from __future__ import annotations
 
@@ -54,6 +55,18 @@ class SmtpPeer:
     temp_failed: int = 0
     dropped_after_data: int = 0
     stalled: int = 0
+    pipelining: bool = True
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname  # what aiosmtpd does when there is no hook
+        return [responses[0], "250-PIPELINING", *responses[1:]] if self.pipelining else responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from tidings.core.db import open_database
 from tidings.core.deliveries import DeliveryStore
@@ -104,3 +105,38 @@ async def test_two_workers_racing_in_groups_claim_each_notification_once(
             await winner.renew(nid, claim.attempts)
     finally:
         await other.db.close()
+
+
+async def test_a_group_of_outcomes_is_one_statement_a_set_of_columns(
+    store: DeliveryStore,
+) -> None:
+    """On PostgreSQL a group's outcomes of one kind are one UPDATE … FROM unnest (asyncpg's
+    executemany is a statement per row); a notification twice in the group gets its last."""
+    ids = sorted(str(uuid.uuid4()) for _ in range(12))
+    await asyncio.gather(*(store.claim(i) for i in ids))
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE"):
+            statements.append(statement)
+
+    sync_engine = store.db.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", seen)
+    try:
+        outcomes = [store.mark_sent(i, f"250 ok {i}") for i in ids]
+        await asyncio.wait_for(asyncio.gather(*outcomes), 30)
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", seen)
+    assert 1 <= len(statements) < len(ids)
+    if store.db.is_postgres:
+        assert all("unnest" in s for s in statements)
+    for i in ids:
+        row = await store.get(i)
+        assert row is not None and (row.state, row.reply) == ("sent", f"250 ok {i}")
+        assert row.lease_until is None and row.updated_at.tzinfo is not None
+    # The same notification twice in one group: the later outcome is the one written.
+    nid = str(uuid.uuid4())
+    await store.claim(nid)
+    await asyncio.gather(store.release(nid, "first"), store.release(nid, "second"))
+    row = await store.get(nid)
+    assert row is not None and (row.state, row.last_error) == ("pending", "second")

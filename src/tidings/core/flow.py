@@ -29,7 +29,7 @@ from tidings.core.messages import (
     now_ms,
     salvage,
 )
-from tidings.core.metrics import DELIVERY_ERRORS, RETRIES, STAGE_SECONDS
+from tidings.core.metrics import DELIVERY_ERRORS, RETRIES, STAGE_SECONDS, child
 from tidings.core.retry import RetryPolicy, tier_for
 from tidings.core.status import Status, StatusReporter
 from tidings.core.topology import CHANNEL_ROUTES, RETRY_TIERS_MS
@@ -240,12 +240,12 @@ class DeliveryFlow:
             held = DependencyUnavailable(f"provider-auth: {exc.message}")
             await self._wait(n, held, PROVIDER_AUTH_WAIT_S, partly=partly)
         elif isinstance(exc, TransientError):
-            DELIVERY_ERRORS.labels(self.channel, exc.kind).inc()
+            child(DELIVERY_ERRORS, self.channel, exc.kind).inc()
             await self._retry_or_fail(n, exc.kind, exc.message, exc.retry_after_s, partly)
         elif isinstance(exc, NoRecipient):
             await self._skip(n, exc.message)
         elif isinstance(exc, DeliveryError):
-            DELIVERY_ERRORS.labels(self.channel, exc.kind).inc()
+            child(DELIVERY_ERRORS, self.channel, exc.kind).inc()
             dead_address = n.recipient.email if self.channel == "email" else None
             await self._fail(
                 n,
@@ -279,7 +279,7 @@ class DeliveryFlow:
     ) -> None:
         if not recorded:
             await self.deliveries.mark_sent(n.notification_id, reply)
-        STAGE_SECONDS.labels(self.channel, "sent").observe(
+        child(STAGE_SECONDS, self.channel, "sent").observe(
             max(0.0, (now_ms() - n.created_at_ms) / 1000)
         )
         await self._report(n, Status.DELIVERED, detail=f"{how}: {reply}"[:500])
@@ -334,7 +334,7 @@ class DeliveryFlow:
         failure (released, counted, backoff), so a message that always raises fails after
         ``max_attempts`` with the exception as its reason, instead of coming back forever."""
         log.exception("attempt %d of %s raised", n.attempt, n.notification_id)
-        DELIVERY_ERRORS.labels(self.channel, "error").inc()
+        child(DELIVERY_ERRORS, self.channel, "error").inc()
         await self._retry_or_fail(n, "error", f"{exc.__class__.__name__}: {exc}"[:1000])
 
     async def _retry_or_fail(
@@ -354,7 +354,7 @@ class DeliveryFlow:
             )
             return
         await self.deliveries.release(n.notification_id, error)
-        RETRIES.labels(self.channel).inc()
+        child(RETRIES, self.channel).inc()
         delay_s = self.policy.backoff_s(n.attempt)
         if retry_after_s:
             # Delays round down to a tier; the peer's Retry-After must round up instead.

@@ -62,6 +62,6 @@ class TemplateDirectory:
         PermanentError (no retry can fix it); an unreachable service, DependencyUnavailable."""
         try:
             template = await self.get(n.template_code, channel, n.language)
-            return await render_content_async(channel, template, n.variables)
+            return await render_content_async(channel, template, n.variables, cheap_on_loop=True)
         except (NotFound, InvalidInput) as exc:
             raise PermanentError(f"template {n.template_code!r}: {exc.message}") from exc

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any
@@ -171,11 +172,54 @@ def render_content(
         budget.reset(token)
 
 
+# A template renders on the event loop (no thread hand-over) when each of its sources is at
+# most this long and has no loop, macro or call block: then its work is linear in its source
+# and its variables (bounded by the accept's body limit), well under a millisecond. One that
+# still takes longer than ON_LOOP_MAX_S of CPU once is rendered in a thread from then on.
+ON_LOOP_MAX_SOURCE = 4096
+ON_LOOP_MAX_S = 0.002
+_slow_on_loop: set[tuple[str, ...]] = set()
+
+
+@lru_cache(maxsize=4096)
+def _straight(source: str) -> bool:
+    """No loop, macro, call or filter block in ``source`` (which has been checked)."""
+    if len(source) > ON_LOOP_MAX_SOURCE:
+        return False
+    try:
+        tree = _TEXT_ENV.parse(source)
+    except TemplateSyntaxError:
+        return False
+    blocks = (nodes.For, nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.Call)
+    return not any(True for _ in tree.find_all(blocks))
+
+
 async def render_content_async(
-    channel: str, template: dict[str, Any], variables: dict[str, Any]
+    channel: str,
+    template: dict[str, Any],
+    variables: dict[str, Any],
+    *,
+    cheap_on_loop: bool = False,
 ) -> dict[str, Any]:
     """:func:`render_content` in a thread: the event loop runs on while a template renders
-    (at most ``MAX_CPU_S`` of CPU; docs/decisions.md has the measurements)."""
+    (at most ``MAX_CPU_S`` of CPU; docs/decisions.md has the measurements). With
+    ``cheap_on_loop`` (the workers), a template without loops or calls renders on the loop:
+    the thread's hand-over cost more than such a render (docs/performance.md)."""
+    if cheap_on_loop:
+        sources = tuple(v for v in template.values() if isinstance(v, str))
+        if sources not in _slow_on_loop and all(_straight(src) for src in sources):
+            # Compiled first (once per template and process, cached): the bound is for the
+            # render. CPU time of the loop's thread: on a busy machine wall time counts the
+            # waits for a core, and would send every template to the thread.
+            for name in EMAIL_FIELDS if channel == "email" else PUSH_FIELDS:
+                if template.get(name):
+                    _compiled(template[name], channel == "email" and name == "body")
+            started = time.thread_time()
+            try:
+                return render_content(channel, template, variables)
+            finally:
+                if time.thread_time() - started > ON_LOOP_MAX_S and len(_slow_on_loop) < 4096:
+                    _slow_on_loop.add(sources)
     return await asyncio.to_thread(render_content, channel, template, variables)
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import Table, bindparam, delete, insert, select, update
 from tidings.core.batching import Batcher
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import Conflict, NotFound
-from tidings.core.metrics import NOTIFICATIONS, STAGE_SECONDS
+from tidings.core.metrics import NOTIFICATIONS, STAGE_SECONDS, child
 from tidings.core.status import TERMINAL, Status, may_move, rank
 from tidings.gateway.listing import visible
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
@@ -30,10 +30,10 @@ def log_change(n: Any, attempt: int | None = None, status: str | None = None) ->
     Notification or a row with its columns; ``status``: the one it moved to, when it has
     moved again since (in one batch of reports)."""
     status = status or n.status
-    NOTIFICATIONS.labels(n.notification_type, status).inc()
+    child(NOTIFICATIONS, n.notification_type, status).inc()
     age_ms = round((utcnow() - n.created_at).total_seconds() * 1e3, 1)
     if status in TERMINAL and status != Status.SKIPPED:
-        STAGE_SECONDS.labels(n.notification_type, status).observe(age_ms / 1e3)
+        child(STAGE_SECONDS, n.notification_type, status).observe(age_ms / 1e3)
     log.info(
         "notification %s %s",
         n.id,

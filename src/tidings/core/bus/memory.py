@@ -15,7 +15,7 @@ from typing import Any
 from tidings.core.bus import Bus, BusMessage, Handler, run_handler
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
-from tidings.core.metrics import CONSUMED, PUBLISHED
+from tidings.core.metrics import CONSUMED, PUBLISHED, child
 from tidings.core.retry import tier_for
 from tidings.core.topology import DELAYABLE_ROUTES, QUEUES
 
@@ -77,7 +77,7 @@ class MemoryBus(Bus):
             correlation_id=correlation_id.get(),
             headers=dict(headers or {}),
         )
-        PUBLISHED.labels(f"{routing_key}.retry" if delay_s > 0 else routing_key).inc()
+        child(PUBLISHED, f"{routing_key}.retry" if delay_s > 0 else routing_key).inc()
         if delay_s <= 0:
             self.queues[queue].put_nowait(message)
             return
@@ -121,7 +121,7 @@ class MemoryBus(Bus):
             source.put_nowait(message)  # shut down mid-handler: the message stays queued
             raise
         except Exception as exc:
-            CONSUMED.labels(queue, "requeued").inc()
+            child(CONSUMED, queue, "requeued").inc()
             message.delivery_count += 1
             if message.delivery_count > self.delivery_limit:
                 await self.dead_letter(message, queue, f"delivery limit reached: {exc!r}")
@@ -129,7 +129,7 @@ class MemoryBus(Bus):
                 log.exception("handler failed on %s; returning it to %s", message.message_id, queue)
                 source.put_nowait(message)
             return
-        CONSUMED.labels(queue, "acked" if dead is None else "dead_lettered").inc()
+        child(CONSUMED, queue, "acked" if dead is None else "dead_lettered").inc()
         if dead is not None:
             await self.dead_letter(message, queue, dead.reason, dead.headers)
 

@@ -26,7 +26,7 @@ from aio_pika.abc import (
 from tidings.core.bus import Bus, BusMessage, Handler, run_handler
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
-from tidings.core.metrics import CONSUMED, PUBLISHED
+from tidings.core.metrics import CONSUMED, PUBLISHED, child
 from tidings.core.retry import retry_queue, tier_for
 from tidings.core.topology import (
     DELAYABLE_ROUTES,
@@ -153,7 +153,7 @@ class RabbitBus(Bus):
             raise DependencyUnavailable(
                 f"publish to {routing_key!r} not confirmed: {exc!r}"
             ) from exc
-        PUBLISHED.labels(label).inc()
+        child(PUBLISHED, label).inc()
 
     async def consume(self, queue: str, handler: Handler, *, prefetch: int) -> None:
         if self._connection is None:
@@ -182,11 +182,11 @@ class RabbitBus(Bus):
                     await self.dead_letter(message, queue, dead.reason, dead.headers)
             except Exception:
                 log.exception("handler failed on %s; returning it to %s", message.message_id, queue)
-                CONSUMED.labels(queue, "requeued").inc()
+                child(CONSUMED, queue, "requeued").inc()
                 with contextlib.suppress(*_BROKER_ERRORS):
                     await incoming.nack(requeue=True)
                 return
-            CONSUMED.labels(queue, "acked" if dead is None else "dead_lettered").inc()
+            child(CONSUMED, queue, "acked" if dead is None else "dead_lettered").inc()
             # If the channel died meanwhile the broker redelivers: at least once, as promised.
             with contextlib.suppress(*_BROKER_ERRORS):
                 await incoming.ack()

@@ -31,6 +31,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     tuple_,
     type_coerce,
     update,
@@ -185,24 +186,48 @@ class DeliveryStore:
         )
 
     def _finish_statement(self, columns: tuple[str, ...]) -> Any:
+        """The outcome statement for one set of columns. On PostgreSQL one ``UPDATE … FROM
+        unnest(…)`` for every row of the group (asyncpg runs an ``executemany`` as one
+        statement per row); on SQLite an ``executemany`` of a one-row UPDATE."""
         if columns not in self._finish_statements:
             table = cast(Table, Delivery.__table__)
-            self._finish_statements[columns] = (
-                update(table)
-                .where(table.c.notification_id == bindparam("b_id"))
-                .values({c: bindparam(f"v_{c}") for c in columns})
-            )
+            if self.db.is_postgres:
+                dialect = self.db.engine.dialect
+                names = ("notification_id", *columns)
+                arrays = ", ".join(
+                    f"CAST(:{n} AS {table.c[n].type.compile(dialect)}[])" for n in names
+                )
+                sets = ", ".join(f"{c} = v.{c}" for c in columns)
+                self._finish_statements[columns] = text(
+                    f"UPDATE {table.name} AS d SET {sets} FROM unnest({arrays}) AS "
+                    f"v({', '.join(names)}) WHERE d.notification_id = v.notification_id"
+                )
+            else:
+                self._finish_statements[columns] = (
+                    update(table)
+                    .where(table.c.notification_id == bindparam("b_id"))
+                    .values({c: bindparam(f"v_{c}") for c in columns})
+                )
         return self._finish_statements[columns]
 
     async def _finish_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[None]:
-        """One transaction; one statement per set of columns, run for every row at once."""
-        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        """One transaction; one statement per set of columns, for every row at once. A
+        notification twice in a group gets its last outcome; rows go in id order (a lock
+        order two workers share)."""
+        groups: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
         for notification_id, values in items:
-            row = {"b_id": notification_id} | {f"v_{k}": v for k, v in values.items()}
-            groups.setdefault(tuple(sorted(values)), []).append(row)
+            groups.setdefault(tuple(sorted(values)), {})[notification_id] = values
         async with self.db.engine.begin() as conn:
             for columns, rows in groups.items():
-                await conn.execute(self._finish_statement(columns), rows)
+                ids = sorted(rows)
+                params: Any
+                if self.db.is_postgres:
+                    params = {"notification_id": ids} | {
+                        c: [rows[i][c] for i in ids] for c in columns
+                    }
+                else:
+                    params = [{"b_id": i} | {f"v_{c}": rows[i][c] for c in columns} for i in ids]
+                await conn.execute(self._finish_statement(columns), params)
         return [None] * len(items)
 
     async def mark_sent(self, notification_id: str, reply: str) -> None:

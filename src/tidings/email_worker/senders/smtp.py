@@ -1,4 +1,6 @@
-"""SMTP through aiosmtplib, over a small pool of reused connections.
+"""SMTP over a small pool of reused connections: aiosmtplib opens each (EHLO, STARTTLS, AUTH),
+smtp_session.SmtpSession runs the mail transactions on it, pipelined when the server offers
+PIPELINING (one write and one round trip for MAIL, RCPT and DATA instead of three).
 
 Reusing connections matters: a new SMTP dialogue per message costs more than the message
 (on these machines about 0.5k messages/s with a new dialogue each, 1.7k/s reused). Every
@@ -23,6 +25,7 @@ from tidings.core.errors import (
 from tidings.core.flow import renew_lease
 from tidings.email_worker.compose import OutgoingEmail
 from tidings.email_worker.senders import EmailSender
+from tidings.email_worker.senders.smtp_session import SmtpSession
 
 _RECIPIENT_CODES = {550, 551, 553}
 _AUTH_CODES = {530, 534, 535}
@@ -54,6 +57,22 @@ def classify(exc: Exception) -> DeliveryError:
     )
 
 
+async def _session(smtp: aiosmtplib.SMTP, timeout_s: float) -> SmtpSession:
+    """The connection, greeted, as a session of mail transactions. After STARTTLS aiosmtplib
+    leaves the new EHLO (RFC 3207) to its next command, which is now the session's: it is
+    sent here, so the session also knows the extensions (PIPELINING) offered over TLS."""
+    try:
+        if smtp.is_ehlo_or_helo_needed:
+            try:
+                await smtp.ehlo()
+            except aiosmtplib.SMTPHeloError:
+                await smtp.helo()
+        return SmtpSession(smtp, timeout_s)
+    except BaseException:
+        smtp.close()
+        raise
+
+
 class SmtpSender(EmailSender):
     def __init__(
         self,
@@ -74,11 +93,11 @@ class SmtpSender(EmailSender):
         self.password = password or (unquote(parts.password) if parts.password else None)
         self.timeout_s = timeout_s
         self.allow_plaintext_auth = allow_plaintext_auth
-        self._pool: asyncio.Queue[aiosmtplib.SMTP | None] = asyncio.Queue()
+        self._pool: asyncio.Queue[SmtpSession | None] = asyncio.Queue()
         for _ in range(pool_size):
             self._pool.put_nowait(None)
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> SmtpSession:
         # Connect first (aiosmtplib upgrades with STARTTLS when the server offers it), log in
         # after: aiosmtplib's own login on connect would send the password in clear to a
         # server that offers no STARTTLS, or to a man in the middle who struck it from EHLO.
@@ -87,7 +106,7 @@ class SmtpSender(EmailSender):
         )
         await smtp.connect()
         if self.username is None:
-            return smtp
+            return await _session(smtp, self.timeout_s)
         if smtp.get_transport_info("sslcontext") is None and not self.allow_plaintext_auth:
             smtp.close()
             raise ProviderAuthError(
@@ -100,7 +119,7 @@ class SmtpSender(EmailSender):
         except BaseException:
             smtp.close()
             raise
-        return smtp
+        return await _session(smtp, self.timeout_s)
 
     async def send(self, email: OutgoingEmail, envelope_from: str | None = None) -> str:
         smtp = await self._pool.get()
@@ -115,7 +134,7 @@ class SmtpSender(EmailSender):
                 await renew_lease()
                 try:
                     # The bytes as compose built them (and DKIM signed them): no re-serialising.
-                    _, reply = await smtp.sendmail(
+                    reply = await smtp.sendmail(
                         envelope_from or email.sender, list(email.recipients), email.raw
                     )
                     reusable = True
