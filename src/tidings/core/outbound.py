@@ -214,6 +214,11 @@ class Outbound:
         (a TransientError carrying ``retry_after_s``) pauses the key for every replica and
         makes this message wait without spending an attempt."""
         await self.turn(key, rate_per_s)
+        sending = current.get()
+        if sending is not None and sending.broadcast_id is not None:
+            # Cancelled while this send waited for its turn: the cancel holds from here.
+            if await self.is_cancelled(sending.broadcast_id):
+                raise Withdrawn(f"broadcast {sending.broadcast_id} was cancelled")
         try:
             return await call()
         except TransientError as exc:

@@ -167,7 +167,8 @@ class Fanout:
             if not moved:
                 current = await self._broadcasts.row(b.id, None)
                 if current.status == CANCELLED:
-                    # A page written while the cancel ran: withdrawn too.
+                    # A page written while the cancel ran: counted, and withdrawn too.
+                    await self._count(b, made, refused)
                     await self._broadcasts.withdraw(current)
                     log.info("broadcast %s cancelled: fan-out stopped", b.id)
                 else:
@@ -207,6 +208,14 @@ class Fanout:
             _page_users.reset(token)
         made = sum(1 for o in outcomes if o.notification is not None)
         return made, len(outcomes) - made
+
+    async def _count(self, b: Broadcast, made: int, refused: int) -> None:
+        async with self._db.engine.begin() as conn:
+            await conn.execute(
+                update(Broadcast)
+                .where(Broadcast.id == b.id)
+                .values(created=Broadcast.created + made, refused=Broadcast.refused + refused)
+            )
 
     async def _advance(
         self, b: Broadcast, cursor: uuid.UUID | None, made: int, refused: int, done: bool
