@@ -215,10 +215,10 @@ class Outbound:
         makes this message wait without spending an attempt."""
         await self.turn(key, rate_per_s)
         sending = current.get()
-        if sending is not None and sending.broadcast_id is not None:
-            # Cancelled while this send waited for its turn: the cancel holds from here.
-            if await self.is_cancelled(sending.broadcast_id):
-                raise Withdrawn(f"broadcast {sending.broadcast_id} was cancelled")
+        broadcast = sending.broadcast_id if sending is not None else None
+        # Cancelled while this send waited for its turn: the cancel holds from here.
+        if broadcast is not None and await self.is_cancelled(broadcast):
+            raise Withdrawn(f"broadcast {broadcast} was cancelled")
         try:
             return await call()
         except TransientError as exc:
