@@ -20,8 +20,8 @@ from tests.broadcasts.support import (
     wait_progress,
 )
 from tests.faults.conftest import Start
-from tests.smtp_peer import SmtpPeer
 from tests.scenario import create_template
+from tests.smtp_peer import SmtpPeer
 
 RATE = 14
 JITTER = 5
