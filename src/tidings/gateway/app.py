@@ -132,6 +132,12 @@ async def _build(
     )
     stack.push_async_callback(outbound.close)
     broadcasts = Broadcasts(db, topics, outbound)
+    # The broadcasts' rows are handed to a relay of their own: the accept path's relay
+    # publishes what it is handed in order, and a transactional row must not wait behind a
+    # page of a broadcast there (docs/broadcasts.md).
+    bulk_relay = OutboxRelay(
+        db, bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s
+    )
     fanout = Fanout(
         db,
         topics,
@@ -140,7 +146,7 @@ async def _build(
             db,
             users,
             templates,
-            relay,
+            bulk_relay,
             suppressions,
             limits.recipient,
             settings.priority_lane_min,
@@ -149,6 +155,7 @@ async def _build(
         page_size=settings.broadcast_page_size,
         lease_s=settings.broadcast_lease_s,
         poll_s=settings.broadcast_poll_s,
+        backlog=lambda: bulk_relay.held,
     )
     health.add("bus", bus.ping)
     health.add("cache", cache.ping)
@@ -194,6 +201,7 @@ async def _build(
         topics=topics,
         broadcasts=broadcasts,
         fanout=fanout,
+        bulk_relay=bulk_relay,
     )
 
 
@@ -213,6 +221,8 @@ def create_app(
             stack.push_async_callback(state.relay.stop)
             state.reconciler.start()
             stack.push_async_callback(state.reconciler.stop)
+            state.bulk_relay.start()
+            stack.push_async_callback(state.bulk_relay.stop)
             state.fanout.start()
             stack.push_async_callback(state.fanout.stop)
             the_bus = state.bus

@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 _page_users: ContextVar[dict[uuid.UUID, dict[str, Any]] | None] = ContextVar(
     "page_users", default=None
 )
+BACKLOG_WAIT_S = 0.05
 LOOKUP_BATCH = 1000  # the users service's batch look-up takes this many ids at most
 
 
@@ -90,6 +92,7 @@ class Fanout:
         page_size: int,
         lease_s: float,
         poll_s: float,
+        backlog: Callable[[], int] = lambda: 0,
     ) -> None:
         self._db = db
         self._topics = topics
@@ -99,6 +102,7 @@ class Fanout:
         self.page_size = page_size
         self.lease_s = lease_s
         self.poll_s = poll_s
+        self._backlog = backlog
         self.name = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -178,6 +182,10 @@ class Fanout:
                 log.info("broadcast %s: fan-out finished", b.id)
                 return
             cursor = page[-1]
+            # Made no faster than the bulk relay publishes: what it holds stays under a page,
+            # so the broadcast never floods the gateway it shares with transactional sends.
+            while self._backlog() > self.page_size:  # noqa: ASYNC110 - the relay has no event for it
+                await asyncio.sleep(BACKLOG_WAIT_S)
 
     async def _accept_page(self, b: Broadcast, page: list[uuid.UUID]) -> tuple[int, int]:
         users: dict[uuid.UUID, dict[str, Any]] = {}

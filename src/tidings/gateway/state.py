@@ -60,4 +60,5 @@ class GatewayState:
     topics: Topics
     broadcasts: Broadcasts
     fanout: Fanout
+    bulk_relay: OutboxRelay
     rate_samples: RateSamples = field(default_factory=lambda: deque(maxlen=120))
