@@ -111,12 +111,13 @@ def parser() -> argparse.ArgumentParser:
     openapi.add_argument("--out", default="docs/openapi", help="folder (default: docs/openapi)")
     openapi.set_defaults(func=_openapi)
     from tidings import bench
-    from tidings.cli import admin, doctor, send, vapid
+    from tidings.cli import admin, broadcasts, doctor, send, vapid
 
     send.add_commands(sub)
     doctor.add_commands(sub)
     admin.add_commands(sub)
     vapid.add_commands(sub)
+    broadcasts.add_commands(sub)
     bench.add_commands(sub)
     mail = sub.add_parser("mail", help="show the mail the built-in capture server received")
     mail.add_argument("--show", type=int, metavar="N", help="print message N in full")
