@@ -130,7 +130,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             progress = (await _check(await gw.get(f"/api/v1/broadcasts/{broadcast_id}/")))["data"]
             if progress["status"] != "running":
                 break
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(2.0)
         fanout_s = time.monotonic() - started
     return {
         "subscribers": n,
