@@ -127,7 +127,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         progress: dict[str, Any] = {}
         while time.monotonic() - started < args.timeout:
             peak = max(peak, rss_mb(pid))
-            progress = (await _check(await gw.get(f"/api/v1/broadcasts/{broadcast_id}/")))["data"]
+            polled = await gw.get(f"/api/v1/broadcasts/{broadcast_id}/")
+            if polled.status_code == 503:  # said to wait: the next poll
+                await asyncio.sleep(2.0)
+                continue
+            progress = (await _check(polled))["data"]
             if progress["status"] != "running":
                 break
             await asyncio.sleep(2.0)

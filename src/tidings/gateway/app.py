@@ -22,6 +22,7 @@ from tidings.gateway.admin import router as admin_router
 from tidings.gateway.broadcast_routes import router as broadcasts_router
 from tidings.gateway.broadcasts import Broadcasts
 from tidings.gateway.dashboard import router as dashboard_router
+from tidings.gateway.dashboard_broadcasts import router as dashboard_broadcasts_router
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.fanout import BulkAcceptance, Fanout
 from tidings.gateway.feedback import Feedback
@@ -254,4 +255,5 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(create_push_router(settings.vapid_public_key))
     app.include_router(dashboard_router)
+    app.include_router(dashboard_broadcasts_router)
     return app

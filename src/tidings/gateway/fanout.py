@@ -215,6 +215,15 @@ class Fanout:
         finally:
             _page_users.reset(token)
         made = sum(1 for o in outcomes if o.notification is not None)
+        errors = [o.error for o in outcomes if o.error is not None]
+        if errors:
+            log.info(
+                "broadcast %s: %d of a page of %d refused, e.g. %s",
+                b.id,
+                len(errors),
+                len(outcomes),
+                errors[0].message,
+            )
         return made, len(outcomes) - made
 
     async def _count(self, b: Broadcast, made: int, refused: int) -> None:
