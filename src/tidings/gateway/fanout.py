@@ -26,8 +26,8 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
-from tidings.core.db import Database, utcnow
-from tidings.core.errors import NotFound
+from tidings.core.db import Database, unavailable, utcnow
+from tidings.core.errors import DependencyUnavailable, NotFound, RetryAfter
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.outbound import BROADCAST_KEY
 from tidings.core.tasks import cancel_and_wait
@@ -46,6 +46,7 @@ _page_users: ContextVar[dict[uuid.UUID, dict[str, Any]] | None] = ContextVar(
     "page_users", default=None
 )
 BACKLOG_WAIT_S = 0.05
+PAGE_RETRY_S = 1.0
 LOOKUP_BATCH = 1000  # the users service's batch look-up takes this many ids at most
 
 
@@ -73,6 +74,11 @@ class BulkAcceptance(Acceptance):
             if isinstance(row, OutboxMessage):
                 row.routing_key = BULK_ROUTES[body.notification_type]
         return rows
+
+
+def transient(exc: BaseException) -> bool:
+    """An outage or a rate limit: worth the page again, never a recipient refused."""
+    return isinstance(exc, (DependencyUnavailable, RetryAfter)) or unavailable(exc) is not None
 
 
 def _now(db: Database) -> Any:
@@ -164,8 +170,19 @@ class Fanout:
     async def run(self, b: Broadcast) -> None:
         cursor = b.cursor
         while True:
-            page = [u for u, _ in await self._topics.page(b.topic_id, cursor, self.page_size)]
-            made, refused = await self._accept_page(b, page) if page else (0, 0)
+            try:
+                page = [u for u, _ in await self._topics.page(b.topic_id, cursor, self.page_size)]
+                made, refused = await self._accept_page(b, page) if page else (0, 0)
+            except Exception as exc:
+                if not transient(exc):
+                    raise
+                # An outage (a timeout, an open breaker, a rate limit): the page again in a
+                # moment, from the same cursor (what it made already is found, not made
+                # twice); past the lease another replica may take over, and this one stops
+                # at its next cursor update.
+                log.warning("broadcast %s: page from %s again: %r", b.id, cursor, exc)
+                await asyncio.sleep(PAGE_RETRY_S)
+                continue
             done = len(page) < self.page_size
             moved = await self._advance(b, page[-1] if page else cursor, made, refused, done)
             if not moved:
@@ -214,8 +231,11 @@ class Fanout:
             outcomes = await self._acceptance.accept_many(bodies, b.owner)
         finally:
             _page_users.reset(token)
-        made = sum(1 for o in outcomes if o.notification is not None)
         errors = [o.error for o in outcomes if o.error is not None]
+        for error in errors:
+            if transient(error):  # not this recipient's fault: the page is made again
+                raise error
+        made = sum(1 for o in outcomes if o.notification is not None)
         if errors:
             log.info(
                 "broadcast %s: %d of a page of %d refused, e.g. %s",
