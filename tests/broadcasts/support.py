@@ -4,8 +4,6 @@ bulk calls, and counts read from the database and the SMTP peer."""
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import uuid
 from collections import Counter
 from typing import Any
@@ -15,49 +13,12 @@ import httpx
 
 from tests.helpers import wait_for_condition
 from tests.smtp_peer import SmtpPeer
+from tidings.bench.broadcast import seed
 
 
 async def seed_users(database_url: str, n: int, tag: str) -> list[uuid.UUID]:
-    """``n`` users with email on, addresses ``<tag>-<i>@example.com``, by COPY."""
-    now = dt.datetime.now(dt.UTC)
-    prefs = json.dumps({"email": True, "push": True})
-    rows = [
-        (
-            uuid.uuid4(),
-            f"User {i}",
-            f"{tag}-{i}@example.com",
-            f"{tag}-{i}@example.com",
-            "not-a-hash",
-            None,
-            prefs,
-            "en",
-            now,
-            now,
-        )
-        for i in range(n)
-    ]
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.copy_records_to_table(
-            "users",
-            schema_name="users",
-            records=rows,
-            columns=[
-                "id",
-                "name",
-                "email",
-                "email_normalized",
-                "password_hash",
-                "push_token",
-                "preferences",
-                "language",
-                "created_at",
-                "updated_at",
-            ],
-        )
-    finally:
-        await conn.close()
-    return [r[0] for r in rows]
+    """``n`` users with email on, addresses ``<tag>-<i>@example.com``, by COPY (the bench's)."""
+    return await seed(database_url, n, tag, deliver=True)
 
 
 async def make_topic(gw: httpx.AsyncClient, key: str, user_ids: list[uuid.UUID]) -> None:

@@ -27,7 +27,9 @@ def _ids(args: argparse.Namespace) -> list[str]:
 
 
 def _topic_create(args: argparse.Namespace) -> int:
-    data = call(args, "POST", "/api/v1/topics/", json={"key": args.key, "name": args.name})["data"]
+    data = call(args, "POST", "/api/v1/topics/", json={"key": args.topic_key, "name": args.name})[
+        "data"
+    ]
     print(f"topic {data['key']} ({data['topic_id']})")
     return 0
 
@@ -40,13 +42,13 @@ def _topic_list(args: argparse.Namespace) -> int:
 
 
 def _topic_show(args: argparse.Namespace) -> int:
-    print(json.dumps(call(args, "GET", f"/api/v1/topics/{args.key}/")["data"], indent=2))
+    print(json.dumps(call(args, "GET", f"/api/v1/topics/{args.topic_key}/")["data"], indent=2))
     return 0
 
 
 def _subscribe(args: argparse.Namespace, remove: bool) -> int:
     ids = _ids(args)
-    path = f"/api/v1/topics/{args.key}/subscribers/" + ("remove/" if remove else "")
+    path = f"/api/v1/topics/{args.topic_key}/subscribers/" + ("remove/" if remove else "")
     changed = 0
     for start in range(0, len(ids), CHUNK):
         body = {"user_ids": ids[start : start + CHUNK]}
@@ -59,7 +61,7 @@ def _subscribers(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {"limit": args.limit}
     if args.after:
         params["after"] = args.after
-    data = call(args, "GET", f"/api/v1/topics/{args.key}/subscribers/", params=params)["data"]
+    data = call(args, "GET", f"/api/v1/topics/{args.topic_key}/subscribers/", params=params)["data"]
     for s in data["subscribers"]:
         print(f"{s['user_id']}  {s['subscribed_at']}")
     if data["next_after"]:
@@ -115,7 +117,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _with_ids(p: argparse.ArgumentParser) -> None:
-    p.add_argument("key")
+    p.add_argument("topic_key", metavar="KEY")
     p.add_argument("user_ids", nargs="*")
     p.add_argument("--file", help="user ids one a line ('-': stdin)")
     add_target_options(p)
@@ -125,7 +127,7 @@ def add_commands(sub: Any) -> None:
     topics = sub.add_parser("topics", help="topics and their subscribers")
     verbs = topics.add_subparsers(dest="verb", required=True)
     p = verbs.add_parser("create", help="a new topic")
-    p.add_argument("key")
+    p.add_argument("topic_key", metavar="KEY")
     p.add_argument("name")
     p.set_defaults(func=_topic_create)
     add_target_options(p)
@@ -134,7 +136,7 @@ def add_commands(sub: Any) -> None:
     p.set_defaults(func=_topic_list)
     add_target_options(p)
     p = verbs.add_parser("show", help="one topic and its subscriber count")
-    p.add_argument("key")
+    p.add_argument("topic_key", metavar="KEY")
     p.set_defaults(func=_topic_show)
     add_target_options(p)
     p = verbs.add_parser("subscribe", help="add subscribers (10,000 per call)")
@@ -144,7 +146,7 @@ def add_commands(sub: Any) -> None:
     _with_ids(p)
     p.set_defaults(func=lambda a: _subscribe(a, remove=True))
     p = verbs.add_parser("subscribers", help="a page of a topic's subscribers")
-    p.add_argument("key")
+    p.add_argument("topic_key", metavar="KEY")
     p.add_argument("--after")
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=_subscribers)

@@ -47,6 +47,10 @@ _page_users: ContextVar[dict[uuid.UUID, dict[str, Any]] | None] = ContextVar(
 )
 BACKLOG_WAIT_S = 0.05
 PAGE_RETRY_S = 1.0
+# The template look-ups of the page being accepted, one per (code, channel, language).
+_page_template_calls: ContextVar[dict[tuple[str, str, str], asyncio.Future[Any]] | None] = (
+    ContextVar("page_template_calls", default=None)
+)
 LOOKUP_BATCH = 1000  # the users service's batch look-up takes this many ids at most
 
 
@@ -62,11 +66,16 @@ class BulkAcceptance(Acceptance):
         user = (_page_users.get() or {}).get(body.user_id)
         if user is None:
             raise NotFound(f"user {body.user_id} not found")
-        language = user.get("language", "en")
-        template = await self._page_templates.get(
-            body.template_code, body.notification_type, language
-        )
-        return user, template
+        key = (body.template_code, body.notification_type, user.get("language", "en"))
+        # One look-up per template and language for the page, shared by its recipients: a
+        # page of a template not yet cached asked the templates service hundreds of times at
+        # once, ran its connection pool dry and opened its breaker.
+        asked = _page_template_calls.get()
+        if asked is None:
+            return user, await self._page_templates.get(*key)
+        if key not in asked:
+            asked[key] = asyncio.ensure_future(self._page_templates.get(*key))
+        return user, await asyncio.shield(asked[key])
 
     def build(self, body: NotificationCreate, *args: Any, **kwargs: Any) -> list[Any]:
         rows = super().build(body, *args, **kwargs)
@@ -227,9 +236,11 @@ class Fanout:
             for user_id in page
         ]
         token = _page_users.set(users)
+        calls = _page_template_calls.set({})
         try:
             outcomes = await self._acceptance.accept_many(bodies, b.owner)
         finally:
+            _page_template_calls.reset(calls)
             _page_users.reset(token)
         errors = [o.error for o in outcomes if o.error is not None]
         for error in errors:
