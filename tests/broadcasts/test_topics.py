@@ -79,5 +79,17 @@ async def test_bad_input_is_an_envelope_and_changes_nothing(system: System) -> N
     )
     assert broadcast.status_code == 404
     assert_envelope(broadcast.json(), success=False)
+    too_far = await gw.post(
+        "/api/v1/broadcasts/",
+        json={
+            "topic_key": "nope",
+            "notification_type": "email",
+            "template_code": "t",
+            "variables": {"name": "a", "link": "https://example.com"},
+            "request_id": "r",
+            "send_at": "2099-01-01T00:00:00Z",
+        },
+    )
+    assert too_far.status_code == 422 and "year" in too_far.json()["error"], too_far.text
     listed = (await gw.get("/api/v1/broadcasts/")).json()["data"]
     assert not [b for b in listed if b["topic_key"] == "nope"]

@@ -14,7 +14,7 @@ import uuid
 from collections import Counter
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import Table, delete, insert, select, update
 
 from tidings.core import jsons
@@ -30,7 +30,7 @@ from tidings.gateway.models import (
     OutboxMessage,
     Topic,
 )
-from tidings.gateway.schemas import RequestId, TemplateCode, UserData
+from tidings.gateway.schemas import NotificationCreate, RequestId, TemplateCode, UserData
 from tidings.gateway.topics import TopicKey, Topics
 
 RUNNING, FINISHED, CANCELLED = "running", "finished", "cancelled"
@@ -66,6 +66,17 @@ class BroadcastCreate(BaseModel):
     priority: Annotated[int, Field(ge=0, le=9)] = 5
     metadata: JsonObject | None = None
     send_at: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _each_is_a_notification(self) -> BroadcastCreate:
+        """What each recipient's notification must pass (send_at at most a year ahead,
+        say), checked once here: a broadcast the fan-out could not make is refused now."""
+        anyone = uuid.UUID(int=0)
+        fields = self.model_dump(exclude={"topic_key", "request_id"})
+        NotificationCreate.model_validate(
+            {**fields, "user_id": anyone, "request_id": request_id_for(anyone, anyone)}
+        )
+        return self
 
 
 class BroadcastAccepted(BaseModel):
