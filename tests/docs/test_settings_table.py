@@ -151,6 +151,10 @@ CONCERNS: dict[str, tuple[tuple[str, ...], set[str]]] = {
         ("max_attempts", "retry_", "delivery_lease", "max_wait"),
         {"email", "push"},
     ),
+    "the workers' bulk lane and outbound pacing": (
+        ("bulk_prefetch", "outbound_"),
+        {"email", "push"},
+    ),
 }
 
 
@@ -173,4 +177,5 @@ def test_the_shared_settings_hold_no_service_s_own() -> None:
         not set(WorkerSettings.model_fields)
         - shared
         - {"max_attempts", "retry_base_s", "retry_cap_s", "delivery_lease_s", "max_wait_s"}
+        - {"bulk_prefetch", "outbound_burst", "outbound_queue_s"}
     )

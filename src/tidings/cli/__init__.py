@@ -112,7 +112,7 @@ def parser() -> argparse.ArgumentParser:
     openapi.add_argument("--out", default="docs/openapi", help="folder (default: docs/openapi)")
     openapi.set_defaults(func=_openapi)
     from tidings import bench
-    from tidings.cli import admin, doctor, preferences, send, vapid, webhooks
+    from tidings.cli import admin, broadcasts, doctor, preferences, send, vapid, webhooks
 
     send.add_commands(sub)
     doctor.add_commands(sub)
@@ -120,6 +120,7 @@ def parser() -> argparse.ArgumentParser:
     preferences.add_commands(sub)
     vapid.add_commands(sub)
     webhooks.add_commands(sub)
+    broadcasts.add_commands(sub)
     bench.add_commands(sub)
     mail = sub.add_parser("mail", help="show the mail the built-in capture server received")
     mail.add_argument("--show", type=int, metavar="N", help="print message N in full")

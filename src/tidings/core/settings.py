@@ -329,6 +329,26 @@ class WorkerSettings(TidingsSettings):
         "on (an open breaker, an unreachable service, the worker's own database or the broker, "
         "another worker's lease, retries) before it fails",
     )
+    bulk_prefetch: int = Field(
+        default=20,
+        ge=1,
+        description="messages the bulk lane's consumer (`email.bulk.queue`, `push.bulk.queue`: "
+        "broadcasts) holds unacknowledged at once, beside the other queues' `TIDINGS_PREFETCH`",
+    )
+    outbound_burst: int = Field(
+        default=1,
+        ge=1,
+        description="sends a transport's rate limit lets through at once before it paces them "
+        "(`TIDINGS_SMTP_RATE_PER_S` and the others; 1: evenly spaced)",
+    )
+    outbound_queue_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="how far ahead a send may book its turn under a transport's rate limit "
+        "and wait for it in the worker; past that the message waits in a delay queue (no "
+        "attempt spent). A broadcast's sends book at most a tenth of it, so a transactional "
+        "send waits at most that behind them",
+    )
 
 
 def async_database_url(url: str) -> str:

@@ -23,12 +23,20 @@ STATUS_QUEUE = "status.queue"
 EMAIL_PRIORITY_QUEUE = "email.priority.queue"
 PUSH_PRIORITY_QUEUE = "push.priority.queue"
 
+# The bulk lane: a broadcast's notifications (docs/broadcasts.md) go to their own queue,
+# consumed beside the others with its own prefetch, so a transactional send is never behind
+# a broadcast's backlog.
+EMAIL_BULK_QUEUE = "email.bulk.queue"
+PUSH_BULK_QUEUE = "push.bulk.queue"
+
 EMAIL_ROUTE = "email"
 PUSH_ROUTE = "push"
 FAILED_ROUTE = "failed"
 EMAIL_PRIORITY_ROUTE = "email.priority"
 PUSH_PRIORITY_ROUTE = "push.priority"
 STATUS_ROUTE = "status"
+EMAIL_BULK_ROUTE = "email.bulk"
+PUSH_BULK_ROUTE = "push.bulk"
 
 # Header names the bus adds when it dead-letters a message itself.
 REASON_HEADER = "x-tidings-reason"
@@ -48,6 +56,8 @@ QUEUES: tuple[QueueSpec, ...] = (
     QueueSpec(PUSH_QUEUE, PUSH_ROUTE),
     QueueSpec(EMAIL_PRIORITY_QUEUE, EMAIL_PRIORITY_ROUTE),
     QueueSpec(PUSH_PRIORITY_QUEUE, PUSH_PRIORITY_ROUTE),
+    QueueSpec(EMAIL_BULK_QUEUE, EMAIL_BULK_ROUTE),
+    QueueSpec(PUSH_BULK_QUEUE, PUSH_BULK_ROUTE),
     QueueSpec(STATUS_QUEUE, STATUS_ROUTE),
     QueueSpec(FAILED_QUEUE, FAILED_ROUTE, dead_letters=False),
 )
@@ -56,6 +66,8 @@ CHANNEL_ROUTES: dict[str, str] = {"email": EMAIL_ROUTE, "push": PUSH_ROUTE}
 CHANNEL_QUEUES: dict[str, str] = {"email": EMAIL_QUEUE, "push": PUSH_QUEUE}
 PRIORITY_ROUTES: dict[str, str] = {"email": EMAIL_PRIORITY_ROUTE, "push": PUSH_PRIORITY_ROUTE}
 PRIORITY_QUEUES: dict[str, str] = {"email": EMAIL_PRIORITY_QUEUE, "push": PUSH_PRIORITY_QUEUE}
+BULK_ROUTES: dict[str, str] = {"email": EMAIL_BULK_ROUTE, "push": PUSH_BULK_ROUTE}
+BULK_QUEUES: dict[str, str] = {"email": EMAIL_BULK_QUEUE, "push": PUSH_BULK_QUEUE}
 
 
 def route_for(channel: str, priority: int, lane_min: int) -> str:

@@ -18,7 +18,7 @@ from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import Channel
 from tidings.core.retry import RetryPolicy
 from tidings.core.settings import WorkerSettings
-from tidings.core.topology import CHANNEL_QUEUES, PRIORITY_QUEUES
+from tidings.core.topology import BULK_QUEUES, CHANNEL_QUEUES, PRIORITY_QUEUES
 from tidings.core.web import HealthRegistry, create_service_app, service_client
 
 __all__ = ["Deliver", "DeliveryFlow", "WorkerParts", "create_worker_app"]
@@ -92,6 +92,8 @@ def create_worker_app(
             await the_bus.consume(CHANNEL_QUEUES[service], handler, prefetch=settings.prefetch)
             # Its own consumer, so a backlog in the normal queue never holds it up.
             await the_bus.consume(PRIORITY_QUEUES[service], handler, prefetch=settings.prefetch)
+            # The bulk lane (broadcasts): its own consumer and prefetch, beside the others.
+            await the_bus.consume(BULK_QUEUES[service], handler, prefetch=settings.bulk_prefetch)
             try:
                 yield
             finally:

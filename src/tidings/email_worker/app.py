@@ -8,13 +8,16 @@ from fastapi import FastAPI
 
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus
+from tidings.core.cache import RedisOptions
 from tidings.core.metrics import watch_breaker
+from tidings.core.outbound import Outbound
 from tidings.core.worker import Deliver, WorkerParts, create_worker_app
 from tidings.email_worker.bounces import open_bounce_receiver
 from tidings.email_worker.dkim_signer import DkimSigner
 from tidings.email_worker.handlers import EmailDelivery
 from tidings.email_worker.senders import EmailSender
 from tidings.email_worker.senders.failover import FailoverSender
+from tidings.email_worker.senders.limited import RateLimitedSender
 from tidings.email_worker.senders.mailgun import MailgunSender
 from tidings.email_worker.senders.smtp import SmtpSender
 from tidings.email_worker.settings import EmailSettings
@@ -54,12 +57,30 @@ def open_transport(name: str, settings: EmailSettings) -> EmailSender:
     )
 
 
+def rate_of(name: str, settings: EmailSettings) -> tuple[str, float | None]:
+    """The outbound rate-limit key and rate of a transport (core.outbound)."""
+    if name == "mailgun":
+        return f"mailgun:{settings.mailgun_domain}", settings.mailgun_rate_per_s
+    return f"smtp:{settings.smtp_target.rsplit('@', 1)[-1]}", settings.smtp_rate_per_s
+
+
 def create_app(settings: EmailSettings, *, bus: Bus | None = None) -> FastAPI:
     async def make_deliver(parts: WorkerParts) -> Deliver:
         stack, health = parts.stack, parts.health
+        outbound = Outbound(
+            settings.redis_url,
+            settings.cache_namespace,
+            queue_s=settings.outbound_queue_s,
+            burst=settings.outbound_burst,
+            options=RedisOptions.of(settings),
+        )
+        stack.push_async_callback(outbound.close)
         transports = []
         for name in transport_order(settings):
-            transport = open_transport(name, settings)
+            key, rate = rate_of(name, settings)
+            transport: EmailSender = RateLimitedSender(
+                open_transport(name, settings), outbound, key, rate
+            )
             stack.push_async_callback(transport.close)
             breaker = CircuitBreaker(
                 name,
@@ -78,7 +99,9 @@ def create_app(settings: EmailSettings, *, bus: Bus | None = None) -> FastAPI:
                 settings.dkim_selector,
                 settings.dkim_domain or settings.sender.domain,
             )
-        return EmailDelivery(settings, parts.templates, FailoverSender(transports), signer)
+        return outbound.delivering(
+            EmailDelivery(settings, parts.templates, FailoverSender(transports), signer)
+        )
 
     return create_worker_app(
         "email",

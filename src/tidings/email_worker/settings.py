@@ -65,6 +65,18 @@ class EmailSettings(WorkerSettings):
     smtp_breaker_reset_s: float = Field(
         default=60.0, gt=0, description="seconds before that breaker lets a probe through"
     )
+    smtp_rate_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="sends per second to the SMTP relay, shared by every email worker "
+        "(Redis); unset: unlimited. A throttled email waits, it spends no attempt",
+    )
+    mailgun_rate_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="sends per second to Mailgun, shared by every email worker (Redis); "
+        "unset: unlimited. A 429 with `Retry-After` pauses every worker's sends as long",
+    )
     mailgun_api_key: SecretStr | None = Field(
         default=None,
         description="Mailgun's HTTP API as a transport (`/v3/<domain>/messages.mime`, the same "

@@ -12,6 +12,7 @@ from tidings.core.cache import Cache, RedisOptions, open_cache
 from tidings.core.db import DbTimeouts
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import QUEUE_CONSUMERS, QUEUE_DEPTH
+from tidings.core.outbound import Outbound
 from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.tasks import cancel_and_wait
 from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
@@ -19,9 +20,13 @@ from tidings.core.web import app_database, create_service_app, make_http_client,
 from tidings.gateway import accept_body
 from tidings.gateway.accept import Acceptance
 from tidings.gateway.admin import router as admin_router
+from tidings.gateway.broadcast_routes import router as broadcasts_router
+from tidings.gateway.broadcasts import Broadcasts
 from tidings.gateway.dashboard import router as dashboard_router
+from tidings.gateway.dashboard_broadcasts import router as dashboard_broadcasts_router
 from tidings.gateway.dashboard_webhooks import router as dashboard_webhooks_router
 from tidings.gateway.deadletters import DeadLetters
+from tidings.gateway.fanout import BulkAcceptance, Fanout
 from tidings.gateway.feedback import Feedback
 from tidings.gateway.keys import ApiKeys
 from tidings.gateway.limits import Limits
@@ -36,6 +41,7 @@ from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.state import GatewayState
 from tidings.gateway.status import StatusConsumer
 from tidings.gateway.suppressions import Suppressions
+from tidings.gateway.topics import Topics
 from tidings.gateway.transitions import StatusTransitions
 from tidings.gateway.unsubscribe import router as unsubscribe_router
 from tidings.gateway.webhook_endpoints import router as webhook_endpoints_router
@@ -120,6 +126,42 @@ async def _build(
     suppressions = Suppressions(db)
     queries = NotificationQueries(db)
     transitions = StatusTransitions(db, queries)
+    topics = Topics(db)
+    # The gateway only marks cancelled broadcasts for the workers (core.outbound).
+    outbound = Outbound(
+        settings.redis_url,
+        settings.cache_namespace,
+        queue_s=1.0,
+        burst=1,
+        options=RedisOptions.of(settings),
+    )
+    stack.push_async_callback(outbound.close)
+    broadcasts = Broadcasts(db, topics, outbound)
+    # The broadcasts' rows are handed to a relay of their own: the accept path's relay
+    # publishes what it is handed in order, and a transactional row must not wait behind a
+    # page of a broadcast there (docs/broadcasts.md).
+    bulk_relay = OutboxRelay(
+        db, bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s
+    )
+    fanout = Fanout(
+        db,
+        topics,
+        broadcasts,
+        BulkAcceptance(
+            db,
+            users,
+            templates,
+            bulk_relay,
+            suppressions,
+            limits.recipient,
+            settings.priority_lane_min,
+        ),
+        users_client,
+        page_size=settings.broadcast_page_size,
+        lease_s=settings.broadcast_lease_s,
+        poll_s=settings.broadcast_poll_s,
+        backlog=lambda: bulk_relay.held,
+    )
     health.add("bus", bus.ping)
     health.add("cache", cache.ping)
     health.add("users_service", users_client.ping)
@@ -167,6 +209,10 @@ async def _build(
             allow_insecure=settings.webhook_allow_insecure,
             rotation_grace_s=settings.webhook_rotation_grace_s,
         ),
+        topics=topics,
+        broadcasts=broadcasts,
+        fanout=fanout,
+        bulk_relay=bulk_relay,
     )
 
 
@@ -186,6 +232,10 @@ def create_app(
             stack.push_async_callback(state.relay.stop)
             state.reconciler.start()
             stack.push_async_callback(state.reconciler.stop)
+            state.bulk_relay.start()
+            stack.push_async_callback(state.bulk_relay.stop)
+            state.fanout.start()
+            stack.push_async_callback(state.fanout.stop)
             the_bus = state.bus
             watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
             stack.push_async_callback(cancel_and_wait, watcher)
@@ -211,10 +261,12 @@ def create_app(
     app.include_router(router)
     accept_body.document_body(app)
     app.include_router(admin_router)
+    app.include_router(broadcasts_router)
     app.include_router(unsubscribe_router)
     app.include_router(webhooks_router)
     app.include_router(webhook_endpoints_router)
     app.include_router(create_push_router(settings.vapid_public_key))
     app.include_router(dashboard_router)
     app.include_router(dashboard_webhooks_router)
+    app.include_router(dashboard_broadcasts_router)
     return app

@@ -12,7 +12,9 @@ from tidings.core.access import Access
 from tidings.core.cache import Cache
 from tidings.core.web import ServiceClient
 from tidings.gateway.accept import Acceptance
+from tidings.gateway.broadcasts import Broadcasts
 from tidings.gateway.deadletters import DeadLetters
+from tidings.gateway.fanout import Fanout
 from tidings.gateway.feedback import Feedback
 from tidings.gateway.keys import ApiKeys
 from tidings.gateway.limits import Limits
@@ -22,6 +24,7 @@ from tidings.gateway.queries import NotificationQueries
 from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.state import GatewayState, RateSamples
 from tidings.gateway.suppressions import Suppressions
+from tidings.gateway.topics import Topics
 from tidings.gateway.transitions import StatusTransitions
 
 T = TypeVar("T")
@@ -56,3 +59,6 @@ Queries = Annotated[NotificationQueries, Depends(_member(lambda s: s.queries))]
 Transitions = Annotated[StatusTransitions, Depends(_member(lambda s: s.transitions))]
 Letters = Annotated[DeadLetters, Depends(_member(lambda s: s.dead_letters))]
 Rates = Annotated[RateSamples, Depends(_member(lambda s: s.rate_samples))]
+TopicStore = Annotated[Topics, Depends(_member(lambda s: s.topics))]
+BroadcastStore = Annotated[Broadcasts, Depends(_member(lambda s: s.broadcasts))]
+FanoutTask = Annotated[Fanout, Depends(_member(lambda s: s.fanout))]

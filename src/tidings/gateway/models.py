@@ -204,3 +204,68 @@ def requeue_rows(
             notification_id=n.id, status=Status.PENDING, detail=detail, created_at=now
         ),
     ]
+
+
+class Topic(GatewayBase):
+    """Something users subscribe to; a broadcast goes to its subscribers (docs/broadcasts.md).
+    Its key is the client's own, unique per owner, as a request_id is."""
+
+    __tablename__ = "topics"
+    __table_args__ = (Index("ux_topics_owner_key", "owner", "key", unique=True),)
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TopicSubscriber(GatewayBase):
+    """One user subscribed to one topic. The primary key is also the fan-out's keyset: a
+    topic's subscribers in user-id order."""
+
+    __tablename__ = "topic_subscribers"
+    __table_args__ = (Index("ix_topic_subscribers_user", "user_id", "topic_id"),)
+
+    topic_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("topics.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Broadcast(GatewayBase):
+    """One notification to every subscriber of a topic, made in the background by whichever
+    gateway holds its lease, page by page from its cursor (gateway.fanout)."""
+
+    __tablename__ = "broadcasts"
+    __table_args__ = (
+        Index("ux_broadcasts_owner_request", "owner", "request_id", unique=True),
+        Index("ix_broadcasts_status_lease", "status", "lease_until"),
+        Index("ix_broadcasts_owner_created", "owner", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(255))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    topic_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("topics.id"), index=True)
+    notification_type: Mapped[str] = mapped_column(String(16))
+    template_code: Mapped[str] = mapped_column(String(100))
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON)
+    extra: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    priority: Mapped[int] = mapped_column(Integer)
+    send_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(16))  # running | finished | cancelled
+    # The last subscriber (user id) whose notification is made: the fan-out goes on after it.
+    cursor: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    recipients: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created: Mapped[int] = mapped_column(Integer, default=0)
+    skipped: Mapped[int] = mapped_column(Integer, default=0)
+    refused: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -96,6 +96,26 @@ class GatewaySettings(TidingsSettings):
     reconcile_max_requeues: int = Field(
         default=3, ge=0, description="after how many requeues it fails the notification instead"
     )
+    broadcast_page_size: int = Field(
+        default=500,
+        ge=1,
+        le=5000,
+        description="subscribers a broadcast's fan-out makes notifications for per step "
+        "(one look-up of their users, one accept, then the cursor moves on)",
+    )
+    broadcast_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="how long a gateway's hold on a broadcast's fan-out lasts, renewed at "
+        "every page, on the database's clock: a gateway that dies mid-broadcast is replaced "
+        "(by another replica, or itself after a restart) once it has run out",
+    )
+    broadcast_poll_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="how often an idle gateway looks for a broadcast to take (a new one "
+        "wakes the replica that accepted it at once)",
+    )
     vapid_public_key: str | None = Field(
         default=None,
         description="the VAPID public key (`tidings vapid generate`), served to browsers at "

@@ -11,7 +11,9 @@ from tidings.core.bus import Bus
 from tidings.core.cache import Cache
 from tidings.core.web import ServiceClient
 from tidings.gateway.accept import Acceptance
+from tidings.gateway.broadcasts import Broadcasts
 from tidings.gateway.deadletters import DeadLetters
+from tidings.gateway.fanout import Fanout
 from tidings.gateway.feedback import Feedback
 from tidings.gateway.keys import ApiKeys
 from tidings.gateway.limits import Limits
@@ -22,6 +24,7 @@ from tidings.gateway.reconcile import Reconciler
 from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.suppressions import Suppressions
+from tidings.gateway.topics import Topics
 from tidings.gateway.transitions import StatusTransitions
 from tidings.webhooks.endpoints import Endpoints
 
@@ -56,4 +59,9 @@ class GatewayState:
     reconciler: Reconciler
     # Outbound webhooks' endpoints (gateway.webhook_endpoints).
     webhook_endpoints: Endpoints
+    # Topics and broadcasts (docs/broadcasts.md): the fan-out runs in every replica.
+    topics: Topics
+    broadcasts: Broadcasts
+    fanout: Fanout
+    bulk_relay: OutboxRelay
     rate_samples: RateSamples = field(default_factory=lambda: deque(maxlen=120))

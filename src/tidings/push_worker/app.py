@@ -7,7 +7,9 @@ from fastapi import FastAPI
 
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.bus import Bus
+from tidings.core.cache import RedisOptions
 from tidings.core.metrics import watch_breaker
+from tidings.core.outbound import Outbound
 from tidings.core.web import service_client
 from tidings.core.worker import Deliver, WorkerParts, create_worker_app
 from tidings.push_worker.breakers import OriginBreakers
@@ -16,6 +18,7 @@ from tidings.push_worker.handlers import PushDelivery
 from tidings.push_worker.senders import CallLimits, PushSender
 from tidings.push_worker.senders.fcm import FcmSender
 from tidings.push_worker.senders.fcm_auth import AccessTokens, ServiceAccount
+from tidings.push_worker.senders.limited import RateLimitedPush
 from tidings.push_worker.senders.netguard import (
     CheckedBackend,
     CheckedTransport,
@@ -112,7 +115,18 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
         devices = DeviceDirectory(users)
         webpush = webpush_sender(settings)
         fcm = fcm_sender(settings)
-        senders: dict[str, PushSender] = {"webpush": webpush, "fcm": fcm}
+        outbound = Outbound(
+            settings.redis_url,
+            settings.cache_namespace,
+            queue_s=settings.outbound_queue_s,
+            burst=settings.outbound_burst,
+            options=RedisOptions.of(settings),
+        )
+        stack.push_async_callback(outbound.close)
+        senders: dict[str, PushSender] = {
+            "webpush": RateLimitedPush(webpush, outbound, settings.webpush_rate_per_s),
+            "fcm": RateLimitedPush(fcm, outbound, settings.fcm_rate_per_s),
+        }
         for sender in (webpush, fcm):
             stack.push_async_callback(sender.close)
         # One user's dead endpoint opens only its origin's breaker: a fact for /health, not
@@ -121,8 +135,14 @@ def create_app(settings: PushSettings, *, bus: Bus | None = None) -> FastAPI:
         health.add("fcm", fcm.breaker.health)
         watch_breaker("push", "fcm", lambda: fcm.breaker.state)
         # The per-device results share the delivery records' store (core's, the worker's).
-        return PushDelivery(
-            parts.templates, devices, DeviceResults(parts.db), senders, ttl_s=settings.push_ttl_s
+        return outbound.delivering(
+            PushDelivery(
+                parts.templates,
+                devices,
+                DeviceResults(parts.db),
+                senders,
+                ttl_s=settings.push_ttl_s,
+            )
         )
 
     return create_worker_app(

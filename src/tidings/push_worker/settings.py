@@ -80,6 +80,18 @@ class PushSettings(WorkerSettings):
     push_breaker_reset_s: float = Field(
         default=60.0, gt=0, description="seconds before a push breaker lets a probe through"
     )
+    fcm_rate_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="sends per second to FCM, shared by every push worker (Redis); unset: "
+        "unlimited. A 429 with `Retry-After` pauses every worker's FCM sends as long",
+    )
+    webpush_rate_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="sends per second to each Web Push origin (push service), shared by every "
+        "push worker (Redis); unset: unlimited; a 429 pauses that origin only",
+    )
 
     @property
     def store_url(self) -> str:

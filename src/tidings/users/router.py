@@ -9,7 +9,7 @@ from tidings.core.access import Caller
 from tidings.core.envelope import Envelope, ok
 from tidings.core.openapi import errors
 from tidings.users.dependencies import Users
-from tidings.users.schemas import UserCreate, UserOut, UserUpdate
+from tidings.users.schemas import UserCreate, UserLookup, UserOut, UserUpdate
 
 router = APIRouter(prefix="/api/v1/users", tags=["users"])
 
@@ -32,3 +32,12 @@ async def update_user(
 ) -> dict[str, Any]:
     caller.require_user_or(user_id, "users:write")
     return ok(await users.update(user_id, body), "user updated")
+
+
+@router.post("/lookup/", response_model=Envelope[list[UserOut]])
+async def lookup_users(body: UserLookup, users: Users, caller: Caller) -> dict[str, Any]:
+    """Up to 1,000 users by id in one call, those that exist (without devices); for the
+    services (the gateway's broadcasts), not for clients."""
+    caller.require_service()
+    found = await users.get_many(body.user_ids)
+    return ok(found, f"{len(found)} of {len(set(body.user_ids))} user(s) found")

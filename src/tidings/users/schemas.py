@@ -193,6 +193,13 @@ class UserOut(BaseModel):
     devices: list[DeviceOut] = Field(default_factory=list)
 
 
+class UserLookup(BaseModel):
+    """Users by id, many at once (the gateway's broadcasts): those found, without devices."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=1000)]
+
+
 class SubscriptionKeys(BaseModel):
     model_config = ConfigDict(extra="forbid")
     p256dh: Annotated[StoredText, Field(max_length=128)]

@@ -123,6 +123,13 @@ class UserService:
                 raise NotFound(f"user {user_id} not found")
             return to_out(user, await live_devices(session, user_id))
 
+    async def get_many(self, user_ids: list[uuid.UUID]) -> list[UserOut]:
+        """Those of ``user_ids`` that exist, in one query, without their devices (the
+        gateway's broadcasts need the contact data; the push worker reads devices itself)."""
+        async with self.db.sessions() as session:
+            users = await session.scalars(select(User).where(User.id.in_(set(user_ids))))
+            return [to_out(u) for u in users]
+
     async def update(self, user_id: uuid.UUID, body: UserUpdate) -> UserOut:
         if body.preferences is not None and body.preferences.categories:
             # Before any change: a refused update changes nothing.
