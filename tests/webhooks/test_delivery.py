@@ -175,7 +175,7 @@ async def test_an_unsubscribe_reaches_the_admins_endpoints(
         await admins.wait_for(lambda: len(admins.accepted) == 1, 30, "user.unsubscribed")
         [event] = admins.accepted.values()
         assert event["type"] == "user.unsubscribed"
-        assert event["data"] == {"user_id": user["user_id"], "channel": "email"}
+        assert event["data"] == {"user_id": user["user_id"], "channel": "email", "category": None}
         assert clients.requests == Counter()
     finally:
         await admins.stop()
