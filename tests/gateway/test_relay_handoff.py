@@ -12,13 +12,16 @@ from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.system import System
+from tidings.core.topology import BULK_ROUTES
 from tidings.gateway.relay import HANDED_MAX_BATCHES, OutboxRelay, Written
 
-_OUTBOX_READ = re.compile(r"\bSELECT\b.*\bFROM\s+(\w+\.)?outbox\b", re.S | re.I)
+# A statement that reads the outbox (the hand-over's DELETE locks its rows by id in a
+# sub-select: that reads nothing back).
+_OUTBOX_READ = re.compile(r"^\s*SELECT\b.*\bFROM\s+(\w+\.)?outbox\b", re.S | re.I)
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +103,60 @@ def test_handed_rows_held_are_bounded_the_rest_left_to_the_poll() -> None:
     relay.hand(rows[:15])
     relay.hand(rows[15:])
     assert relay.held == 10 * HANDED_MAX_BATCHES
+
+
+async def _outbox_row(relay: OutboxRelay, notification_id: str) -> Written:
+    async with relay.db.engine.connect() as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT id, notification_id, routing_key, payload, correlation_id,"
+                    " created_at, available_at FROM gateway.outbox WHERE notification_id = :n"
+                ),
+                {"n": uuid.UUID(notification_id)},
+            )
+        ).one()
+    return Written(*row)
+
+
+async def test_a_handed_row_another_relays_poll_holds_is_skipped_not_waited_for(
+    system: System,
+) -> None:
+    """Another relay's poll locks its batch until the broker confirms it. A handed row in
+    that batch is the poll's to publish: the hand-over skips it at once. (Waiting for the
+    lock went past the statement timeout under load, which counts as the database being
+    away: the gateway's database breaker opened and answered 503s.)"""
+    relay: OutboxRelay = system.apps["gateway"].state.gateway.relay
+    await relay.stop()
+    try:
+        nid = await _send(system)
+        row = await _outbox_row(relay, nid)
+        async with relay.db.engine.connect() as poll, poll.begin():
+            await poll.execute(
+                text("SELECT id FROM gateway.outbox WHERE id = :i FOR UPDATE"), {"i": row.id}
+            )
+            assert await relay.publish_written([row]) == 0  # skipped, not waited for
+        other = OutboxRelay(relay.db, relay.bus, batch_size=relay.batch_size, poll_s=3600)
+        assert await other.flush() == 1  # the poll (its lock released) publishes it, once
+        await wait_for_status(system.gateway, nid, "delivered")
+        assert (await system.smtp.next()).message["Message-ID"] == f"<{nid}@tidings.localhost>"
+    finally:
+        relay.start()
+    assert system.smtp.arrivals.empty()
+
+
+async def test_each_relays_poll_takes_its_own_lane_only(system: System) -> None:
+    """The accept path's relay and the broadcasts' relay poll disjoint rows (gateway.app)."""
+    relay: OutboxRelay = system.apps["gateway"].state.gateway.relay
+    await relay.stop()
+    try:
+        nid = await _send(system)
+        lanes = tuple(BULK_ROUTES.values())
+        bulk = OutboxRelay(relay.db, relay.bus, batch_size=10, poll_s=3600, routes=lanes, bulk=True)
+        assert await bulk.flush() == 0  # a transactional row is not the bulk lane's
+        accept = OutboxRelay(relay.db, relay.bus, batch_size=10, poll_s=3600, routes=lanes)
+        assert await accept.flush() == 1
+        await wait_for_status(system.gateway, nid, "delivered")
+        await system.smtp.next()
+    finally:
+        relay.start()

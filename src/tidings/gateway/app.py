@@ -15,7 +15,7 @@ from tidings.core.metrics import QUEUE_CONSUMERS, QUEUE_DEPTH
 from tidings.core.outbound import Outbound
 from tidings.core.ratelimit import open_rate_limiter
 from tidings.core.tasks import cancel_and_wait
-from tidings.core.topology import FAILED_QUEUE, STATUS_QUEUE
+from tidings.core.topology import BULK_ROUTES, FAILED_QUEUE, STATUS_QUEUE
 from tidings.core.web import app_database, create_service_app, make_http_client, service_client
 from tidings.gateway import accept_body
 from tidings.gateway.accept import Acceptance
@@ -122,7 +122,12 @@ async def _build(
     health.info["instances"] = instances
     users = UserDirectory(users_client, cache, settings.user_cache_ttl_s)
     templates = TemplateDirectory(templates_client, settings.template_cache_ttl_s, last_known=True)
-    relay = OutboxRelay(db, bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s)
+    # Two relays, two lanes: the accept path's and the broadcasts' (below); neither's poll
+    # takes the other's rows.
+    lanes = tuple(BULK_ROUTES.values())
+    relay = OutboxRelay(
+        db, bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s, routes=lanes
+    )
     suppressions = Suppressions(db)
     queries = NotificationQueries(db)
     transitions = StatusTransitions(db, queries)
@@ -141,7 +146,12 @@ async def _build(
     # publishes what it is handed in order, and a transactional row must not wait behind a
     # page of a broadcast there (docs/broadcasts.md).
     bulk_relay = OutboxRelay(
-        db, bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s
+        db,
+        bus,
+        batch_size=settings.relay_batch_size,
+        poll_s=settings.relay_poll_s,
+        routes=lanes,
+        bulk=True,
     )
     fanout = Fanout(
         db,

@@ -19,11 +19,11 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.core.bus import Bus
@@ -58,8 +58,22 @@ class Written:
 class OutboxRelay:
     """Publishes the outbox (module docstring); ``flush`` is one batch of the poll."""
 
-    def __init__(self, db: Database, bus: Bus, *, batch_size: int, poll_s: float) -> None:
+    def __init__(
+        self,
+        db: Database,
+        bus: Bus,
+        *,
+        batch_size: int,
+        poll_s: float,
+        routes: Collection[str] = (),
+        bulk: bool = False,
+    ) -> None:
+        """``routes`` and ``bulk``: the poll's lane. The broadcasts' relay (``bulk``) polls
+        the rows routed to ``routes`` and the accept path's relay every other row, so that
+        neither polls (and locks) the rows the other is handed (gateway.app)."""
         self.db = db
+        self._routes = tuple(routes)
+        self._bulk = bulk
         self.bus = bus
         self.batch_size = batch_size
         self.poll_s = poll_s
@@ -132,12 +146,19 @@ class OutboxRelay:
         keeps another relay's poll off them; a failure rolls it back, for the poll)."""
         outbox = cast(Table, OutboxMessage.__table__)
         async with self.db.engine.begin() as conn:
+            # SKIP LOCKED: a row another relay's poll holds is being published by it. Waiting
+            # for that lock (the poll holds it while its batch is confirmed) went past the
+            # statement timeout under load, which counts as the database being away and
+            # opened the gateway's database breaker (503s; docs/performance.md).
+            free = (
+                select(outbox.c.id)
+                .where(outbox.c.id.in_([r.id for r in rows]))
+                .with_for_update(skip_locked=True)
+            )
             taken = set(
                 (
                     await conn.execute(
-                        delete(outbox)
-                        .where(outbox.c.id.in_([r.id for r in rows]))
-                        .returning(outbox.c.id)
+                        delete(outbox).where(outbox.c.id.in_(free)).returning(outbox.c.id)
                     )
                 ).scalars()
             )
@@ -148,6 +169,13 @@ class OutboxRelay:
         _observe(mine, queued_at)
         return len(mine)
 
+    def _lane(self, outbox: Table) -> Any:
+        """The rows this relay's poll takes (``__init__``)."""
+        if not self._routes:
+            return true()
+        inside = outbox.c.routing_key.in_(self._routes)
+        return inside if self._bulk else ~inside
+
     async def flush(self) -> int:
         """Publish one batch of the poll; returns how many rows it published."""
         outbox = cast(Table, OutboxMessage.__table__)
@@ -157,6 +185,7 @@ class OutboxRelay:
                 await conn.execute(
                     select(outbox)
                     .where(outbox.c.available_at <= self.clock())
+                    .where(self._lane(outbox))
                     .order_by(outbox.c.available_at, outbox.c.id)
                     .limit(self.batch_size)
                     .with_for_update(skip_locked=True)
