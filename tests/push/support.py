@@ -57,7 +57,14 @@ async def add_webpush(gw: httpx.AsyncClient, user_id: str, subscription: dict[st
     return str(answer.json()["data"]["device_id"])
 
 
-async def send_push(gw: httpx.AsyncClient, user_id: str, code: str, **overrides: Any) -> str:
+async def send_push(
+    gw: httpx.AsyncClient,
+    user_id: str,
+    code: str,
+    headers: dict[str, str] | None = None,
+    **overrides: Any,
+) -> str:
+    """``headers``: another key's (a client application's) instead of the admin's."""
     body = notification(user_id, code, notification_type="push", **overrides)
     body["variables"] = {
         "name": "Grace",
@@ -66,7 +73,7 @@ async def send_push(gw: httpx.AsyncClient, user_id: str, code: str, **overrides:
         "order_id": "42",
         **overrides.get("variables", {}),
     }
-    answer = await gw.post("/api/v1/notifications/", json=body)
+    answer = await gw.post("/api/v1/notifications/", json=body, headers=headers)
     assert answer.status_code == 202, answer.text
     return str(answer.json()["data"]["notification_id"])
 
