@@ -110,7 +110,7 @@ class PushDelivery:
             await renew_lease()  # the lease runs from the sends, not from the look-ups
         outcomes = await asyncio.gather(*(self._one(n, d, content) for d in todo))
         # Every report of this attempt names the devices found gone (device.removed webhooks).
-        gone = {r.device_id: r.detail for r in done.values() if r.state == "dead"}
+        gone = {r.device_id: r.detail or "" for r in done.values() if r.state == "dead"}
         for device, outcome in zip(todo, outcomes, strict=True):
             if isinstance(outcome, RecipientInvalid):
                 gone[device.device_id] = outcome.message
