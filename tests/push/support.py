@@ -10,6 +10,7 @@ import httpx
 from tests.credentials import SETTINGS
 from tests.helpers import wait_for_condition
 from tests.push.keys import BrowserKeys
+from tests.push.webpush_peer import Script, WebPushReceiver
 from tests.scenario import create_user, notification
 from tidings.cli.vapid import generate_vapid_keys
 from tidings.push_worker.app import webpush_sender
@@ -55,6 +56,20 @@ async def add_webpush(gw: httpx.AsyncClient, user_id: str, subscription: dict[st
     )
     assert answer.status_code == 201, answer.text
     return str(answer.json()["data"]["device_id"])
+
+
+async def gone_and_alive(
+    gw: httpx.AsyncClient, receiver: WebPushReceiver
+) -> tuple[str, str, dict[str, Any], dict[str, Any], str]:
+    """A push template and a user with two Web Push devices, the first one's push service
+    answering 410 for good: (template code, user id, gone, alive, the gone one's device id)."""
+    code = await push_template(gw)
+    user_id = await push_user(gw)
+    gone, alive = receiver.subscribe(), receiver.subscribe()
+    gone_id = await add_webpush(gw, user_id, gone)
+    await add_webpush(gw, user_id, alive)
+    receiver.scripts[receiver.sid_of(gone)] = Script(forever=(410, {}))
+    return code, user_id, gone, alive, gone_id
 
 
 async def send_push(

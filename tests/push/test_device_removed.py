@@ -15,8 +15,7 @@ import pytest
 
 from tests.gateway.test_status_batches import publish
 from tests.push.conftest import PushWorld, start_world
-from tests.push.support import add_webpush, final_status, push_template, push_user, send_push
-from tests.push.webpush_peer import Script
+from tests.push.support import final_status, gone_and_alive, send_push
 from tests.webhooks.conftest import SHORT, WorkerHandle, worker_settings
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import ENDPOINTS, client_key, delete_all, register
@@ -79,12 +78,7 @@ async def test_a_gone_device_reaches_its_owners_endpoints_once_and_no_one_elses(
     admins_endpoint = await register(gw, admins, ["device.removed"])
     theirs_endpoint = await register(gw, theirs, ["*"], headers=other)
 
-    code = await push_template(gw)
-    user_id = await push_user(gw)
-    gone, alive = push.subscribe(), push.subscribe()
-    gone_id = await add_webpush(gw, user_id, gone)
-    await add_webpush(gw, user_id, alive)
-    push.scripts[push.sid_of(gone)] = Script(forever=(410, {}))
+    code, user_id, _, _, gone_id = await gone_and_alive(gw, push)
 
     nid = await send_push(gw, user_id, code, headers=shop)
     done = await final_status(gw, nid)
