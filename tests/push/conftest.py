@@ -49,7 +49,10 @@ class PushWorld:
         await self.fcm.close()
 
 
-async def start_world(pg_url: str, amqp_url: str, redis_url: str, namespace: str) -> PushWorld:
+async def start_world(
+    pg_url: str, amqp_url: str, redis_url: str, namespace: str, **more: Any
+) -> PushWorld:
+    """``more``: settings of the test module's own, for every service."""
     private, public = generate_vapid_keys()
     webpush = await WebPushReceiver(public).start()
     fcm = await FcmPeer().start()
@@ -70,6 +73,7 @@ async def start_world(pg_url: str, amqp_url: str, redis_url: str, namespace: str
         "max_attempts": 10,
         "push_breaker_failures": 2,
         "push_breaker_reset_s": 1.0,
+        **more,
     }
     users_port = free_port()
     # Past the default cap and registration rate: one test gives a user over a page of devices.

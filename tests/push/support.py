@@ -10,6 +10,7 @@ import httpx
 from tests.credentials import SETTINGS
 from tests.helpers import wait_for_condition
 from tests.push.keys import BrowserKeys
+from tests.push.webpush_peer import Script, WebPushReceiver
 from tests.scenario import create_user, notification
 from tidings.cli.vapid import generate_vapid_keys
 from tidings.push_worker.app import webpush_sender
@@ -57,7 +58,28 @@ async def add_webpush(gw: httpx.AsyncClient, user_id: str, subscription: dict[st
     return str(answer.json()["data"]["device_id"])
 
 
-async def send_push(gw: httpx.AsyncClient, user_id: str, code: str, **overrides: Any) -> str:
+async def gone_and_alive(
+    gw: httpx.AsyncClient, receiver: WebPushReceiver
+) -> tuple[str, str, dict[str, Any], dict[str, Any], str]:
+    """A push template and a user with two Web Push devices, the first one's push service
+    answering 410 for good: (template code, user id, gone, alive, the gone one's device id)."""
+    code = await push_template(gw)
+    user_id = await push_user(gw)
+    gone, alive = receiver.subscribe(), receiver.subscribe()
+    gone_id = await add_webpush(gw, user_id, gone)
+    await add_webpush(gw, user_id, alive)
+    receiver.scripts[receiver.sid_of(gone)] = Script(forever=(410, {}))
+    return code, user_id, gone, alive, gone_id
+
+
+async def send_push(
+    gw: httpx.AsyncClient,
+    user_id: str,
+    code: str,
+    headers: dict[str, str] | None = None,
+    **overrides: Any,
+) -> str:
+    """``headers``: another key's (a client application's) instead of the admin's."""
     body = notification(user_id, code, notification_type="push", **overrides)
     body["variables"] = {
         "name": "Grace",
@@ -66,7 +88,7 @@ async def send_push(gw: httpx.AsyncClient, user_id: str, code: str, **overrides:
         "order_id": "42",
         **overrides.get("variables", {}),
     }
-    answer = await gw.post("/api/v1/notifications/", json=body)
+    answer = await gw.post("/api/v1/notifications/", json=body, headers=headers)
     assert answer.status_code == 202, answer.text
     return str(answer.json()["data"]["notification_id"])
 

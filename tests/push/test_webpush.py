@@ -11,6 +11,7 @@ from tests.push.support import (
     add_webpush,
     devices_of,
     final_status,
+    gone_and_alive,
     push_template,
     push_user,
     send_push,
@@ -46,12 +47,7 @@ async def test_one_notification_arrives_once_at_each_of_two_devices(world: PushW
 
 async def test_410_marks_the_device_dead_and_it_is_not_contacted_again(world: PushWorld) -> None:
     gw, receiver = world.system.gateway, world.webpush
-    code = await push_template(gw)
-    user_id = await push_user(gw)
-    gone, alive = receiver.subscribe(), receiver.subscribe()
-    gone_id = await add_webpush(gw, user_id, gone)
-    await add_webpush(gw, user_id, alive)
-    receiver.scripts[receiver.sid_of(gone)] = Script(forever=(410, {}))
+    code, user_id, gone, alive, gone_id = await gone_and_alive(gw, receiver)
 
     first = await final_status(gw, await send_push(gw, user_id, code))
     assert first["status"] == "delivered", first  # one device accepted

@@ -25,6 +25,7 @@ from tidings.core.errors import (
 from tidings.core.messages import (
     Channel,
     NotificationMessage,
+    RemovedDevice,
     StatusEvent,
     now_ms,
     salvage,
@@ -51,6 +52,15 @@ SKIPPED = "skipped: "
 
 # The lease of the attempt running in this task: renewed by ``renew_lease``.
 _lease: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("lease", default=None)
+# The devices the message handled in this task found gone: its reports carry them.
+_removed: ContextVar[dict[str, RemovedDevice] | None] = ContextVar("removed", default=None)
+
+
+def devices_removed(found: dict[str, str]) -> None:
+    """Called by a deliver with the devices found gone for this notification, in this attempt
+    or an earlier one: each report of this message carries them (the gateway de-duplicates)."""
+    if (removed := _removed.get()) is not None:
+        removed.update({d: RemovedDevice(device_id=d, reason=r) for d, r in found.items()})
 
 
 async def renew_lease() -> None:
@@ -125,6 +135,7 @@ class DeliveryFlow:
             channel=self.channel,
             attempt=n.attempt,
             round=n.round,
+            removed_devices=list((_removed.get() or {}).values()),
             **fields,
         )
         await self.report(event)
@@ -139,6 +150,7 @@ class DeliveryFlow:
         n = await self._parse(message)
         if n.first_try_ms is None:
             n = n.model_copy(update={"first_try_ms": now_ms()})
+        removed = _removed.set({})
         try:
             if n.sent_reply is not None:
                 await self._sent(n, n.sent_reply, "sent earlier")
@@ -157,6 +169,8 @@ class DeliveryFlow:
             if outage is None:
                 raise  # a bug before the claim: the bus requeues; the delivery limit applies
             await self._outage(n, outage)
+        finally:
+            _removed.reset(removed)
 
     async def _parse(self, message: BusMessage) -> NotificationMessage:
         """The message; one that does not parse is dead-lettered, and reported failed with

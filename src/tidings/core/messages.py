@@ -85,6 +85,13 @@ def salvage(body: bytes) -> dict[str, Any] | None:
     return fields
 
 
+class RemovedDevice(BaseModel):
+    """A push device its push service called gone (404/410, UNREGISTERED), marked dead."""
+
+    device_id: str
+    reason: str
+
+
 class StatusEvent(BaseModel):
     """A worker's report about one notification; the gateway records it."""
 
@@ -101,6 +108,9 @@ class StatusEvent(BaseModel):
     # at the bounce receiver). Such a report knows no attempt or round: the gateway applies
     # it to the current ones; a complaint also turns the user's email preference off.
     feedback: Literal["bounce", "soft_bounce", "complaint", "unsubscribe"] | None = None
+    # The push devices found gone while delivering it (this attempt or an earlier one): the
+    # gateway captures a device.removed webhook event for each (once per device).
+    removed_devices: list[RemovedDevice] = Field(default_factory=list)
     at_ms: int = Field(default_factory=now_ms)
 
     def dumps(self) -> bytes:

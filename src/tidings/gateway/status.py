@@ -112,6 +112,7 @@ class StatusConsumer:
                 attempt=None if event.feedback else event.attempt,
                 round_=None if event.feedback else event.round,
                 bounced=event.feedback == "bounce",
+                removed=tuple((d.device_id, d.reason) for d in event.removed_devices),
             )
         except (NotFound, Conflict, ValueError) as exc:
             # Nothing to attach it to: keep it for inspection rather than retrying forever.

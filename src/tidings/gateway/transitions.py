@@ -21,6 +21,7 @@ from tidings.gateway.listing import visible
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 from tidings.gateway.queries import NotificationQueries
 from tidings.gateway.schemas import NotificationOut
+from tidings.webhooks.endpoints import capture_in
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,20 @@ class StatusReport:
     attempt: int | None = None
     round_: int | None = None
     bounced: bool = False
+    # Push devices found gone delivering it, (device_id, reason): device.removed events.
+    removed: tuple[tuple[str, str], ...] = ()
+
+
+def device_removed(n: Any, device_id: str, reason: str, at: dt.datetime) -> dict[str, Any]:
+    """A device.removed webhook event (docs/webhooks.md), for the notification's owner."""
+    data = {
+        "notification_id": str(n.id),
+        "request_id": n.request_id,
+        "user_id": str(n.user_id),
+        "device_id": device_id,
+        "reason": reason[:1000],
+    }
+    return {"event_type": "device.removed", "owner": n.owner, "extra": data, "created_at": at}
 
 
 class StatusTransitions:
@@ -116,6 +131,7 @@ class StatusTransitions:
         attempt: int | None = None,
         round_: int | None = None,
         bounced: bool = False,
+        removed: tuple[tuple[str, str], ...] = (),
     ) -> Status:
         """Record a report about a notification; returns its status afterwards.
 
@@ -123,7 +139,7 @@ class StatusTransitions:
         round and attempt. Concurrent reports are recorded together, in one transaction.
         """
         report = StatusReport(
-            notification_id, channel, status, at, error, detail, attempt, round_, bounced
+            notification_id, channel, status, at, error, detail, attempt, round_, bounced, removed
         )
         return await self._reports.submit(report)
 
@@ -149,6 +165,8 @@ class StatusTransitions:
                         c.round,
                         c.attempt,
                         c.created_at,
+                        c.owner,
+                        c.user_id,
                     )
                     .where(c.id.in_({r.notification_id for r in reports}))
                     .order_by(c.id)
@@ -157,6 +175,8 @@ class StatusTransitions:
             }
             events = []
             moved: dict[uuid.UUID, Any] = {}
+            # One per (notification, device) in a batch; the webhooks worker keys them so too.
+            gone: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
             for r in reports:
                 n = found.get(r.notification_id)
                 if n is None:
@@ -180,6 +200,8 @@ class StatusTransitions:
                         "created_at": r.at or utcnow(),
                     }
                 )
+                for device_id, reason in r.removed:
+                    gone[n.id, device_id] = device_removed(n, device_id, reason, r.at or utcnow())
                 round_ = n.round if r.round_ is None else r.round_
                 attempt_ = n.attempt if r.attempt is None else r.attempt
                 newer = (round_, attempt_, rank(r.status)) >= (
@@ -219,6 +241,7 @@ class StatusTransitions:
                 )
             if events:
                 await conn.execute(insert(cast(Table, NotificationEvent.__table__)), events)
+            await capture_in(conn, list(gone.values()))
         for n, status, attempt in moves:
             log_change(n, attempt, status)
         return results

@@ -3,7 +3,8 @@ devices, one send per device (concurrently), per-device results. Retries, dead l
 de-duplication and reports are core's DeliveryFlow; this decides what one attempt means.
 
 - A device that accepted the notification (in any attempt) is never sent it again.
-- A gone device (Web Push 404/410, FCM UNREGISTERED) is marked dead at the users service.
+- A gone device (Web Push 404/410, FCM UNREGISTERED) is marked dead at the users service,
+  and the attempt's report names it (the gateway makes it a ``device.removed`` webhook event).
 - Devices still worth retrying (transient, provider-auth, an open breaker) make the attempt
   a retry or a wait; when some device has accepted it, as core's ``Unfinished``: once core
   gives up (attempts or the wait spent), the notification is delivered.
@@ -31,7 +32,7 @@ from tidings.core.errors import (
     RecipientInvalid,
     TransientError,
 )
-from tidings.core.flow import Unfinished, renew_lease
+from tidings.core.flow import Unfinished, devices_removed, renew_lease
 from tidings.core.lookups import TemplateDirectory
 from tidings.core.messages import NotificationMessage
 from tidings.push_worker.devices_client import DeviceDirectory
@@ -108,6 +109,12 @@ class PushDelivery:
         if todo:
             await renew_lease()  # the lease runs from the sends, not from the look-ups
         outcomes = await asyncio.gather(*(self._one(n, d, content) for d in todo))
+        # Every report of this attempt names the devices found gone (device.removed webhooks).
+        gone = {r.device_id: r.detail or "" for r in done.values() if r.state == "dead"}
+        for device, outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, RecipientInvalid):
+                gone[device.device_id] = outcome.message
+        devices_removed(gone)
         retry: list[tuple[Device, Retryable]] = []
         for device, outcome in zip(todo, outcomes, strict=True):
             if isinstance(outcome, str):

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import InvalidInput, NotFound
@@ -68,6 +69,20 @@ def message_out(m: WebhookMessage, attempts: list[WebhookAttempt] | None = None)
             for a in attempts or []
         ],
     }
+
+
+async def capture_in(conn: AsyncConnection, events: list[dict[str, Any]]) -> None:
+    """Events that are no notification's history row (``user.unsubscribed``,
+    ``device.removed``) into the outbox, in the caller's transaction, as the trigger captures
+    those: only while some endpoint is enabled. Each: ``{event_type, owner, extra,
+    created_at}``."""
+    if not events:
+        return
+    enabled = await conn.scalar(
+        select(WebhookEndpoint.id).where(WebhookEndpoint.disabled_at.is_(None)).limit(1)
+    )
+    if enabled is not None:
+        await conn.execute(insert(cast(Table, WebhookOutbox.__table__)), events)
 
 
 class Endpoints:
@@ -231,15 +246,7 @@ class Endpoints:
         return count
 
     async def capture(self, event_type: str, owner: str, data: dict[str, Any]) -> None:
-        """An event that is no notification's history row (``user.unsubscribed``), captured
-        as the trigger captures those: only while some endpoint is enabled."""
-        async with self.db.sessions() as session, session.begin():
-            enabled = await session.scalar(
-                select(WebhookEndpoint.id).where(WebhookEndpoint.disabled_at.is_(None)).limit(1)
-            )
-            if enabled is not None:
-                session.add(
-                    WebhookOutbox(
-                        event_type=event_type, owner=owner, extra=data, created_at=utcnow()
-                    )
-                )
+        """An event that is no notification's history row (``user.unsubscribed``)."""
+        event = {"event_type": event_type, "owner": owner, "extra": data, "created_at": utcnow()}
+        async with self.db.engine.begin() as conn:
+            await capture_in(conn, [event])

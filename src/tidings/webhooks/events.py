@@ -7,6 +7,7 @@ so a receiver can order a notification's events whatever order they arrive in.""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from typing import Any
 
 from tidings.core import jsons
@@ -48,8 +49,15 @@ def _iso(at: dt.datetime) -> str:
 
 
 def event_key(row: Any) -> str:
-    """What makes one event one: its history row, or its outbox row."""
-    return f"h{row.event_id}" if row.event_id is not None else f"o{row.id}"
+    """What makes one event one: its history row; for ``device.removed``, the notification
+    and the device (every report of the attempts that found it carries it); else its outbox
+    row."""
+    if row.event_id is not None:
+        return f"h{row.event_id}"
+    if row.event_type == "device.removed":
+        found = f"{row.extra['notification_id']}/{row.extra['device_id']}"
+        return "d" + hashlib.sha256(found.encode()).hexdigest()[:48]
+    return f"o{row.id}"
 
 
 def body_of(row: Any) -> bytes:
