@@ -77,9 +77,10 @@ class Throttled(BreakerOpen):
     """The transport's rate limit: the message's turn is ``retry_after_s`` away, too far to
     wait for in the worker. core.flow waits it out in a delay queue, spending no attempt."""
 
-    def __init__(self, key: str, retry_after_s: float) -> None:
+    def __init__(self, key: str, retry_after_s: float, cause: str | None = None) -> None:
+        because = f" ({cause})" if cause else ""  # the provider's answer, e.g. its 429
         DependencyUnavailable.__init__(
-            self, f"rate limit of {key}: the next turn is in {retry_after_s:.1f}s"
+            self, f"rate limit of {key}: the next turn is in {retry_after_s:.1f}s{because}"
         )
         self.retry_after_s = retry_after_s
 
@@ -225,7 +226,7 @@ class Outbound:
             if exc.retry_after_s is None or exc.connection_level:
                 raise
             await self.pause(key, exc.retry_after_s)
-            raise Throttled(key, exc.retry_after_s) from exc
+            raise Throttled(key, exc.retry_after_s, exc.message) from exc
 
     def _cancelled_key(self, broadcast_id: str) -> str:
         return f"{self.namespace}:broadcast-cancelled:{broadcast_id}"
