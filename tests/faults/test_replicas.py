@@ -93,7 +93,7 @@ async def test_every_service_as_replicas_one_gateway_url_discovery_finds_them(
     fcm = await FcmPeer().start()
     try:
         stack = await up(
-            "gateway=2,users=2,templates=2,email=2,push=2",
+            "gateway=2,users=2,templates=2,email=2,push=2,webhooks=2",
             smtp,
             TIDINGS_FCM_SERVICE_ACCOUNT_JSON=fcm.service_account_json(),
             TIDINGS_FCM_BASE_URL=fcm.server.origin,
@@ -101,7 +101,7 @@ async def test_every_service_as_replicas_one_gateway_url_discovery_finds_them(
         )
         pids = {s: await stack.pids(s) for s in stack.counts}
         assert all(len(p) == 2 for p in pids.values()), pids
-        assert len(set().union(*pids.values())) == 10, "ten processes, each its own"
+        assert len(set().union(*pids.values())) == 12, "twelve processes, each its own"
 
         # The gateway finds both users and both templates replicas through discovery.
         async def both_found() -> bool:
@@ -115,7 +115,7 @@ async def test_every_service_as_replicas_one_gateway_url_discovery_finds_them(
         user = await create_user(gw)
         template = await create_template(gw)
         run = Run.new("replicas")
-        # Few at once: ten processes' pools share PostgreSQL's 100 connections with the
+        # Few at once: twelve processes' pools share PostgreSQL's 100 connections with the
         # other tests of the machine (past them it answers "too many clients").
         await send_many(gw, run, user["user_id"], template["code"], 100, concurrency=5)
 
