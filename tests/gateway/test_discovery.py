@@ -4,6 +4,7 @@ stops is dropped (at once when it stops cleanly, after its registration expires 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
 
 import uvicorn
@@ -146,7 +147,7 @@ async def test_the_push_worker_s_users_client_finds_instances_through_discovery(
     """As every other client of another service: its users client had no registry, so it only
     ever called the static URL (one instance; none where that URL is not served)."""
     elsewhere = "http://127.0.0.1:9"  # an instance only the registry knows of
-    users = system.apps["push"].state.flow.deliver.devices.client
+    users = inspect.unwrap(system.apps["push"].state.flow.deliver).devices.client  # type: ignore[attr-defined]
     registry = Registry(system.settings["redis_url"], system.settings["cache_namespace"])
     try:
         await registry.register("users", elsewhere)

@@ -21,6 +21,7 @@ from tidings.core.db import engine_for
 from tidings.core.migrations import alembic_config, migrate
 from tidings.core.settings import async_database_url
 from tidings.gateway.models import GatewayBase
+from tidings.webhooks.models import WebhookBase
 
 _ROW = """INSERT INTO notifications (id, owner, request_id, body_hash, user_id,
     notification_type, template_code, language, priority, variables, status,
@@ -31,7 +32,9 @@ _ROW = """INSERT INTO notifications (id, owner, request_id, body_hash, user_id,
 
 def _diff(conn: Connection) -> list[Any]:
     context = MigrationContext.configure(conn, opts={"include_schemas": False})
-    return list(compare_metadata(context, GatewayBase.metadata))
+    # The gateway's schema holds the webhooks' tables too (their own metadata, the same
+    # migrations).
+    return list(compare_metadata(context, [GatewayBase.metadata, WebhookBase.metadata]))  # type: ignore[arg-type]
 
 
 def _ids(conn: Connection) -> dict[str, Any]:

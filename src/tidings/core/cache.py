@@ -9,13 +9,15 @@ breaker (docs/delivery.md, "Redis down").
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
+import weakref
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -79,6 +81,7 @@ class GuardedRedis:
             reset_timeout_s=options.breaker_reset_s,
         )
         self._key = (url, options)
+        self._clients: dict[tuple[str, RedisOptions], GuardedRedis] = {}
         self._users = 0
 
     async def run(self, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
@@ -92,23 +95,34 @@ class GuardedRedis:
         """One user is done with it; the last one closes the pool."""
         self._users -= 1
         if self._users <= 0:
-            if _SHARED.get(self._key) is self:
-                del _SHARED[self._key]
+            if self._clients.get(self._key) is self:
+                del self._clients[self._key]
             await self.redis.aclose()
 
 
 # Every Redis user of a process (cache, rate limits, discovery) together.
 REDIS_MAX_CONNECTIONS = 128
-_SHARED: dict[tuple[str, RedisOptions], GuardedRedis] = {}
+# One client per event loop: a redis.asyncio client belongs to the loop it was made on (a
+# second loop, e.g. a test's background system in its own thread, would be handed Futures
+# of the first: "attached to a different loop"). Weak: a loop gone takes its clients along.
+_SHARED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[Any, GuardedRedis]] = (
+    weakref.WeakKeyDictionary()
+)
+_SHARED_NO_LOOP: dict[Any, GuardedRedis] = {}
 
 
 def shared_redis(url: str, options: RedisOptions | None = None) -> GuardedRedis:
     """The process's client for ``url``, made on first use; each caller closes it once when
     done with it."""
     key = (url, options or RedisOptions.of())
-    client = _SHARED.get(key)
+    try:
+        clients = _SHARED.setdefault(asyncio.get_running_loop(), {})
+    except RuntimeError:  # made outside a loop: used by the loop that runs it
+        clients = _SHARED_NO_LOOP
+    client = clients.get(key)
     if client is None:
-        client = _SHARED[key] = GuardedRedis(*key)
+        client = clients[key] = GuardedRedis(*key)
+        client._clients = clients
     client._users += 1
     return client
 

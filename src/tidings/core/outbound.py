@@ -265,4 +265,5 @@ class Outbound:
             finally:
                 current.reset(token)
 
+        delivering.__wrapped__ = deliver  # type: ignore[attr-defined]  # inspect.unwrap
         return delivering

@@ -29,6 +29,7 @@ _SEGMENT = r"[^/]+"  # one path segment; what it must look like is the service's
 ROUTES: dict[Target, tuple[tuple[str, str], ...]] = {
     "users": (
         ("POST", "/api/v1/users/"),
+        ("POST", "/api/v1/users/lookup/"),
         ("GET", "/api/v1/users/{id}/"),
         ("PATCH", "/api/v1/users/{id}/"),
         ("POST", "/api/v1/users/{id}/devices/"),
