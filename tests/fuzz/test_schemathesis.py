@@ -50,7 +50,14 @@ push = schemathesis.openapi.from_dict(SCHEMAS["push"])
 
 
 def test_the_schemas_are_the_served_ones(fuzzed: BackgroundSystem) -> None:
+    assert fuzzed.system is not None
+    # The in-process system runs the five services the fuzzer calls; the webhooks worker's
+    # exported schema is checked against its app by tests/docs.
+    served_here = set(fuzzed.system.ports)
+    assert set(SCHEMAS) - served_here <= {"webhooks"}, served_here
     for service, schema in SCHEMAS.items():
+        if service not in served_here:
+            continue
         served = httpx.get(f"{fuzzed.url(service)}/openapi.json", timeout=10)
         assert served.status_code == 200, served.text
         assert served.json() == schema, service
