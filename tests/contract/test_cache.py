@@ -110,6 +110,9 @@ async def test_cache_rate_limits_and_discovery_share_one_redis_client(
 ) -> None:
     """One pool and one breaker per process: an outage the cache meets is the rate limits'
     and discovery's outage too, counted once. The last user to close closes it."""
+    # A URL of its own (the same server and settings): the suite's loop is shared, and an
+    # earlier test's system still holding the plain URL's client would count as a user here.
+    redis_url = f"{redis_url}{'&' if '?' in redis_url else '?'}health_check_interval=0"
     cache = RedisCache(redis_url, cache_namespace)
     limiter = RedisRateLimiter(redis_url, cache_namespace)
     registry = Registry(redis_url, cache_namespace)
