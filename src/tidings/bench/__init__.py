@@ -141,7 +141,8 @@ def add_commands(sub: Any) -> None:
         "--timeout",
         type=float,
         default=120.0,
-        help="seconds to wait for the mail after the last request (default: 120)",
+        help="seconds without a new arrival after which the mail still awaited counts as lost "
+        "(default: 120)",
     )
     p.add_argument(
         "--settle",

@@ -580,11 +580,16 @@ async def _phase(
             for s in sent.values()
             if s.status == 202 and s.notification_id not in tally_.arrivals
         }
+        # Waits while mail keeps arriving: a backlog still draining is not lost. Stops when
+        # --timeout seconds pass without a new arrival (a stall), or when all have arrived.
         deadline = time.perf_counter() + config.timeout_s
         while tally_.awaiting and time.perf_counter() < deadline:
             tally_.changed.clear()
+            waiting = len(tally_.awaiting)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(tally_.changed.wait(), 0.5)
+            if len(tally_.awaiting) < waiting:
+                deadline = time.perf_counter() + config.timeout_s
         used = cpu.end()
         profile = None
         if profile_tasks:
