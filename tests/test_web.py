@@ -69,3 +69,22 @@ async def test_2xx_request_lines_are_sampled_per_route_others_all_logged(
     assert lines.count("GET /ping 200") == 3, lines  # the 1st, 4th and 7th
     assert lines.count("GET /nowhere 404") == 2, lines
     assert lines.count("POST /ping 413") == 1, lines
+
+
+async def test_fastapi_opentelemetry_hooks_are_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tidings configures no OpenTelemetry: FastAPI's own hooks, which look the tracer
+    provider up on every request, are off (core.web.app)."""
+    trace = pytest.importorskip("opentelemetry.trace")
+    asked: list[int] = []
+    real = trace.get_tracer_provider
+
+    def counted() -> object:
+        asked.append(1)
+        return real()
+
+    monkeypatch.setattr(trace, "get_tracer_provider", counted)
+    app = create_service_app("users", max_body_bytes=1024, lifespan=nothing)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        await client.get("/health")
+    assert asked == []
