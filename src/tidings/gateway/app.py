@@ -256,7 +256,13 @@ def create_app(
             try:
                 yield
             finally:
-                if bus is None:  # stop consuming and drain first, while the rest still works
+                # What publishes stops before the bus closes: a relay left running published
+                # on the closed channel, failed and logged it batch after batch (its rows stay
+                # in the outbox either way, for the next start). The stack stops them again:
+                # a no-op.
+                for task in (state.fanout, state.bulk_relay, state.relay):
+                    await task.stop()
+                if bus is None:  # stop consuming and drain, while the rest still works
                     await the_bus.close()
 
     app = create_service_app(
