@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from tidings.core.access import Access
 from tidings.core.bus import Bus
 from tidings.core.cache import Cache
+from tidings.core.db import Database
 from tidings.core.web import ServiceClient
 from tidings.gateway.accept import Acceptance
 from tidings.gateway.broadcasts import Broadcasts
+from tidings.gateway.dashboard_samples import Sampler
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.fanout import Fanout
 from tidings.gateway.feedback import Feedback
@@ -38,6 +40,8 @@ class GatewayState:
     (gateway.app) and closed with it."""
 
     settings: GatewaySettings
+    # The gateway's store, for the dashboard's own reads (its figures, a notification's story).
+    db: Database
     access: Access
     bus: Bus
     cache: Cache
@@ -64,4 +68,6 @@ class GatewayState:
     broadcasts: Broadcasts
     fanout: Fanout
     bulk_relay: OutboxRelay
+    # This replica's per-minute figures for the dashboard's overview (dashboard_samples).
+    sampler: Sampler
     rate_samples: RateSamples = field(default_factory=lambda: deque(maxlen=120))
