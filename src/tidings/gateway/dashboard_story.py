@@ -197,7 +197,12 @@ async def story(state: GatewayState, notification_id: str) -> dict[str, Any] | N
     n["round"] = row.round if row else 0
     n["steps"] = [_step(e) for e in n["history"]]
     n["dead_letters"] = [
-        {"id": d.id, "reason": d.reason, "replayed": bool(d.replay_count), "at": d.created_at}
+        {
+            "id": d.id,
+            "reason": d.reason,
+            "replayed": bool(d.replay_count),
+            "at": d.created_at.isoformat(),
+        }
         for d in letters
     ]
     n["recipient"] = {

@@ -39,7 +39,7 @@ function draw(figure, data) {
     width: Math.max(240, box.clientWidth), height: 210,
     series: [{}].concat(names.map((n, i) => ({
       label: n, stroke: COLOURS[n] || SPARE[i % SPARE.length], width: 2, spanGaps: false,
-      points: {show: false},
+      points: {size: 5}, // uPlot shows them where the line is sparse (a lone minute)
     }))),
     axes: [{stroke: "#888"}, {stroke: "#888", size: 50}],
     scales: {x: {time: true}},
