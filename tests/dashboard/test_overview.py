@@ -3,6 +3,11 @@ the database and from every replica's samples (gateway.dashboard_samples)."""
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
+import time
+import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,8 +17,12 @@ from tests.dashboard.test_pages import signed_in
 from tests.helpers import wait_for_condition
 from tests.scenario import wait_for_status
 from tests.system import System
+from tidings.core.db import open_database
+from tidings.core.migrations import migrate
 from tidings.core.status import Status
+from tidings.gateway.dashboard_overview import _per_minute
 from tidings.gateway.dashboard_samples import add_up, quantile
+from tidings.gateway.models import Notification
 
 
 async def overview(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -67,3 +76,37 @@ def test_quantiles_from_histogram_buckets() -> None:
     assert 0.1 < (quantile(0.95, h) or 0) < 1.0
     assert quantile(0.5, {"0.1": 0.0, "+Inf": 0.0}) is None
     assert add_up([h, h]) == {"0.1": 20.0, "1.0": 40.0, "+Inf": 40.0}
+
+
+async def test_counts_per_minute_on_sqlite_the_embedded_default(tmp_path: Path) -> None:
+    """The same per-minute SQL on SQLite (the embedded default) as on PostgreSQL."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    await asyncio.to_thread(migrate, "tidings.gateway", url, "gateway")
+    db = open_database(url, "gateway")
+    try:
+        last = int(time.time() // 60)
+        at = [last, last, last - 5]
+        async with db.sessions() as session, session.begin():
+            for i, minute in enumerate(at):
+                session.add(
+                    Notification(
+                        id=uuid.uuid4(),
+                        request_id=f"r{i}",
+                        body_hash="h",
+                        user_id=uuid.uuid4(),
+                        notification_type="email",
+                        template_code="t",
+                        language="en",
+                        priority=5,
+                        variables={},
+                        status="delivered" if i else "failed",
+                        correlation_id="c",
+                        created_at=dt.datetime.fromtimestamp(minute * 60 + 7, dt.UTC),
+                    )
+                )
+        counted = await _per_minute(db, last - 59)
+    finally:
+        await db.close()
+    assert counted["status"]["delivered"] == {last: 1, last - 5: 1}
+    assert counted["status"]["failed"] == {last: 1}
+    assert counted["channel"]["email"] == {last: 2, last - 5: 1}
