@@ -19,6 +19,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import delete, select
 
 from tidings.core.auth import same_secret
+from tidings.core.batching import Batcher
 from tidings.core.db import Database, utcnow
 from tidings.core.deliveries.models import SentMessage
 from tidings.core.envelope import ok
@@ -35,28 +36,35 @@ class SentMail:
     def __init__(self, db: Database, keep_s: float) -> None:
         self.db = db
         self.keep_s = keep_s
+        self._writes: Batcher[dict[str, Any], None] = Batcher(self._write)
         self._task: asyncio.Task[None] | None = None
 
     async def record(self, notification_id: str, round_: int, attempt: int, raw: bytes) -> None:
         if self.keep_s <= 0:
             return
-        values = {
+        row = {
             "notification_id": notification_id,
             "round": round_,
             "attempt": attempt,
             "raw": raw,
             "created_at": utcnow(),
         }
-        stmt = self.db.insert(SentMessage.__table__).values(**values)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["notification_id", "round"],
-            set_={k: values[k] for k in ("attempt", "raw", "created_at")},
-        )
-        try:  # one statement, committed on its own: one round trip
-            async with self.db.statements() as session:
-                await session.execute(stmt)
+        try:  # concurrent sends' copies in one statement (core.batching)
+            await self._writes.submit(row)
         except Exception:  # the copy is for the dashboard: never a failed delivery
             log.warning("the sent copy of %s was not kept", notification_id, exc_info=True)
+
+    async def _write(self, rows: list[dict[str, Any]]) -> list[None]:
+        # One row per (notification, round): a retry's copy replaces the one before.
+        unique = {(r["notification_id"], r["round"]): r for r in rows}
+        stmt = self.db.insert(SentMessage.__table__)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["notification_id", "round"],
+            set_={k: stmt.excluded[k] for k in ("attempt", "raw", "created_at")},
+        )
+        async with self.db.statements() as session:  # committed on its own: one round trip
+            await session.execute(stmt, list(unique.values()))
+        return [None] * len(rows)
 
     async def latest(self, notification_id: str) -> SentMessage:
         async with self.db.sessions() as session:

@@ -52,7 +52,7 @@ async def _per_minute(db: Database, first: int) -> dict[str, dict[str, dict[int,
     since = _since(first)
     minute = minute_of(db, Notification.created_at).label("m")
     by: dict[str, dict[str, dict[int, int]]] = {
-        "status": {s.value: {} for s in Status if s != Status.QUEUED},
+        "status": {s.value: {} for s in Status},
         "channel": {"email": {}, "push": {}},
         "errors": {"retries": {}, "dead letters": {}},
     }

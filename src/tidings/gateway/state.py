@@ -3,8 +3,7 @@ take its members through gateway.dependencies, never from ``app.state`` themselv
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tidings.core.access import Access
 from tidings.core.bus import Bus
@@ -29,9 +28,6 @@ from tidings.gateway.suppressions import Suppressions
 from tidings.gateway.topics import Topics
 from tidings.gateway.transitions import StatusTransitions
 from tidings.webhooks.endpoints import Endpoints
-
-# The dashboard's samples of the status counters: (monotonic time, totals by status).
-RateSamples = deque[tuple[float, dict[str, float]]]
 
 
 @dataclass(frozen=True)
@@ -70,4 +66,3 @@ class GatewayState:
     bulk_relay: OutboxRelay
     # This replica's per-minute figures for the dashboard's overview (dashboard_samples).
     sampler: Sampler
-    rate_samples: RateSamples = field(default_factory=lambda: deque(maxlen=120))

@@ -15,7 +15,7 @@ async function load(url) {
 
 // --- charts: one uPlot per figure[data-chart], fixed size (no layout shift) ---
 const COLOURS = {
-  pending: "#ca8a04", scheduled: "#a855f7", delivered: "#16a34a", failed: "#dc2626",
+  pending: "#ca8a04", scheduled: "#a855f7", queued: "#f59e0b", delivered: "#16a34a", failed: "#dc2626",
   skipped: "#6b7280", cancelled: "#0891b2", email: "#2563eb", push: "#db2777",
   p50: "#16a34a", p95: "#ca8a04", p99: "#dc2626", retries: "#ca8a04", "dead letters": "#dc2626",
 };
