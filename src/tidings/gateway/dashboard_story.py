@@ -166,15 +166,26 @@ async def notifications(
 # --- one notification's story ------------------------------------------------------------
 
 
-def _step(e: dict[str, Any]) -> dict[str, Any]:
-    """A history entry as the timeline tells it."""
-    detail = e.get("detail") or ""
-    kind = e["status"]
-    if detail.startswith("retry in "):
-        kind = "retry"
-    elif e["status"] == Status.QUEUED:
-        kind = "queued"
-    return e | {"kind": kind}
+def _steps(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history entries as the timeline tells them: what kind of step, when (UTC), and
+    how long after the notification was accepted."""
+    steps = []
+    first: dt.datetime | None = None
+    for e in history:
+        at = dt.datetime.fromisoformat(str(e["timestamp"]).replace("Z", "+00:00"))
+        first = first or at
+        detail = e.get("detail") or ""
+        kind = "retry" if detail.startswith("retry in ") else e["status"]
+        after = (at - first).total_seconds()
+        steps.append(
+            e
+            | {
+                "kind": kind,
+                "when": at.strftime("%Y-%m-%d %H:%M:%S.") + f"{at.microsecond // 1000:03d} UTC",
+                "after": f"+{after:.3f} s" if after < 60 else f"+{after / 60:.1f} min",
+            }
+        )
+    return steps
 
 
 async def story(state: GatewayState, notification_id: str) -> dict[str, Any] | None:
@@ -195,7 +206,7 @@ async def story(state: GatewayState, notification_id: str) -> dict[str, Any] | N
     recipient = users[0] if users else None
     n["correlation_id"] = row.correlation_id if row else ""
     n["round"] = row.round if row else 0
-    n["steps"] = [_step(e) for e in n["history"]]
+    n["steps"] = _steps(n["history"])
     n["dead_letters"] = [
         {
             "id": d.id,
