@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Select, and_, or_, select
 
 from tidings.core.errors import NotFound, TidingsError, describe_errors
 from tidings.core.status import Status
@@ -37,15 +37,18 @@ PAGE = 50
 FIELDS = ("status", "channel", "template", "address", "request_id", "user_id", "after", "until")
 
 
-async def users_by(state: GatewayState, ids: list[uuid.UUID], emails: list[str]) -> list[Any]:
-    """Users by id and by address in one call to the users service ([] if it is away)."""
+async def users_by(
+    state: GatewayState, ids: list[uuid.UUID], emails: list[str]
+) -> list[Any] | None:
+    """Users by id and by address in one call to the users service (None: it did not
+    answer)."""
     if not ids and not emails:
         return []
     body = {"user_ids": [str(i) for i in set(ids)], "emails": emails}
     try:
         return list(await state.users_client.post("/api/v1/users/lookup/", body) or [])
     except TidingsError:
-        return []
+        return None
 
 
 def _cursor(raw: str) -> tuple[dt.datetime, uuid.UUID] | None:
@@ -62,6 +65,26 @@ def _time(raw: str) -> dt.datetime | None:
         return None
     at = dt.datetime.fromisoformat(raw.strip())
     return at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+
+
+def keyset_page(
+    f: NotificationFilter, cursor: tuple[dt.datetime, uuid.UUID] | None, limit: int
+) -> Select[Any]:
+    """The page after ``cursor`` (the last row's created_at and id), newest first: a range
+    scan of the filter's listing index, however deep the page (tests/dashboard/
+    test_keyset_plan.py)."""
+    query = filtered(f, None)
+    if cursor is not None:
+        at, nid = cursor
+        query = query.where(
+            # The first condition bounds the index range; the second breaks ties on id.
+            Notification.created_at <= at,
+            or_(
+                Notification.created_at < at,
+                and_(Notification.created_at == at, Notification.id < nid),
+            ),
+        )
+    return query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(limit)
 
 
 @dataclass
@@ -82,6 +105,8 @@ async def find(state: GatewayState, q: dict[str, str], before: str) -> Found:
         user_id = q["user_id"] or None
         if q["address"]:
             found = await users_by(state, [], [q["address"]])
+            if found is None:
+                return Found([], None, "The users service did not answer: no look-up by address.")
             if not found:
                 return Found([], None, f"No user has the address {q['address']!r}.")
             if user_id is not None and user_id != str(found[0]["user_id"]):
@@ -101,21 +126,12 @@ async def find(state: GatewayState, q: dict[str, str], before: str) -> Found:
         return Found([], None, describe_errors(exc.errors()))
     except ValueError as exc:
         return Found([], None, f"Not a time: {exc}")
-    query = filtered(f, None)
-    cursor = _cursor(before) if before else None
-    if cursor is not None:
-        at, nid = cursor
-        query = query.where(
-            or_(
-                Notification.created_at < at,
-                and_(Notification.created_at == at, Notification.id < nid),
-            )
-        )
-    query = query.order_by(Notification.created_at.desc(), Notification.id.desc()).limit(PAGE + 1)
+    query = keyset_page(f, _cursor(before) if before else None, PAGE + 1)
     async with state.db.sessions() as session:
         rows = list((await session.scalars(query)).all())
     more, rows = len(rows) > PAGE, rows[:PAGE]
-    users = {str(u["user_id"]): u for u in await users_by(state, [n.user_id for n in rows], [])}
+    known = await users_by(state, [n.user_id for n in rows], []) or []
+    users = {str(u["user_id"]): u for u in known}
     items = [_row(n, users.get(str(n.user_id))) for n in rows]
     last = rows[-1] if more else None
     next_cursor = f"{last.created_at.isoformat()}_{last.id}" if last else None
@@ -202,7 +218,7 @@ async def story(state: GatewayState, notification_id: str) -> dict[str, Any] | N
                 select(DeadLetter).where(DeadLetter.notification_id == nid).order_by(DeadLetter.id)
             )
         ).all()
-    users = await users_by(state, [found.user_id], [])
+    users = await users_by(state, [found.user_id], []) or []
     recipient = users[0] if users else None
     n["correlation_id"] = row.correlation_id if row else ""
     n["round"] = row.round if row else 0
