@@ -91,7 +91,7 @@ def _filled(series: Mapping[int, Any], minutes: list[int], empty: Any = 0) -> li
 async def _sampled(state: GatewayState, first: int, minutes: list[int]) -> dict[str, Any]:
     """The replicas' rows: latency percentiles per minute, queue depths per minute, and the
     newest reading of the queues and breakers."""
-    await state.sampler.write()  # this replica's own figures as of now
+    await state.sampler.fresh()  # this replica's own figures as of now
     rows = await samples_since(state.db, first)
     by_minute: dict[int, list[dict[str, Any]]] = {}
     for row in rows:

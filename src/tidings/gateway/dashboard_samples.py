@@ -100,6 +100,9 @@ class Sampler:
     _minute: int = -1
     _base: dict[str, Histogram] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
+    _written: float = float("-inf")
+    # One write at a time (the timer's and an overview's): a row is read, then written.
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="dashboard-sampler")
@@ -116,8 +119,19 @@ class Sampler:
                     log.exception("dashboard sample not written; again in %gs", self.every_s)
             await asyncio.sleep(self.every_s)
 
+    async def fresh(self, max_age_s: float = 1.0) -> None:
+        """This replica's row as of at most ``max_age_s`` ago (the overview asks on each poll:
+        many open dashboards cost one write a second, not one each)."""
+        if time.monotonic() - self._written >= max_age_s:
+            await self.write()
+
     async def write(self) -> None:
         """This replica's row for the current minute, as it stands now."""
+        self._written = time.monotonic()
+        async with self._lock:
+            await self._write()
+
+    async def _write(self) -> None:
         now = _histograms()
         minute = int(time.time() // 60)
         if minute != self._minute:
