@@ -22,7 +22,7 @@ from tidings.gateway.accept import Acceptance
 from tidings.gateway.admin import router as admin_router
 from tidings.gateway.broadcast_routes import router as broadcasts_router
 from tidings.gateway.broadcasts import Broadcasts
-from tidings.gateway.dashboard import router as dashboard_router
+from tidings.gateway.dashboard import routers as dashboard_routers
 from tidings.gateway.dashboard_broadcasts import router as dashboard_broadcasts_router
 from tidings.gateway.dashboard_samples import Sampler
 from tidings.gateway.dashboard_webhooks import router as dashboard_webhooks_router
@@ -281,7 +281,8 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(webhook_endpoints_router)
     app.include_router(create_push_router(settings.vapid_public_key))
-    app.include_router(dashboard_router)
+    for dashboard_router in dashboard_routers:
+        app.include_router(dashboard_router)
     app.include_router(dashboard_webhooks_router)
     app.include_router(dashboard_broadcasts_router)
     return app

@@ -55,7 +55,16 @@ from tidings.gateway.pages import env, static
 from tidings.gateway.schemas import DeadLetterFilter, ReplayRequest
 from tidings.gateway.state import GatewayState
 
-__all__ = ["COOKIE", "HEADERS", "Session", "SignInAgain", "_DashboardRoute", "_page", "router"]
+__all__ = [
+    "COOKIE",
+    "HEADERS",
+    "Session",
+    "SignInAgain",
+    "_DashboardRoute",
+    "_page",
+    "router",
+    "routers",
+]
 
 router = dashboard_router()
 _SCRIPT = static("dashboard.js")
@@ -234,7 +243,5 @@ async def preview_json(state: State, _: JsonSession, q: Preview) -> Response:
     return JSONResponse({"data": p, "replace": {"preview": fragment}}, headers=HEADERS)
 
 
-router.include_router(overview_router)
-router.include_router(story_router)
-router.include_router(mail_router)
-router.include_router(actions_router)
+# Every router of the dashboard's own pages, each included by the gateway's app.
+routers = (router, overview_router, story_router, mail_router, actions_router)

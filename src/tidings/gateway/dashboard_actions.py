@@ -22,7 +22,7 @@ from tidings.gateway.dependencies import State
 from tidings.gateway.models import Notification, NotificationEvent, message_for, requeue_rows
 from tidings.gateway.state import GatewayState
 
-router = dashboard_router("")
+router = dashboard_router()
 
 RESENT = "resent from the dashboard"
 _ADDRESS: TypeAdapter[str] = TypeAdapter(EmailStr)

@@ -55,10 +55,9 @@ class _DashboardRoute(APIRoute):
         return handler
 
 
-def dashboard_router(prefix: str = "/dashboard") -> APIRouter:
-    """A router of dashboard pages, outside the OpenAPI schema: under /dashboard, or with no
-    prefix for the page modules gateway.dashboard's router includes."""
-    return APIRouter(prefix=prefix, include_in_schema=False, route_class=_DashboardRoute)
+def dashboard_router() -> APIRouter:
+    """A router of dashboard pages: under /dashboard, outside the OpenAPI schema."""
+    return APIRouter(prefix="/dashboard", include_in_schema=False, route_class=_DashboardRoute)
 
 
 def _page(name: str, token: str | None, status: int = 200, **context: Any) -> HTMLResponse:

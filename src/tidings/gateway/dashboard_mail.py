@@ -21,7 +21,7 @@ from tidings.gateway.dashboard_base import Session, _page, dashboard_router
 from tidings.gateway.dependencies import State
 from tidings.gateway.state import GatewayState
 
-router = dashboard_router("")
+router = dashboard_router()
 
 # The frame's own policy (CSP embedded enforcement) beside the page's: inline styles and
 # inline images only.

@@ -27,7 +27,7 @@ from tidings.gateway.models import DeadLetter, Notification, NotificationEvent
 from tidings.gateway.pages import env
 from tidings.gateway.state import GatewayState
 
-router = dashboard_router("")
+router = dashboard_router()
 
 MINUTES = 60
 QUANTILES = {"p50": 0.5, "p95": 0.95, "p99": 0.99}

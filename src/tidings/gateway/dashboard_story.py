@@ -31,7 +31,7 @@ from tidings.gateway.pages import env
 from tidings.gateway.schemas import NotificationFilter
 from tidings.gateway.state import GatewayState
 
-router = dashboard_router("")
+router = dashboard_router()
 
 PAGE = 50
 FIELDS = ("status", "channel", "template", "address", "request_id", "user_id", "after", "until")
