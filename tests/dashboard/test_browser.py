@@ -140,6 +140,8 @@ def overview_drawn(driver: WebDriver, base: str, delivered_at_least: int) -> Non
         assert drawn_series is not None and drawn_series[0] == 60, (chart, drawn_series)
         assert drawn_series[1] > 0, (chart, series, "drawn with this run's figures")
     shot(driver, "02-overview")
+    driver.execute_script("document.getElementById('charts').scrollIntoView()")
+    shot(driver, "02-overview-charts")
 
 
 def follow_to_the_email(driver: WebDriver, base: str, request_id: str, address: str) -> None:

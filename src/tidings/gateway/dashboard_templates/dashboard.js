@@ -36,10 +36,11 @@ function draw(figure, data) {
   if (existing) existing.plot.destroy();
   const box = figure.querySelector(".plot");
   const options = {
-    width: Math.max(240, box.clientWidth), height: 210,
+    width: Math.max(240, box.clientWidth), height: 200,
     series: [{}].concat(names.map((n, i) => ({
       label: n, stroke: COLOURS[n] || SPARE[i % SPARE.length], width: 2, spanGaps: false,
-      points: {size: 5}, // uPlot shows them where the line is sparse (a lone minute)
+      // Dots where a series has few values (a lone minute draws no line).
+      points: {size: 5, show: (u, si) => u.data[si].filter((v) => v != null).length < 15},
     }))),
     axes: [{stroke: "#888"}, {stroke: "#888", size: 50}],
     scales: {x: {time: true}},
@@ -54,7 +55,7 @@ function drawAll(data) {
 function resize() {
   for (const [key, chart] of Object.entries(charts)) {
     const box = document.querySelector(`#chart-${key} .plot`);
-    if (box) chart.plot.setSize({width: Math.max(240, box.clientWidth), height: 210});
+    if (box) chart.plot.setSize({width: Math.max(240, box.clientWidth), height: 200});
   }
 }
 
