@@ -11,6 +11,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -97,6 +98,7 @@ class Sampler:
     bus: Bus
     every_s: float = 5.0
     replica: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    clock: Callable[[], float] = time.time  # the wall clock: minutes are UTC minutes
     _minute: int = -1
     _base: dict[str, Histogram] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
@@ -133,7 +135,7 @@ class Sampler:
 
     async def _write(self) -> None:
         now = _histograms()
-        minute = int(time.time() // 60)
+        minute = int(self.clock() // 60)
         if minute != self._minute:
             if self._minute >= 0:  # the minute that ended gets its last counts
                 await self._store(self._minute, now, {}, {})
