@@ -311,7 +311,7 @@ OPEN = {
     ("GET", "/push-demo/demo.js"),
     ("GET", "/push-demo/sw.js"),
     ("GET", "/dashboard/login"),
-    ("GET", "/dashboard/static/dashboard.js"),
+    ("GET", "/dashboard/static/{name}"),  # our script and the vendored chart library
     ("GET", "/preferences/static/preference_centre.js"),
 }
 # Each with a credential of its own: the signed link's token, the provider's signature, the

@@ -20,6 +20,7 @@ from tidings.email_worker.senders.failover import FailoverSender
 from tidings.email_worker.senders.limited import RateLimitedSender
 from tidings.email_worker.senders.mailgun import MailgunSender
 from tidings.email_worker.senders.smtp import SmtpSender
+from tidings.email_worker.sent import SentMail, sent_router
 from tidings.email_worker.settings import EmailSettings
 
 
@@ -99,11 +100,15 @@ def create_app(settings: EmailSettings, *, bus: Bus | None = None) -> FastAPI:
                 settings.dkim_selector,
                 settings.dkim_domain or settings.sender.domain,
             )
+        sent = SentMail(parts.db, settings.sent_mail_keep_s)
+        sent.start()
+        stack.push_async_callback(sent.stop)
+        app.state.sent_mail = sent
         return outbound.delivering(
-            EmailDelivery(settings, parts.templates, FailoverSender(transports), signer)
+            EmailDelivery(settings, parts.templates, FailoverSender(transports), signer, sent)
         )
 
-    return create_worker_app(
+    app = create_worker_app(
         "email",
         settings,
         store_url=settings.store_url,
@@ -111,3 +116,5 @@ def create_app(settings: EmailSettings, *, bus: Bus | None = None) -> FastAPI:
         bus=bus,
         description="Email worker: consumes email.queue, renders, sends over SMTP.",
     )
+    app.include_router(sent_router(settings.secret_or_none("service_token")))
+    return app

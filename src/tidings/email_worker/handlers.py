@@ -14,6 +14,7 @@ from tidings.core.messages import NotificationMessage
 from tidings.email_worker.compose import compose
 from tidings.email_worker.dkim_signer import DkimSigner
 from tidings.email_worker.senders import EmailSender
+from tidings.email_worker.sent import SentMail
 from tidings.email_worker.settings import EmailSettings
 
 
@@ -24,8 +25,11 @@ class EmailDelivery:
         templates: TemplateDirectory,
         sender: EmailSender,
         signer: DkimSigner | None = None,
+        sent: SentMail | None = None,
     ) -> None:
         self.signer = signer
+        # Where the email as sent is kept for the dashboard (email_worker.sent).
+        self.sent = sent
         self.templates = templates
         self.sender = sender
         self.from_address = settings.sender
@@ -69,4 +73,7 @@ class EmailDelivery:
         if self.signer is not None:
             email = replace(email, raw=await self.signer.sign(email.raw))
         # The transports, each behind its breaker, with failover: senders/failover.py.
-        return await self.sender.send(email, envelope_from=self.envelope_from(n.notification_id))
+        reply = await self.sender.send(email, envelope_from=self.envelope_from(n.notification_id))
+        if self.sent is not None:
+            await self.sent.record(n.notification_id, n.round, n.attempt, email.raw)
+        return reply

@@ -34,6 +34,12 @@ class EmailSettings(WorkerSettings):
         "failover when it is configured (when the first one's breaker is open or it fails "
         "transiently)",
     )
+    sent_mail_keep_s: float = Field(
+        default=3 * 86400.0,
+        ge=0,
+        description="how long the email worker keeps each email as sent (its raw source) for "
+        "the dashboard, then drops it; 0 keeps none (docs/decisions.md, personal data)",
+    )
     smtp_url: str | None = Field(
         default=None,
         description="`smtp://[user:pass@]host:port` (STARTTLS when offered) or `smtps://…` "

@@ -22,8 +22,9 @@ from tidings.gateway.accept import Acceptance
 from tidings.gateway.admin import router as admin_router
 from tidings.gateway.broadcast_routes import router as broadcasts_router
 from tidings.gateway.broadcasts import Broadcasts
-from tidings.gateway.dashboard import router as dashboard_router
+from tidings.gateway.dashboard import routers as dashboard_routers
 from tidings.gateway.dashboard_broadcasts import router as dashboard_broadcasts_router
+from tidings.gateway.dashboard_samples import Sampler
 from tidings.gateway.dashboard_webhooks import router as dashboard_webhooks_router
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.fanout import BulkAcceptance, Fanout
@@ -179,6 +180,7 @@ async def _build(
     health.add("templates_service", templates_client.ping)
     return GatewayState(
         settings=settings,
+        db=db,
         access=access,
         bus=bus,
         cache=cache,
@@ -223,6 +225,7 @@ async def _build(
         broadcasts=broadcasts,
         fanout=fanout,
         bulk_relay=bulk_relay,
+        sampler=Sampler(db, bus),
     )
 
 
@@ -246,6 +249,8 @@ def create_app(
             stack.push_async_callback(state.bulk_relay.stop)
             state.fanout.start()
             stack.push_async_callback(state.fanout.stop)
+            state.sampler.start()
+            stack.push_async_callback(state.sampler.stop)
             the_bus = state.bus
             watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
             stack.push_async_callback(cancel_and_wait, watcher)
@@ -282,7 +287,8 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(webhook_endpoints_router)
     app.include_router(create_push_router(settings.vapid_public_key))
-    app.include_router(dashboard_router)
+    for dashboard_router in dashboard_routers:
+        app.include_router(dashboard_router)
     app.include_router(dashboard_webhooks_router)
     app.include_router(dashboard_broadcasts_router)
     return app

@@ -22,7 +22,7 @@ from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.proxy import Proxy
 from tidings.gateway.queries import NotificationQueries
 from tidings.gateway.settings import GatewaySettings
-from tidings.gateway.state import GatewayState, RateSamples
+from tidings.gateway.state import GatewayState
 from tidings.gateway.suppressions import Suppressions
 from tidings.gateway.topics import Topics
 from tidings.gateway.transitions import StatusTransitions
@@ -58,7 +58,6 @@ Accepting = Annotated[Acceptance, Depends(_member(lambda s: s.acceptance))]
 Queries = Annotated[NotificationQueries, Depends(_member(lambda s: s.queries))]
 Transitions = Annotated[StatusTransitions, Depends(_member(lambda s: s.transitions))]
 Letters = Annotated[DeadLetters, Depends(_member(lambda s: s.dead_letters))]
-Rates = Annotated[RateSamples, Depends(_member(lambda s: s.rate_samples))]
 TopicStore = Annotated[Topics, Depends(_member(lambda s: s.topics))]
 BroadcastStore = Annotated[Broadcasts, Depends(_member(lambda s: s.broadcasts))]
 FanoutTask = Annotated[Fanout, Depends(_member(lambda s: s.fanout))]

@@ -269,3 +269,19 @@ class Broadcast(GatewayBase):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class DashboardSample(GatewayBase):
+    """One gateway replica's figures for one minute (gateway.dashboard_samples): its accept
+    and end-to-end latency histograms and what it read of the broker and its breakers. The
+    overview adds up every replica's rows, so its figures are the system's."""
+
+    __tablename__ = "dashboard_samples"
+
+    replica: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Minutes since the epoch (UTC).
+    minute: Mapped[int] = mapped_column(
+        BigInteger, primary_key=True, autoincrement=False, index=True
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -14,6 +14,11 @@ class GatewaySettings(TidingsSettings):
         description="a database of the gateway's own. Unset: `TIDINGS_DATABASE_URL`, schema "
         "`gateway`",
     )
+    email_worker_url: str | None = Field(
+        default=None,
+        description="the email worker's HTTP address, where the dashboard reads each email as "
+        "sent. Unset: this host and `TIDINGS_EMAIL_PORT`",
+    )
     # Rate limits (token buckets, in Redis): per API key (a key may have its own), per
     # recipient, per user's access token, login attempts and failed authentications per
     # client address.

@@ -3,15 +3,16 @@ take its members through gateway.dependencies, never from ``app.state`` themselv
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tidings.core.access import Access
 from tidings.core.bus import Bus
 from tidings.core.cache import Cache
+from tidings.core.db import Database
 from tidings.core.web import ServiceClient
 from tidings.gateway.accept import Acceptance
 from tidings.gateway.broadcasts import Broadcasts
+from tidings.gateway.dashboard_samples import Sampler
 from tidings.gateway.deadletters import DeadLetters
 from tidings.gateway.fanout import Fanout
 from tidings.gateway.feedback import Feedback
@@ -28,9 +29,6 @@ from tidings.gateway.topics import Topics
 from tidings.gateway.transitions import StatusTransitions
 from tidings.webhooks.endpoints import Endpoints
 
-# The dashboard's samples of the status counters: (monotonic time, totals by status).
-RateSamples = deque[tuple[float, dict[str, float]]]
-
 
 @dataclass(frozen=True)
 class GatewayState:
@@ -38,6 +36,8 @@ class GatewayState:
     (gateway.app) and closed with it."""
 
     settings: GatewaySettings
+    # The gateway's store, for the dashboard's own reads (its figures, a notification's story).
+    db: Database
     access: Access
     bus: Bus
     cache: Cache
@@ -64,4 +64,5 @@ class GatewayState:
     broadcasts: Broadcasts
     fanout: Fanout
     bulk_relay: OutboxRelay
-    rate_samples: RateSamples = field(default_factory=lambda: deque(maxlen=120))
+    # This replica's per-minute figures for the dashboard's overview (dashboard_samples).
+    sampler: Sampler

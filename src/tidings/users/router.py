@@ -36,8 +36,10 @@ async def update_user(
 
 @router.post("/lookup/", response_model=Envelope[list[UserOut]])
 async def lookup_users(body: UserLookup, users: Users, caller: Caller) -> dict[str, Any]:
-    """Up to 1,000 users by id in one call, those that exist (without devices); for the
-    services (the gateway's broadcasts), not for clients."""
+    """Up to 1,000 users by id (and up to 100 by address) in one call, those that exist
+    (without devices); for the services (the gateway's broadcasts and dashboard), not for
+    clients."""
     caller.require_service()
-    found = await users.get_many(body.user_ids)
-    return ok(found, f"{len(found)} of {len(set(body.user_ids))} user(s) found")
+    found = await users.get_many(body.user_ids, body.emails)
+    asked = len(set(body.user_ids)) + len(set(body.emails))
+    return ok(found, f"{len(found)} of {asked} user(s) found")

@@ -194,10 +194,14 @@ class UserOut(BaseModel):
 
 
 class UserLookup(BaseModel):
-    """Users by id, many at once (the gateway's broadcasts): those found, without devices."""
+    """Users by id, many at once (the gateway's broadcasts), or by address (the dashboard's
+    search): those found, without devices."""
 
     model_config = ConfigDict(extra="forbid")
-    user_ids: Annotated[list[uuid.UUID], Field(min_length=1, max_length=1000)]
+    user_ids: Annotated[list[uuid.UUID], Field(max_length=1000)] = []
+    emails: Annotated[
+        list[Annotated[StoredText, Field(max_length=320)]], Field(max_length=100)
+    ] = []
 
 
 class SubscriptionKeys(BaseModel):

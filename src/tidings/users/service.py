@@ -123,11 +123,19 @@ class UserService:
                 raise NotFound(f"user {user_id} not found")
             return to_out(user, await live_devices(session, user_id))
 
-    async def get_many(self, user_ids: list[uuid.UUID]) -> list[UserOut]:
-        """Those of ``user_ids`` that exist, in one query, without their devices (the
-        gateway's broadcasts need the contact data; the push worker reads devices itself)."""
+    async def get_many(
+        self, user_ids: list[uuid.UUID], emails: list[str] | None = None
+    ) -> list[UserOut]:
+        """Those of ``user_ids`` (and of ``emails``, any case) that exist, in one query,
+        without their devices (the gateway's broadcasts need the contact data; the push
+        worker reads devices itself)."""
+        addresses = {e.lower() for e in emails or []}
         async with self.db.sessions() as session:
-            users = await session.scalars(select(User).where(User.id.in_(set(user_ids))))
+            users = await session.scalars(
+                select(User).where(
+                    User.id.in_(set(user_ids)) | User.email_normalized.in_(addresses)
+                )
+            )
             return [to_out(u) for u in users]
 
     async def update(self, user_id: uuid.UUID, body: UserUpdate) -> UserOut:

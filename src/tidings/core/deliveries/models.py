@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Integer, LargeBinary, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tidings.core.db import UTCDateTime, utcnow
@@ -26,3 +26,17 @@ class Delivery(DeliveriesBase):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     reply: Mapped[str | None] = mapped_column(Text, nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class SentMessage(DeliveriesBase):
+    """The email as it went to the mail server (the email worker's, kept for the dashboard
+    for ``sent_mail_keep_s`` then dropped: email_worker.sent). One per round: a resend or a
+    replay keeps its own."""
+
+    __tablename__ = "sent_messages"
+
+    notification_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    round: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)

@@ -1,0 +1,139 @@
+"""The email as sent: after the mail server took a message, its raw source (headers, text
+and HTML parts, as signed) is kept in the worker's store for ``sent_mail_keep_s`` (default
+three days) so the dashboard can show it as the recipient saw it; a bounded job drops older
+ones every minute, a thousand at most each time. The gateway reads it at
+GET /api/v1/email/sent/{notification_id}/ with the service token (docs/decisions.md: what
+is kept, for how long, and why).
+
+Keeping it never holds a delivery up: a store that is away only loses the copy."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from sqlalchemy import delete, select
+
+from tidings.core.auth import same_secret
+from tidings.core.batching import Batcher
+from tidings.core.db import Database, utcnow
+from tidings.core.deliveries.models import SentMessage
+from tidings.core.envelope import ok
+from tidings.core.errors import NotFound, Unauthorized
+from tidings.core.tasks import cancel_and_wait
+
+log = logging.getLogger(__name__)
+
+PURGE_EVERY_S = 60.0
+PURGE_BATCH = 1000
+
+
+class SentMail:
+    def __init__(self, db: Database, keep_s: float) -> None:
+        self.db = db
+        self.keep_s = keep_s
+        self._writes: Batcher[dict[str, Any], None] = Batcher(self._write)
+        self._task: asyncio.Task[None] | None = None
+
+    async def record(self, notification_id: str, round_: int, attempt: int, raw: bytes) -> None:
+        if self.keep_s <= 0:
+            return
+        row = {
+            "notification_id": notification_id,
+            "round": round_,
+            "attempt": attempt,
+            "raw": raw,
+            "created_at": utcnow(),
+        }
+        try:  # concurrent sends' copies in one statement (core.batching)
+            await self._writes.submit(row)
+        except Exception:  # the copy is for the dashboard: never a failed delivery
+            log.warning("the sent copy of %s was not kept", notification_id, exc_info=True)
+
+    async def _write(self, rows: list[dict[str, Any]]) -> list[None]:
+        # One row per (notification, round): a retry's copy replaces the one before.
+        unique = {(r["notification_id"], r["round"]): r for r in rows}
+        stmt = self.db.insert(SentMessage.__table__)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["notification_id", "round"],
+            set_={k: stmt.excluded[k] for k in ("attempt", "raw", "created_at")},
+        )
+        async with self.db.statements() as session:  # committed on its own: one round trip
+            await session.execute(stmt, list(unique.values()))
+        return [None] * len(rows)
+
+    async def latest(self, notification_id: str) -> SentMessage:
+        async with self.db.sessions() as session:
+            row = await session.scalar(
+                select(SentMessage)
+                .where(SentMessage.notification_id == notification_id)
+                .order_by(SentMessage.round.desc())
+                .limit(1)
+            )
+        if row is None:
+            raise NotFound(f"no sent copy of {notification_id} (not sent, or older than kept)")
+        return row
+
+    async def purge(self) -> int:
+        """Drop up to PURGE_BATCH copies older than ``keep_s``; how many went."""
+        cutoff = utcnow() - dt.timedelta(seconds=self.keep_s)
+        async with self.db.sessions() as session, session.begin():
+            old = (
+                await session.execute(
+                    select(SentMessage.notification_id, SentMessage.round)
+                    .where(SentMessage.created_at < cutoff)
+                    .limit(PURGE_BATCH)
+                )
+            ).all()
+            for nid, round_ in old:
+                await session.execute(
+                    delete(SentMessage).where(
+                        SentMessage.notification_id == nid, SentMessage.round == round_
+                    )
+                )
+        return len(old)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="sent-mail-purge")
+
+    async def stop(self) -> None:
+        await cancel_and_wait(self._task)
+
+    async def _run(self) -> None:
+        while True:
+            try:  # a large backlog goes a batch a minute at most: bounded work
+                await self.purge()
+            except Exception:
+                log.warning("dropping old sent copies failed; again in %gs", PURGE_EVERY_S)
+            await asyncio.sleep(PURGE_EVERY_S)
+
+
+def sent_router(service_token: str | None) -> APIRouter:
+    router = APIRouter(prefix="/api/v1/email", tags=["sent"])
+
+    @router.get("/sent/{notification_id}/")
+    async def sent_copy(request: Request, notification_id: str) -> dict[str, Any]:
+        """The newest sent copy of a notification's email, for the gateway's dashboard (the
+        service token only): its raw source in base64."""
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not service_token or not same_secret(given, service_token):
+            raise Unauthorized("the service token only")
+        store: SentMail | None = getattr(request.app.state, "sent_mail", None)
+        if store is None:
+            raise NotFound("the email worker is starting")
+        row = await store.latest(notification_id[:64])
+        return ok(
+            {
+                "notification_id": row.notification_id,
+                "round": row.round,
+                "attempt": row.attempt,
+                "created_at": row.created_at.isoformat(),
+                "raw": base64.b64encode(row.raw).decode(),
+            }
+        )
+
+    return router

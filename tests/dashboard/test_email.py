@@ -1,0 +1,62 @@
+"""The email as sent: kept by the email worker, shown by the dashboard (HTML sandboxed, text,
+headers, raw source), dropped after its time; and the worker answers the service token only."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+from sqlalchemy import update
+
+from tests.credentials import ADMIN
+from tests.dashboard.conftest import send_one
+from tests.dashboard.test_pages import signed_in
+from tests.scenario import wait_for_status
+from tests.system import System
+from tidings.core.db import open_database
+from tidings.core.deliveries.models import SentMessage
+from tidings.email_worker.sent import SentMail
+from tidings.email_worker.settings import EmailSettings
+
+
+async def test_the_email_as_sent_is_shown_sandboxed(system: System) -> None:
+    sent = await send_one(system)
+    nid = str(sent["notification_id"])
+    await wait_for_status(system.gateway, nid, "delivered")
+    async with signed_in(system) as client:
+        story = await client.get(f"/dashboard/notifications/{nid}")
+        assert f'href="/dashboard/notifications/{nid}/email"' in story.text
+        page = await client.get(f"/dashboard/notifications/{nid}/email")
+        assert page.status_code == 200, page.text
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        html = page.text
+        assert 'id="html-part" sandbox=""' in html and "srcdoc=" in html
+        assert "Welcome, Grace!" in html  # the subject
+        assert 'id="text-part"' in html and "List-Unsubscribe" in html and "Message-ID" in html
+        assert "Content-Type: multipart/alternative" in html  # the raw source
+        missing = await client.get(
+            f"/dashboard/notifications/{'0' * 8}-0000-0000-0000-{'0' * 12}/email"
+        )
+        assert missing.status_code == 404
+    worker = f"http://127.0.0.1:{system.ports['email']}/api/v1/email/sent/{nid}/"
+    async with httpx.AsyncClient(timeout=10) as anyone:
+        assert (await anyone.get(worker)).status_code == 401
+        assert (await anyone.get(worker, headers=ADMIN)).status_code == 401  # not the admin key
+
+
+async def test_copies_older_than_kept_are_dropped(system: System) -> None:
+    db = open_database(EmailSettings(**system.settings).store_url, "email")
+    try:
+        store = SentMail(db, keep_s=60)
+        await store.record("old-one", 0, 1, b"Subject: old\r\n\r\nold")
+        await store.record("new-one", 0, 1, b"Subject: new\r\n\r\nnew")
+        async with db.sessions() as session, session.begin():
+            await session.execute(
+                update(SentMessage)
+                .where(SentMessage.notification_id == "old-one")
+                .values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=61))
+            )
+        assert await store.purge() == 1
+        assert (await store.latest("new-one")).raw.endswith(b"new")
+    finally:
+        await db.close()
