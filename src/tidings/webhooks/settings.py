@@ -92,6 +92,15 @@ class WebhooksSettings(TidingsSettings):
         description="delivered messages deleted per transaction (then the next batch, until "
         "none is left): a short lock, whatever the backlog",
     )
+    webhook_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="added to the niceness of the worker's process (`tidings run webhooks`) "
+        "when it starts: on cores it shares with the delivery path, the webhooks take what "
+        "email and push leave (0: the same priority). The embedded default's single process "
+        "is left alone",
+    )
     webhook_allow_insecure: bool = Field(
         default=False,
         description="development only: accept `http://` endpoints on loopback addresses "
