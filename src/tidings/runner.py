@@ -258,6 +258,10 @@ def run_service(service: ServiceName) -> None:
         require_broker(settings, f"`tidings run {service}`")
     require_credentials(settings, f"`tidings run {service}`")
     configure_logging(service, settings.log_level, settings.log_format)
+    if service == "webhooks":  # background work: the delivery path's cores come first
+        from tidings.webhooks.app import lower_priority
+
+        lower_priority()
     app = build_app(service)
     port = settings.port_of(service)
     server = _server(app, settings.host, port, reuse_port=settings.reuse_port)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -30,15 +31,22 @@ USER_AGENT = "Tidings-Webhooks/1"
 EXCERPT_CHARS = 1000
 
 
-def signatures(box: SecretBox, endpoint: Any, webhook_id: str, at: dt.datetime, body: bytes) -> str:
+# Signers kept per sealed secret (a token is one secret for ever): a Fernet decryption and
+# the key's decoding once per endpoint and secret, not at every request. Bounded.
+SIGNERS_KEPT = 1024
+
+
+def signatures(
+    signer: Callable[[bytes], Webhook], endpoint: Any, webhook_id: str, at: dt.datetime, body: bytes
+) -> str:
     """``v1,<sig>`` with the current secret, and beside it (space-separated, as the
     specification allows) one with the previous secret while its grace period runs."""
-    keys = [box.open(endpoint.secret)]
+    hooks = [signer(endpoint.secret)]
     grace = endpoint.previous_until
     if endpoint.previous_secret is not None and grace is not None and grace > at:
-        keys.append(box.open(endpoint.previous_secret))
+        hooks.append(signer(endpoint.previous_secret))
     text = body.decode()
-    return " ".join(Webhook(key).sign(webhook_id, at, text) for key in keys)
+    return " ".join(hook.sign(webhook_id, at, text) for hook in hooks)
 
 
 class Sender:
@@ -62,6 +70,17 @@ class Sender:
         )
         self.allow_insecure = allow_insecure
         self.resolve = resolve
+        self._signers: dict[bytes, Webhook] = {}
+
+    def signer(self, sealed: bytes) -> Webhook:
+        """The ``standardwebhooks`` signer of a sealed secret (webhooks.secrets)."""
+        sealed = bytes(sealed)
+        found = self._signers.get(sealed)
+        if found is None:
+            if len(self._signers) >= SIGNERS_KEPT:
+                self._signers.clear()
+            found = self._signers[sealed] = Webhook(self.box.open(sealed))
+        return found
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -82,7 +101,7 @@ class Sender:
                 "webhook-id": message.webhook_id,
                 "webhook-timestamp": str(int(at.timestamp())),
                 "webhook-signature": signatures(
-                    self.box, endpoint, message.webhook_id, at, message.payload
+                    self.signer, endpoint, message.webhook_id, at, message.payload
                 ),
             }
             answer = await bounded_post(

@@ -74,6 +74,33 @@ class WebhooksSettings(TidingsSettings):
     webhook_breaker_reset_s: float = Field(
         default=30.0, gt=0, description="seconds before that breaker lets a probe through"
     )
+    webhook_retention_s: float = Field(
+        default=7 * 86400,
+        gt=0,
+        description="delivered messages (and their attempts) older than this are deleted by "
+        "the worker; failed and pending ones are kept (failed ones can be replayed)",
+    )
+    webhook_retention_every_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="how often the worker looks for delivered messages past "
+        "`TIDINGS_WEBHOOK_RETENTION_S`",
+    )
+    webhook_retention_batch: int = Field(
+        default=1000,
+        ge=1,
+        description="delivered messages deleted per transaction (then the next batch, until "
+        "none is left): a short lock, whatever the backlog",
+    )
+    webhook_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="added to the niceness of the worker's process (`tidings run webhooks`) "
+        "when it starts: on cores it shares with the delivery path, the webhooks take what "
+        "email and push leave (0: the same priority). The embedded default's single process "
+        "is left alone",
+    )
     webhook_allow_insecure: bool = Field(
         default=False,
         description="development only: accept `http://` endpoints on loopback addresses "

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from tidings.core.db import Database, utcnow
 from tidings.webhooks.events import body_of, event_key, subscribes
@@ -25,6 +25,7 @@ from tidings.webhooks.models import (
     WebhookOutbox,
 )
 
+T = TypeVar("T")
 OUTBOX = cast(Table, WebhookOutbox.__table__)
 MESSAGES = cast(Table, WebhookMessage.__table__)
 ENDPOINTS = cast(Table, WebhookEndpoint.__table__)
@@ -43,6 +44,7 @@ class Claimed:
     payload: bytes
     attempts: int
     created_at: dt.datetime
+    lease_until: dt.datetime  # the claim's next_attempt_at: the lease is ours while it is this
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,27 @@ class Outcome:
     duration_ms: float
     error: str | None
     excerpt: str | None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What an attempt leaves: its outcome and the message's next state."""
+
+    message: Claimed
+    outcome: Outcome
+    state: str  # pending (a retry at next_at) | delivered | failed
+    next_at: dt.datetime | None
+    success: bool
+
+
+# Rows in one multi-row statement: well under the drivers' bound on parameters (32,767
+# for asyncpg, SQLite's default) at the widest table's 9 columns.
+ROWS_PER_STATEMENT = 1000
+
+
+def _chunks(rows: list[T], size: int) -> Iterator[list[T]]:
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
 
 
 def new_webhook_id() -> str:
@@ -101,12 +124,13 @@ class WebhookStore:
                 if (e.owner == "admin" or e.owner == row.owner)
                 and subscribes(e.events, row.event_type)
             ]
-            if messages:
+            for chunk in _chunks(messages, ROWS_PER_STATEMENT):
                 await conn.execute(
-                    self.db.insert(MESSAGES).on_conflict_do_nothing(
+                    self.db.insert(MESSAGES)
+                    .values(chunk)
+                    .on_conflict_do_nothing(
                         index_elements=[MESSAGES.c.endpoint_id, MESSAGES.c.event_key]
-                    ),
-                    messages,
+                    )
                 )
         return len(rows)
 
@@ -117,6 +141,7 @@ class WebhookStore:
         for one not named; 0 skips it) per endpoint, ``limit`` in all, leased for
         ``lease_s``. A message another worker claimed first is not returned."""
         now = utcnow()
+        lease_until = now + dt.timedelta(seconds=lease_s)
         excluded = [e for e, r in room.items() if r <= 0]
         ranked = (
             select(
@@ -153,7 +178,7 @@ class WebhookStore:
                     update(MESSAGES)
                     .where(MESSAGES.c.id.in_(picked))
                     .where(MESSAGES.c.state == "pending", MESSAGES.c.next_attempt_at <= now)
-                    .values(next_attempt_at=now + dt.timedelta(seconds=lease_s))
+                    .values(next_attempt_at=lease_until)
                     .returning(
                         MESSAGES.c.id,
                         MESSAGES.c.endpoint_id,
@@ -164,65 +189,101 @@ class WebhookStore:
                     )
                 )
             ).all()
-        return [Claimed(*row) for row in claimed]
+        return [
+            Claimed(
+                row.id,
+                row.endpoint_id,
+                row.webhook_id,
+                row.payload,
+                row.attempts,
+                row.created_at,
+                lease_until,
+            )
+            for row in claimed
+        ]
 
     async def endpoints(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Any]:
         async with self.db.engine.connect() as conn:
             rows = (await conn.execute(select(ENDPOINTS).where(ENDPOINTS.c.id.in_(ids)))).all()
         return {row.id: row for row in rows}
 
-    async def release(self, message_id: int, at: dt.datetime) -> None:
-        """Back to waiting, no attempt spent (the endpoint's breaker is open)."""
-        async with self.db.engine.begin() as conn:
-            await conn.execute(
-                update(MESSAGES).where(MESSAGES.c.id == message_id).values(next_attempt_at=at)
-            )
-
-    async def record(
-        self,
-        message: Claimed,
-        outcome: Outcome,
-        *,
-        state: str,
-        next_at: dt.datetime | None,
-        success: bool,
-    ) -> dt.datetime | None:
-        """The attempt, the message's new state, and the endpoint's success clock; returns
-        since when the endpoint has been failing (None after a success)."""
+    async def record_many(self, items: Sequence[Settled]) -> list[dt.datetime | None]:
+        """Many attempts' outcomes in one transaction, one statement per kind of write: the
+        attempt rows (one multi-row insert), the delivered messages (one update per status
+        code, in practice one), the others (one statement, executed for each), the endpoints'
+        success and failure clocks (one update each). Returns, per item, since when its
+        endpoint has been failing (None after a success)."""
+        if not items:
+            return []
         now = utcnow()
-        async with self.db.engine.begin() as conn:
-            await conn.execute(
-                insert(ATTEMPTS),
-                {
-                    "message_id": message.id,
-                    "endpoint_id": message.endpoint_id,
-                    "at": now,
-                    "status_code": outcome.status_code,
-                    "duration_ms": outcome.duration_ms,
-                    "error": outcome.error,
-                    "response_excerpt": outcome.excerpt,
-                },
-            )
-            await conn.execute(
-                update(MESSAGES)
-                .where(MESSAGES.c.id == message.id)
-                .values(
-                    state=state,
-                    attempts=message.attempts + 1,
-                    next_attempt_at=next_at or now,
-                    last_status=outcome.status_code,
-                    last_error=outcome.error,
-                    delivered_at=now if success else None,
+        attempts = [
+            {
+                "message_id": s.message.id,
+                "endpoint_id": s.message.endpoint_id,
+                "at": now,
+                "status_code": s.outcome.status_code,
+                "duration_ms": s.outcome.duration_ms,
+                "error": s.outcome.error,
+                "response_excerpt": s.outcome.excerpt,
+            }
+            for s in items
+        ]
+        delivered: dict[int | None, list[int]] = {}
+        others = []
+        for s in items:
+            if s.state == "delivered":
+                delivered.setdefault(s.outcome.status_code, []).append(s.message.id)
+            else:
+                others.append(
+                    {
+                        "m_id": s.message.id,
+                        "m_state": s.state,
+                        "m_attempts": s.message.attempts + 1,
+                        "m_next": s.next_at or now,
+                        "m_status": s.outcome.status_code,
+                        "m_error": s.outcome.error,
+                    }
                 )
-            )
-            where = ENDPOINTS.c.id == message.endpoint_id
-            if success:
+        succeeded = {s.message.endpoint_id for s in items if s.success}
+        failing = {s.message.endpoint_id for s in items if not s.success} - succeeded
+        since: dict[uuid.UUID, dt.datetime | None] = {}
+        async with self.db.engine.begin() as conn:
+            for chunk in _chunks(attempts, ROWS_PER_STATEMENT):
+                await conn.execute(insert(ATTEMPTS).values(chunk))
+            for code, ids in delivered.items():
+                await conn.execute(
+                    update(MESSAGES)
+                    .where(MESSAGES.c.id.in_(ids))
+                    .values(
+                        state="delivered",
+                        attempts=MESSAGES.c.attempts + 1,
+                        next_attempt_at=now,
+                        last_status=code,
+                        last_error=None,
+                        delivered_at=now,
+                    )
+                )
+            if others:
+                await conn.execute(
+                    update(MESSAGES)
+                    .where(MESSAGES.c.id == bindparam("m_id"))
+                    .values(
+                        state=bindparam("m_state"),
+                        attempts=bindparam("m_attempts"),
+                        next_attempt_at=bindparam("m_next"),
+                        last_status=bindparam("m_status"),
+                        last_error=bindparam("m_error"),
+                        delivered_at=None,
+                    ),
+                    others,
+                )
+            if succeeded:
                 # One row every success would update: written when it says something new
                 # (a failure cleared) or is 10 s old, not at every event (a hot row).
                 stale = now - dt.timedelta(seconds=SUCCESS_EVERY_S)
                 await conn.execute(
                     update(ENDPOINTS)
-                    .where(where)
+                    .where(ENDPOINTS.c.id.in_(succeeded))
                     .where(
                         ENDPOINTS.c.failing_since.is_not(None)
                         | ENDPOINTS.c.last_success_at.is_(None)
@@ -230,16 +291,62 @@ class WebhookStore:
                     )
                     .values(last_success_at=now, failing_since=None)
                 )
-                return None
+            if failing:
+                await conn.execute(
+                    update(ENDPOINTS)
+                    .where(ENDPOINTS.c.id.in_(failing), ENDPOINTS.c.failing_since.is_(None))
+                    .values(failing_since=now)
+                )
+                rows = await conn.execute(
+                    select(ENDPOINTS.c.id, ENDPOINTS.c.failing_since).where(
+                        ENDPOINTS.c.id.in_(failing)
+                    )
+                )
+                since = {row.id: row.failing_since for row in rows}
+        return [since.get(s.message.endpoint_id) if not s.success else None for s in items]
+
+    async def release_many(self, items: Sequence[tuple[int, dt.datetime, dt.datetime]]) -> None:
+        """Back to waiting until ``at``, no attempt spent (the endpoint's breaker is open, or
+        the lease would end before the request could): ``(message id, its lease_until, at)``
+        each, one statement executed for each; a message whose lease is no longer ours (it
+        ran out and another worker claimed it) is left alone."""
+        if not items:
+            return
+        async with self.db.engine.begin() as conn:
             await conn.execute(
-                update(ENDPOINTS)
-                .where(where, ENDPOINTS.c.failing_since.is_(None))
-                .values(failing_since=now)
+                update(MESSAGES)
+                .where(
+                    MESSAGES.c.id == bindparam("m_id"),
+                    MESSAGES.c.state == "pending",
+                    MESSAGES.c.next_attempt_at == bindparam("m_lease"),
+                )
+                .values(next_attempt_at=bindparam("m_at")),
+                [{"m_id": i, "m_lease": lease, "m_at": at} for i, lease, at in items],
             )
-            since: dt.datetime | None = await conn.scalar(
-                select(ENDPOINTS.c.failing_since).where(where)
+
+    async def purge_delivered(self, before: dt.datetime, limit: int) -> int:
+        """Delete up to ``limit`` messages delivered before ``before``, with their attempts
+        (retention); returns how many messages. A delivered message's ``next_attempt_at`` is
+        its delivery time, so the due index (state, next_attempt_at) finds them."""
+        taken = (
+            select(MESSAGES.c.id)
+            .where(
+                MESSAGES.c.state == "delivered",
+                MESSAGES.c.next_attempt_at < before,
+                MESSAGES.c.delivered_at < before,
             )
-        return since
+            .order_by(MESSAGES.c.next_attempt_at)
+            .limit(limit)
+        )
+        if self.db.is_postgres:
+            taken = taken.with_for_update(skip_locked=True)
+        async with self.db.engine.begin() as conn:
+            ids = list((await conn.scalars(taken)).all())
+            if not ids:
+                return 0
+            await conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.message_id.in_(ids)))
+            await conn.execute(delete(MESSAGES).where(MESSAGES.c.id.in_(ids)))
+        return len(ids)
 
     async def disable(self, endpoint_id: uuid.UUID, reason: str) -> bool:
         """Disable the endpoint and capture an ``endpoint.disabled`` event for its owner's

@@ -13,21 +13,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import random
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+from tidings.core.batching import Batcher
 from tidings.core.breaker import BreakerOpen, CircuitBreaker
 from tidings.core.db import utcnow
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.tasks import cancel_and_wait
 from tidings.webhooks.sender import Sender
 from tidings.webhooks.settings import WebhooksSettings
-from tidings.webhooks.store import Claimed, Outcome, WebhookStore
+from tidings.webhooks.store import Claimed, Outcome, Settled, WebhookStore
 
 log = logging.getLogger(__name__)
+# After a wake-up, how long the claim waits for other attempts ending at about the same time.
+CLAIM_GATHER_S = 0.005
 
 
 def trips_breaker(outcome: Outcome) -> bool:
@@ -43,17 +47,34 @@ class WebhookWorker:
         self.store = store
         self.sender = sender
         self.settings = settings
-        self.in_flight: Counter[uuid.UUID] = Counter()
+        # Claimed and not yet settled, per endpoint (waiting for a slot, or in flight).
+        self.held: Counter[uuid.UUID] = Counter()
+        self.slots: dict[uuid.UUID, asyncio.Semaphore] = {}
+        self.all_slots = asyncio.Semaphore(settings.webhook_concurrency)
         self.breakers: dict[uuid.UUID, CircuitBreaker] = {}
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         self.sent = Counter[str]()  # outcomes, for /health's facts and the tests
+        self.purged = 0  # messages deleted by retention
+        # Outcomes and releases written together (group commit, core.batching): one
+        # transaction, one statement per kind of write, for every attempt that ended meanwhile.
+        self.recorder: Batcher[Settled, dt.datetime | None] = Batcher(self.store.record_many)
+        self.releaser: Batcher[tuple[int, dt.datetime, dt.datetime], None] = Batcher(
+            self._release_many
+        )
+        # How many requests' worth of messages an endpoint may hold claimed, per slot: as many
+        # as can be sent one after the other within the lease even if each takes the whole
+        # deadline (a message that would outlive its lease is released, not sent).
+        depth = max(1, int(settings.webhook_lease_s // settings.webhook_timeout_s) - 1)
+        self.prefetch = settings.webhook_endpoint_concurrency * depth
+        self.prefetch_all = settings.webhook_concurrency * depth
 
     def start(self) -> None:
         self._loops = [
             asyncio.create_task(self._fan_out_loop(), name="webhooks-fan-out"),
             asyncio.create_task(self._deliver_loop(), name="webhooks-deliver"),
+            asyncio.create_task(self._retention_loop(), name="webhooks-retention"),
         ]
 
     async def stop(self, grace_s: float) -> None:
@@ -103,55 +124,81 @@ class WebhookWorker:
             await asyncio.sleep(self.settings.webhook_poll_s)
 
     def _room(self) -> dict[uuid.UUID, int]:
-        bound = self.settings.webhook_endpoint_concurrency
-        room = {e: bound - n for e, n in self.in_flight.items()}
+        """How many more messages each endpoint may have claimed (one not named: the whole
+        ``prefetch``). A breaker that is open, or probing, holds its endpoint's at none;
+        half open, one."""
+        room = {e: self.prefetch - n for e, n in self.held.items()}
         for endpoint_id, breaker in self.breakers.items():
             if breaker.state == "open" or (breaker.state == "half_open" and breaker.probing):
                 room[endpoint_id] = 0
             elif breaker.state == "half_open":
-                room[endpoint_id] = min(1, room.get(endpoint_id, bound))
+                room[endpoint_id] = min(1, room.get(endpoint_id, self.prefetch))
         return room
 
     async def _deliver_loop(self) -> None:
         await self._forever(self._deliver, "claim")
 
     async def _deliver(self) -> None:
-        free = self.settings.webhook_concurrency - len(self.tasks)
+        """Claim what there is room for, in one statement, and wait: a claim follows when an
+        endpoint has sent half of what it holds (or all of it), when new messages were fanned
+        out, or after ``webhook_poll_s``; a short gather lets the attempts that end together
+        go in one claim."""
+        free = self.prefetch_all - sum(self.held.values())
         claimed: list[Claimed] = []
         if free > 0:
             claimed = await self.store.claim(
                 self._room(),
-                self.settings.webhook_endpoint_concurrency,
+                self.prefetch,
                 min(free, self.settings.webhook_batch_size),
                 self.settings.webhook_lease_s,
             )
-        if not claimed:
-            await self._pause()
-            return
-        endpoints = await self.store.endpoints(list({m.endpoint_id for m in claimed}))
-        for message in claimed:
-            self.in_flight[message.endpoint_id] += 1
-            task = asyncio.create_task(self._attempt(message, endpoints.get(message.endpoint_id)))
-            self.tasks.add(task)
-            task.add_done_callback(self._done)
+        if claimed:
+            endpoints = await self.store.endpoints(list({m.endpoint_id for m in claimed}))
+            started = asyncio.get_running_loop().time()
+            for message in claimed:
+                self.held[message.endpoint_id] += 1
+                task = asyncio.create_task(
+                    self._attempt(message, endpoints.get(message.endpoint_id), started)
+                )
+                self.tasks.add(task)
+                task.add_done_callback(functools.partial(self._done, message.endpoint_id))
+        if claimed and len(claimed) == min(free, self.settings.webhook_batch_size) < free:
+            return  # a full batch, and room for more: claim again at once
+        await self._pause()
+        await asyncio.sleep(CLAIM_GATHER_S)
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def _done(self, endpoint_id: uuid.UUID, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
-        self.wake.set()
+        self.held[endpoint_id] -= 1
+        left = self.held[endpoint_id]
+        if left <= 0:
+            del self.held[endpoint_id]
+            self.slots.pop(endpoint_id, None)
+        if left <= 0 or left == self.prefetch // 2:
+            self.wake.set()
 
-    async def _attempt(self, message: Claimed, endpoint: object) -> None:
+    async def _attempt(self, message: Claimed, endpoint: object, claimed_at: float) -> None:
         try:
             if endpoint is None:  # deleted meanwhile: its messages went with it
                 return
-            breaker = self.breaker(message.endpoint_id)
-            try:
-                breaker.before_call()
-            except BreakerOpen as exc:
-                await self.store.release(
-                    message.id, utcnow() + dt.timedelta(seconds=exc.retry_after_s)
-                )
-                return
-            outcome = await self.sender.send(message, endpoint)
+            slots = self.slots.get(message.endpoint_id)
+            if slots is None:
+                slots = asyncio.Semaphore(self.settings.webhook_endpoint_concurrency)
+                self.slots[message.endpoint_id] = slots
+            async with slots, self.all_slots:
+                waited = asyncio.get_running_loop().time() - claimed_at
+                if waited + self.settings.webhook_timeout_s + 1 > self.settings.webhook_lease_s:
+                    # It would outlive its lease: back, due now, unsent (never a duplicate).
+                    await self.releaser.submit((message.id, message.lease_until, utcnow()))
+                    return
+                breaker = self.breaker(message.endpoint_id)
+                try:
+                    breaker.before_call()
+                except BreakerOpen as exc:
+                    at = utcnow() + dt.timedelta(seconds=exc.retry_after_s)
+                    await self.releaser.submit((message.id, message.lease_until, at))
+                    return
+                outcome = await self.sender.send(message, endpoint)
             if trips_breaker(outcome):
                 breaker.record_failure()
             else:
@@ -160,10 +207,10 @@ class WebhookWorker:
         except Exception:
             # The lease brings the message back; nothing is lost.
             log.exception("webhook attempt %s failed", message.webhook_id)
-        finally:
-            self.in_flight[message.endpoint_id] -= 1
-            if self.in_flight[message.endpoint_id] <= 0:
-                del self.in_flight[message.endpoint_id]
+
+    async def _release_many(self, items: list[tuple[int, dt.datetime, dt.datetime]]) -> list[None]:
+        await self.store.release_many(items)
+        return [None] * len(items)
 
     def next_wait_s(self, attempts_done: int) -> float | None:
         """The wait after the ``attempts_done``-th failed attempt, jittered; None: no more."""
@@ -178,28 +225,40 @@ class WebhookWorker:
         done = message.attempts + 1
         if code is not None and 200 <= code < 300:
             self.sent["delivered"] += 1
-            await self.store.record(message, outcome, state="delivered", next_at=None, success=True)
+            await self.recorder.submit(Settled(message, outcome, "delivered", None, True))
             return
         if code == 410:
             self.sent["gone"] += 1
-            await self.store.record(message, outcome, state="failed", next_at=None, success=False)
+            await self.recorder.submit(Settled(message, outcome, "failed", None, False))
             await self._disable(message.endpoint_id, "the endpoint answered 410 Gone")
             return
         wait = self.next_wait_s(done)
         self.sent["retried" if wait is not None else "failed"] += 1
         next_at = None if wait is None else utcnow() + dt.timedelta(seconds=wait)
-        since = await self.store.record(
-            message,
-            outcome,
-            state="pending" if wait is not None else "failed",
-            next_at=next_at,
-            success=False,
-        )
+        state = "pending" if wait is not None else "failed"
+        since = await self.recorder.submit(Settled(message, outcome, state, next_at, False))
         limit = self.settings.webhook_disable_after_s
         if since is not None and (utcnow() - since).total_seconds() > limit:
             await self._disable(
                 message.endpoint_id, f"no success for {limit:g} s since {since:%Y-%m-%dT%H:%M:%SZ}"
             )
+
+    async def _retention_loop(self) -> None:
+        await self._forever(self._retention, "retention")
+
+    async def _retention(self) -> None:
+        """Delivered messages older than ``webhook_retention_s``, with their attempts, deleted
+        ``webhook_retention_batch`` at a time (one short transaction each) until none is left,
+        then again every ``webhook_retention_every_s``."""
+        keep = dt.timedelta(seconds=self.settings.webhook_retention_s)
+        limit = self.settings.webhook_retention_batch
+        while True:
+            n = await self.store.purge_delivered(utcnow() - keep, limit)
+            self.purged += n
+            if n < limit:
+                break
+            await asyncio.sleep(0)  # the other loops' turn between batches
+        await asyncio.sleep(self.settings.webhook_retention_every_s)
 
     async def _disable(self, endpoint_id: uuid.UUID, reason: str) -> None:
         if await self.store.disable(endpoint_id, reason):

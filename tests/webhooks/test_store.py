@@ -1,0 +1,148 @@
+"""The worker's grouped writes (webhooks.store), against the session's PostgreSQL: many
+attempts' outcomes in one call, one statement per kind of write, each message and endpoint
+left as one attempt at a time would have left it; a release under a lease no longer ours
+changes nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event, insert, select
+
+from tests.system import System
+from tests.webhooks.conftest import worker_settings
+from tests.webhooks.receiver import Receiver
+from tests.webhooks.support import delete_all, register
+from tidings.core.db import DbTimeouts, open_database, utcnow
+from tidings.webhooks.store import (
+    ATTEMPTS,
+    ENDPOINTS,
+    MESSAGES,
+    OUTBOX,
+    Claimed,
+    Outcome,
+    Settled,
+    WebhookStore,
+)
+
+N = 6
+
+
+@pytest.fixture
+async def store(system: System) -> AsyncIterator[WebhookStore]:
+    settings = worker_settings(system)
+    db = open_database(settings.store_url, "gateway", DbTimeouts.of(settings))
+    try:
+        yield WebhookStore(db)
+    finally:
+        await db.close()
+
+
+async def claimed_messages(system: System, store: WebhookStore, n: int) -> list[Claimed]:
+    """``n`` captured events fanned out to one fresh endpoint and claimed (no worker runs in
+    this module)."""
+    await delete_all(system.gateway)
+    endpoint = await register(system.gateway, Receiver(), ["*"])
+    now = utcnow()
+    rows = [
+        {
+            "event_id": None,
+            "event_type": "endpoint.disabled",
+            "owner": "admin",
+            "extra": {"n": i},
+            "created_at": now,
+        }
+        for i in range(n)
+    ]
+    async with store.db.engine.begin() as conn:
+        await conn.execute(insert(OUTBOX), rows)
+    assert await store.fan_out(100) == n
+    claimed = await store.claim({}, 100, 100, 60.0)
+    assert len(claimed) == n
+    assert {m.endpoint_id for m in claimed} == {uuid.UUID(endpoint["endpoint_id"])}
+    return sorted(claimed, key=lambda m: m.id)
+
+
+def counting(store: WebhookStore) -> list[str]:
+    """The statements the store's engine runs from now on (SQLAlchemy's own event)."""
+    seen: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement.split()[0].upper())
+
+    event.listen(store.db.engine.sync_engine, "before_cursor_execute", before)
+    return seen
+
+
+async def test_many_outcomes_are_written_together(system: System, store: WebhookStore) -> None:
+    messages = await claimed_messages(system, store, N)
+    later = utcnow() + dt.timedelta(minutes=5)
+    ok = Outcome(204, 3.0, None, "")
+    busy = Outcome(503, 4.0, None, "try later")
+    items = [Settled(m, ok, "delivered", None, True) for m in messages[:3]]
+    items += [Settled(m, busy, "pending", later, False) for m in messages[3:5]]
+    items += [
+        Settled(messages[5], Outcome(None, 9.0, "ReadTimeout: …", None), "failed", None, False)
+    ]
+    seen = counting(store)
+    since = await store.record_many(items)
+    # One multi-row insert, one update of the delivered, one (executed for each) of the rest,
+    # one of the endpoint's success clock; a success in the group: no failing clock.
+    assert seen.count("INSERT") == 1
+    assert seen.count("UPDATE") == 3, seen
+    assert since == [None] * N
+    ids = [m.id for m in messages]
+    async with store.db.engine.connect() as conn:
+        rows = {r.id: r for r in await conn.execute(select(MESSAGES).where(MESSAGES.c.id.in_(ids)))}
+        tried = (
+            await conn.execute(
+                select(ATTEMPTS.c.message_id, ATTEMPTS.c.status_code).where(
+                    ATTEMPTS.c.message_id.in_(ids)
+                )
+            )
+        ).all()
+        endpoint = (
+            await conn.execute(select(ENDPOINTS).where(ENDPOINTS.c.id == messages[0].endpoint_id))
+        ).one()
+    assert sorted(tried) == sorted(
+        (m.id, code) for m, code in zip(messages, [204, 204, 204, 503, 503, None], strict=True)
+    )
+    assert all(rows[i].attempts == 1 for i in ids)
+    assert [rows[i].state for i in ids] == ["delivered"] * 3 + ["pending"] * 2 + ["failed"]
+    assert all(rows[i].delivered_at is not None and rows[i].last_status == 204 for i in ids[:3])
+    assert all(rows[i].next_attempt_at == later and rows[i].last_status == 503 for i in ids[3:5])
+    assert rows[ids[5]].last_error == "ReadTimeout: …" and rows[ids[5]].delivered_at is None
+    assert endpoint.last_success_at is not None and endpoint.failing_since is None
+
+    # Failures alone start the endpoint's failing clock, and say since when.
+    again = await store.claim({}, 100, 100, 60.0)
+    assert again == []  # the retried ones are not due for five minutes
+    since = await store.record_many(
+        [Settled(m, busy, "pending", later, False) for m in messages[3:5]]
+    )
+    assert since[0] is not None and since == [since[0]] * 2
+
+
+async def test_a_release_under_a_lease_no_longer_ours_changes_nothing(
+    system: System, store: WebhookStore
+) -> None:
+    first, second = await claimed_messages(system, store, 2)
+    soon = utcnow() + dt.timedelta(seconds=30)
+    stale = first.lease_until - dt.timedelta(seconds=1)  # another claim's lease
+    await store.release_many([(first.id, stale, soon), (second.id, second.lease_until, soon)])
+    async with store.db.engine.connect() as conn:
+        due = dict(
+            (
+                await conn.execute(
+                    select(MESSAGES.c.id, MESSAGES.c.next_attempt_at).where(
+                        MESSAGES.c.id.in_([first.id, second.id])
+                    )
+                )
+            ).all()
+        )
+    assert due[first.id] == first.lease_until
+    assert due[second.id] == soon
