@@ -16,7 +16,9 @@
 #   local.sh status
 #   local.sh rabbit-start N | rabbit-kill N      start / kill -9 node N (1..3)
 #   local.sh pg-stop-primary | pg-promote        stop the primary (immediate) / promote the standby
-#   local.sh redis-kill-master                   kill -9 the Redis master of the moment
+#   local.sh pg-rebuild                          a fresh primary and standby (data deleted)
+#   local.sh redis-kill-master | redis-start PORT  kill -9 the master of the moment / start one
+#   local.sh redis-master                        the master's port, as Sentinel tells
 set -euo pipefail
 
 BASE=${TIDINGS_CLUSTER_DIR:-/tmp/tidings-cluster}
@@ -263,5 +265,7 @@ case "$cmd" in
         port=$(redis_master_port); pid=$(redis_pid "$port"); [ -n "$pid" ] && kill -9 "$pid"; echo "$port"
         ;;
     redis-master) redis_master_port ;;
-    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    redis-start) redis-server "$BASE/redis/$1.conf" ;;  # back as a replica: Sentinel sees to it
+    pg-rebuild) pg_down; pg_up ;;  # a fresh primary and standby (after a promotion)
+    *) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac
