@@ -69,6 +69,7 @@ rabbit_alive() { local pid; pid=$(rabbit_pid "$1"); [ -n "$pid" ] && kill -0 "$p
 rabbit_start_node() {
     local n=$1 dir=$BASE/rabbit/c$1
     rabbit_alive "$n" && return 0
+    rm -f "$dir/pid"  # left by a node killed -9
     mkdir -p "$dir/mnesia" "$dir/log"
     cat >"$dir/rabbitmq.conf" <<EOF
 listeners.tcp.1 = 127.0.0.1:${RABBIT_PORTS[$((n - 1))]}

@@ -174,6 +174,8 @@ class RabbitBus(Bus):
         self._connection: ClusterConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._retry_exchange: AbstractExchange | None = None
+        self._publisher: AbstractChannel | None = None
+        self._renewing = asyncio.Lock()
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[Any]] = set()
 
@@ -187,8 +189,32 @@ class RabbitBus(Bus):
         try:
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             await self._declare(channel)
+            await self._new_publisher()
         except _BROKER_ERRORS as exc:
             raise DependencyUnavailable(f"RabbitMQ unreachable: {exc!r}") from exc
+
+    async def _new_publisher(self) -> None:
+        """Publish on a channel of its own (the declaring one stays, to declare the topology
+        again on a reconnect), made anew after a refusal: on RabbitMQ 3.10 a channel whose
+        quorum queue changed leader was seen refusing (nacking) every publish for minutes
+        while a fresh channel's were confirmed."""
+        assert self._connection is not None
+        old = self._publisher
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._exchange = await channel.get_exchange(EXCHANGE, ensure=False)
+        self._retry_exchange = await channel.get_exchange(RETRY_EXCHANGE, ensure=False)
+        self._publisher = channel
+        if old is not None:
+            with contextlib.suppress(*_BROKER_ERRORS):
+                await old.close()
+
+    async def _refused(self, channel: AbstractChannel | None) -> None:
+        """A publish on ``channel`` was nacked: the next ones go on a new channel (once, for
+        all the publishes that channel refused)."""
+        async with self._renewing:
+            if channel is self._publisher and self._connection is not None:
+                with contextlib.suppress(*_BROKER_ERRORS, TimeoutError):
+                    await self._new_publisher()
 
     async def _declare(self, channel: AbstractChannel) -> None:
         direct = aio_pika.ExchangeType.DIRECT
@@ -251,11 +277,16 @@ class RabbitBus(Bus):
             correlation_id=correlation_id.get(),
             headers=headers or {},
         )
+        channel = self._publisher
         try:
             await exchange.publish(
                 message, routing_key, mandatory=True, timeout=self.publish_timeout_s
             )
         except (TimeoutError, *_BROKER_ERRORS) as exc:
+            if isinstance(exc, aiormq.exceptions.DeliveryError) and isinstance(
+                exc.frame, aiormq.spec.Basic.Nack
+            ):
+                await self._refused(channel)
             raise DependencyUnavailable(
                 f"publish to {routing_key!r} not confirmed: {exc!r}"
             ) from exc
