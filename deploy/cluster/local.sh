@@ -7,7 +7,7 @@
 #   Redis     a master (6391), a replica (6392) and three Sentinels (26391..26393), "tidings"
 #
 # Everything is its own: node names, ports, an epmd of its own (port 4391), data dirs under
-# $TIDINGS_CLUSTER_DIR (default /tmp/tidings-cluster). The machine's own RabbitMQ, PostgreSQL and
+# $LOCAL_CLUSTER_DIR (default /tmp/tidings-cluster). The machine's own RabbitMQ, PostgreSQL and
 # Redis are never touched. Bound to 127.0.0.1 only.
 #
 #   local.sh up [rabbit|pg|redis]...     start (all three when none is named); idempotent
@@ -21,7 +21,7 @@
 #   local.sh redis-master                        the master's port, as Sentinel tells
 set -euo pipefail
 
-BASE=${TIDINGS_CLUSTER_DIR:-/tmp/tidings-cluster}
+BASE=${LOCAL_CLUSTER_DIR:-/tmp/tidings-cluster}
 RABBIT_PORTS=(5681 5682 5683)
 RABBIT_DIST_PORTS=(25681 25682 25683)
 EPMD_PORT=4391

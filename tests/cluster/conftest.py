@@ -77,8 +77,8 @@ def _part(part: str) -> Iterator[None]:
     reason = _missing(part)
     if reason is not None:
         pytest.skip(reason)
-    if os.environ.get("TIDINGS_SKIP_CLUSTER_TESTS"):
-        pytest.skip("TIDINGS_SKIP_CLUSTER_TESTS is set")
+    if os.environ.get("SKIP_CLUSTER_TESTS"):
+        pytest.skip("SKIP_CLUSTER_TESTS is set")
     ours = not _running(part)
     if ours:
         script("down", part)  # leftovers of a run that died
