@@ -127,7 +127,7 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$BASE/pg'
 wal_level = replica
 max_wal_senders = 5
-max_connections = 200
+max_connections = 500
 hot_standby = on
 fsync = off
 synchronous_commit = on
@@ -161,7 +161,9 @@ pg_up() {
 
 pg_down() {
     for d in "$BASE/pg/primary" "$BASE/pg/standby"; do
-        [ -d "$d" ] && pg_running "$d" && as_pg "$PG_BIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null
+        if [ -d "$d" ] && pg_running "$d"; then
+            as_pg "$PG_BIN/pg_ctl" -D "$d" -m immediate -w stop >/dev/null
+        fi
     done
     rm -rf "$BASE/pg"
 }
@@ -170,44 +172,30 @@ pg_down() {
 
 redis_pid() { cat "$BASE/redis/$1.pid" 2>/dev/null || true; }
 
+redis_conf() { # port, then the lines of its own: one process's config file
+    local port=$1; shift
+    printf '%s\n' "bind 127.0.0.1" "port $port" "daemonize yes" "pidfile $BASE/redis/$port.pid" \
+        "logfile $BASE/redis/$port.log" "dir $BASE/redis" "$@" >"$BASE/redis/$port.conf"
+}
+
 redis_up() {
     command -v redis-server >/dev/null || die "no redis-server"
     mkdir -p "$BASE/redis"
-    local m=${REDIS_PORTS[0]}
+    local m=${REDIS_PORTS[0]} port pid
     for port in "${REDIS_PORTS[@]}"; do
-        local pid; pid=$(redis_pid "$port")
+        pid=$(redis_pid "$port")
         [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && continue
-        local extra=""
-        [ "$port" != "$m" ] && extra="replicaof 127.0.0.1 $m"
-        cat >"$BASE/redis/$port.conf" <<EOF
-bind 127.0.0.1
-port $port
-daemonize yes
-pidfile $BASE/redis/$port.pid
-logfile $BASE/redis/$port.log
-dir $BASE/redis
-dbfilename $port.rdb
-save ""
-appendonly no
-$extra
-EOF
+        local extra=()
+        [ "$port" != "$m" ] && extra=("replicaof 127.0.0.1 $m")
+        redis_conf "$port" "dbfilename $port.rdb" 'save ""' "appendonly no" "${extra[@]}"
         redis-server "$BASE/redis/$port.conf"
     done
     for port in "${SENTINEL_PORTS[@]}"; do
-        local pid; pid=$(redis_pid "$port")
+        pid=$(redis_pid "$port")
         [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && continue
-        cat >"$BASE/redis/$port.conf" <<EOF
-bind 127.0.0.1
-port $port
-daemonize yes
-pidfile $BASE/redis/$port.pid
-logfile $BASE/redis/$port.log
-dir $BASE/redis
-sentinel monitor $SENTINEL_NAME 127.0.0.1 $m 2
-sentinel down-after-milliseconds $SENTINEL_NAME 1000
-sentinel failover-timeout $SENTINEL_NAME 5000
-sentinel parallel-syncs $SENTINEL_NAME 1
-EOF
+        redis_conf "$port" "sentinel monitor $SENTINEL_NAME 127.0.0.1 $m 2" \
+            "sentinel down-after-milliseconds $SENTINEL_NAME 1000" \
+            "sentinel failover-timeout $SENTINEL_NAME 5000" "sentinel parallel-syncs $SENTINEL_NAME 1"
         redis-server "$BASE/redis/$port.conf" --sentinel
     done
     for port in "${REDIS_PORTS[@]}" "${SENTINEL_PORTS[@]}"; do
@@ -246,7 +234,7 @@ case "$cmd" in
     up)
         mkdir -p "$BASE"
         for p in $(parts "$@"); do "${p}_up"; done
-        [ $# -eq 0 ] && env_lines
+        if [ $# -eq 0 ]; then env_lines; fi
         ;;
     down) for p in $(parts "$@"); do "${p}_down"; done ;;
     env) env_lines ;;

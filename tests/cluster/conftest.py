@@ -12,9 +12,10 @@ import os
 import shutil
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "cluster" / "local.sh"
@@ -123,3 +124,18 @@ def redis_sentinel() -> Iterator[str]:
     """The Sentinel URL of the local Redis (master name ``tidings``)."""
     for _ in _part("redis"):
         yield f"redis+sentinel://{','.join(SENTINELS)}/{REDIS_MASTER_NAME}/0"
+
+
+@pytest.fixture
+async def failover_db(pg_cluster: None) -> AsyncIterator[tuple[str, str, str]]:
+    """A fresh primary and standby, and a database on them: (the multi-host URL, the
+    primary's and the standby's own URLs). Rebuilt afterwards: the standby was promoted."""
+    await ascript("pg-rebuild")
+    name = f"tidings_cluster_{uuid.uuid4().hex[:8]}"
+    primary, standby = (f"postgresql://root@127.0.0.1:{p}/{name}" for p in PG_PORTS)
+    conn = await asyncpg.connect(f"postgresql://root@127.0.0.1:{PG_PORTS[0]}/postgres")
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    hosts = "&".join(f"host=127.0.0.1:{p}" for p in PG_PORTS)
+    yield f"postgresql://root@/{name}?{hosts}&target_session_attrs=read-write", primary, standby
+    await ascript("pg-rebuild")
