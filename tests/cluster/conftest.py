@@ -81,10 +81,10 @@ def _part(part: str) -> Iterator[None]:
     if os.environ.get("SKIP_CLUSTER_TESTS"):
         pytest.skip("SKIP_CLUSTER_TESTS is set")
     ours = not _running(part)
-    if ours:
-        script("down", part)  # leftovers of a run that died
-        script("up", part)
     try:
+        if ours:
+            script("down", part)  # leftovers of a run that died
+            script("up", part)
         yield
     finally:
         if ours:
