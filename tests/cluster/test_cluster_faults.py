@@ -106,6 +106,22 @@ async def start_run(system: System, name: str, n: int) -> tuple[Run, Sender, asy
     return run, sender, asyncio.create_task(sender.run_all())
 
 
+async def fail_over_postgres(sender: Sender, wait_s: float = 30) -> tuple[float, float]:
+    """Stop the primary (immediate); once a client has been answered 503, promote the standby.
+    Returns when each happened; the first 202 after the promotion is noted in ``sender``."""
+    await ascript("pg-stop-primary")
+    stopped_at = time.monotonic()
+
+    async def refused() -> bool:
+        return sender.last_503_at > stopped_at
+
+    await wait_for_condition(refused, timeout_s=wait_s, what="a 503 while no primary is up")
+    await ascript("pg-promote")
+    promoted_at = time.monotonic()
+    sender.first_202_after[promoted_at] = 0.0
+    return stopped_at, promoted_at
+
+
 async def rabbit_leader(vhost: str, queue: str, via: int = 1) -> int:
     out = await ascript(
         "rabbitmqctl", str(via), "list_queues", "-p", vhost, "name", "leader", "--formatter", "json"
@@ -169,16 +185,7 @@ async def test_postgresql_failover_mid_run_loses_nothing_and_answers_503_meanwhi
     try:
         run, sender, sending = await start_run(system, "pg-failover", n)
         await sender.wait_accepted(n // 3)
-        await ascript("pg-stop-primary")
-        stopped_at = time.monotonic()
-
-        async def refused() -> bool:
-            return sender.last_503_at > stopped_at
-
-        await wait_for_condition(refused, timeout_s=30, what="a 503 while no primary is up")
-        await ascript("pg-promote")
-        promoted_at = time.monotonic()
-        sender.first_202_after[promoted_at] = 0.0
+        stopped_at, promoted_at = await fail_over_postgres(sender)
         await asyncio.wait_for(sending, 200)
         accepted_s = time.monotonic() - promoted_at
         await wait_until_all(standby, run, "delivered", timeout_s=90 + n * 0.1)

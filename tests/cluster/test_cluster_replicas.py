@@ -7,7 +7,6 @@ final. Long (twelve processes and the cluster on two cores): ``-m slow`` only.""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,9 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.cluster.conftest import ascript
-from tests.cluster.test_cluster_faults import PG_BACK_S, Sender, rabbit_leader
+from tests.cluster.test_cluster_faults import (
+    PG_BACK_S,
+    Sender,
+    fail_over_postgres,
+    rabbit_leader,
+)
 from tests.faults.harness import Run, TidingsUp, statuses, tally, wait_until_all
-from tests.helpers import wait_for_condition
 from tests.scenario import create_template, create_user
 from tests.smtp_peer import SmtpPeer
 from tidings.core.topology import EMAIL_QUEUE
@@ -71,16 +74,7 @@ async def test_every_service_twice_through_a_broker_a_database_and_a_cache_failo
         await ascript("rabbit-kill", str(killed_node))
 
         await sender.wait_accepted(N // 2)
-        await ascript("pg-stop-primary")
-        stopped_at = time.monotonic()
-
-        async def refused() -> bool:
-            return sender.last_503_at > stopped_at
-
-        await wait_for_condition(refused, timeout_s=60, what="a 503 while no primary is up")
-        await ascript("pg-promote")
-        promoted_at = time.monotonic()
-        sender.first_202_after[promoted_at] = 0.0
+        _, promoted_at = await fail_over_postgres(sender, wait_s=60)
 
         await sender.wait_accepted(3 * N // 4)
         killed_redis = (await ascript("redis-kill-master")).strip()
