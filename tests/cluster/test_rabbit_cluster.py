@@ -93,13 +93,15 @@ async def test_quorum_queues_have_three_replicas_and_an_older_queue_is_kept(
     )
     await connection.close()
     bus = RabbitBus(",".join(cluster_vhost), delivery_limit=20, quorum_size=3)
+    other = RabbitBus(",".join(cluster_vhost), delivery_limit=20, quorum_size=3)
     await bus.start()
     try:
-        await bus.start()  # a second start (another replica) declares the same again
+        await other.start()  # another replica declares the same again
         found = await members(cluster_vhost[0])
         assert {spec.name for spec in QUEUES} <= set(found)
         assert all(n == 3 for n in found.values()), found
     finally:
+        await other.close()
         await bus.close()
 
 
