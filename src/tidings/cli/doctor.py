@@ -37,7 +37,10 @@ def shown(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
     netloc = f"{parts.username + '@' if parts.username else ''}{host}"
-    netloc += f":{parts.port}" if parts.port else ""
+    try:
+        netloc += f":{parts.port}" if parts.port else ""
+    except ValueError:  # several hosts (a Sentinel URL): their list, without the credentials
+        netloc = parts.netloc.rpartition("@")[2]
     return parts._replace(netloc=netloc).geturl()
 
 
@@ -94,15 +97,15 @@ async def _rabbitmq(url: str) -> None:
 
 
 async def _redis(url: str) -> None:
-    from redis import asyncio as aioredis
+    from tidings.core.cache import redis_for
 
     # Its own client, not core.cache's shared pool: a one-off ping that wants Redis's raw
     # error (not a breaker's), bounded by _checked's timeout, and closed right after.
-    client = aioredis.Redis.from_url(url, socket_connect_timeout=CHECK_TIMEOUT_S)
+    client, close = redis_for(url, socket_connect_timeout=CHECK_TIMEOUT_S)
     try:
         await client.ping()
     finally:
-        await client.aclose()
+        await close()
 
 
 async def _smtp(host: str, port: int, implicit_tls: bool) -> None:
@@ -162,8 +165,10 @@ async def _dependencies(settings: TidingsSettings) -> list[Line]:
         writable = os.access(settings.data_dir, os.W_OK) or not settings.data_dir.exists()
         checks.append(_sqlite(settings, writable))
     if settings.amqp_url:
-        url = settings.amqp_url
-        checks.append(_checked("RabbitMQ", shown(url), lambda: _rabbitmq(url)))
+        from tidings.core.bus.rabbit import amqp_addresses
+
+        for node in amqp_addresses(settings.amqp_url):  # a line per node of a cluster
+            checks.append(_checked("RabbitMQ", shown(node), functools.partial(_rabbitmq, node)))
     if settings.redis_url:
         redis = settings.redis_url
         checks.append(_checked("Redis", shown(redis), lambda: _redis(redis)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import urllib.parse
 import weakref
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
@@ -52,6 +54,93 @@ class RedisOptions:
         )
 
 
+# A Redis behind Sentinel: ``redis+sentinel://[user:password@]host:port,host:port/<master>/<db>``
+# (docs/clusters.md). The password is the master's (and its replicas'); a Sentinel that asks for
+# one of its own takes it from ``?sentinel_password=``.
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True)
+class SentinelUrl:
+    sentinels: tuple[tuple[str, int], ...]
+    master: str
+    db: int
+    username: str | None
+    password: str | None
+    sentinel_password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> SentinelUrl | None:
+        """The parts of a Sentinel URL; None for any other URL."""
+        scheme, sep, rest = url.partition("://")
+        if not sep or scheme != SENTINEL_SCHEME:
+            return None
+        rest, _, query = rest.partition("?")
+        auth, _, rest = rest.rpartition("@")
+        hosts, _, path = rest.partition("/")
+        master, _, db = path.strip("/").partition("/")
+        if not hosts or not master:
+            raise ValueError(
+                f"a Sentinel URL names its sentinels and master: {SENTINEL_SCHEME}"
+                "://host:26379,host2:26379/<master>/<db>"
+            )
+        user, _, password = auth.partition(":") if auth else ("", "", "")
+        params = dict(urllib.parse.parse_qsl(query))
+        sentinels = []
+        for host in hosts.split(","):
+            name, _, port = host.strip().rpartition(":")
+            sentinels.append((name or host, int(port) if name else 26379))
+        unquote = urllib.parse.unquote
+        return cls(
+            tuple(sentinels),
+            unquote(master),
+            int(db or 0),
+            unquote(user) or None,
+            unquote(password) or None,
+            params.get("sentinel_password"),
+        )
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, aioredis.BlockingConnectionPool):
+    """Sentinel's pool (connections to the master of the moment), waiting for a free
+    connection like the plain pool instead of failing under a burst."""
+
+
+def redis_for(
+    url: str, *, blocking: bool = False, **kwargs: Any
+) -> tuple[aioredis.Redis, Callable[[], Awaitable[None]]]:
+    """A redis.asyncio client for ``url`` (``redis://``, ``rediss://``, ``unix://`` or
+    ``redis+sentinel://``) and the coroutine function that closes it (with its Sentinel
+    clients). ``blocking``: a pool that waits for a free connection (``timeout``)."""
+    found = SentinelUrl.parse(url)
+    if found is None:
+        pool_class = aioredis.BlockingConnectionPool if blocking else aioredis.ConnectionPool
+        client = aioredis.Redis(connection_pool=pool_class.from_url(url, **kwargs))
+        return client, client.aclose
+    sockets = {k: v for k, v in kwargs.items() if k.startswith("socket_")}
+    sentinel = Sentinel(
+        found.sentinels,
+        sentinel_kwargs={**sockets, "password": found.sentinel_password},
+        **sockets,
+    )
+    if not blocking:
+        kwargs.pop("timeout", None)
+    client = sentinel.master_for(
+        found.master,
+        connection_pool_class=_BlockingSentinelPool if blocking else SentinelConnectionPool,
+        db=found.db,
+        username=found.username,
+        password=found.password,
+        **kwargs,
+    )
+
+    async def close() -> None:
+        await client.aclose()
+        await sentinel.aclose()
+
+    return client, close
+
+
 class GuardedRedis:
     """A Redis client behind a circuit breaker. A Redis that is down costs the first
     ``breaker_failures`` calls a timeout each (short: ``timeout_s``), then nothing: the
@@ -62,9 +151,12 @@ class GuardedRedis:
     breaker are the cache's, the rate limits' and discovery's alike (one outage, one count)."""
 
     def __init__(self, url: str, options: RedisOptions) -> None:
-        pool = aioredis.BlockingConnectionPool.from_url(
+        # Behind Sentinel (``redis+sentinel://``) the pool connects to the master Sentinel
+        # names, and asks again after a connection fails: a failover is a short outage here.
+        self.redis, self._close = redis_for(
             url,
             # Bounded, and waits for a free connection rather than failing under a burst.
+            blocking=True,
             max_connections=REDIS_MAX_CONNECTIONS,
             timeout=options.timeout_s,  # waiting for a free connection of the pool
             socket_timeout=options.timeout_s,
@@ -74,7 +166,6 @@ class GuardedRedis:
             # each timeout of a Redis that is down.
             retry=Retry(NoBackoff(), 1),
         )
-        self.redis = aioredis.Redis(connection_pool=pool)
         self.breaker = CircuitBreaker(
             "redis",
             failure_threshold=options.breaker_failures,
@@ -97,7 +188,7 @@ class GuardedRedis:
         if self._users <= 0:
             if self._clients.get(self._key) is self:
                 del self._clients[self._key]
-            await self.redis.aclose()
+            await self._close()
 
 
 # Every Redis user of a process (cache, rate limits, discovery) together.

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
@@ -30,6 +31,8 @@ from sqlalchemy.types import TypeDecorator
 from tidings.core import jsons
 from tidings.core.breaker import CircuitBreaker
 from tidings.core.settings import TidingsSettings, WorkerSettings
+
+T = TypeVar("T")
 
 
 def utcnow() -> dt.datetime:
@@ -136,10 +139,14 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    # A multi-host URL none of whose hosts is (yet) what target_session_attrs asks for:
+    # during a failover, the standby not promoted yet.
+    asyncpg.exceptions.TargetServerAttributeNotMatched,
 )
 # SQLSTATE classes of a server that cannot serve now: 08 connection exception, 53
-# insufficient resources (too many connections), 57P admin/crash shutdown, cannot connect now.
-_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "58")
+# insufficient resources (too many connections), 57P admin/crash shutdown, cannot connect now;
+# 25006, a write on a server that is a standby now (a primary demoted by a switchover).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "58", "25006")
 
 
 def unavailable(exc: BaseException) -> str | None:
@@ -159,10 +166,43 @@ def unavailable(exc: BaseException) -> str | None:
             return f"database connection failed: {seen.orig!r}"
         if isinstance(seen, asyncpg.InterfaceError):
             return f"database connection failed: {seen!r}"
+        if isinstance(seen, asyncpg.exceptions.TargetServerAttributeNotMatched):
+            return f"no primary among the database hosts: {seen}"
         if str(getattr(seen, "sqlstate", "") or "").startswith(_UNAVAILABLE_SQLSTATES):
             return f"database unavailable: {seen!r}"
         seen = seen.__cause__ or getattr(seen, "orig", None)
     return None
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is a connection that broke under its statement (the server went
+    away: a failover, a restart), as opposed to a timeout, whose statement may still be
+    running, or a refusal. Work that is idempotent can be sent again on a fresh connection."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, sa_exc.DBAPIError) and seen.connection_invalidated:
+            return True
+        if isinstance(seen, (asyncpg.ConnectionDoesNotExistError, ConnectionResetError)):
+            return True
+        if str(getattr(seen, "sqlstate", "") or "").startswith(("57P01", "57P02")):
+            return True  # admin or crash shutdown of the server under the session
+        seen = seen.__cause__ or getattr(seen, "orig", None)
+    return False
+
+
+async def again_if_lost(work: Callable[[], Awaitable[T]], *, attempts: int = 2) -> T:
+    """Run ``work`` (a whole transaction, idempotent) and, when its connection was lost
+    under it, again on a fresh one, up to ``attempts`` times in all. SQLAlchemy discards the
+    pool's older connections after a disconnect, so the next try connects anew (to the
+    promoted primary, with ``target_session_attrs=read-write``). While the database is away
+    the breaker refuses the next try at once: 503, as before."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await work()
+        except DRIVER_ERRORS as exc:
+            if attempt == attempts or not connection_lost(exc):
+                raise
+    raise AssertionError("unreachable")
 
 
 def _drop_hung_connection(context: ExceptionContext) -> None:

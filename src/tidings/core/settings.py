@@ -36,17 +36,29 @@ class TidingsSettings(BaseSettings):
     database_url: str | None = Field(
         default=None,
         description="PostgreSQL, e.g. `postgresql://user@host:5432/db`; each service keeps its "
-        "tables in its own schema (`gateway`, `users`, `templates`, `email`, `push`). Unset: "
+        "tables in its own schema (`gateway`, `users`, `templates`, `email`, `push`); a primary "
+        "with standbys as `postgresql://user@/db?host=h1:5432&host=h2:5432&target_session_attrs"
+        "=read-write` (connects to whichever is the primary: docs/clusters.md). Unset: "
         "SQLite files in `TIDINGS_DATA_DIR`",
     )
     amqp_url: str | None = Field(
         default=None,
-        description="RabbitMQ, e.g. `amqp://guest:guest@127.0.0.1:5672/`. Unset: the "
-        "in-process bus",
+        description="RabbitMQ, e.g. `amqp://guest:guest@127.0.0.1:5672/`; a cluster as its "
+        "nodes' URLs separated by commas (connects to any live one, moves to another when it "
+        "is lost: docs/clusters.md). Unset: the in-process bus",
+    )
+    amqp_quorum_size: int = Field(
+        default=3,
+        ge=1,
+        description="replicas of each quorum queue Tidings creates (`x-quorum-initial-group-"
+        "size`); the broker caps it at its node count, so 1 on a single node. A queue that "
+        "exists already keeps its members",
     )
     redis_url: str | None = Field(
         default=None,
-        description="Redis, e.g. `redis://127.0.0.1:6379/0`. Unset: the in-process cache",
+        description="Redis, e.g. `redis://127.0.0.1:6379/0`; behind Sentinel "
+        "`redis+sentinel://host:26379,host2:26379/<master name>/<db>` (follows the master "
+        "Sentinel names: docs/clusters.md). Unset: the in-process cache",
     )
     data_dir: Path = Field(
         default=Path(".tidings"),

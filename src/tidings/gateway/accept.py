@@ -16,7 +16,7 @@ from sqlalchemy import Table, bindparam, insert, inspect, select
 
 from tidings.core import jsons
 from tidings.core.batching import Batcher
-from tidings.core.db import Database
+from tidings.core.db import Database, again_if_lost
 from tidings.core.errors import Conflict, InvalidInput, TidingsError
 from tidings.core.limits import check_text
 from tidings.core.logs import current_correlation_id
@@ -285,7 +285,11 @@ class Acceptance:
         """Each item: a notification and the rows that go with it (``build``). One
         transaction for all; an item whose request_id is taken (by an earlier item of the
         batch, or another request) writes nothing and answers False. The outbox rows written
-        are handed to the relay once committed, to be published without being read back."""
+        are handed to the relay once committed, to be published without being read back.
+        Sent again if its connection was lost (a failover): safe by the request id."""
+        return await again_if_lost(lambda: self._write_once(items))
+
+    async def _write_once(self, items: list[list[Any]]) -> list[bool]:
         handed: list[Written] = []
         async with self._db.engine.begin() as conn:
             written = await conn.execute(self._new, [_columns(rows[0]) for rows in items])

@@ -215,6 +215,7 @@ def open_bus(settings: TidingsSettings) -> Bus:
             settings.amqp_url,
             delivery_limit=settings.delivery_limit,
             grace_s=settings.shutdown_grace_s,
+            quorum_size=settings.amqp_quorum_size,
         )
     from tidings.core.bus.memory import MemoryBus
 

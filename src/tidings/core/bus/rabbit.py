@@ -4,6 +4,12 @@ Quorum queues (replicated, with a delivery limit that dead-letters poison messag
 once), persistent messages, publisher confirms on a dedicated channel, a channel per consumer
 with its own prefetch, ``mandatory`` publishes so an unroutable message is an error, and one
 fixed-TTL retry queue per (work queue, delay tier).
+
+A cluster is several node URLs (``TIDINGS_AMQP_URL`` separated by commas): the connection goes
+to one live node and, when that one is lost, to the next (:class:`ClusterConnection`); the
+robust channels declare the topology again there (idempotent) and restart the consumers. What
+was in flight is safe across the switch: a publish whose confirm did not come raises (the
+outbox relay sends it again), a delivery not acknowledged on the lost channel comes back.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+from collections.abc import Sequence
 from typing import Any
 
 import aio_pika
@@ -20,8 +28,8 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
-    AbstractRobustConnection,
 )
+from yarl import URL
 
 from tidings.core.bus import Bus, BusMessage, Handler, run_handler
 from tidings.core.errors import DependencyUnavailable
@@ -59,6 +67,94 @@ def _dead_letter_to(routing_key: str) -> dict[str, Any]:
     }
 
 
+def amqp_addresses(url: str) -> list[str]:
+    """The node URLs of ``TIDINGS_AMQP_URL``: one, or several separated by commas (a comma in
+    a password is written ``%2C``)."""
+    return [part.strip() for part in url.split(",") if part.strip()]
+
+
+# How soon a lost connection tries the next node (aio-pika's default is 5 s).
+RECONNECT_INTERVAL_S = 1.0
+# The queue argument that sets a quorum queue's replicas when it is created.
+_GROUP_SIZE = "x-quorum-initial-group-size"
+
+
+class ClusterConnection(aio_pika.RobustConnection):
+    """aio-pika's robust connection over several nodes: each connection lost, and each
+    attempt that failed, moves to the next address in turn, so a dead node is left for a live
+    one. Every address shares the first one's query options."""
+
+    def __init__(self, urls: Sequence[str], **kwargs: Any) -> None:
+        self.addresses = [URL(u) for u in urls]
+        self._at = 0
+        if "reconnect_interval" not in self.addresses[0].query:
+            kwargs.setdefault("reconnect_interval", RECONNECT_INTERVAL_S)
+        super().__init__(self.addresses[0], **kwargs)
+
+    @property
+    def node(self) -> str:
+        """The address in use (or tried next), ``host:port``."""
+        return f"{self.url.host}:{self.url.port}"
+
+    async def _on_connection_close(self, closing: asyncio.Future[Any]) -> None:
+        if len(self.addresses) > 1 and not self._close_called:
+            self._at = (self._at + 1) % len(self.addresses)
+            self.url = self.addresses[self._at]
+        await super()._on_connection_close(closing)
+
+
+async def connect_cluster(urls: Sequence[str], timeout_s: float) -> ClusterConnection:
+    """A connection to the first live node of ``urls``, starting at a random one so that the
+    replicas of a service spread over the nodes; DependencyUnavailable if none answers."""
+    start = random.randrange(len(urls))
+    order = [*urls[start:], *urls[:start]]
+    failures: list[str] = []
+    for i in range(len(order)):
+        connection = ClusterConnection([*order[i:], *order[:i]])
+        try:
+            await connection.connect(timeout=timeout_s)
+        except (TimeoutError, *_BROKER_ERRORS) as exc:
+            failures.append(f"{URL(order[i]).host}:{URL(order[i]).port}: {exc!r}")
+            with contextlib.suppress(Exception):
+                await connection.close()
+            continue
+        return connection
+    raise DependencyUnavailable(f"RabbitMQ unreachable: {'; '.join(failures)}")
+
+
+class _Sizer:
+    """Creates each quorum queue with ``quorum_size`` replicas, on a channel of its own, and
+    says with which arguments the robust channel is to declare it. A queue made before the
+    size was set (by an older Tidings) refuses the size as inequivalent: it is declared as it
+    is, and keeps its members (``rabbitmq-queues grow`` adds replicas: docs/clusters.md)."""
+
+    def __init__(self, bus: RabbitBus) -> None:
+        self.bus = bus
+        self.channel: AbstractChannel | None = None
+
+    async def __call__(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        assert self.bus._connection is not None
+        sized = arguments | {_GROUP_SIZE: self.bus.quorum_size}
+        if self.channel is None or self.channel.is_closed:
+            # A plain channel: a robust one would reopen itself after the refusal.
+            self.channel = aio_pika.Channel(self.bus._connection, publisher_confirms=False)
+            await self.channel
+        try:
+            await self.channel.declare_queue(name, durable=True, arguments=sized)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            if _GROUP_SIZE not in str(exc):
+                raise
+            log.warning("%s exists without a replica count; it keeps its members", name)
+            self.channel = None
+            return arguments
+        return sized
+
+    async def close(self) -> None:
+        if self.channel is not None and not self.channel.is_closed:
+            with contextlib.suppress(*_BROKER_ERRORS):
+                await self.channel.close()
+
+
 class RabbitBus(Bus):
     def __init__(
         self,
@@ -67,45 +163,81 @@ class RabbitBus(Bus):
         delivery_limit: int = 20,
         publish_timeout_s: float = 10.0,
         grace_s: float = 30.0,
+        quorum_size: int = 3,
     ) -> None:
         self.url = url
+        self.addresses = amqp_addresses(url)
+        self.quorum_size = quorum_size
         self.delivery_limit = delivery_limit
         self.publish_timeout_s = publish_timeout_s
         self.grace_s = grace_s
-        self._connection: AbstractRobustConnection | None = None
+        self._connection: ClusterConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._retry_exchange: AbstractExchange | None = None
+        self._publisher: AbstractChannel | None = None
+        self._renewing = asyncio.Lock()
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[Any]] = set()
 
+    @property
+    def node(self) -> str | None:
+        """The node connected to (``host:port``), None before ``start``."""
+        return self._connection.node if self._connection is not None else None
+
     async def start(self) -> None:
+        self._connection = await connect_cluster(self.addresses, self.publish_timeout_s)
         try:
-            self._connection = await aio_pika.connect_robust(self.url)
             channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
             await self._declare(channel)
+            await self._new_publisher()
         except _BROKER_ERRORS as exc:
             raise DependencyUnavailable(f"RabbitMQ unreachable: {exc!r}") from exc
+
+    async def _new_publisher(self) -> None:
+        """Publish on a channel of its own (the declaring one stays, to declare the topology
+        again on a reconnect), made anew after a refusal: on RabbitMQ 3.10 a channel whose
+        quorum queue changed leader was seen refusing (nacking) every publish for minutes
+        while a fresh channel's were confirmed."""
+        assert self._connection is not None
+        old = self._publisher
+        channel = await self._connection.channel(publisher_confirms=True, on_return_raises=True)
+        self._exchange = await channel.get_exchange(EXCHANGE, ensure=False)
+        self._retry_exchange = await channel.get_exchange(RETRY_EXCHANGE, ensure=False)
+        self._publisher = channel
+        if old is not None:
+            with contextlib.suppress(*_BROKER_ERRORS):
+                await old.close()
+
+    async def _refused(self, channel: AbstractChannel | None) -> None:
+        """A publish on ``channel`` was nacked: the next ones go on a new channel (once, for
+        all the publishes that channel refused)."""
+        async with self._renewing:
+            if channel is self._publisher and self._connection is not None:
+                with contextlib.suppress(*_BROKER_ERRORS, TimeoutError):
+                    await self._new_publisher()
 
     async def _declare(self, channel: AbstractChannel) -> None:
         direct = aio_pika.ExchangeType.DIRECT
         self._exchange = await channel.declare_exchange(EXCHANGE, direct, durable=True)
         self._retry_exchange = await channel.declare_exchange(RETRY_EXCHANGE, direct, durable=True)
+        sized = _Sizer(self)
         for spec in QUEUES:
             arguments: dict[str, Any] = {"x-queue-type": "quorum"}
             if spec.dead_letters:
                 arguments |= _dead_letter_to(FAILED_ROUTE) | {
                     "x-delivery-limit": self.delivery_limit
                 }
+            arguments = await sized(spec.name, arguments)
             queue = await channel.declare_queue(spec.name, durable=True, arguments=arguments)
             await queue.bind(self._exchange, spec.routing_key)
         for route in DELAYABLE_ROUTES:
             for tier_ms in RETRY_TIERS_MS:
                 name = retry_queue(route, tier_ms)
                 arguments = {"x-queue-type": "quorum", "x-message-ttl": tier_ms}
-                queue = await channel.declare_queue(
-                    name, durable=True, arguments=arguments | _dead_letter_to(route)
-                )
+                arguments = await sized(name, arguments | _dead_letter_to(route))
+                queue = await channel.declare_queue(name, durable=True, arguments=arguments)
                 await queue.bind(self._retry_exchange, name)
+        await sized.close()
 
     async def close(self) -> None:
         """Stop consuming, let the handlers in flight finish (up to ``grace_s``), disconnect.
@@ -145,11 +277,16 @@ class RabbitBus(Bus):
             correlation_id=correlation_id.get(),
             headers=headers or {},
         )
+        channel = self._publisher
         try:
             await exchange.publish(
                 message, routing_key, mandatory=True, timeout=self.publish_timeout_s
             )
         except (TimeoutError, *_BROKER_ERRORS) as exc:
+            if isinstance(exc, aiormq.exceptions.DeliveryError) and isinstance(
+                exc.frame, aiormq.spec.Basic.Nack
+            ):
+                await self._refused(channel)
             raise DependencyUnavailable(
                 f"publish to {routing_key!r} not confirmed: {exc!r}"
             ) from exc
