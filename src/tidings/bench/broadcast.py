@@ -29,6 +29,17 @@ from tidings.core.settings import TidingsSettings
 
 SEED_CHUNK = 50_000
 BULK = 10_000
+POLL_S = 2.0
+MILESTONE_FIRST = 10_000
+
+
+def _growth(milestones: list[dict[str, Any]], low: int, high: int) -> str | None:
+    """The resident memory at ``high`` made against ``low`` (None: not both reached)."""
+    at_low = next((m["gateway_rss_mb"] for m in milestones if m["created"] >= low), None)
+    at_high = next((m["gateway_rss_mb"] for m in milestones if m["created"] >= high), None)
+    if at_low is None or at_high is None:
+        return None
+    return f"{(at_high / at_low - 1) * 100:+.1f} %"
 
 
 def rss_mb(pid: int) -> float:
@@ -126,16 +137,32 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         broadcast_id = answer["data"]["broadcast_id"]
         peak = rss_before
         progress: dict[str, Any] = {}
+        # The resident memory and the creation rate as the fan-out passes 10,000, 100,000,
+        # 1,000,000, ... notifications made (the acceptance compares 1,000,000 with 100,000).
+        milestones: list[dict[str, Any]] = []
+        mark = MILESTONE_FIRST
         while time.monotonic() - started < args.timeout:
-            peak = max(peak, rss_mb(pid))
+            rss = rss_mb(pid)
+            peak = max(peak, rss)
             polled = await gw.get(f"/api/v1/broadcasts/{broadcast_id}/")
             if polled.status_code == 503:  # said to wait: the next poll
-                await asyncio.sleep(2.0)
+                await asyncio.sleep(POLL_S)
                 continue
             progress = (await _check(polled))["data"]
+            elapsed = time.monotonic() - started
+            while progress["created"] >= mark:
+                milestones.append(
+                    {
+                        "created": progress["created"],
+                        "at_s": round(elapsed, 1),
+                        "created_per_s": round(progress["created"] / elapsed),
+                        "gateway_rss_mb": round(rss, 1),
+                    }
+                )
+                mark *= 10
             if progress["status"] != "running":
                 break
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(POLL_S)
         fanout_s = time.monotonic() - started
     return {
         "subscribers": n,
@@ -147,6 +174,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "created_per_s": round(progress.get("created", 0) / fanout_s),
         "gateway_rss_mb_before": round(rss_before, 1),
         "gateway_rss_mb_peak": round(peak, 1),
+        "milestones": milestones,
+        "rss_growth_100k_to_1m": _growth(milestones, 100_000, 1_000_000),
         "progress": progress,
     }
 

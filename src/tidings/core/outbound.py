@@ -8,7 +8,7 @@ the sender sleeps exactly that long, so the turns of every replica are spaced 1/
 (``TIDINGS_OUTBOUND_BURST`` at once at most) without polling. A turn further away than
 ``TIDINGS_OUTBOUND_QUEUE_S`` is not booked: the message waits in a delay queue instead
 (``Throttled``, a ``BreakerOpen``: core.flow waits it out without spending an attempt). A
-broadcast's send (the bulk lane) books only a tenth as far ahead and otherwise waits in the
+broadcast's send (the bulk lane) books only a fiftieth as far ahead and otherwise waits in the
 worker for room, so a transactional send is never booked behind more than that of bulk.
 
 A provider's 429 with ``Retry-After`` pushes the key's next turn back by that long, for every
@@ -46,7 +46,7 @@ BROADCAST_KEY = "tidings_broadcast_id"
 # How long the mark of a cancelled broadcast is kept (longer than any message can wait).
 CANCELLED_TTL_S = 7 * 24 * 3600
 # The bulk lane books this fraction of TIDINGS_OUTBOUND_QUEUE_S ahead at most.
-BULK_SHARE = 0.1
+BULK_SHARE = 0.02
 
 _BOOK = """
 local t = redis.call('TIME')
