@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Collection
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from tidings.core.db import Database
 from tidings.core.errors import NotFound, TidingsError
-from tidings.core.lookups import TemplateDirectory
 from tidings.core.topology import BULK_ROUTES
 from tidings.gateway.accept import Acceptance, Outcome
 from tidings.gateway.models import OutboxMessage
-from tidings.gateway.relay import OutboxRelay
 from tidings.gateway.schemas import NotificationCreate
 from tidings.gateway.suppressions import Suppressions
 
@@ -67,30 +64,17 @@ class _PageSuppressions:
 class BulkAcceptance(Acceptance):
     """The accept path for a broadcast's pages: the users come from the page's batch
     look-up (not one call each), the suppression list and the recipients' rate limit are
-    asked for the page at once (``prepare``), and the outbox rows go to the bulk lane."""
+    asked for the page at once (``accept_page``), and the outbox rows go to the bulk lane."""
 
-    def __init__(
-        self,
-        db: Database,
-        users: Any,
-        templates: TemplateDirectory,
-        relay: OutboxRelay,
-        suppressions: Suppressions,
-        limit_recipient: Callable[[uuid.UUID], Awaitable[None]],
-        priority_lane_min: int,
-    ) -> None:
-        super().__init__(
-            db,
-            users,
-            templates,
-            relay,
-            cast(Suppressions, _PageSuppressions(suppressions)),
-            self._limit_from_page,
-            priority_lane_min,
-        )
-        self._page_templates = templates
-        self._page_suppressions = suppressions
-        self._take_recipient = limit_recipient
+    def __init__(self, *args: Any) -> None:
+        """``Acceptance``'s arguments; its suppression list and recipients' limit are then
+        seen through the page's answers (``accept_page``)."""
+        super().__init__(*args)
+        self._page_templates = self._templates
+        self._page_suppressions = self._suppressions
+        self._take_recipient = self._limit_recipient
+        self._suppressions = cast(Suppressions, _PageSuppressions(self._suppressions))
+        self._limit_recipient = self._limit_from_page
 
     async def _limit_from_page(self, user_id: uuid.UUID) -> None:
         checks = _page_checks.get()
