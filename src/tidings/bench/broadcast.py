@@ -30,6 +30,8 @@ from tidings.core.settings import TidingsSettings
 SEED_CHUNK = 50_000
 BULK = 10_000
 POLL_S = 2.0
+SETTLE_S = 30.0
+COUNTED = ("pending", "delivered", "failed", "skipped", "cancelled")
 MILESTONE_FIRST = 10_000
 ANALYZED = (
     "users.users",
@@ -190,6 +192,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 break
             await asyncio.sleep(POLL_S)
         fanout_s = time.monotonic() - started
+        # The progress counts are kept a few seconds (gateway.broadcasts): the final ones
+        # once they add up to what was made.
+        settle_until = time.monotonic() + SETTLE_S
+        while progress.get("status") == "finished" and time.monotonic() < settle_until:
+            if sum(progress[k] for k in COUNTED) == progress["created"]:
+                break
+            await asyncio.sleep(POLL_S)
+            polled = await gw.get(f"/api/v1/broadcasts/{broadcast_id}/")
+            if polled.status_code == 200:
+                progress = (await _check(polled))["data"]
     return {
         "subscribers": n,
         "seed_s": round(seeded_s, 1),
