@@ -8,7 +8,7 @@ the sender sleeps exactly that long, so the turns of every replica are spaced 1/
 (``TIDINGS_OUTBOUND_BURST`` at once at most) without polling. A turn further away than
 ``TIDINGS_OUTBOUND_QUEUE_S`` is not booked: the message waits in a delay queue instead
 (``Throttled``, a ``BreakerOpen``: core.flow waits it out without spending an attempt). A
-broadcast's send (the bulk lane) books only a tenth as far ahead and otherwise waits in the
+broadcast's send (the bulk lane) books only a fiftieth as far ahead and otherwise waits in the
 worker for room, so a transactional send is never booked behind more than that of bulk.
 
 A provider's 429 with ``Retry-After`` pushes the key's next turn back by that long, for every
@@ -46,7 +46,7 @@ BROADCAST_KEY = "tidings_broadcast_id"
 # How long the mark of a cancelled broadcast is kept (longer than any message can wait).
 CANCELLED_TTL_S = 7 * 24 * 3600
 # The bulk lane books this fraction of TIDINGS_OUTBOUND_QUEUE_S ahead at most.
-BULK_SHARE = 0.1
+BULK_SHARE = 0.02
 
 _BOOK = """
 local t = redis.call('TIME')
@@ -110,6 +110,25 @@ def broadcast_of(n: NotificationMessage) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _gcra(
+    table: dict[str, float],
+    key: str,
+    interval: float,
+    tolerance: float,
+    horizon_s: float | None = None,
+) -> float:
+    """The in-process GCRA (``_BOOK``'s on time.monotonic, ``table`` its arrival times): the
+    seconds until the turn booked, or minus them if further than ``horizon_s`` (None: always
+    booked)."""
+    now = time.monotonic()
+    tat = max(table.get(key, now), now)
+    wait = max(0.0, tat - tolerance - now)
+    if horizon_s is not None and wait > horizon_s:
+        return -wait
+    table[key] = tat + interval
+    return wait
+
+
 class Outbound:
     """The rate limits of one process's transports (module docstring)."""
 
@@ -129,6 +148,7 @@ class Outbound:
         self._book = self._redis.redis.register_script(_BOOK) if self._redis else None
         self._pause = self._redis.redis.register_script(_PAUSE) if self._redis else None
         self._local: dict[str, float] = {}  # key -> its next turn (time.monotonic), Redis down
+        self._started: dict[str, float] = {}  # key -> this process's next send may start
         self.degraded = False
 
     async def close(self) -> None:
@@ -169,13 +189,7 @@ class Outbound:
             )
             if answer is not None:
                 return float(answer)
-        now = time.monotonic()
-        tat = max(self._local.get(key, now), now)
-        wait = max(0.0, tat - tolerance - now)
-        if wait > horizon_s:
-            return -wait
-        self._local[key] = tat + interval
-        return wait
+        return _gcra(self._local, key, interval, tolerance, horizon_s)
 
     async def pause(self, key: str, seconds: float) -> None:
         """A provider said to wait (429, ``Retry-After``): no turn of ``key`` before then."""
@@ -203,6 +217,14 @@ class Outbound:
             answer = await self.book(key, rate_per_s, horizon)
             if answer >= 0:
                 await asyncio.sleep(answer)
+                # The turns are spaced when booked; the sends must be when they start. A
+                # process that could not run for a while (a busy event loop, a pause of the
+                # machine) wakes every send whose turn passed meanwhile at once, and they
+                # reached the provider in a bunch (5 turns early at 14/s: refused). Each
+                # process spaces the sends it starts as well, by the same rate and burst.
+                interval = 1.0 / rate_per_s
+                spaced = _gcra(self._started, key, interval, interval * (self.burst - 1))
+                await asyncio.sleep(spaced)
                 return
             # Bulk: wait in the worker until there is room within its share, up to queue_s.
             room_in = -answer - horizon

@@ -358,7 +358,7 @@ class WorkerSettings(TidingsSettings):
         gt=0,
         description="how far ahead a send may book its turn under a transport's rate limit "
         "and wait for it in the worker; past that the message waits in a delay queue (no "
-        "attempt spent). A broadcast's sends book at most a tenth of it, so a transactional "
+        "attempt spent). A broadcast's sends book at most a fiftieth of it, so a transactional "
         "send waits at most that behind them",
     )
 

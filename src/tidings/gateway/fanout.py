@@ -21,68 +21,25 @@ import os
 import socket
 import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
 from tidings.core.db import Database, unavailable, utcnow
-from tidings.core.errors import DependencyUnavailable, NotFound, RetryAfter
-from tidings.core.lookups import TemplateDirectory
+from tidings.core.errors import DependencyUnavailable, RetryAfter
 from tidings.core.outbound import BROADCAST_KEY
 from tidings.core.tasks import cancel_and_wait
-from tidings.core.topology import BULK_ROUTES
 from tidings.core.web import ServiceClient
-from tidings.gateway.accept import Acceptance
 from tidings.gateway.broadcasts import CANCELLED, FINISHED, RUNNING, Broadcasts, request_id_for
-from tidings.gateway.models import Broadcast, OutboxMessage, TopicSubscriber
+from tidings.gateway.bulk_accept import LOOKUP_BATCH, BulkAcceptance
+from tidings.gateway.models import Broadcast, TopicSubscriber
 from tidings.gateway.schemas import NotificationCreate
 from tidings.gateway.topics import Topics
 
 log = logging.getLogger(__name__)
 
-# The users of the page being accepted, by id (set by the fan-out around accept_many).
-_page_users: ContextVar[dict[uuid.UUID, dict[str, Any]] | None] = ContextVar(
-    "page_users", default=None
-)
 BACKLOG_WAIT_S = 0.05
 PAGE_RETRY_S = 1.0
-# The template look-ups of the page being accepted, one per (code, channel, language).
-_page_template_calls: ContextVar[dict[tuple[str, str, str], asyncio.Future[Any]] | None] = (
-    ContextVar("page_template_calls", default=None)
-)
-LOOKUP_BATCH = 1000  # the users service's batch look-up takes this many ids at most
-
-
-class BulkAcceptance(Acceptance):
-    """The accept path for a broadcast's pages: the users come from the page's batch
-    look-up (not one call each), and the outbox rows go to the bulk lane."""
-
-    def __init__(self, db: Database, users: Any, templates: TemplateDirectory, *rest: Any) -> None:
-        super().__init__(db, users, templates, *rest)
-        self._page_templates = templates
-
-    async def lookups(self, body: NotificationCreate) -> tuple[dict[str, Any], dict[str, Any]]:
-        user = (_page_users.get() or {}).get(body.user_id)
-        if user is None:
-            raise NotFound(f"user {body.user_id} not found")
-        key = (body.template_code, body.notification_type, user.get("language", "en"))
-        # One look-up per template and language for the page, shared by its recipients: a
-        # page of a template not yet cached asked the templates service hundreds of times at
-        # once, ran its connection pool dry and opened its breaker.
-        asked = _page_template_calls.get()
-        if asked is None:
-            return user, await self._page_templates.get(*key)
-        if key not in asked:
-            asked[key] = asyncio.ensure_future(self._page_templates.get(*key))
-        return user, await asyncio.shield(asked[key])
-
-    def build(self, body: NotificationCreate, *args: Any, **kwargs: Any) -> list[Any]:
-        rows = super().build(body, *args, **kwargs)
-        for row in rows:
-            if isinstance(row, OutboxMessage):
-                row.routing_key = BULK_ROUTES[body.notification_type]
-        return rows
 
 
 def transient(exc: BaseException) -> bool:
@@ -235,13 +192,7 @@ class Fanout:
             )
             for user_id in page
         ]
-        token = _page_users.set(users)
-        calls = _page_template_calls.set({})
-        try:
-            outcomes = await self._acceptance.accept_many(bodies, b.owner)
-        finally:
-            _page_template_calls.reset(calls)
-            _page_users.reset(token)
+        outcomes = await self._acceptance.accept_page(bodies, users, b.owner)
         errors = [o.error for o in outcomes if o.error is not None]
         for error in errors:
             if transient(error):  # not this recipient's fault: the page is made again

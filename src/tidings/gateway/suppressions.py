@@ -3,6 +3,7 @@ A notification to one is `skipped` with the reason, and never reaches the mail s
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import cast
 
 from sqlalchemy import Table, bindparam, delete, func, select
@@ -48,6 +49,12 @@ class Suppressions:
         reason = await self._lookups.submit(key)
         await self._checked.set(key, reason.encode(), CHECK_CACHE_S)
         return reason or None
+
+    async def reasons_for(self, addresses: Collection[str]) -> dict[str, str]:
+        """Many addresses in one statement (a broadcast's page): each lower-cased address
+        with why it is suppressed, or "" when it is not."""
+        keys = sorted({a.lower() for a in addresses})
+        return dict(zip(keys, await self._find_many(keys), strict=True)) if keys else {}
 
     async def _find_many(self, keys: list[str]) -> list[str]:
         async with self.db.autocommit.connect() as conn:
