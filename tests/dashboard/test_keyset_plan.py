@@ -4,17 +4,14 @@ has 200,000 rows; the slow one a million, as tests/gateway/test_listing_plan.py.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import re
 import uuid
 
-import asyncpg
 import pytest
 from sqlalchemy.dialects import postgresql
 
-from tidings.core.migrations import migrate
-from tidings.core.settings import async_database_url
+from tests.listing_rows import notifications_table
 from tidings.gateway.dashboard_story import keyset_page
 from tidings.gateway.schemas import NotificationFilter
 
@@ -22,27 +19,8 @@ USER = uuid.UUID("00000000-0000-0000-0000-000000000042")
 
 
 async def plans(database_url: str, rows: int) -> None:
-    await asyncio.to_thread(migrate, "tidings.gateway", async_database_url(database_url), "gateway")
-    conn = await asyncpg.connect(database_url)
+    conn = await notifications_table(database_url, rows, USER)
     try:
-        await conn.execute(
-            """
-            INSERT INTO gateway.notifications (id, request_id, body_hash, user_id,
-                notification_type, template_code, language, priority, variables, metadata,
-                status, error, correlation_id, round, attempt, created_at, updated_at)
-            SELECT gen_random_uuid(), 'req-' || i, md5(i::text),
-                CASE WHEN i % 1000 = 0 THEN $1::uuid ELSE gen_random_uuid() END,
-                CASE WHEN i % 10 = 0 THEN 'push' ELSE 'email' END,
-                'template-' || (i % 50), 'en', 5, '{}'::json, NULL,
-                (ARRAY['pending', 'delivered', 'delivered', 'failed', 'skipped'])[1 + i % 5],
-                NULL, 'c', 0, 0,
-                now() - (i || ' seconds')::interval, now()
-            FROM generate_series(1, $2) AS i
-            """,
-            USER,
-            rows,
-        )
-        await conn.execute("ANALYZE gateway.notifications")
         now = dt.datetime.now(dt.UTC)
         deep = (now - dt.timedelta(seconds=rows // 2), uuid.UUID(int=2**127))
         day = now - dt.timedelta(days=1)
