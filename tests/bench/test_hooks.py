@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.bench.support import run_bench
 from tidings.bench.hooks import HookTally, serve
 
 
@@ -87,22 +86,7 @@ async def test_a_receiver_that_is_down_refuses_and_counts() -> None:
 
 
 def bench(tmp_path: Path, *more: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    command = ["bench", "-n", "20", "-c", "5", "--users", "5", "--plot", "", *more]
-    result = subprocess.run(
-        [sys.executable, "-m", "tidings", *command],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
-    log = tmp_path / "artifacts" / "bench" / "tidings-up.log"
-    assert result.returncode == 0, (
-        result.stdout[-3000:]
-        + result.stderr[-3000:]
-        + (log.read_text()[-3000:] if log.exists() else "")
-    )
+    result = run_bench(tmp_path, "-n", "20", "-c", "5", "--users", "5", "--plot", "", *more)
     out = tmp_path / "artifacts" / "bench"
     return result, json.loads((out / "report.json").read_text())
 
