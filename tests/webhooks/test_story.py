@@ -5,6 +5,9 @@ excerpt), found by the notification (webhook_messages.notification_id)."""
 
 from __future__ import annotations
 
+import uuid
+from types import SimpleNamespace
+
 import httpx
 
 from tests.credentials import ADMIN_KEY
@@ -14,6 +17,7 @@ from tests.system import System
 from tests.webhooks.conftest import WorkerHandle
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import delete_all, register, send
+from tidings.webhooks.events import notification_of
 
 
 async def test_the_story_shows_the_webhook_deliveries(
@@ -48,3 +52,17 @@ async def test_the_story_shows_the_webhook_deliveries(
         assert "HTTP 200" in page and "answered 200" in page, "status code and answer excerpt"
         data = (await client.get(f"/dashboard/api/notifications/{nid}")).json()["data"]
         assert {m["webhook_id"] for m in data["webhooks"]} >= set(received)
+
+
+def test_each_event_names_its_notification_for_the_story() -> None:
+    """The id a message is found by: the outbox row's own, or device.removed's (the
+    notification whose attempt found the dead token); none for the others."""
+    nid = uuid.uuid4()
+
+    def row(**kw: object) -> SimpleNamespace:
+        return SimpleNamespace(**({"notification_id": None, "extra": None} | kw))
+
+    assert notification_of(row(notification_id=nid)) == nid
+    assert notification_of(row(extra={"notification_id": str(nid), "device_id": "d"})) == nid
+    assert notification_of(row(extra={"user_id": "u"})) is None
+    assert notification_of(row(extra={"notification_id": "not a uuid"})) is None
