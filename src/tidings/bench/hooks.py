@@ -42,7 +42,12 @@ class HookCounts:
     refused: int  # requests answered non-2xx (--down)
     webhook_ids: int  # distinct webhook-ids seen
 
-    def line(self) -> str:
+    def line(self, down: bool = False) -> str:
+        if down:  # nothing was expected to arrive: what was refused is the figure
+            return (
+                f"webhooks: the receiver was down (503 to every request): {self.requests} "
+                f"requests for {self.webhook_ids} webhook-ids refused during the run"
+            )
         return (
             f"webhooks: {self.received} of {self.expected} events received, {self.lost} lost, "
             f"{self.duplicated} duplicated; {self.requests} requests ({self.refused} refused), "

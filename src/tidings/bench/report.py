@@ -191,14 +191,9 @@ def markdown(result: BenchResult, every: list[Figures], plot: str | None) -> str
 
 
 def _webhooks_line(result: BenchResult) -> str:
-    w = result.webhooks
-    assert w is not None
-    if result.config.webhook_down:
-        return (
-            f"Webhooks: the receiver was down (503 to every request): {w.requests} requests "
-            f"for {w.webhook_ids} webhook-ids refused during the run."
-        )
-    return f"**{w.line()[0].upper()}{w.line()[1:]}** (counted by webhook-id at the receiver)."
+    assert result.webhooks is not None
+    line = result.webhooks.line(result.config.webhook_down)
+    return f"**W{line[1:]}** (counted by webhook-id at the bench's receiver)."
 
 
 def as_json(result: BenchResult, every: list[Figures]) -> bytes:
@@ -302,7 +297,7 @@ def write_outputs(result: BenchResult, report: Path, plot: Path | None) -> int:
     if result.unexpected:
         print(f"  {result.unexpected} unexpected messages at the sink")
     if result.webhooks is not None:
-        print("  " + result.webhooks.line())
+        print("  " + result.webhooks.line(result.config.webhook_down))
     if plot is not None:
         why = plot_png(result, every, plot)
         if why:
