@@ -5,33 +5,18 @@ the report and the plot were written."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.bench.support import run_bench
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.timeout(240)
 def test_bench_smoke_on_the_embedded_default(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "tidings", "bench", "-n", "50", "-c", "5", "--users", "10"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
-    log = tmp_path / "artifacts" / "bench" / "tidings-up.log"
-    assert result.returncode == 0, (
-        result.stdout[-3000:]
-        + result.stderr[-3000:]
-        + (log.read_text()[-3000:] if log.exists() else "")
-    )
+    result = run_bench(tmp_path, "-n", "50", "-c", "5", "--users", "10")
     report = (tmp_path / "artifacts" / "bench" / "report.md").read_text()
     assert "**50 delivered, 0 lost, 0 duplicated, 0 errors**" in report, report
     assert "| delivered | 50 |" in report and "| lost | 0 |" in report
@@ -46,17 +31,8 @@ def test_bench_curve_reports_cpu_per_process_json_and_a_plot(tmp_path: Path) -> 
     """A tiny open-loop curve (100/s, then 200/s unless 100/s saturated the machine; 0.3 s
     each): every step is in the report and its JSON, with the load generator's and the sink's
     CPU apart from Tidings'."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
-    command = ["bench", "--curve", "--curve-step", "0.3", "--curve-max", "200", "--users", "5"]
-    result = subprocess.run(
-        [sys.executable, "-m", "tidings", *command],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=220,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    command = ["--curve", "--curve-step", "0.3", "--curve-max", "200", "--users", "5"]
+    run_bench(tmp_path, *command)
     out = tmp_path / "artifacts" / "bench"
     report = (out / "report.md").read_text()
     assert "## Open-loop curve" in report and "## open loop at 100/s" in report, report

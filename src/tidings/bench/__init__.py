@@ -18,6 +18,9 @@ def _bench(args: argparse.Namespace) -> int:
     if args.target and not args.admin_key:
         print("tidings bench: --target needs --admin-key (or TIDINGS_ADMIN_API_KEY)")
         return 2
+    if args.webhook_url and (args.webhook_receiver or args.webhook_down):
+        print("tidings bench: --webhook-url or --webhook-receiver/--webhook-down, not both")
+        return 2
     if args.target and (args.database_url or args.amqp_url or args.redis_url):
         print(
             "tidings bench: --database-url/--amqp-url/--redis-url start a stack; not with --target"
@@ -45,6 +48,8 @@ def _bench(args: argparse.Namespace) -> int:
         profile_dir=Path(args.profile) if args.profile else None,
         dkim_key=Path(args.dkim_key).read_text() if args.dkim_key else None,
         webhook_url=args.webhook_url,
+        webhook_receiver=args.webhook_receiver or args.webhook_down,
+        webhook_down=args.webhook_down,
     )
     result = on_uvloop(run(config))
     return write_outputs(result, Path(args.report), Path(args.plot) if args.plot else None)
@@ -160,6 +165,19 @@ def add_commands(sub: Any) -> None:
         metavar="URL",
         help="register an outbound webhook endpoint subscribed to every event before the run "
         "(run it once with a receiver answering, once with it down: docs/webhooks.md)",
+    )
+    p.add_argument(
+        "--webhook-receiver",
+        action="store_true",
+        help="run a webhook receiver (a process of its own, answering 204), register an "
+        "endpoint subscribed to every event pointing at it, wait for every delivered "
+        "notification's events after the mail, and count them by webhook-id (lost, duplicated)",
+    )
+    p.add_argument(
+        "--webhook-down",
+        action="store_true",
+        help="as --webhook-receiver, the receiver answering 503 to every request (down): the "
+        "run's figures with a receiver that is down",
     )
     p.add_argument(
         "--report",

@@ -151,6 +151,8 @@ def markdown(result: BenchResult, every: list[Figures], plot: str | None) -> str
         f" ({result.unexpected} unexpected messages at the sink)",
         "",
     ]
+    if result.webhooks is not None:
+        out += [_webhooks_line(result), ""]
     if len(every) > 1 or c.curve:
         out += ["## Open-loop curve", "", *curve_rows(every)]
     for f, phase in zip(every, result.phases, strict=True):
@@ -188,6 +190,12 @@ def markdown(result: BenchResult, every: list[Figures], plot: str | None) -> str
     return "\n".join(out) + "\n"
 
 
+def _webhooks_line(result: BenchResult) -> str:
+    assert result.webhooks is not None
+    line = result.webhooks.line(result.config.webhook_down)
+    return f"**W{line[1:]}** (counted by webhook-id at the bench's receiver)."
+
+
 def as_json(result: BenchResult, every: list[Figures]) -> bytes:
     return orjson.dumps(
         {
@@ -198,6 +206,7 @@ def as_json(result: BenchResult, every: list[Figures]) -> bytes:
             "mode": result.config.mode,
             "unexpected": result.unexpected,
             "cpu_note": result.cpu_note,
+            "webhooks": asdict(result.webhooks) if result.webhooks is not None else None,
             "phases": [asdict(f) | {"cpu_ms_groups": cpu_groups(f.cpu_ms)} for f in every],
         },
         option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS,
@@ -287,6 +296,8 @@ def write_outputs(result: BenchResult, report: Path, plot: Path | None) -> int:
         print(summary(result, f))
     if result.unexpected:
         print(f"  {result.unexpected} unexpected messages at the sink")
+    if result.webhooks is not None:
+        print("  " + result.webhooks.line(result.config.webhook_down))
     if plot is not None:
         why = plot_png(result, every, plot)
         if why:
@@ -306,4 +317,6 @@ def write_outputs(result: BenchResult, report: Path, plot: Path | None) -> int:
     # A curve's last step is past saturation: its losses (a lost message is one not arrived
     # within --timeout) and errors still count.
     bad = result.unexpected + sum(f.lost + f.duplicated + f.errors for f in every)
+    if result.webhooks is not None and not result.config.webhook_down:
+        bad += result.webhooks.lost + result.webhooks.duplicated
     return 0 if bad == 0 else 1

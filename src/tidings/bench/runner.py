@@ -26,6 +26,7 @@ import httpx
 import orjson
 
 from tidings.bench.cpu import Cpu
+from tidings.bench.hooks import EMAIL_PATH, HookCounts, HookTally
 from tidings.bench.load import Load, request_bytes
 from tidings.bench.profile import Profiler
 from tidings.bench.sink import Tally
@@ -42,6 +43,7 @@ TEMPLATE = {
 }
 LOAD_NAME = "bench load generator"
 SINK_NAME = "bench SMTP sink"
+HOOK_NAME = "bench webhook receiver"
 
 
 @dataclass
@@ -68,6 +70,10 @@ class BenchConfig:
     dkim_key: str | None = None  # a started stack DKIM-signs with this PEM
     # An outbound webhook endpoint subscribed to every event for the run (docs/webhooks.md).
     webhook_url: str | None = None
+    # The bench runs its own receiver (tidings.bench.hooks) for that endpoint and counts
+    # what it receives by webhook-id; ``webhook_down``: the receiver answers 503 to all.
+    webhook_receiver: bool = False
+    webhook_down: bool = False
 
     @property
     def mode(self) -> str:
@@ -82,7 +88,9 @@ class BenchConfig:
         if self.target:
             return f"target {self.target}"
         signed = ", DKIM-signed" if self.dkim_key else ""
-        if self.webhook_url:
+        if self.webhook_receiver:
+            signed += ", webhooks to the bench's receiver" + (", down" if self.webhook_down else "")
+        elif self.webhook_url:
             signed += f", webhooks to {self.webhook_url}"
         if self.database_url or self.amqp_url or self.redis_url:
             return f"tidings up: six supervised processes{signed}"
@@ -125,38 +133,41 @@ class BenchResult:
     unexpected: int  # messages at the sink for no accepted notification of this run
     cpu_note: str
     started_at: str
+    webhooks: HookCounts | None = None  # with --webhook-receiver
 
 
-class SinkProcess:
-    """``python -m tidings.bench.sink`` as a child process; its arrivals go to a Tally here."""
+class ChildServer:
+    """A bench server (``python -m <module> --port P …``) as a child process, each line it
+    prints handed to ``_line``."""
 
-    def __init__(self, port: int) -> None:
+    module = ""
+
+    def __init__(self, port: int, *args: str) -> None:
         self.port = port
-        self.tally = Tally()
+        self.args = args
         self.proc: asyncio.subprocess.Process | None = None
         self.reader: asyncio.Task[None] | None = None
 
-    async def start(self) -> SinkProcess:
+    async def start(self) -> Any:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tidings.bench.sink", "--port", str(self.port),
+            sys.executable, "-m", self.module, "--port", str(self.port), *self.args,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), 30)
         if not line.startswith(b"port "):
-            raise RuntimeError(f"the SMTP sink did not start: {line!r}")
+            raise RuntimeError(f"{self.module} did not start: {line!r}")
         self.port = int(line.split()[1])
         self.reader = asyncio.create_task(self._read())
         return self
 
+    def _line(self, line: bytes) -> None:
+        raise NotImplementedError
+
     async def _read(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        arrive = self.tally.arrive
         while line := await self.proc.stdout.readline():
-            # "<nid> <request id> <t>": another run's request id may hold spaces.
-            nid, _, rest = line.rstrip(b"\n").partition(b" ")
-            rid, _, t = rest.rpartition(b" ")
-            arrive(nid.decode(), rid.decode(), float(t))
+            self._line(line.rstrip(b"\n"))
 
     @property
     def pid(self) -> int:
@@ -167,7 +178,7 @@ class SinkProcess:
         if self.proc is None:
             return
         if self.proc.stdin is not None:
-            self.proc.stdin.close()  # the sink flushes what it has and exits
+            self.proc.stdin.close()  # the server flushes what it has and exits
         try:
             await asyncio.wait_for(self.proc.wait(), 10)
         except TimeoutError:
@@ -176,6 +187,42 @@ class SinkProcess:
         if self.reader is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await self.reader
+
+
+class SinkProcess(ChildServer):
+    """``python -m tidings.bench.sink`` as a child process; its arrivals go to a Tally here."""
+
+    module = "tidings.bench.sink"
+
+    def __init__(self, port: int) -> None:
+        super().__init__(port)
+        self.tally = Tally()
+
+    def _line(self, line: bytes) -> None:
+        # "<nid> <request id> <t>": another run's request id may hold spaces.
+        nid, _, rest = line.partition(b" ")
+        rid, _, t = rest.rpartition(b" ")
+        self.tally.arrive(nid.decode(), rid.decode(), float(t))
+
+
+class HookProcess(ChildServer):
+    """``python -m tidings.bench.hooks`` (the webhook receiver) as a child process; its
+    requests go to a HookTally here."""
+
+    module = "tidings.bench.hooks"
+
+    def __init__(self, down: bool) -> None:
+        super().__init__(0, *(["--down"] if down else []))
+        self.down = down
+        self.tally = HookTally()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def _line(self, line: bytes) -> None:
+        webhook_id, event_type, nid, status = line.decode().split(" ")
+        self.tally.arrive(webhook_id, event_type, nid, int(status))
 
 
 def free_port() -> int:
@@ -354,9 +401,13 @@ async def run(config: BenchConfig) -> BenchResult:
     run_id = uuid.uuid4().hex[:8]
     smtp_port = config.smtp_port or (TARGET_SMTP_PORT if config.target else 0)
     sink = await SinkProcess(smtp_port).start()
+    hooks: HookProcess | None = None
     stack: Stack | None = None
     with tempfile.TemporaryDirectory(prefix="tidings-bench-") as data_dir:
         try:
+            if config.webhook_receiver:
+                hooks = await HookProcess(config.webhook_down).start()
+                config.webhook_url = hooks.url
             if config.target:
                 gateway, admin_key = config.target.rstrip("/"), config.admin_key or ""
                 roots = list(config.stack_pids)
@@ -369,11 +420,37 @@ async def run(config: BenchConfig) -> BenchResult:
                 gateway, admin_key = stack.gateway, stack.admin_key
                 assert stack.proc is not None
                 roots = [stack.proc.pid]
-            return await _measure(config, run_id, sink, gateway, admin_key, roots)
+            return await _measure(config, run_id, sink, gateway, admin_key, roots, hooks)
         finally:
             if stack is not None:
                 await stack.stop()
+            if hooks is not None:
+                await hooks.stop()
             await sink.stop()
+
+
+async def _await_webhooks(config: BenchConfig, hooks: HookProcess, delivered: set[str]) -> None:
+    """Until every notification delivered by email has reported its whole path to the
+    receiver, or ``timeout_s`` passed without a new request (the rest then counts as lost).
+    The webhooks worker may well finish after the mail: it takes what delivery leaves."""
+    tally = hooks.tally
+
+    def missing() -> int:
+        return sum(1 for nid in delivered for t in EMAIL_PATH if not tally.received(nid, t))
+
+    started = time.perf_counter()
+    left = missing()
+    while left:
+        tally.changed.clear()
+        try:
+            await asyncio.wait_for(tally.changed.wait(), config.timeout_s)
+        except TimeoutError:
+            break
+        left = missing()
+    print(
+        f"webhooks: waited {time.perf_counter() - started:.1f}s after the mail; {left} missing",
+        file=sys.stderr,
+    )
 
 
 @dataclass
@@ -409,6 +486,7 @@ async def _measure(
     gateway: str,
     admin_key: str,
     roots: list[int],
+    hooks: HookProcess | None = None,
 ) -> BenchResult:
     # One connection for the set-up: users are made one at a time, as before the raw load
     # generator (ten at once, each an argon2 hash, timed out on a busy machine).
@@ -432,7 +510,8 @@ async def _measure(
         f"{gateway}, SMTP sink on 127.0.0.1:{sink.port}",
         file=sys.stderr,
     )
-    cpu = Cpu(roots, {LOAD_NAME: os.getpid(), SINK_NAME: sink.pid})
+    own = {LOAD_NAME: os.getpid(), SINK_NAME: sink.pid}
+    cpu = Cpu(roots, own | ({HOOK_NAME: hooks.pid} if hooks else {}))
     phases: list[Phase] = []
     if config.curve:
         rate, first = 100.0, 0
@@ -446,8 +525,11 @@ async def _measure(
             rate *= 2
     else:
         phases.append(await _phase(config, target, sink, cpu, roots, 0, config.n, config.rate, 0))
-    await asyncio.sleep(config.settle_s)  # duplicates arriving late still count
     accepted = {s.notification_id for p in phases for s in p.sent.values() if s.status == 202}
+    delivered = {nid for nid in accepted if nid in sink.tally.arrivals}
+    if hooks is not None and not hooks.down:
+        await _await_webhooks(config, hooks, delivered)
+    await asyncio.sleep(config.settle_s)  # duplicates arriving late still count
     return BenchResult(
         config=config,
         command=" ".join(["tidings", *sys.argv[1:]]) if sys.argv else "tidings bench",
@@ -456,6 +538,7 @@ async def _measure(
         unexpected=sink.tally.count(accepted).unexpected,
         cpu_note=cpu.note,
         started_at=time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        webhooks=hooks.tally.count(delivered) if hooks is not None else None,
     )
 
 

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import Callable, Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -169,8 +169,12 @@ async def serve(on_message: Arrival, port: int = 0) -> asyncio.Server:
     return await loop.create_server(lambda: SmtpSink(on_message), "127.0.0.1", port)
 
 
-async def _main(port: int) -> None:
-    """Serve, and write every arrival to stdout; a batch per 20 ms at most."""
+async def serve_reporting(
+    start: Callable[[Callable[[str], None]], Awaitable[asyncio.Server]],
+) -> None:
+    """A bench server as a process of its own: ``start(emit)`` serves and calls ``emit`` with a
+    line per event; the lines go to stdout, a batch per 20 ms at most, after ``port N`` once
+    listening; done when stdin is closed (the bench is done)."""
     loop = asyncio.get_running_loop()
     pending: list[str] = []
     out = sys.stdout
@@ -180,20 +184,29 @@ async def _main(port: int) -> None:
         out.flush()
         pending.clear()
 
-    def on_message(nid: str, rid: str, t: float) -> None:
+    def emit(line: str) -> None:
         if not pending:
             loop.call_later(0.02, flush)
-        pending.append(f"{nid.replace(' ', '_')} {rid.replace(chr(10), ' ')} {t!r}\n")
+        pending.append(line)
 
-    server = await serve(on_message, port)
+    server = await start(emit)
     out.write(f"port {server.sockets[0].getsockname()[1]}\n")
     out.flush()
     stop = asyncio.Event()
-    loop.add_reader(sys.stdin.fileno(), stop.set)  # stdin closed: the bench is done
+    loop.add_reader(sys.stdin.fileno(), stop.set)
     await stop.wait()
     server.close()
     if pending:
         flush()
+
+
+async def _main(port: int) -> None:
+    def on_message(emit: Callable[[str], None]) -> Arrival:
+        return lambda nid, rid, t: emit(
+            f"{nid.replace(' ', '_')} {rid.replace(chr(10), ' ')} {t!r}\n"
+        )
+
+    await serve_reporting(lambda emit: serve(on_message(emit), port))
 
 
 def main() -> None:

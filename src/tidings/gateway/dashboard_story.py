@@ -7,7 +7,9 @@ recipient's address (one batch look-up at the users service per page).
 
 A notification's story: its recipient (name and address), its ids (request, correlation),
 its timeline from the history (accepted, queued, each attempt with the server's reply or the
-error, each retry with its delay, the end), its dead letters and the email as sent."""
+error, each retry with its delay, the end), its dead letters, its webhook deliveries (each
+message to each endpoint with its attempts: status code, duration, answer excerpt; delivered,
+failed or the next retry) and the email as sent."""
 
 from __future__ import annotations
 
@@ -204,6 +206,40 @@ def _steps(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return steps
 
 
+def _utc(at: dt.datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at else ""
+
+
+def _deliveries(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The notification's webhook messages as the story tells them (JSON-safe: the story's
+    JSON carries them too)."""
+    return [
+        {
+            "webhook_id": m["webhook_id"],
+            "endpoint_id": str(m["endpoint_id"]),
+            "url": m["url"],
+            "event_type": m["event_type"],
+            "state": m["state"],
+            "attempts": m["attempts"],
+            "created_at": _utc(m["created_at"]),
+            "delivered_at": _utc(m["delivered_at"]),
+            "next_attempt_at": _utc(m["next_attempt_at"]),
+            "last_error": m["last_error"],
+            "attempt_log": [
+                {
+                    "at": _utc(a["at"]),
+                    "status_code": a["status_code"],
+                    "duration_ms": round(a["duration_ms"], 1),
+                    "error": a["error"],
+                    "excerpt": (a["response_excerpt"] or "")[:200],
+                }
+                for a in m["attempt_log"]
+            ],
+        }
+        for m in messages
+    ]
+
+
 async def story(state: GatewayState, notification_id: str) -> dict[str, Any] | None:
     try:
         nid = uuid.UUID(notification_id)
@@ -232,6 +268,7 @@ async def story(state: GatewayState, notification_id: str) -> dict[str, Any] | N
         }
         for d in letters
     ]
+    n["webhooks"] = _deliveries(await state.webhook_endpoints.for_notification(nid))
     n["recipient"] = {
         "name": (recipient or {}).get("name") or "",
         "address": (recipient or {}).get("email") or "",

@@ -206,6 +206,27 @@ class Endpoints:
             attempts = await self._attempts(session, [m.id for m in rows])
             return [message_out(m, attempts.get(m.id, [])) for m in rows], int(total or 0)
 
+    async def for_notification(self, notification_id: uuid.UUID) -> list[dict[str, Any]]:
+        """Every webhook message about one notification (every endpoint's, oldest first),
+        each with its endpoint's URL and its attempts: a notification's story (one range
+        scan of ix_webhook_messages_notification, one look-up of the attempts)."""
+        async with self.db.sessions() as session:
+            rows = list(
+                (
+                    await session.execute(
+                        select(WebhookMessage, WebhookEndpoint.url)
+                        .join(WebhookEndpoint, WebhookEndpoint.id == WebhookMessage.endpoint_id)
+                        .where(WebhookMessage.notification_id == notification_id)
+                        .order_by(WebhookMessage.id)
+                    )
+                ).all()
+            )
+            attempts = await self._attempts(session, [m.id for m, _ in rows])
+        return [
+            message_out(m, attempts.get(m.id, [])) | {"endpoint_id": m.endpoint_id, "url": url}
+            for m, url in rows
+        ]
+
     async def _attempts(self, session: Any, ids: list[int]) -> dict[int, list[WebhookAttempt]]:
         found: dict[int, list[WebhookAttempt]] = {}
         if ids:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any
+import uuid
+from typing import Any, cast
 
 from tidings.core import jsons
 
@@ -58,6 +59,18 @@ def event_key(row: Any) -> str:
         found = f"{row.extra['notification_id']}/{row.extra['device_id']}"
         return "d" + hashlib.sha256(found.encode()).hexdigest()[:48]
     return f"o{row.id}"
+
+
+def notification_of(row: Any) -> uuid.UUID | None:
+    """The notification an outbox row's event is about: its own column, or for
+    ``device.removed`` the one whose attempt found the dead token; else None."""
+    if row.notification_id is not None:
+        return cast(uuid.UUID, row.notification_id)
+    found = (row.extra or {}).get("notification_id")
+    try:
+        return uuid.UUID(str(found)) if found else None
+    except ValueError:
+        return None
 
 
 def body_of(row: Any) -> bytes:

@@ -91,6 +91,7 @@ class WebhookMessage(WebhookBase):
         UniqueConstraint("endpoint_id", "event_key", name="ux_webhook_messages_event"),
         Index("ix_webhook_messages_due", "state", "next_attempt_at"),
         Index("ix_webhook_messages_endpoint", "endpoint_id", "created_at"),
+        Index("ix_webhook_messages_notification", "notification_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -100,6 +101,9 @@ class WebhookMessage(WebhookBase):
     webhook_id: Mapped[str] = mapped_column(String(64), unique=True)
     event_key: Mapped[str] = mapped_column(String(64))
     event_type: Mapped[str] = mapped_column(String(64))
+    # The notification the event is about (None for user.unsubscribed, endpoint.disabled):
+    # a notification's story finds its deliveries by it (migration gateway 0012).
+    notification_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)

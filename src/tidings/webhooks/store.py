@@ -17,7 +17,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
 from tidings.core.db import Database, utcnow
-from tidings.webhooks.events import body_of, event_key, subscribes
+from tidings.webhooks.events import body_of, event_key, notification_of, subscribes
 from tidings.webhooks.models import (
     WebhookAttempt,
     WebhookEndpoint,
@@ -113,6 +113,7 @@ class WebhookStore:
                     "webhook_id": new_webhook_id(),
                     "event_key": event_key(row),
                     "event_type": row.event_type,
+                    "notification_id": notification_of(row),
                     "payload": body_of(row),
                     "state": "pending",
                     "attempts": 0,
