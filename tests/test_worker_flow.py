@@ -363,10 +363,10 @@ async def test_the_smtp_sender_renews_the_lease_after_waiting_for_a_connection(
     """The real SMTP sender, one pooled connection: the second message waits for it while
     its lease runs out and another worker takes the notification; when the connection comes
     free the renewal is refused, and the second message never reaches the server."""
-    import tidings.core.flow as flow_module
+    import tidings.core.deliveries as deliveries_module
 
     moved = [0.0]  # the lease's age as the flow reads it: moved on with the database's
-    monkeypatch.setattr(flow_module, "_clock", lambda: time.monotonic() + moved[0])
+    monkeypatch.setattr(deliveries_module, "_clock", lambda: time.monotonic() + moved[0])
     smtp = await SmtpPeer().start()
     smtp.gate = asyncio.Event()  # the server takes each message but holds its reply
     sender = SmtpSender(smtp.url, pool_size=1, timeout_s=10)

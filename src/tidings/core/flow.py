@@ -9,12 +9,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 from tidings.core.breaker import BreakerOpen
 from tidings.core.bus import Bus, BusMessage, DeadLetter, as_outage, parse
-from tidings.core.deliveries import DeliveryStore, LeaseLost
+from tidings.core.deliveries import DeliveryStore, Lease, LeaseLost, lease_clock
 from tidings.core.errors import (
     DeliveryError,
     DependencyUnavailable,
@@ -50,10 +49,8 @@ Deliver = Callable[[NotificationMessage], Awaitable[str]]
 # How a skipped notification's delivery record (state failed) says it was skipped.
 SKIPPED = "skipped: "
 
-# The clock a lease's age is read on (one process's monotonic clock; tests move it).
-_clock = time.monotonic
 # The lease of the attempt running in this task: renewed by ``renew_lease``.
-_lease: ContextVar[_Lease | None] = ContextVar("lease", default=None)
+_lease: ContextVar[Lease | None] = ContextVar("lease", default=None)
 # The devices the message handled in this task found gone: its reports carry them.
 _removed: ContextVar[dict[str, RemovedDevice] | None] = ContextVar("removed", default=None)
 
@@ -65,40 +62,14 @@ def devices_removed(found: dict[str, str]) -> None:
         removed.update({d: RemovedDevice(device_id=d, reason=r) for d, r in found.items()})
 
 
-@dataclass(frozen=True)
-class _Lease:
-    """The claim this attempt holds: its token (``attempts``), and when it was asked for on
-    this process's monotonic clock (before the claim reached the database, so never later
-    than the database's own ``now()`` the lease ran from)."""
-
-    deliveries: DeliveryStore
-    notification_id: str
-    attempts: int
-    asked_at: float
-
-    def covers(self, within_s: float) -> bool:
-        """True when the claim's lease certainly lasts past ``within_s`` seconds from now,
-        with a margin (a tenth of the lease, at least a second). Elapsed time on one clock, so
-        a worker's clock that is wrong (ahead, behind) does not matter, only one that runs at
-        a wrong rate, which the margin covers."""
-        lease_s = self.deliveries.lease_s
-        margin_s = max(1.0, lease_s / 10)
-        return _clock() - self.asked_at + within_s <= lease_s - margin_s
-
-    async def renew(self) -> None:
-        await self.deliveries.renew(self.notification_id, self.attempts)
-
-
 async def renew_lease(within_s: float | None = None) -> None:
     """Called by a sender right before it hands a message over, after any wait for a
     connection: the lease runs from now, on the database's clock. LeaseLost if another worker
     has claimed the notification meanwhile (then this attempt must not send); an outage of the
     store is DependencyUnavailable (never an OSError a sender would take for its own).
 
-    ``within_s``: the longest the hand-over can take (the sender's deadline for it). When the
-    claim's own lease still covers that, nothing is written: no other worker can claim a
-    notification whose lease has not run out, so the renewal could not be refused, and the
-    lease lasts past the send either way (docs/decisions.md). Without it, always renewed."""
+    ``within_s``, the sender's deadline for the hand-over: while the claim's lease covers it,
+    nothing is written (no other worker can claim a live lease: docs/decisions.md)."""
     lease = _lease.get()
     if lease is None or (within_s is not None and lease.covers(within_s)):
         return
@@ -218,7 +189,7 @@ class DeliveryFlow:
             raise
 
     async def _attempt(self, n: NotificationMessage) -> None:
-        asked_at = _clock()
+        asked_at = lease_clock()
         claim = await self.deliveries.claim(n.notification_id, n.round)
         if claim.result == "sent":
             # A redelivery or a duplicate: never send again; repeat the report, which may
@@ -245,7 +216,7 @@ class DeliveryFlow:
             await self._later(n, claim.wait_s + 1)
             return
         started = time.perf_counter()
-        token = _lease.set(_Lease(self.deliveries, n.notification_id, claim.attempts, asked_at))
+        token = _lease.set(Lease(self.deliveries, n.notification_id, claim.attempts, asked_at))
         try:
             # Shielded: losing the broker connection cancels its handlers, and an SMTP
             # dialogue cut after the server took the message would mean a duplicate later.

@@ -9,16 +9,18 @@ that dies mid-send costs at most one duplicate, after its lease.
 Leases are taken, renewed and compared on the database's clock (``now()``; SQLite's own on the
 embedded default), never a worker's: a worker whose clock runs two minutes fast must not see
 a live lease as expired. The holder renews its lease right before it hands the message over
-(``renew``, after any wait for a connection), and the renewal is refused once another worker
-has claimed the row (the claim's ``attempts`` is the holder's token).
+(``renew``, after any wait for a connection) unless the claim's lease still covers the
+hand-over (core.flow.renew_lease), and the renewal is refused once another worker has claimed
+the row (the claim's ``attempts`` is the holder's token).
 
 Claims, renewals and outcomes of concurrent messages are each written together, in one
-statement (or, for outcomes, one transaction) per group (core.batching).
+statement per group (core.batching), claims and outcomes on PostgreSQL outside a transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -58,6 +60,14 @@ class Claim:
     # For "busy": how long until the holder's lease runs out.
     wait_s: float = 0.0
     reply: str | None = None
+
+
+def lease_clock() -> float:
+    """The clock a lease's age is read on: this process's monotonic clock (tests move it)."""
+    return _clock()
+
+
+_clock = time.monotonic
 
 
 class DeliveryStore:
@@ -271,3 +281,27 @@ def _held(found: Any) -> Claim:
     lease_until = found.lease_until
     remaining = (lease_until - found.db_now).total_seconds() if lease_until else 0.0
     return Claim("busy", attempts=found.attempts, wait_s=max(remaining, 0.0))
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The claim an attempt holds: its token (``attempts``), and when it was asked for on
+    ``lease_clock`` (before the claim reached the database, so never later than the
+    database's own ``now()`` the lease ran from)."""
+
+    deliveries: DeliveryStore
+    notification_id: str
+    attempts: int
+    asked_at: float
+
+    def covers(self, within_s: float) -> bool:
+        """True when the claim's lease certainly lasts past ``within_s`` seconds from now,
+        with a margin (a tenth of the lease, at least a second). Elapsed time on one clock, so
+        a worker's clock that is wrong (ahead, behind) does not matter, only one that runs at
+        a wrong rate, which the margin covers."""
+        lease_s = self.deliveries.lease_s
+        margin_s = max(1.0, lease_s / 10)
+        return lease_clock() - self.asked_at + within_s <= lease_s - margin_s
+
+    async def renew(self) -> None:
+        await self.deliveries.renew(self.notification_id, self.attempts)
