@@ -357,6 +357,20 @@ async def test_sqlite_leases_use_sqlite_s_clock(tmp_path: Path) -> None:
         await db.close()
 
 
+def smtp_deliver(sender: SmtpSender) -> Callable[[NotificationMessage], Awaitable[str]]:
+    """A deliver that sends a small message with the notification's id through ``sender``."""
+
+    async def deliver(n: NotificationMessage) -> str:
+        raw = (
+            f"From: a@example.com\r\nTo: b@example.com\r\nMessage-ID: <{n.notification_id}@t>"
+            f"\r\nX-Tidings-Notification-ID: {n.notification_id}\r\nSubject: s\r\n\r\nhi\r\n"
+        ).encode()
+        email = OutgoingEmail(raw, "a@example.com", ("b@example.com",), n.notification_id)
+        return await sender.send(email)
+
+    return deliver
+
+
 async def test_the_smtp_sender_renews_the_lease_after_waiting_for_a_connection(
     rig: Rig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,13 +385,7 @@ async def test_the_smtp_sender_renews_the_lease_after_waiting_for_a_connection(
     smtp.gate = asyncio.Event()  # the server takes each message but holds its reply
     sender = SmtpSender(smtp.url, pool_size=1, timeout_s=10)
 
-    async def deliver(n: NotificationMessage) -> str:
-        raw = (
-            f"From: a@example.com\r\nTo: b@example.com\r\nMessage-ID: <{n.notification_id}@t>"
-            f"\r\nX-Tidings-Notification-ID: {n.notification_id}\r\nSubject: s\r\n\r\nhi\r\n"
-        ).encode()
-        email = OutgoingEmail(raw, "a@example.com", ("b@example.com",), n.notification_id)
-        return await sender.send(email)
+    deliver = smtp_deliver(sender)
 
     try:
         flow = await rig.run(deliver)
@@ -494,13 +502,7 @@ async def test_a_notification_costs_a_claim_and_an_outcome_and_no_renewal(rig: R
         autocommit = bool(getattr(conn.connection.dbapi_connection, "autocommit", False))
         seen.append((statement.split()[0].upper(), autocommit))
 
-    async def deliver(n: NotificationMessage) -> str:
-        raw = (
-            f"From: a@example.com\r\nTo: b@example.com\r\nMessage-ID: <{n.notification_id}@t>"
-            f"\r\nX-Tidings-Notification-ID: {n.notification_id}\r\nSubject: s\r\n\r\nhi\r\n"
-        ).encode()
-        email = OutgoingEmail(raw, "a@example.com", ("b@example.com",), n.notification_id)
-        return await sender.send(email)
+    deliver = smtp_deliver(sender)
 
     store = rig.store
     sync_engine = store.db.engine.sync_engine
