@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import event
@@ -140,3 +141,50 @@ async def test_a_group_of_outcomes_is_one_statement_a_set_of_columns(
     await asyncio.gather(store.release(nid, "first"), store.release(nid, "second"))
     row = await store.get(nid)
     assert row is not None and (row.state, row.last_error) == ("pending", "second")
+
+
+async def test_a_group_of_mixed_outcomes_is_one_statement_outside_a_transaction(
+    store: DeliveryStore,
+) -> None:
+    """On PostgreSQL sent, failed and released rows of one group are one UPDATE, run on its
+    own (autocommit: no BEGIN and COMMIT round trips); each row keeps the columns its own
+    outcome does not set (a sent row keeps the error of an earlier attempt)."""
+    ids = sorted(str(uuid.uuid4()) for _ in range(12))
+    await asyncio.gather(*(store.claim(i) for i in ids))
+    await asyncio.gather(*(store.release(i, f"451 earlier {i}") for i in ids))
+    await asyncio.gather(*(store.claim(i) for i in ids))
+    seen: list[tuple[str, bool]] = []
+
+    def before(conn: Any, _cursor: object, statement: str, *_: object) -> None:
+        autocommit = bool(getattr(conn.connection.dbapi_connection, "autocommit", False))
+        seen.append((statement.split()[0].upper(), autocommit))
+
+    sync_engine = store.db.engine.sync_engine
+    event.listen(sync_engine, "before_cursor_execute", before)
+    batches = store._finishes.batches
+    try:
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(store.mark_sent(i, f"250 ok {i}") for i in ids[:4]),
+                *(store.mark_failed(i, f"550 no {i}") for i in ids[4:8]),
+                *(store.release(i, None) for i in ids[8:]),
+            ),
+            30,
+        )
+    finally:
+        event.remove(sync_engine, "before_cursor_execute", before)
+    groups = store._finishes.batches - batches
+    assert 1 <= groups < len(ids)
+    if store.db.is_postgres:
+        assert seen == [("UPDATE", True)] * groups, seen
+    for i in ids[:4]:
+        row = await store.get(i)
+        assert row is not None and (row.state, row.reply) == ("sent", f"250 ok {i}")
+        assert row.last_error == f"451 earlier {i}" and row.lease_until is None
+    for i in ids[4:8]:
+        row = await store.get(i)
+        assert row is not None and (row.state, row.last_error) == ("failed", f"550 no {i}")
+        assert row.reply is None
+    for i in ids[8:]:
+        row = await store.get(i)
+        assert row is not None and (row.state, row.last_error) == ("pending", None)

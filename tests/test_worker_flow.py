@@ -7,7 +7,9 @@ The channel's ``deliver`` is the test's (or a real piece of a worker's, as the p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -355,15 +357,8 @@ async def test_sqlite_leases_use_sqlite_s_clock(tmp_path: Path) -> None:
         await db.close()
 
 
-async def test_the_smtp_sender_renews_the_lease_after_waiting_for_a_connection(
-    rig: Rig,
-) -> None:
-    """The real SMTP sender, one pooled connection: the second message waits for it while
-    its lease runs out and another worker takes the notification; when the connection comes
-    free the renewal is refused, and the second message never reaches the server."""
-    smtp = await SmtpPeer().start()
-    smtp.gate = asyncio.Event()  # the server takes each message but holds its reply
-    sender = SmtpSender(smtp.url, pool_size=1, timeout_s=10)
+def smtp_deliver(sender: SmtpSender) -> Callable[[NotificationMessage], Awaitable[str]]:
+    """A deliver that sends a small message with the notification's id through ``sender``."""
 
     async def deliver(n: NotificationMessage) -> str:
         raw = (
@@ -372,6 +367,25 @@ async def test_the_smtp_sender_renews_the_lease_after_waiting_for_a_connection(
         ).encode()
         email = OutgoingEmail(raw, "a@example.com", ("b@example.com",), n.notification_id)
         return await sender.send(email)
+
+    return deliver
+
+
+async def test_the_smtp_sender_renews_the_lease_after_waiting_for_a_connection(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real SMTP sender, one pooled connection: the second message waits for it while
+    its lease runs out and another worker takes the notification; when the connection comes
+    free the renewal is refused, and the second message never reaches the server."""
+    import tidings.core.deliveries as deliveries_module
+
+    moved = [0.0]  # the lease's age as the flow reads it: moved on with the database's
+    monkeypatch.setattr(deliveries_module, "_clock", lambda: time.monotonic() + moved[0])
+    smtp = await SmtpPeer().start()
+    smtp.gate = asyncio.Event()  # the server takes each message but holds its reply
+    sender = SmtpSender(smtp.url, pool_size=1, timeout_s=10)
+
+    deliver = smtp_deliver(sender)
 
     try:
         flow = await rig.run(deliver)
@@ -385,6 +399,7 @@ async def test_the_smtp_sender_renews_the_lease_after_waiting_for_a_connection(
         holder = str(arrived.message["X-Tidings-Notification-ID"])
         waiting = second if holder == first.notification_id else first
         await expire(rig.store, waiting.notification_id)
+        moved[0] = 61.0  # the wait for the connection outlasted the 60 s lease
         assert (await rig.store.claim(waiting.notification_id)).result == "claimed"
         smtp.gate.set()
         await asyncio.wait_for(asyncio.gather(*sending), 20)
@@ -469,3 +484,75 @@ async def test_events_of_concurrent_messages_go_to_the_gateway_in_one_message(ri
             seen.add(event.notification_id)
     assert seen == {n.notification_id for n in sent}
     assert rig.status_messages < 10
+
+
+async def test_a_notification_costs_a_claim_and_an_outcome_and_no_renewal(rig: Rig) -> None:
+    """The database statements of notifications sent through the flow by the real SMTP
+    sender: per group one claim (INSERT … ON CONFLICT) and one outcome (UPDATE), both on their
+    own (autocommit, no BEGIN/COMMIT), and no lease renewal while the claim's lease covers
+    the SMTP dialogue's deadline (10 s of a 60 s lease). Before: a renewal per group too, and
+    the outcome inside a transaction."""
+    from sqlalchemy import event
+
+    smtp = await SmtpPeer().start()
+    sender = SmtpSender(smtp.url, pool_size=4, timeout_s=10)
+    seen: list[tuple[str, bool]] = []
+
+    def before(conn: Any, _cursor: object, statement: str, *_: object) -> None:
+        autocommit = bool(getattr(conn.connection.dbapi_connection, "autocommit", False))
+        seen.append((statement.split()[0].upper(), autocommit))
+
+    deliver = smtp_deliver(sender)
+
+    store = rig.store
+    sync_engine = store.db.engine.sync_engine
+    try:
+        flow = await rig.run(deliver)
+        batches = (store._claims.batches, store._renewals.batches, store._finishes.batches)
+        event.listen(sync_engine, "before_cursor_execute", before)
+        sent = [message() for _ in range(20)]
+        await asyncio.wait_for(
+            asyncio.gather(
+                *(flow(BusMessage(m.dumps(), EMAIL_ROUTE, m.notification_id)) for m in sent)
+            ),
+            30,
+        )
+        event.remove(sync_engine, "before_cursor_execute", before)
+        claims, renewals, outcomes = (
+            store._claims.batches - batches[0],
+            store._renewals.batches - batches[1],
+            store._finishes.batches - batches[2],
+        )
+        assert renewals == 0
+        assert sorted(seen) == sorted([("INSERT", True)] * claims + [("UPDATE", True)] * outcomes)
+        assert len(seen) <= 2 * len(sent)  # at most a claim and an outcome per notification
+        assert smtp.count_by("X-Tidings-Notification-ID") == {m.notification_id: 1 for m in sent}
+        for m in sent:
+            row = await store.get(m.notification_id)
+            assert row is not None and row.state == "sent"
+    finally:
+        with contextlib.suppress(Exception):
+            event.remove(sync_engine, "before_cursor_execute", before)
+        await sender.close()
+        await smtp.stop()
+
+
+async def test_a_lease_that_might_end_before_the_deadline_is_renewed(rig: Rig) -> None:
+    """A sender whose hand-over may take longer than what is left of the claim's lease (less
+    a tenth of it) renews it first; one with a short deadline does not."""
+    renewed = rig.store._renewals.batches
+
+    async def deliver(n: NotificationMessage) -> str:
+        await renew_lease(within_s=5)  # 5 s of a 60 s lease: covered, nothing written
+        assert rig.store._renewals.batches == renewed
+        await renew_lease(within_s=55)  # past 60 - 6: renewed
+        assert rig.store._renewals.batches == renewed + 1
+        await renew_lease()  # no deadline given: always renewed
+        assert rig.store._renewals.batches == renewed + 2
+        return "250 ok"
+
+    flow = await rig.run(deliver)
+    n = message()
+    await asyncio.wait_for(flow(BusMessage(n.dumps(), EMAIL_ROUTE, n.notification_id)), 10)
+    row = await rig.store.get(n.notification_id)
+    assert row is not None and row.state == "sent"

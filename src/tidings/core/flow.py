@@ -9,12 +9,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from functools import partial
 from typing import Any
 
 from tidings.core.breaker import BreakerOpen
 from tidings.core.bus import Bus, BusMessage, DeadLetter, as_outage, parse
-from tidings.core.deliveries import DeliveryStore, LeaseLost
+from tidings.core.deliveries import DeliveryStore, Lease, LeaseLost, lease_clock
 from tidings.core.errors import (
     DeliveryError,
     DependencyUnavailable,
@@ -51,7 +50,7 @@ Deliver = Callable[[NotificationMessage], Awaitable[str]]
 SKIPPED = "skipped: "
 
 # The lease of the attempt running in this task: renewed by ``renew_lease``.
-_lease: ContextVar[Callable[[], Awaitable[None]] | None] = ContextVar("lease", default=None)
+_lease: ContextVar[Lease | None] = ContextVar("lease", default=None)
 # The devices the message handled in this task found gone: its reports carry them.
 _removed: ContextVar[dict[str, RemovedDevice] | None] = ContextVar("removed", default=None)
 
@@ -63,16 +62,19 @@ def devices_removed(found: dict[str, str]) -> None:
         removed.update({d: RemovedDevice(device_id=d, reason=r) for d, r in found.items()})
 
 
-async def renew_lease() -> None:
+async def renew_lease(within_s: float | None = None) -> None:
     """Called by a sender right before it hands a message over, after any wait for a
     connection: the lease runs from now, on the database's clock. LeaseLost if another worker
     has claimed the notification meanwhile (then this attempt must not send); an outage of the
-    store is DependencyUnavailable (never an OSError a sender would take for its own)."""
-    renew = _lease.get()
-    if renew is None:
+    store is DependencyUnavailable (never an OSError a sender would take for its own).
+
+    ``within_s``, the sender's deadline for the hand-over: while the claim's lease covers it,
+    nothing is written (no other worker can claim a live lease: docs/decisions.md)."""
+    lease = _lease.get()
+    if lease is None or (within_s is not None and lease.covers(within_s)):
         return
     try:
-        await renew()
+        await lease.renew()
     except LeaseLost:
         raise
     except Exception as exc:
@@ -187,6 +189,7 @@ class DeliveryFlow:
             raise
 
     async def _attempt(self, n: NotificationMessage) -> None:
+        asked_at = lease_clock()
         claim = await self.deliveries.claim(n.notification_id, n.round)
         if claim.result == "sent":
             # A redelivery or a duplicate: never send again; repeat the report, which may
@@ -213,7 +216,7 @@ class DeliveryFlow:
             await self._later(n, claim.wait_s + 1)
             return
         started = time.perf_counter()
-        token = _lease.set(partial(self.deliveries.renew, n.notification_id, claim.attempts))
+        token = _lease.set(Lease(self.deliveries, n.notification_id, claim.attempts, asked_at))
         try:
             # Shielded: losing the broker connection cancels its handlers, and an SMTP
             # dialogue cut after the server took the message would mean a duplicate later.

@@ -331,7 +331,8 @@ class WorkerSettings(TidingsSettings):
         default=60.0,
         gt=0,
         description="how long a worker's claim on a notification holds, on the database's "
-        "clock, renewed right before the send; a worker that dies mid-send is replaced after "
+        "clock, renewed right before the send unless it still covers the send's deadline; a "
+        "worker that dies mid-send is replaced after "
         "this (the window of the one possible duplicate)",
     )
     max_wait_s: float = Field(

@@ -9,16 +9,18 @@ that dies mid-send costs at most one duplicate, after its lease.
 Leases are taken, renewed and compared on the database's clock (``now()``; SQLite's own on the
 embedded default), never a worker's: a worker whose clock runs two minutes fast must not see
 a live lease as expired. The holder renews its lease right before it hands the message over
-(``renew``, after any wait for a connection), and the renewal is refused once another worker
-has claimed the row (the claim's ``attempts`` is the holder's token).
+(``renew``, after any wait for a connection) unless the claim's lease still covers the
+hand-over (core.flow.renew_lease), and the renewal is refused once another worker has claimed
+the row (the claim's ``attempts`` is the holder's token).
 
 Claims, renewals and outcomes of concurrent messages are each written together, in one
-statement (or, for outcomes, one transaction) per group (core.batching).
+statement per group (core.batching), claims and outcomes on PostgreSQL outside a transaction.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
@@ -60,6 +62,14 @@ class Claim:
     reply: str | None = None
 
 
+def lease_clock() -> float:
+    """The clock a lease's age is read on: this process's monotonic clock (tests move it)."""
+    return _clock()
+
+
+_clock = time.monotonic
+
+
 class DeliveryStore:
     def __init__(self, db: Database, lease_s: float) -> None:
         self.db = db
@@ -70,7 +80,7 @@ class DeliveryStore:
         self._renewals: Batcher[tuple[str, int], bool] = Batcher(self._renew_many)
         self._claim: Any = None
         self._renew: Any = None
-        self._finish_statements: dict[tuple[str, ...], Any] = {}
+        self._finish_statements: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
 
     def _db_now(self, plus_lease: bool = False) -> ColumnElement[Any]:
         """The database's current time, or its time plus the lease."""
@@ -185,49 +195,63 @@ class DeliveryStore:
             (notification_id, {"lease_until": None, "updated_at": utcnow(), **values})
         )
 
-    def _finish_statement(self, columns: tuple[str, ...]) -> Any:
+    def _finish_statement(self, columns: tuple[str, ...], masked: tuple[str, ...]) -> Any:
         """The outcome statement for one set of columns. On PostgreSQL one ``UPDATE … FROM
-        unnest(…)`` for every row of the group (asyncpg runs an ``executemany`` as one
-        statement per row); on SQLite an ``executemany`` of a one-row UPDATE."""
-        if columns not in self._finish_statements:
+        unnest(…)`` for every row of the group, whatever each row sets: a column only some
+        rows set (``masked``) comes with an array of flags saying which, and the others keep
+        theirs (asyncpg runs an ``executemany`` as one statement per row). On SQLite an
+        ``executemany`` of a one-row UPDATE per set of columns (``masked`` is empty)."""
+        key = (columns, masked)
+        if key not in self._finish_statements:
             table = cast(Table, Delivery.__table__)
             if self.db.is_postgres:
                 dialect = self.db.engine.dialect
                 names = ("notification_id", *columns)
-                arrays = ", ".join(
-                    f"CAST(:{n} AS {table.c[n].type.compile(dialect)}[])" for n in names
+                arrays = [f"CAST(:{n} AS {table.c[n].type.compile(dialect)}[])" for n in names]
+                arrays += [f"CAST(:has_{c} AS boolean[])" for c in masked]
+                sets = ", ".join(
+                    f"{c} = CASE WHEN v.has_{c} THEN v.{c} ELSE d.{c} END"
+                    if c in masked
+                    else f"{c} = v.{c}"
+                    for c in columns
                 )
-                sets = ", ".join(f"{c} = v.{c}" for c in columns)
-                self._finish_statements[columns] = text(
-                    f"UPDATE {table.name} AS d SET {sets} FROM unnest({arrays}) AS "
-                    f"v({', '.join(names)}) WHERE d.notification_id = v.notification_id"
+                aliases = ", ".join([*names, *(f"has_{c}" for c in masked)])
+                self._finish_statements[key] = text(
+                    f"UPDATE {table.name} AS d SET {sets} FROM unnest({', '.join(arrays)}) AS "
+                    f"v({aliases}) WHERE d.notification_id = v.notification_id"
                 )
             else:
-                self._finish_statements[columns] = (
+                self._finish_statements[key] = (
                     update(table)
                     .where(table.c.notification_id == bindparam("b_id"))
                     .values({c: bindparam(f"v_{c}") for c in columns})
                 )
-        return self._finish_statements[columns]
+        return self._finish_statements[key]
 
     async def _finish_many(self, items: list[tuple[str, dict[str, Any]]]) -> list[None]:
-        """One transaction; one statement per set of columns, for every row at once. A
-        notification twice in a group gets its last outcome; rows go in id order (a lock
-        order two workers share)."""
-        groups: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
-        for notification_id, values in items:
-            groups.setdefault(tuple(sorted(values)), {})[notification_id] = values
+        """On PostgreSQL one statement for the whole group, on its own (autocommit: a single
+        statement is atomic, so no BEGIN and COMMIT round trips). A notification twice in a
+        group gets its last outcome; rows go in id order (a lock order two workers share)."""
+        last = {notification_id: values for notification_id, values in items}
+        ids = sorted(last)
+        if self.db.is_postgres:
+            columns = tuple(sorted({c for values in last.values() for c in values}))
+            masked = tuple(c for c in columns if any(c not in last[i] for i in ids))
+            params: dict[str, Any] = {"notification_id": ids}
+            params |= {c: [last[i].get(c) for i in ids] for c in columns}
+            params |= {f"has_{c}": [c in last[i] for i in ids] for c in masked}
+            async with self.db.autocommit.connect() as conn:
+                await conn.execute(self._finish_statement(columns, masked), params)
+            return [None] * len(items)
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for i in ids:
+            groups.setdefault(tuple(sorted(last[i])), []).append(i)
         async with self.db.engine.begin() as conn:
             for columns, rows in groups.items():
-                ids = sorted(rows)
-                params: Any
-                if self.db.is_postgres:
-                    params = {"notification_id": ids} | {
-                        c: [rows[i][c] for i in ids] for c in columns
-                    }
-                else:
-                    params = [{"b_id": i} | {f"v_{c}": rows[i][c] for c in columns} for i in ids]
-                await conn.execute(self._finish_statement(columns), params)
+                await conn.execute(
+                    self._finish_statement(columns, ()),
+                    [{"b_id": i} | {f"v_{c}": last[i][c] for c in columns} for i in rows],
+                )
         return [None] * len(items)
 
     async def mark_sent(self, notification_id: str, reply: str) -> None:
@@ -257,3 +281,27 @@ def _held(found: Any) -> Claim:
     lease_until = found.lease_until
     remaining = (lease_until - found.db_now).total_seconds() if lease_until else 0.0
     return Claim("busy", attempts=found.attempts, wait_s=max(remaining, 0.0))
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The claim an attempt holds: its token (``attempts``), and when it was asked for on
+    ``lease_clock`` (before the claim reached the database, so never later than the
+    database's own ``now()`` the lease ran from)."""
+
+    deliveries: DeliveryStore
+    notification_id: str
+    attempts: int
+    asked_at: float
+
+    def covers(self, within_s: float) -> bool:
+        """True when the claim's lease certainly lasts past ``within_s`` seconds from now,
+        with a margin (a tenth of the lease, at least a second). Elapsed time on one clock, so
+        a worker's clock that is wrong (ahead, behind) does not matter, only one that runs at
+        a wrong rate, which the margin covers."""
+        lease_s = self.deliveries.lease_s
+        margin_s = max(1.0, lease_s / 10)
+        return lease_clock() - self.asked_at + within_s <= lease_s - margin_s
+
+    async def renew(self) -> None:
+        await self.deliveries.renew(self.notification_id, self.attempts)

@@ -130,8 +130,9 @@ class SmtpSender(EmailSender):
                     if smtp is not None:
                         smtp.close()
                     smtp = await self._connect()
-                # The lease runs from here, after the wait for a pooled connection.
-                await renew_lease()
+                # The lease runs from here, after the wait for a pooled connection (renewed
+                # only when the claim's lease might end before the dialogue's deadline).
+                await renew_lease(self.timeout_s)
                 try:
                     # The bytes as compose built them (and DKIM signed them): no re-serialising.
                     reply = await smtp.sendmail(
