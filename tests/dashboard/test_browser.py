@@ -128,14 +128,20 @@ def chart_points(driver: WebDriver, chart: str, series: str) -> tuple[int, float
 def overview_drawn(driver: WebDriver, base: str, delivered_at_least: int) -> None:
     driver.get(f"{base}/dashboard/")
 
+    others = (("channel", "email"), ("accept", "p95"), ("e2e", "p50"))
+
     def drawn(d: WebDriver) -> bool:
+        # The counts come from the database at once; the latencies from the replicas'
+        # samples, written every few seconds: each chart is waited for, then checked.
         points = chart_points(d, "status", "delivered")
-        return points is not None and points[1] >= delivered_at_least
+        if points is None or points[1] < delivered_at_least:
+            return False
+        return all((found := chart_points(d, *o)) is not None and found[1] > 0 for o in others)
 
     wait(driver).until(drawn)
     points = chart_points(driver, "status", "delivered")
     assert points is not None and points[0] == 60, points  # a point a minute, an hour
-    for chart, series in (("channel", "email"), ("accept", "p95"), ("e2e", "p50")):
+    for chart, series in others:
         drawn_series = chart_points(driver, chart, series)
         assert drawn_series is not None and drawn_series[0] == 60, (chart, drawn_series)
         assert drawn_series[1] > 0, (chart, series, "drawn with this run's figures")

@@ -47,14 +47,16 @@ async def test_the_email_as_sent_is_shown_sandboxed(system: System) -> None:
 async def test_copies_older_than_kept_are_dropped(system: System) -> None:
     db = open_database(EmailSettings(**system.settings).store_url, "email")
     try:
-        store = SentMail(db, keep_s=60)
+        # Kept 30 days: the copies the suite's earlier sends left in this store are younger,
+        # so the one made old is the only one past it (with a minute, a slow run's were not).
+        store = SentMail(db, keep_s=30 * 86400)
         await store.record("old-one", 0, 1, b"Subject: old\r\n\r\nold")
         await store.record("new-one", 0, 1, b"Subject: new\r\n\r\nnew")
         async with db.sessions() as session, session.begin():
             await session.execute(
                 update(SentMessage)
                 .where(SentMessage.notification_id == "old-one")
-                .values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=61))
+                .values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=31))
             )
         assert await store.purge() == 1
         assert (await store.latest("new-one")).raw.endswith(b"new")
