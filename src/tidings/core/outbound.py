@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -148,7 +149,8 @@ class Outbound:
         self._book = self._redis.redis.register_script(_BOOK) if self._redis else None
         self._pause = self._redis.redis.register_script(_PAUSE) if self._redis else None
         self._local: dict[str, float] = {}  # key -> its next turn (time.monotonic), Redis down
-        self._started: dict[str, float] = {}  # key -> this process's next send may start
+        # key -> when this process's last ``burst`` sends under it started (time.monotonic)
+        self._started: dict[str, deque[float]] = {}
         self.degraded = False
 
     async def close(self) -> None:
@@ -222,15 +224,28 @@ class Outbound:
                 # machine) wakes every send whose turn passed meanwhile at once, and they
                 # reached the provider in a bunch (5 turns early at 14/s: refused). Each
                 # process spaces the sends it starts as well, by the same rate and burst.
-                interval = 1.0 / rate_per_s
-                spaced = _gcra(self._started, key, interval, interval * (self.burst - 1))
-                await asyncio.sleep(spaced)
+                await self._start_spaced(key, 1.0 / rate_per_s)
                 return
             # Bulk: wait in the worker until there is room within its share, up to queue_s.
             room_in = -answer - horizon
             if not bulk or time.monotonic() + room_in > deadline:
                 raise Throttled(key, -answer)
             await asyncio.sleep(room_in)
+
+    async def _start_spaced(self, key: str, interval: float) -> None:
+        """Until this process has started fewer than ``burst`` sends under ``key`` in the
+        last ``burst`` intervals; then this one counts as started. Measured on the starts
+        themselves, not on slots worked out in advance: a send woken late (a busy loop again)
+        pushes the next one back instead of leaving it a shorter gap. Check and record have
+        no await between them, so two sends of the loop never take one place."""
+        starts = self._started.setdefault(key, deque(maxlen=max(1, self.burst)))
+        window = interval * (starts.maxlen or 1)
+        while len(starts) == starts.maxlen:  # the clock is what it waits for, no event
+            wait = starts[0] + window - time.monotonic()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
+        starts.append(time.monotonic())
 
     async def send(self, key: str, rate_per_s: float | None, call: Callable[[], Awaitable[T]]) -> T:
         """``call`` (one send to the transport ``key``) in its turn. A 429 with Retry-After
