@@ -209,11 +209,13 @@ class RabbitBus(Bus):
                 await old.close()
 
     async def _refused(self, channel: AbstractChannel | None) -> None:
-        """A publish on ``channel`` was nacked: the next ones go on a new channel (once, for
-        all the publishes that channel refused)."""
+        """A publish on ``channel`` was nacked, or found it closed: the next ones go on a new
+        channel (once, for all the publishes that channel refused)."""
         async with self._renewing:
             if channel is self._publisher and self._connection is not None:
-                with contextlib.suppress(*_BROKER_ERRORS, TimeoutError):
+                # RuntimeError: the connection is itself reconnecting ("closed"); the next
+                # refusal tries again.
+                with contextlib.suppress(*_BROKER_ERRORS, TimeoutError, RuntimeError):
                     await self._new_publisher()
 
     async def _declare(self, channel: AbstractChannel) -> None:
@@ -283,9 +285,13 @@ class RabbitBus(Bus):
                 message, routing_key, mandatory=True, timeout=self.publish_timeout_s
             )
         except (TimeoutError, *_BROKER_ERRORS) as exc:
-            if isinstance(exc, aiormq.exceptions.DeliveryError) and isinstance(
+            nacked = isinstance(exc, aiormq.exceptions.DeliveryError) and isinstance(
                 exc.frame, aiormq.spec.Basic.Nack
-            ):
+            )
+            # A robust channel whose restore failed while its node went away stays closed
+            # (CI: every publish after a leader's kill failed on it, the worker's retries
+            # in a loop): a closed one is replaced as a refusing one is.
+            if nacked or (channel is not None and channel.is_closed):
                 await self._refused(channel)
             raise DependencyUnavailable(
                 f"publish to {routing_key!r} not confirmed: {exc!r}"
