@@ -4,7 +4,6 @@ queues with three replicas."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import aio_pika
@@ -126,13 +125,20 @@ async def test_a_lost_node_moves_the_connection_and_its_consumer_to_another(
         stopped = True
         retried = 0
         for i in range(20):
-            while True:  # as the outbox relay does: an unconfirmed publish is sent again
+
+            async def published(i: int = i) -> bool:
+                """As the outbox relay does: an unconfirmed publish is sent again."""
+                nonlocal retried
                 try:
                     await bus.publish(EMAIL_ROUTE, b"{}", message_id=f"b{i}")
-                    break
                 except DependencyUnavailable:
                     retried += 1
-                    await asyncio.sleep(0.2)
+                    return False
+                return True
+
+            await wait_for_condition(
+                published, timeout_s=60, interval_s=0.2, what=f"b{i} published on another node"
+            )
         await wait_for_condition(lambda: _async(len(got) == 40), timeout_s=60, what="all 40")
         assert node_of(bus) != before
         await bus.ping()
