@@ -6,7 +6,8 @@ Sign-in takes the admin key once and answers with a signed session cookie
 (gateway.dashboard_sessions); every POST carries a CSRF token. The live parts
 (overview, a notification's story, the template preview) poll small JSON endpoints that
 answer with data and fragments rendered by the same templates as the pages. The pages live
-in dashboard_overview, dashboard_story, dashboard_mail and dashboard_actions; this module
+in dashboard_overview, dashboard_story, dashboard_mail, dashboard_actions,
+dashboard_categories and dashboard_users; this module
 signs in and out, serves the static files, and holds the dead letters and templates pages.
 """
 
@@ -38,7 +39,7 @@ from tidings.gateway.dashboard_base import (
     _to_login,
     dashboard_router,
 )
-from tidings.gateway.dashboard_categories import categories_context
+from tidings.gateway.dashboard_categories import router as categories_router
 from tidings.gateway.dashboard_mail import router as mail_router
 from tidings.gateway.dashboard_overview import router as overview_router
 from tidings.gateway.dashboard_sessions import (
@@ -50,6 +51,7 @@ from tidings.gateway.dashboard_sessions import (
     session_of,
 )
 from tidings.gateway.dashboard_story import router as story_router
+from tidings.gateway.dashboard_users import router as users_router
 from tidings.gateway.dependencies import State
 from tidings.gateway.pages import env, static
 from tidings.gateway.schemas import DeadLetterFilter, ReplayRequest
@@ -230,12 +232,6 @@ async def templates(state: State, token: Session, q: Preview) -> Response:
     )
 
 
-@router.get("/categories/")
-async def categories(state: State, token: Session) -> Response:
-    context = await categories_context(state)
-    return _page("categories.html", token, nav="categories", **context)
-
-
 @router.get("/api/preview")
 async def preview_json(state: State, _: JsonSession, q: Preview) -> Response:
     p = await _preview(state, q)
@@ -244,4 +240,12 @@ async def preview_json(state: State, _: JsonSession, q: Preview) -> Response:
 
 
 # Every router of the dashboard's own pages, each included by the gateway's app.
-routers = (router, overview_router, story_router, mail_router, actions_router)
+routers = (
+    router,
+    overview_router,
+    story_router,
+    mail_router,
+    actions_router,
+    categories_router,
+    users_router,
+)

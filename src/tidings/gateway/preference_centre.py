@@ -24,7 +24,7 @@ from tidings.core.errors import DependencyUnavailable, InvalidInput, NotFound, T
 
 # The dashboard's headers: no caching, no framing, no referrer (the link is the credential),
 # a CSP allowing our own script only.
-from tidings.gateway.dashboard import HEADERS
+from tidings.gateway.dashboard_base import HEADERS
 from tidings.gateway.dashboard_sessions import form_of
 from tidings.gateway.dependencies import State
 from tidings.gateway.pages import render, static
@@ -139,11 +139,11 @@ async def _categories(state: State) -> list[dict[str, Any]]:
     return found
 
 
-async def _show(
-    state: State, token: str, user_id: uuid.UUID, status: int = 200, **extra: Any
-) -> HTMLResponse:
+async def preferences_view(state: State, user_id: uuid.UUID) -> dict[str, Any]:
+    """A user's preferences as the centre and the dashboard show them: every category with
+    whether each channel is on for this user (a critical one always is), the channels, the
+    time zone (UTC when none) and the quiet hours."""
     user: dict[str, Any] = await state.users_client.get(f"/api/v1/users/{user_id}/")
-    lang, text = labels_for(str(user.get("language") or "en"))
     prefs = user.get("preferences") or {}
     chosen = prefs.get("categories") or {}
     categories = [
@@ -154,23 +154,25 @@ async def _show(
         for c in await _categories(state)
     ]
     hours = user.get("quiet_hours") or {}
-    return _page(
-        status,
-        lang=lang,
-        t=text,
-        user=user,
-        token=token,
-        channels=CHANNELS,
-        channel_on={ch: bool(prefs.get(ch)) for ch in CHANNELS},
-        categories=categories,
-        zones=_ZONES,
-        zone=user.get("time_zone") or "UTC",
-        quiet_start=str(hours.get("start", ""))[:5],
-        quiet_end=str(hours.get("end", ""))[:5],
-        days=WEEKDAYS,
-        days_on=set(hours.get("days") or ()),
-        **extra,
-    )
+    return {
+        "user": user,
+        "channels": CHANNELS,
+        "channel_on": {ch: bool(prefs.get(ch)) for ch in CHANNELS},
+        "categories": categories,
+        "zone": user.get("time_zone") or "UTC",
+        "quiet_start": str(hours.get("start", ""))[:5],
+        "quiet_end": str(hours.get("end", ""))[:5],
+        "days": WEEKDAYS,
+        "days_on": set(hours.get("days") or ()),
+    }
+
+
+async def _show(
+    state: State, token: str, user_id: uuid.UUID, status: int = 200, **extra: Any
+) -> HTMLResponse:
+    view = await preferences_view(state, user_id)
+    lang, text = labels_for(str(view["user"].get("language") or "en"))
+    return _page(status, lang=lang, t=text, token=token, zones=_ZONES, **view, **extra)
 
 
 def change_of(form: dict[str, str], categories: list[dict[str, Any]]) -> dict[str, Any]:
