@@ -1,5 +1,6 @@
 """Workers render a cheap template on the event loop (no thread hand-over); a template with a
-loop or a call, or one that once took longer than ``ON_LOOP_MAX_S``, renders in a thread."""
+loop or a call, or one that took longer than ``ON_LOOP_MAX_S`` ``ON_LOOP_STRIKES`` times in a
+row, renders in a thread; one slow render among fast ones (a garbage collection) does not."""
 
 from __future__ import annotations
 
@@ -51,14 +52,26 @@ async def test_a_template_with_a_loop_or_a_call_renders_in_a_thread() -> None:
         assert probe.threads and threading.get_ident() not in probe.threads, body
 
 
-async def test_a_template_slow_on_the_loop_once_goes_to_a_thread() -> None:
+async def test_a_template_slow_on_the_loop_time_after_time_goes_to_a_thread() -> None:
     template = _template("{{ p }}")
-    slow = Probe(spin_s=rendering.ON_LOOP_MAX_S * 2)
-    await render_content_async("email", template, {"p": slow}, cheap_on_loop=True)
-    assert threading.get_ident() in slow.threads  # the first time: on the loop
+    for _ in range(rendering.ON_LOOP_STRIKES):
+        slow = Probe(spin_s=rendering.ON_LOOP_MAX_S * 2)
+        await render_content_async("email", template, {"p": slow}, cheap_on_loop=True)
+        assert threading.get_ident() in slow.threads  # still on the loop
     again = Probe()
     await render_content_async("email", template, {"p": again}, cheap_on_loop=True)
     assert again.threads and threading.get_ident() not in again.threads
+
+
+async def test_one_slow_render_among_fast_ones_stays_on_the_loop() -> None:
+    template = _template("{{ p }}")
+    for spin_s in [rendering.ON_LOOP_MAX_S * 2] * (rendering.ON_LOOP_STRIKES - 1) + [0.0] * 2:
+        await render_content_async("email", template, {"p": Probe(spin_s)}, cheap_on_loop=True)
+    slow = Probe(spin_s=rendering.ON_LOOP_MAX_S * 2)  # strikes were cleared by a fast one
+    await render_content_async("email", template, {"p": slow}, cheap_on_loop=True)
+    after = Probe()
+    await render_content_async("email", template, {"p": after}, cheap_on_loop=True)
+    assert set(after.threads) == {threading.get_ident()}
 
 
 async def test_without_cheap_on_loop_every_render_is_in_a_thread() -> None:

@@ -175,10 +175,15 @@ def render_content(
 # A template renders on the event loop (no thread hand-over) when each of its sources is at
 # most this long and has no loop, macro or call block: then its work is linear in its source
 # and its variables (bounded by the accept's body limit), well under a millisecond. One that
-# still takes longer than ON_LOOP_MAX_S of CPU once is rendered in a thread from then on.
+# takes longer than ON_LOOP_MAX_S of CPU ON_LOOP_STRIKES times in a row is rendered in a
+# thread from then on. Not once: a garbage collection during a render counts as the render's
+# CPU time, and on a busy worker one such outlier in thousands sent the bench's (57 µs)
+# template to the thread for good, where the hand-over cost more than the render.
 ON_LOOP_MAX_SOURCE = 4096
 ON_LOOP_MAX_S = 0.002
+ON_LOOP_STRIKES = 3
 _slow_on_loop: set[tuple[str, ...]] = set()
+_strikes: dict[tuple[str, ...], int] = {}
 
 
 @lru_cache(maxsize=4096)
@@ -218,9 +223,21 @@ async def render_content_async(
             try:
                 return render_content(channel, template, variables)
             finally:
-                if time.thread_time() - started > ON_LOOP_MAX_S and len(_slow_on_loop) < 4096:
-                    _slow_on_loop.add(sources)
+                _count_strike(sources, time.thread_time() - started > ON_LOOP_MAX_S)
     return await asyncio.to_thread(render_content, channel, template, variables)
+
+
+def _count_strike(sources: tuple[str, ...], slow: bool) -> None:
+    """A slow render on the loop is a strike against its template; a fast one clears them."""
+    if not slow:
+        _strikes.pop(sources, None)
+        return
+    strikes = _strikes[sources] = _strikes.get(sources, 0) + 1
+    if strikes >= ON_LOOP_STRIKES and len(_slow_on_loop) < 4096:
+        _slow_on_loop.add(sources)
+        del _strikes[sources]
+    if len(_strikes) > 4096:  # bounded: templates seen slow once, long ago, are forgotten
+        _strikes.clear()
 
 
 def _render_fields(
