@@ -18,13 +18,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tidings.core.db import UTCDateTime, utcnow
+from tidings.core.db import BigId, UTCDateTime, utcnow
 from tidings.core.messages import NotificationMessage, Recipient
 from tidings.core.status import Status
 from tidings.core.topology import CHANNEL_ROUTES
-
-# SQLite only auto-increments INTEGER PRIMARY KEY.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class GatewayBase(DeclarativeBase):
