@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import httpx
@@ -21,16 +22,25 @@ def system_overrides() -> dict[str, Any]:
     return {"max_attempts": 2, "max_wait_s": 2.0, "smtp_breaker_failures": 1_000_000}
 
 
-async def send_one(tidings: System) -> dict[str, Any]:
-    """A user, a template and one email notification to them; the accepted answer."""
+async def send_one(tidings: System, **fields: Any) -> dict[str, Any]:
+    """A user, a template and one email notification to them (``fields``: the request's
+    others, such as ``send_at``); the accepted answer, with the user's id and address and
+    the template."""
     gw = tidings.gateway
     user = await create_user(gw)
     template = await create_template(gw)
     answer = await gw.post(
-        "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
+        "/api/v1/notifications/", json=notification(user["user_id"], template["code"], **fields)
     )
     assert answer.status_code in (200, 201, 202), answer.text
-    return {**answer.json()["data"], "user_id": user["user_id"], "template": template}
+    mine = {"user_id": user["user_id"], "email": user["email"], "template": template}
+    return {**answer.json()["data"], **mine}
+
+
+async def schedule_one(tidings: System) -> dict[str, Any]:
+    """As ``send_one``, due in two hours: it stays scheduled for the test."""
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    return await send_one(tidings, send_at=later.isoformat())
 
 
 async def make_dead_letter(tidings: System) -> tuple[str, int]:

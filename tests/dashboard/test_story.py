@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from tests.dashboard.conftest import make_dead_letter, send_one
+from tests.dashboard.conftest import make_dead_letter, schedule_one, send_one
 from tests.dashboard.test_pages import csrf_in, signed_in
 from tests.scenario import create_template, create_user, notification, wait_for_status
 from tests.system import System
@@ -109,14 +109,8 @@ async def test_resend_a_failed_one_and_its_dead_letter_link(system: System) -> N
 
 async def test_cancel_a_scheduled_one_and_suppress_its_address(system: System) -> None:
     gw = system.gateway
-    user = await create_user(gw)
-    template = await create_template(gw)
-    at = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).isoformat()
-    answer = await gw.post(
-        "/api/v1/notifications/",
-        json=notification(user["user_id"], template["code"], send_at=at),
-    )
-    nid = answer.json()["data"]["notification_id"]
+    user = await schedule_one(system)
+    nid = user["notification_id"]
     async with signed_in(system) as client:
         page = (await client.get(f"/dashboard/notifications/{nid}")).text
         assert 'id="cancel"' in page
