@@ -119,6 +119,8 @@ async def test_cancel_a_scheduled_one_and_suppress_its_address(system: System) -
         done = await client.post(url, data={"csrf": csrf_in(page)})
         assert "Cancelled" in done.headers["location"]
         await wait_for_status(gw, nid, "cancelled")
+        again = await client.post(url, data={"csrf": csrf_in(page)})
+        assert "Not+cancelled" in again.headers["location"], "already cancelled"
 
         form = {"csrf": csrf_in(page), "address": user["email"], "back": nid}
         assert (
