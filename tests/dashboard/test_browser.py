@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests.credentials import ADMIN_KEY
-from tests.dashboard.conftest import make_dead_letter, schedule_one, send_one
-from tests.scenario import wait_for_status
+from tests.dashboard.conftest import make_dead_letter, schedule_one
+from tests.scenario import send_one, wait_for_status
 from tests.system import System
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
@@ -293,7 +293,7 @@ async def test_the_dashboard_in_chromium(system: System, browser: WebDriver) -> 
     await asyncio.to_thread(sign_in, browser, base)
 
     # A run through the real stack, then the overview draws it.
-    sent = [await send_one(system) for _ in range(3)]
+    sent = [await send_one(system.gateway) for _ in range(3)]
     for s in sent:
         await wait_for_status(system.gateway, str(s["notification_id"]), "delivered")
     await asyncio.to_thread(overview_drawn, browser, base, 3)
@@ -303,7 +303,7 @@ async def test_the_dashboard_in_chromium(system: System, browser: WebDriver) -> 
 
     # Cancel a scheduled one; suppress and unsuppress its recipient.
     gw = system.gateway
-    other = await schedule_one(system)
+    other = await schedule_one(system.gateway)
     scheduled = other["notification_id"]
     await asyncio.to_thread(cancel_from_the_page, browser, base, scheduled)
     await asyncio.to_thread(suppress_and_unsuppress, browser, base, scheduled, other["email"])

@@ -9,9 +9,8 @@ import httpx
 from sqlalchemy import update
 
 from tests.credentials import ADMIN
-from tests.dashboard.conftest import send_one
 from tests.dashboard.test_pages import signed_in
-from tests.scenario import wait_for_status
+from tests.scenario import send_one, wait_for_status
 from tests.system import System
 from tidings.core.db import open_database
 from tidings.core.deliveries.models import SentMessage
@@ -20,7 +19,7 @@ from tidings.email_worker.settings import EmailSettings
 
 
 async def test_the_email_as_sent_is_shown_sandboxed(system: System) -> None:
-    sent = await send_one(system)
+    sent = await send_one(system.gateway)
     nid = str(sent["notification_id"])
     await wait_for_status(system.gateway, nid, "delivered")
     async with signed_in(system) as client:
