@@ -9,7 +9,10 @@ import httpx
 import pytest
 
 from tests.credentials import ADMIN
-from tests.gateway.conftest import system  # noqa: F401  (the fixture, used by these tests)
+
+# The fixtures these tests use: the system in process, and `tidings up --replicas` (test_replicas).
+from tests.faults.test_replicas import smtp, up  # noqa: F401
+from tests.gateway.conftest import system  # noqa: F401
 from tests.helpers import wait_for_condition
 from tests.scenario import send_one, wait_for_status
 from tests.system import System
