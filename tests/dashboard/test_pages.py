@@ -13,7 +13,7 @@ from tests.dashboard.conftest import dashboard_client, make_dead_letter
 from tests.scenario import create_template, create_user, notification, send_one, wait_for_status
 from tests.system import System
 from tidings.core.status import Status
-from tidings.gateway.dashboard import COOKIE
+from tidings.gateway.dashboard_sessions import COOKIE
 
 PAGES = (
     "/dashboard/",

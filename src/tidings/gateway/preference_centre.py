@@ -24,7 +24,7 @@ from tidings.core.errors import DependencyUnavailable, InvalidInput, NotFound, T
 
 # The dashboard's headers: no caching, no framing, no referrer (the link is the credential),
 # a CSP allowing our own script only.
-from tidings.gateway.dashboard import HEADERS
+from tidings.gateway.dashboard_base import HEADERS
 from tidings.gateway.dashboard_sessions import form_of
 from tidings.gateway.dependencies import State
 from tidings.gateway.pages import render, static
