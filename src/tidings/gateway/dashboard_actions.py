@@ -76,10 +76,7 @@ async def resend(state: GatewayState, notification_id: uuid.UUID) -> None:
         if n.status != Status.FAILED:
             raise Conflict(f"it is {n.status}, not failed")
         user = await state.users.get(n.user_id)
-        n.round += 1
-        n.attempt = 0
-        n.status = Status.PENDING
-        n.error = None
+        n.next_round()
         message = message_for(n, user)
         session.add_all(requeue_rows(n, message, f"{RESENT} (round {n.round})", utcnow()))
     state.relay.wake()

@@ -68,6 +68,14 @@ class Notification(GatewayBase):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
+    def next_round(self) -> None:
+        """Pending again as the next round, its attempts from the start (a dead letter's
+        replay, a resend from the dashboard)."""
+        self.round += 1
+        self.attempt = 0
+        self.status = Status.PENDING
+        self.error = None
+
 
 class NotificationEvent(GatewayBase):
     """One entry of a notification's history."""
