@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 import httpx
+import pytest
 from sqlalchemy import update
 
 from tests.credentials import ADMIN
@@ -14,6 +15,7 @@ from tests.scenario import send_one, wait_for_status
 from tests.system import System
 from tidings.core.db import open_database
 from tidings.core.deliveries.models import SentMessage
+from tidings.core.errors import NotFound
 from tidings.email_worker.sent import SentMail
 from tidings.email_worker.settings import EmailSettings
 
@@ -59,5 +61,7 @@ async def test_copies_older_than_kept_are_dropped(system: System) -> None:
             )
         assert await store.purge() == 1
         assert (await store.latest("new-one")).raw.endswith(b"new")
+        with pytest.raises(NotFound):
+            await store.latest("old-one")
     finally:
         await db.close()
