@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -118,3 +118,28 @@ async def schema_diff(package: str, store_url: str, schema: str, metadata: Any) 
             return await conn.run_sync(diff)
     finally:
         await engine.dispose()
+
+
+@asynccontextmanager
+async def migrated_past(
+    package: str, store_url: str, schema: str, revision: str, old: Callable[[Any], None]
+) -> AsyncIterator[Any]:
+    """A migration's test: ``store_url`` migrated to ``revision``, ``old`` (a sync function
+    of a connection) writing the rows from before, then migrated to the head; an engine on
+    the store for the checks. After the block the store goes back down to ``revision``."""
+    from alembic import command
+
+    from tidings.core.db import engine_for
+    from tidings.core.migrations import alembic_config, migrate
+
+    await asyncio.to_thread(migrate, package, store_url, schema, revision)
+    engine = engine_for(store_url, schema, pool_size=1)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(old)
+        await asyncio.to_thread(migrate, package, store_url, schema)
+        yield engine
+    finally:
+        await engine.dispose()
+    config = alembic_config(package, store_url, schema)
+    await asyncio.to_thread(command.downgrade, config, revision)

@@ -55,6 +55,20 @@ def notification(user_id: str, template_code: str, **overrides: Any) -> dict[str
     }
 
 
+async def send_one(client: httpx.AsyncClient, **fields: Any) -> dict[str, Any]:
+    """A user, a template and one email notification to them (``fields``: the request's
+    others, such as ``send_at``); the accepted answer, with the user's id and address and
+    the template."""
+    user = await create_user(client)
+    template = await create_template(client)
+    answer = await client.post(
+        "/api/v1/notifications/", json=notification(user["user_id"], template["code"], **fields)
+    )
+    assert answer.status_code in (200, 201, 202), answer.text
+    mine = {"user_id": user["user_id"], "email": user["email"], "template": template}
+    return {**answer.json()["data"], **mine}
+
+
 async def wait_for_status(
     client: httpx.AsyncClient, notification_id: str, status: str, timeout_s: float = 30
 ) -> dict[str, Any]:

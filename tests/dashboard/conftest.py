@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.credentials import ADMIN
-from tests.gateway.conftest import system  # noqa: F401  (the fixture, used by these tests)
+
+# The fixtures these tests use: the system in process, and `tidings up --replicas` (test_replicas).
+from tests.faults.test_replicas import smtp, up  # noqa: F401
+from tests.gateway.conftest import system  # noqa: F401
 from tests.helpers import wait_for_condition
-from tests.scenario import create_template, create_user, notification, wait_for_status
+from tests.scenario import send_one, wait_for_status
 from tests.system import System
 
 
@@ -21,23 +25,17 @@ def system_overrides() -> dict[str, Any]:
     return {"max_attempts": 2, "max_wait_s": 2.0, "smtp_breaker_failures": 1_000_000}
 
 
-async def send_one(tidings: System) -> dict[str, Any]:
-    """A user, a template and one email notification to them; the accepted answer."""
-    gw = tidings.gateway
-    user = await create_user(gw)
-    template = await create_template(gw)
-    answer = await gw.post(
-        "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
-    )
-    assert answer.status_code in (200, 201, 202), answer.text
-    return {**answer.json()["data"], "user_id": user["user_id"], "template": template}
+async def schedule_one(gw: httpx.AsyncClient) -> dict[str, Any]:
+    """As ``send_one``, due in two hours: it stays scheduled for the test."""
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)
+    return await send_one(gw, send_at=later.isoformat())
 
 
 async def make_dead_letter(tidings: System) -> tuple[str, int]:
     """A notification dead-lettered while the SMTP peer is down (it stays down: the caller
     starts it again). Its id and its dead letter's id."""
     await tidings.smtp.stop()
-    sent = await send_one(tidings)
+    sent = await send_one(tidings.gateway)
     nid = str(sent["notification_id"])
     await wait_for_status(tidings.gateway, nid, "failed", timeout_s=60)
 

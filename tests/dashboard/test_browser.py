@@ -10,7 +10,6 @@ a thread (``asyncio.to_thread``) so the servers keep answering meanwhile."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import shutil
 from collections.abc import Iterator
@@ -20,8 +19,8 @@ from typing import Any
 import pytest
 
 from tests.credentials import ADMIN_KEY
-from tests.dashboard.conftest import make_dead_letter, send_one
-from tests.scenario import create_template, create_user, notification, wait_for_status
+from tests.dashboard.conftest import make_dead_letter, schedule_one
+from tests.scenario import send_one, wait_for_status
 from tests.system import System
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
@@ -294,25 +293,18 @@ async def test_the_dashboard_in_chromium(system: System, browser: WebDriver) -> 
     await asyncio.to_thread(sign_in, browser, base)
 
     # A run through the real stack, then the overview draws it.
-    sent = [await send_one(system) for _ in range(3)]
+    sent = [await send_one(system.gateway) for _ in range(3)]
     for s in sent:
         await wait_for_status(system.gateway, str(s["notification_id"]), "delivered")
     await asyncio.to_thread(overview_drawn, browser, base, 3)
-    user = (await system.gateway.get(f"/api/v1/users/{sent[0]['user_id']}/")).json()["data"]
     await asyncio.to_thread(
-        follow_to_the_email, browser, base, sent[0]["request_id"], user["email"]
+        follow_to_the_email, browser, base, sent[0]["request_id"], sent[0]["email"]
     )
 
     # Cancel a scheduled one; suppress and unsuppress its recipient.
     gw = system.gateway
-    other = await create_user(gw)
-    template = await create_template(gw)
-    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).isoformat()
-    answer = await gw.post(
-        "/api/v1/notifications/",
-        json=notification(other["user_id"], template["code"], send_at=later),
-    )
-    scheduled = answer.json()["data"]["notification_id"]
+    other = await schedule_one(system.gateway)
+    scheduled = other["notification_id"]
     await asyncio.to_thread(cancel_from_the_page, browser, base, scheduled)
     await asyncio.to_thread(suppress_and_unsuppress, browser, base, scheduled, other["email"])
 

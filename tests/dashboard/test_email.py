@@ -6,21 +6,22 @@ from __future__ import annotations
 import datetime as dt
 
 import httpx
+import pytest
 from sqlalchemy import update
 
 from tests.credentials import ADMIN
-from tests.dashboard.conftest import send_one
 from tests.dashboard.test_pages import signed_in
-from tests.scenario import wait_for_status
+from tests.scenario import send_one, wait_for_status
 from tests.system import System
 from tidings.core.db import open_database
 from tidings.core.deliveries.models import SentMessage
+from tidings.core.errors import NotFound
 from tidings.email_worker.sent import SentMail
 from tidings.email_worker.settings import EmailSettings
 
 
 async def test_the_email_as_sent_is_shown_sandboxed(system: System) -> None:
-    sent = await send_one(system)
+    sent = await send_one(system.gateway)
     nid = str(sent["notification_id"])
     await wait_for_status(system.gateway, nid, "delivered")
     async with signed_in(system) as client:
@@ -60,5 +61,7 @@ async def test_copies_older_than_kept_are_dropped(system: System) -> None:
             )
         assert await store.purge() == 1
         assert (await store.latest("new-one")).raw.endswith(b"new")
+        with pytest.raises(NotFound):
+            await store.latest("old-one")
     finally:
         await db.close()

@@ -13,7 +13,7 @@ import pytest
 from tests.credentials import ADMIN_KEY
 from tests.e2e.test_tidings_up import Tidings
 from tests.helpers import wait_for_condition
-from tests.scenario import create_template, create_user, notification, wait_for_status
+from tests.scenario import send_one, wait_for_status
 
 
 @pytest.mark.e2e
@@ -23,12 +23,8 @@ async def test_the_dashboard_on_the_embedded_default(tmp_path: Path) -> None:
     await tidings.start()
     try:
         gw = tidings.client
-        user = await create_user(gw)
-        template = await create_template(gw)
-        answer = await gw.post(
-            "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
-        )
-        nid = answer.json()["data"]["notification_id"]
+        sent = await send_one(gw)
+        nid = sent["notification_id"]
         await wait_for_status(gw, nid, "delivered")
         async with httpx.AsyncClient(base_url=str(gw.base_url), timeout=10) as browser:
             signed = await browser.post("/dashboard/login", data={"admin_key": ADMIN_KEY})
@@ -43,7 +39,7 @@ async def test_the_dashboard_on_the_embedded_default(tmp_path: Path) -> None:
             assert o["replicas"] == 1 and len(o["minutes"]) == 60
             page = await browser.get(f"/dashboard/notifications/{nid}/email")
             assert page.status_code == 200, page.text
-            assert 'id="html-part" sandbox=""' in page.text and user["email"] in page.text
+            assert 'id="html-part" sandbox=""' in page.text and sent["email"] in page.text
     finally:
         code = await tidings.stop()
     assert code == 0, tidings.log.read_text()[-3000:]

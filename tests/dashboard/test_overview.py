@@ -12,10 +12,9 @@ from typing import Any
 
 import httpx
 
-from tests.dashboard.conftest import send_one
 from tests.dashboard.test_pages import signed_in
 from tests.helpers import wait_for_condition
-from tests.scenario import wait_for_status
+from tests.scenario import send_one, wait_for_status
 from tests.system import System
 from tidings.core.db import open_database
 from tidings.core.migrations import migrate
@@ -35,7 +34,7 @@ async def overview(client: httpx.AsyncClient) -> dict[str, Any]:
 async def test_the_overview_charts_an_hour_per_minute_from_a_real_run(system: System) -> None:
     async with signed_in(system) as client:
         before = await overview(client)
-        sent = [await send_one(system) for _ in range(3)]
+        sent = [await send_one(system.gateway) for _ in range(3)]
         for s in sent:
             await wait_for_status(system.gateway, str(s["notification_id"]), "delivered")
 

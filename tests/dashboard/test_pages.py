@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 import httpx
 
 from tests.credentials import ADMIN, ADMIN_KEY
-from tests.dashboard.conftest import dashboard_client, make_dead_letter, send_one
-from tests.scenario import create_template, create_user, notification, wait_for_status
+from tests.dashboard.conftest import dashboard_client, make_dead_letter
+from tests.scenario import create_template, create_user, notification, send_one, wait_for_status
 from tests.system import System
 from tidings.core.status import Status
-from tidings.gateway.dashboard import COOKIE
+from tidings.gateway.dashboard_sessions import COOKIE
 
 PAGES = (
     "/dashboard/",
@@ -59,7 +59,7 @@ async def test_every_page_needs_a_session(system: System) -> None:
 
 
 async def test_pages_render_and_logout_ends_the_session(system: System) -> None:
-    sent = await send_one(system)
+    sent = await send_one(system.gateway)
     nid = str(sent["notification_id"])
     await wait_for_status(system.gateway, nid, "delivered")
     async with signed_in(system) as client:
@@ -112,7 +112,7 @@ async def test_the_overview_counts_every_status_and_only_those(system: System) -
 
 
 async def test_template_preview_shows_the_render_and_readable_errors(system: System) -> None:
-    sent = await send_one(system)
+    sent = await send_one(system.gateway)
     code = sent["template"]["code"]
     async with signed_in(system) as client:
         page = await client.get(

@@ -8,9 +8,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from tests.dashboard.conftest import make_dead_letter, send_one
+from tests.dashboard.conftest import make_dead_letter, schedule_one
 from tests.dashboard.test_pages import csrf_in, signed_in
-from tests.scenario import create_template, create_user, notification, wait_for_status
+from tests.scenario import create_template, create_user, notification, send_one, wait_for_status
 from tests.system import System
 from tidings.gateway import dashboard_story as story
 
@@ -72,7 +72,7 @@ async def test_find_by_each_filter_and_page_by_keyset(system: System) -> None:
 
 
 async def test_the_story_of_a_delivered_notification(system: System) -> None:
-    sent = await send_one(system)
+    sent = await send_one(system.gateway)
     nid = str(sent["notification_id"])
     await wait_for_status(system.gateway, nid, "delivered")
     user = (await system.gateway.get(f"/api/v1/users/{sent['user_id']}/")).json()["data"]
@@ -109,14 +109,8 @@ async def test_resend_a_failed_one_and_its_dead_letter_link(system: System) -> N
 
 async def test_cancel_a_scheduled_one_and_suppress_its_address(system: System) -> None:
     gw = system.gateway
-    user = await create_user(gw)
-    template = await create_template(gw)
-    at = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).isoformat()
-    answer = await gw.post(
-        "/api/v1/notifications/",
-        json=notification(user["user_id"], template["code"], send_at=at),
-    )
-    nid = answer.json()["data"]["notification_id"]
+    user = await schedule_one(system.gateway)
+    nid = user["notification_id"]
     async with signed_in(system) as client:
         page = (await client.get(f"/dashboard/notifications/{nid}")).text
         assert 'id="cancel"' in page
@@ -125,6 +119,8 @@ async def test_cancel_a_scheduled_one_and_suppress_its_address(system: System) -
         done = await client.post(url, data={"csrf": csrf_in(page)})
         assert "Cancelled" in done.headers["location"]
         await wait_for_status(gw, nid, "cancelled")
+        again = await client.post(url, data={"csrf": csrf_in(page)})
+        assert "Not+cancelled" in again.headers["location"], "already cancelled"
 
         form = {"csrf": csrf_in(page), "address": user["email"], "back": nid}
         assert (

@@ -32,7 +32,7 @@ from tests.faults.harness import (
     waiting_out,
 )
 from tests.helpers import wait_for_condition
-from tests.scenario import create_template, create_user, notification, wait_for_status
+from tests.scenario import create_template, create_user, notification, send_one, wait_for_status
 from tests.smtp_peer import SmtpPeer
 from tidings.core import jsons
 from tidings.core.messages import StatusEvent
@@ -231,16 +231,12 @@ async def test_the_reconciler_settles_what_was_left_pending(
     sent again) and a message lost before it (sent now); each requeue is in the history."""
     system = await make_system(reconcile_every_s=0.5, reconcile_after_s=3)
     gw = system.gateway
-    user = await create_user(gw)
-    template = await create_template(gw)
-    sent = await gw.post(
-        "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
-    )
-    sent_id = sent.json()["data"]["notification_id"]
+    sent = await send_one(gw)
+    sent_id = sent["notification_id"]
     await wait_for_status(gw, sent_id, "delivered")
     await system.stop_service("email")
     lost = await gw.post(
-        "/api/v1/notifications/", json=notification(user["user_id"], template["code"])
+        "/api/v1/notifications/", json=notification(sent["user_id"], sent["template"]["code"])
     )
     lost_id = lost.json()["data"]["notification_id"]
 

@@ -4,21 +4,18 @@ back down."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from tidings.core.db import engine_for
-from tidings.core.migrations import alembic_config, migrate
+from tests.helpers import migrated_past
 from tidings.core.settings import async_database_url
 from tidings.gateway.models import GatewayBase
 from tidings.webhooks.models import WebhookBase
@@ -54,12 +51,7 @@ def _old_row(conn: Connection) -> None:
 
 
 async def _check(url: str) -> None:
-    await asyncio.to_thread(migrate, "tidings.gateway", url, "gateway", "0006")
-    engine = engine_for(url, "gateway", pool_size=1)
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(_old_row)
-        await asyncio.to_thread(migrate, "tidings.gateway", url, "gateway")
+    async with migrated_past("tidings.gateway", url, "gateway", "0006", _old_row) as engine:
         async with engine.begin() as conn:
             owners = (await conn.execute(text("SELECT owner FROM notifications"))).scalars()
             assert list(owners) == ["admin"]
@@ -71,11 +63,6 @@ async def _check(url: str) -> None:
                 await conn.run_sync(lambda c: _insert(c, "key-b", "old-1"))
         async with engine.begin() as conn:
             await conn.execute(text("DELETE FROM notifications WHERE owner = 'key-b'"))
-    finally:
-        await engine.dispose()
-    await asyncio.to_thread(
-        command.downgrade, alembic_config("tidings.gateway", url, "gateway"), "0006"
-    )
 
 
 async def test_on_postgres(fresh_pg: str) -> None:

@@ -4,19 +4,17 @@ the tables are what the models declare; and it goes back down."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import uuid
 from pathlib import Path
 
 import orjson
 import pytest
-from alembic import command
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from tests.gateway.test_owner_migration import _diff
-from tidings.core.db import engine_for
-from tidings.core.migrations import alembic_config, migrate
+from tests.helpers import migrated_past
 from tidings.core.settings import async_database_url
 
 ENDPOINT = """INSERT INTO webhook_endpoints (id, owner, url, description, events, secret,
@@ -54,31 +52,22 @@ def _old_rows(conn: Connection, nid: uuid.UUID) -> None:
 
 
 async def _check(url: str) -> None:
-    await asyncio.to_thread(migrate, "tidings.gateway", url, "gateway", "0011")
-    engine = engine_for(url, "gateway", pool_size=1)
     nid = uuid.uuid4()
-    try:
-        async with engine.begin() as conn:
-            await conn.run_sync(lambda c: _old_rows(c, nid))
-        await asyncio.to_thread(migrate, "tidings.gateway", url, "gateway")
-        async with engine.begin() as conn:
-            rows = await conn.execute(
-                text("SELECT webhook_id, notification_id FROM webhook_messages")
-            )
-            found = {w: n for w, n in rows.all()}
-            expected = _uuid(conn.sync_connection, nid)  # type: ignore[arg-type]
-            assert found == {
-                "m-delivered": expected,
-                "m-device": expected,
-                "m-user": None,
-                "m-null": None,
-            }
-            assert await conn.run_sync(_diff) == []
-    finally:
-        await engine.dispose()
-    await asyncio.to_thread(
-        command.downgrade, alembic_config("tidings.gateway", url, "gateway"), "0011"
-    )
+    old = functools.partial(_old_rows, nid=nid)
+    async with (
+        migrated_past("tidings.gateway", url, "gateway", "0011", old) as engine,
+        engine.begin() as conn,
+    ):
+        rows = await conn.execute(text("SELECT webhook_id, notification_id FROM webhook_messages"))
+        found = {w: n for w, n in rows.all()}
+        expected = _uuid(conn.sync_connection, nid)  # type: ignore[arg-type]
+        assert found == {
+            "m-delivered": expected,
+            "m-device": expected,
+            "m-user": None,
+            "m-null": None,
+        }
+        assert await conn.run_sync(_diff) == []
 
 
 async def test_on_postgres(fresh_pg: str) -> None:

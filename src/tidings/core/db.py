@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 import orjson
-from sqlalchemy import DateTime, event, text
+from sqlalchemy import BigInteger, DateTime, Integer, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import ExceptionContext, make_url
@@ -33,6 +33,10 @@ from tidings.core.breaker import CircuitBreaker
 from tidings.core.settings import TidingsSettings, WorkerSettings
 
 T = TypeVar("T")
+
+# A 64-bit auto-incremented id; SQLite only auto-increments INTEGER PRIMARY KEY. (The
+# migrations keep their own copy: a migration does not change with the models.)
+BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def utcnow() -> dt.datetime:

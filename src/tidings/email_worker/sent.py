@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, tuple_
 
 from tidings.core.auth import same_secret
 from tidings.core.batching import Batcher
@@ -90,12 +90,9 @@ class SentMail:
                     .limit(PURGE_BATCH)
                 )
             ).all()
-            for nid, round_ in old:
-                await session.execute(
-                    delete(SentMessage).where(
-                        SentMessage.notification_id == nid, SentMessage.round == round_
-                    )
-                )
+            if old:  # one statement for the batch, by primary key
+                key = tuple_(SentMessage.notification_id, SentMessage.round)
+                await session.execute(delete(SentMessage).where(key.in_([tuple(r) for r in old])))
         return len(old)
 
     def start(self) -> None:

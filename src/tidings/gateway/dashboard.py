@@ -7,7 +7,8 @@ Sign-in takes the admin key once and answers with a signed session cookie
 (overview, a notification's story, the template preview) poll small JSON endpoints that
 answer with data and fragments rendered by the same templates as the pages. The pages live
 in dashboard_overview, dashboard_story, dashboard_mail, dashboard_actions,
-dashboard_categories and dashboard_users; this module
+dashboard_categories, dashboard_users, dashboard_webhooks and dashboard_broadcasts (each a
+router of dashboard_base's); this module
 signs in and out, serves the static files, and holds the dead letters and templates pages.
 """
 
@@ -32,8 +33,6 @@ from tidings.gateway.dashboard_base import (
     HEADERS,
     JsonSession,
     Session,
-    SignInAgain,
-    _DashboardRoute,
     _page,
     _refused,
     _to_login,
@@ -56,17 +55,6 @@ from tidings.gateway.dependencies import State
 from tidings.gateway.pages import env, static
 from tidings.gateway.schemas import DeadLetterFilter, ReplayRequest
 from tidings.gateway.state import GatewayState
-
-__all__ = [
-    "COOKIE",
-    "HEADERS",
-    "Session",
-    "SignInAgain",
-    "_DashboardRoute",
-    "_page",
-    "router",
-    "routers",
-]
 
 router = dashboard_router()
 _SCRIPT = static("dashboard.js")
@@ -240,6 +228,7 @@ async def preview_json(state: State, _: JsonSession, q: Preview) -> Response:
 
 
 # Every router of the dashboard's own pages, each included by the gateway's app.
+# (gateway.app includes dashboard_webhooks' and dashboard_broadcasts' routers after these.)
 routers = (
     router,
     overview_router,

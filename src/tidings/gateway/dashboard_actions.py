@@ -5,7 +5,9 @@ start again, the history says who asked), suppress or unsuppress its recipient's
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -14,7 +16,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 from sqlalchemy import select
 
 from tidings.core.db import utcnow
-from tidings.core.errors import TidingsError
+from tidings.core.errors import Conflict, NotFound, TidingsError
 from tidings.core.status import Status
 from tidings.gateway.dashboard_base import HEADERS, Session, _refused, dashboard_router
 from tidings.gateway.dashboard_sessions import csrf_ok, form_of
@@ -35,54 +37,58 @@ def _back(notification_id: str, **outcome: str) -> RedirectResponse:
     )
 
 
+async def _act(
+    request: Request,
+    token: str,
+    notification_id: uuid.UUID,
+    act: Callable[[], Awaitable[object]],
+    verb: str,
+    done: str,
+) -> Response:
+    """One of a notification page's actions: the CSRF check, then ``act`` (a TidingsError
+    says why not), and back to the page with what came of it."""
+    if not csrf_ok(token, await form_of(request)):
+        return _refused()
+    try:
+        await act()
+    except TidingsError as exc:
+        return _back(str(notification_id), failed=f"Not {verb}: {exc}.")
+    return _back(str(notification_id), done=done)
+
+
 @router.post("/notifications/{notification_id}/cancel")
 async def cancel(
     request: Request, state: State, token: Session, notification_id: uuid.UUID
 ) -> Response:
-    if not csrf_ok(token, await form_of(request)):
-        return _refused()
-    try:
-        await state.transitions.cancel(notification_id, None)
-    except TidingsError as exc:
-        return _back(str(notification_id), failed=f"Not cancelled: {exc}")
-    return _back(str(notification_id), done="Cancelled.")
+    act = functools.partial(state.transitions.cancel, notification_id, None)
+    return await _act(request, token, notification_id, act, "cancelled", "Cancelled.")
 
 
-async def resend(state: GatewayState, notification_id: uuid.UUID) -> str | None:
-    """Send a failed notification again as a new round (its attempts start over); None, or
-    why not."""
+async def resend(state: GatewayState, notification_id: uuid.UUID) -> None:
+    """Send a failed notification again as a new round (its attempts start over); NotFound
+    or Conflict says why not."""
     async with state.db.sessions() as session, session.begin():
         n = await session.scalar(
             select(Notification).where(Notification.id == notification_id).with_for_update()
         )
         if n is None:
-            return "no such notification"
+            raise NotFound("no such notification")
         if n.status != Status.FAILED:
-            return f"it is {n.status}, not failed"
+            raise Conflict(f"it is {n.status}, not failed")
         user = await state.users.get(n.user_id)
-        n.round += 1
-        n.attempt = 0
-        n.status = Status.PENDING
-        n.error = None
+        n.next_round()
         message = message_for(n, user)
         session.add_all(requeue_rows(n, message, f"{RESENT} (round {n.round})", utcnow()))
     state.relay.wake()
-    return None
 
 
 @router.post("/notifications/{notification_id}/resend")
 async def resend_route(
     request: Request, state: State, token: Session, notification_id: uuid.UUID
 ) -> Response:
-    if not csrf_ok(token, await form_of(request)):
-        return _refused()
-    try:
-        why_not = await resend(state, notification_id)
-    except TidingsError as exc:
-        why_not = str(exc)
-    if why_not:
-        return _back(str(notification_id), failed=f"Not resent: {why_not}.")
-    return _back(str(notification_id), done="Resent: a new attempt is on its way.")
+    act = functools.partial(resend, state, notification_id)
+    done = "Resent: a new attempt is on its way."
+    return await _act(request, token, notification_id, act, "resent", done)
 
 
 async def _note(state: GatewayState, notification_id: uuid.UUID, detail: str) -> None:
@@ -113,7 +119,7 @@ async def _suppression(request: Request, state: GatewayState, token: str, add: b
         try:
             await state.suppressions.remove(address)
         except TidingsError as exc:
-            return _back(str(back), failed=f"Not unsuppressed: {exc}")
+            return _back(str(back), failed=f"Not unsuppressed: {exc}.")
         detail = f"address {address} unsuppressed from the dashboard"
     await _note(state, back, detail)
     return _back(str(back), done=detail[0].upper() + detail[1:] + ".")

@@ -1,15 +1,14 @@
 """The dashboard's Broadcasts page: each broadcast's progress, with a progress bar (made and
-delivered out of its recipients). Its own router on the dashboard's route class and session;
-the gateway mounts it beside the dashboard (gateway.app)."""
+delivered out of its recipients). A router of dashboard_base's, included by gateway.app."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import Response
 
-from tidings.gateway.dashboard import Session, _DashboardRoute, _page
+from tidings.gateway.dashboard_base import Session, _page, dashboard_router
 from tidings.gateway.dependencies import State
 
-router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=_DashboardRoute)
+router = dashboard_router()
 
 
 @router.get("/broadcasts/")

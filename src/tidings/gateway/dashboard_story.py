@@ -163,11 +163,8 @@ async def notifications(
     found = await find(state, q, before)
     more = None
     if found.next_cursor:
-        more = (
-            str(request.url.include_query_params(before=found.next_cursor).path)
-            + "?"
-            + str(request.url.include_query_params(before=found.next_cursor).query)
-        )
+        after = request.url.include_query_params(before=found.next_cursor)
+        more = f"{after.path}?{after.query}"
     return _page(
         "notifications.html",
         token,

@@ -1,27 +1,21 @@
 """The dashboard's outbound webhooks pages: the endpoints, and one endpoint's messages with
-their attempts and a replay button (docs/webhooks.md). Registered by the gateway's app
-beside gateway.dashboard, whose session, CSRF and page helpers it uses."""
+their attempts and a replay button (docs/webhooks.md). A router of dashboard_base's,
+included by gateway.app."""
 
 from __future__ import annotations
 
 import uuid
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import RedirectResponse, Response
 
 from tidings.core.errors import NotFound
-from tidings.gateway.dashboard import (
-    HEADERS,
-    Session,
-    _DashboardRoute,
-    _page,
-    _refused,
-)
+from tidings.gateway.dashboard_base import HEADERS, Session, _page, _refused, dashboard_router
 from tidings.gateway.dashboard_sessions import csrf_ok, form_of
 from tidings.gateway.dependencies import State
 
-router = APIRouter(prefix="/dashboard", include_in_schema=False, route_class=_DashboardRoute)
+router = dashboard_router()
 
 
 @router.get("/webhooks/")

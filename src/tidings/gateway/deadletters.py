@@ -280,10 +280,7 @@ class DeadLetters:
             except NotFound:
                 return "skipped", "its user no longer exists"
         now = utcnow()
-        n.round += 1
-        n.attempt = 0
-        n.status = Status.PENDING
-        n.error = None
+        n.next_round()
         fresh = message.model_copy(
             update={"round": n.round, "attempt": 1, "errors": [], "first_try_ms": None}
         )

@@ -18,13 +18,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tidings.core.db import UTCDateTime, utcnow
+from tidings.core.db import BigId, UTCDateTime, utcnow
 from tidings.core.messages import NotificationMessage, Recipient
 from tidings.core.status import Status
 from tidings.core.topology import CHANNEL_ROUTES
-
-# SQLite only auto-increments INTEGER PRIMARY KEY.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 
 class GatewayBase(DeclarativeBase):
@@ -70,6 +67,14 @@ class Notification(GatewayBase):
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    def next_round(self) -> None:
+        """Pending again as the next round, its attempts from the start (a dead letter's
+        replay, a resend from the dashboard)."""
+        self.round += 1
+        self.attempt = 0
+        self.status = Status.PENDING
+        self.error = None
 
 
 class NotificationEvent(GatewayBase):

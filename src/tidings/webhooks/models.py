@@ -25,9 +25,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from tidings.core.db import UTCDateTime, utcnow
-
-BigId = BigInteger().with_variant(Integer(), "sqlite")
+from tidings.core.db import BigId, UTCDateTime, utcnow
 
 
 class WebhookBase(DeclarativeBase):
