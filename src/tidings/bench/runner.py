@@ -28,6 +28,7 @@ import orjson
 from tidings.bench.cpu import Cpu
 from tidings.bench.hooks import EMAIL_PATH, HookCounts, HookTally
 from tidings.bench.load import Load, request_bytes
+from tidings.bench.preflight import require_empty_queues
 from tidings.bench.profile import Profiler
 from tidings.bench.sink import Tally
 
@@ -412,6 +413,8 @@ async def run(config: BenchConfig) -> BenchResult:
                 gateway, admin_key = config.target.rstrip("/"), config.admin_key or ""
                 roots = list(config.stack_pids)
             else:
+                if config.amqp_url:
+                    await require_empty_queues(config.amqp_url)
                 stack = Stack(config, sink.port, Path(data_dir))
                 print(
                     f"starting tidings up ({config.stack}); log: {stack.log_file}", file=sys.stderr
