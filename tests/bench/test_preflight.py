@@ -27,8 +27,12 @@ async def test_an_earlier_runs_messages_stop_the_bench(fresh_vhost: str) -> None
     try:
         for i in range(3):
             await bus.publish(EMAIL_ROUTE, b"{}", message_id=f"left-{i}")
+        await bus.publish(EMAIL_ROUTE, b"{}", message_id="a-retry", delay_s=300)
     finally:
         await bus.close()
-    assert await queued_messages(fresh_vhost) == {EMAIL_QUEUE: 3}
+    assert await queued_messages(fresh_vhost) == {
+        EMAIL_QUEUE: 3,
+        f"{EMAIL_ROUTE}.retry.256000ms": 1,
+    }
     with pytest.raises(ConfigurationError, match=f"{EMAIL_QUEUE} 3"):
         await require_empty_queues(fresh_vhost)

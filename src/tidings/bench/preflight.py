@@ -12,8 +12,15 @@ import aio_pika
 import aiormq
 
 from tidings.core.bus.rabbit import amqp_addresses, connect_cluster
-from tidings.core.topology import QUEUES
+from tidings.core.retry import retry_queue
+from tidings.core.topology import DELAYABLE_ROUTES, QUEUES, RETRY_TIERS_MS
 from tidings.credentials import ConfigurationError
+
+# Every queue a message can wait in: the work queues and the delay tiers' (a retry waiting
+# there comes back into a work queue later, in the middle of the next run).
+NAMES = [spec.name for spec in QUEUES] + [
+    retry_queue(route, tier) for route in DELAYABLE_ROUTES for tier in RETRY_TIERS_MS
+]
 
 
 async def queued_messages(amqp_url: str, timeout_s: float = 5.0) -> dict[str, int]:
@@ -22,15 +29,15 @@ async def queued_messages(amqp_url: str, timeout_s: float = 5.0) -> dict[str, in
     connection = await connect_cluster(amqp_addresses(amqp_url), timeout_s)
     found: dict[str, int] = {}
     try:
-        for spec in QUEUES:
+        for name in NAMES:
             channel = await connection.channel()
             try:
-                queue = await channel.declare_queue(spec.name, passive=True)
+                queue = await channel.declare_queue(name, passive=True)
             except aiormq.exceptions.ChannelNotFoundEntity:
                 continue  # a fresh vhost: the queue does not exist yet (its channel is closed)
             count = queue.declaration_result.message_count or 0
             if count:
-                found[spec.name] = count
+                found[name] = count
             with contextlib.suppress(aio_pika.exceptions.AMQPError, aiormq.exceptions.AMQPError):
                 await channel.close()
     finally:
