@@ -32,6 +32,7 @@ from aio_pika.abc import (
 from yarl import URL
 
 from tidings.core.bus import Bus, BusMessage, Handler, run_handler
+from tidings.core.bus.acks import Acks
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
 from tidings.core.metrics import CONSUMED, PUBLISHED, child
@@ -178,6 +179,7 @@ class RabbitBus(Bus):
         self._renewing = asyncio.Lock()
         self._consumers: list[tuple[AbstractQueue, str]] = []
         self._in_flight: set[asyncio.Task[Any]] = set()
+        self._acks: list[Acks] = []
 
     @property
     def node(self) -> str | None:
@@ -252,6 +254,9 @@ class RabbitBus(Bus):
         self._consumers.clear()
         if self._in_flight:
             await asyncio.wait(self._in_flight, timeout=self.grace_s)
+        for acks in self._acks:  # what was handled is acknowledged before the connection goes
+            await acks.flush()
+        self._acks.clear()
         if self._connection is not None:
             await self._connection.close()
             self._connection = None
@@ -304,12 +309,15 @@ class RabbitBus(Bus):
         channel = await self._connection.channel()
         await channel.set_qos(prefetch_count=prefetch)
         amqp_queue = await channel.get_queue(queue, ensure=True)
+        acks = Acks(_BROKER_ERRORS)
+        self._acks.append(acks)
 
         async def on_message(incoming: AbstractIncomingMessage) -> None:
             task = asyncio.current_task()
             if task is not None:
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
+            acks.received(incoming)
             headers = dict(incoming.headers or {})
             message = BusMessage(
                 body=incoming.body,
@@ -326,13 +334,11 @@ class RabbitBus(Bus):
             except Exception:
                 log.exception("handler failed on %s; returning it to %s", message.message_id, queue)
                 child(CONSUMED, queue, "requeued").inc()
-                with contextlib.suppress(*_BROKER_ERRORS):
-                    await incoming.nack(requeue=True)
+                await acks.requeue(incoming)
                 return
             child(CONSUMED, queue, "acked" if dead is None else "dead_lettered").inc()
             # If the channel died meanwhile the broker redelivers: at least once, as promised.
-            with contextlib.suppress(*_BROKER_ERRORS):
-                await incoming.ack()
+            acks.done(incoming)
 
         tag = await amqp_queue.consume(on_message, no_ack=False)
         self._consumers.append((amqp_queue, tag))
