@@ -14,7 +14,7 @@ from tidings.core.envelope import Envelope, ok
 from tidings.core.errors import NotFound
 from tidings.core.openapi import errors
 from tidings.core.status import Status
-from tidings.core.web.lean import LeanRoute
+from tidings.core.web import LeanRoute
 from tidings.gateway import accept_body, preference_centre
 from tidings.gateway.accept_body import AcceptBody
 from tidings.gateway.batch import accept_batch
