@@ -11,7 +11,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tidings.core.web import create_service_app
+from tidings.core.errors import NotFound
+from tidings.core.web import ServiceMiddleware, create_service_app
 
 
 @asynccontextmanager
@@ -88,3 +89,40 @@ async def test_fastapi_opentelemetry_hooks_are_off(monkeypatch: pytest.MonkeyPat
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         await client.get("/health")
     assert asked == []
+
+
+async def test_one_layer_between_the_server_and_the_router() -> None:
+    """ServiceMiddleware is the whole stack (core.web.app's ServiceApp): FastAPI's own layers
+    (server errors, telemetry, body limit, exception handlers, exit stack) are not run, and
+    what they did still happens: errors of the router and of routes in the envelope, with the
+    correlation id; an unhandled one a 500 envelope; a route's exit stack in place."""
+    app = create_service_app("users", max_body_bytes=1024, lifespan=nothing)
+
+    @app.get("/missing")
+    async def missing() -> None:
+        raise NotFound("no such thing")
+
+    @app.get("/broken")
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    stack = app.build_middleware_stack()
+    assert isinstance(stack, ServiceMiddleware) and stack.app is app.router, stack
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        assert (await client.get("/ping")).json() == {"pong": "yes"}
+        for path, method, status in [
+            ("/missing", "GET", 404),
+            ("/nowhere", "GET", 404),
+            ("/ping", "DELETE", 405),
+            ("/broken", "GET", 500),
+        ]:
+            answer = await client.request(method, path)
+            assert answer.status_code == status, (path, answer.text)
+            assert answer.json()["success"] is False, answer.text
+            assert answer.headers["x-correlation-id"], path
+        assert (await client.delete("/ping")).headers["allow"] == "GET"

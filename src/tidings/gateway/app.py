@@ -37,7 +37,7 @@ from tidings.gateway.push_routes import create_push_router
 from tidings.gateway.queries import NotificationQueries
 from tidings.gateway.reconcile import Reconciler
 from tidings.gateway.relay import OutboxRelay
-from tidings.gateway.router import router
+from tidings.gateway.router import lean_routes, router
 from tidings.gateway.settings import GatewaySettings
 from tidings.gateway.state import GatewayState
 from tidings.gateway.status import StatusConsumer
@@ -280,6 +280,8 @@ def create_app(
         access_log_sample=settings.access_log_sample,
     )
     app.include_router(router)
+    # The accept route ahead of FastAPI's router, which keeps it for the schema (core.web.lean)
+    app.router.routes[0:0] = lean_routes()
     accept_body.document_body(app)
     app.include_router(admin_router)
     app.include_router(broadcasts_router)

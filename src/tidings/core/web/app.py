@@ -14,6 +14,8 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.middleware.exceptions import ExceptionMiddleware
+from starlette.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from tidings.core.auth import bearer, same_secret
@@ -79,6 +81,41 @@ _NO_TELEMETRY: dict[str, Any] = (
 )
 
 
+class ServiceApp(FastAPI):
+    """FastAPI with one layer between the server and the router, not six: ServiceMiddleware
+    (innermost of the added middlewares, as create_service_app adds it) given the app's
+    exception handlers (core.web.middleware). FastAPI's own layers would be Starlette's
+    ServerErrorMiddleware (its 500 is ServiceMiddleware's already), the telemetry and app
+    body limit layers (off: no OpenTelemetry, no FastAPI ``max_body_size``; ours is
+    ServiceMiddleware's), ExceptionMiddleware and AsyncExitStackMiddleware (done by
+    ServiceMiddleware). Each was a coroutine and a wrapped ``send`` per request
+    (docs/performance.md). An app with debug, a 500 handler or a FastAPI body limit gets
+    FastAPI's stack, unchanged."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        added = list(self.user_middleware)
+        handlers = dict(self.exception_handlers)
+        if (
+            not added
+            or added[-1].cls is not ServiceMiddleware
+            or self.debug
+            or getattr(self, "max_body_size", None) is not None
+            or 500 in handlers
+            or Exception in handlers
+        ):
+            return super().build_middleware_stack()
+        # Starlette's own sorting of the handlers (by class, by status; its defaults first).
+        sorted_ = ExceptionMiddleware(self.router, handlers=handlers)
+        inner = added.pop()
+        assert not inner.args, "create_service_app adds ServiceMiddleware by keyword"
+        options: dict[str, Any] = dict(inner.kwargs)
+        options["handlers"] = (sorted_._exception_handlers, sorted_._status_handlers)
+        app: ASGIApp = ServiceMiddleware(self.router, **options)
+        for cls, args, kwargs in reversed(added):
+            app = cls(app, *args, **kwargs)
+        return app
+
+
 def create_service_app(
     service: ServiceName,
     *,
@@ -122,7 +159,7 @@ def create_service_app(
                 if registry is not None:
                     await registry.close()
 
-    app = FastAPI(
+    app = ServiceApp(
         title=f"Tidings {service}",
         description=description,
         version="0.1.0",
@@ -135,7 +172,8 @@ def create_service_app(
     app.state.health = HealthRegistry()
     install_error_handlers(app)
     # One middleware on the hot path (docs/performance.md): the correlation id, the request's
-    # log line and the body limit in one layer.
+    # log line, the body limit and the exception handlers in one layer (ServiceApp). Added
+    # first, so it stays the innermost.
     app.add_middleware(
         ServiceMiddleware,
         instance_id=instance_id,
