@@ -9,7 +9,6 @@ Keeping it never holds a delivery up: a store that is away only loses the copy."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import logging
@@ -25,7 +24,7 @@ from tidings.core.deliveries.models import SentMessage
 from tidings.core.envelope import ok
 from tidings.core.errors import NotFound, Unauthorized
 from tidings.core.openapi import errors
-from tidings.core.tasks import cancel_and_wait
+from tidings.core.tasks import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,8 @@ class SentMail:
         self.db = db
         self.keep_s = keep_s
         self._writes: Batcher[dict[str, Any], None] = Batcher(self._write)
-        self._task: asyncio.Task[None] | None = None
+        # A large backlog goes a batch a minute at most: bounded work.
+        self._purging = Periodic("sent-mail-purge", self.purge, PURGE_EVERY_S)
 
     async def record(self, notification_id: str, round_: int, attempt: int, raw: bytes) -> None:
         if self.keep_s <= 0:
@@ -96,18 +96,10 @@ class SentMail:
         return len(old)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sent-mail-purge")
+        self._purging.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-
-    async def _run(self) -> None:
-        while True:
-            try:  # a large backlog goes a batch a minute at most: bounded work
-                await self.purge()
-            except Exception:
-                log.warning("dropping old sent copies failed; again in %gs", PURGE_EVERY_S)
-            await asyncio.sleep(PURGE_EVERY_S)
+        await self._purging.stop()
 
 
 def sent_router(service_token: str | None) -> APIRouter:

@@ -18,9 +18,9 @@ from typing import Any
 from prometheus_client import REGISTRY
 from sqlalchemy import delete, select
 
-from tidings.core.bus import Bus, as_outage
+from tidings.core.bus import Bus
 from tidings.core.db import Database, utcnow
-from tidings.core.tasks import cancel_and_wait
+from tidings.core.tasks import Periodic
 from tidings.gateway.models import DashboardSample
 
 log = logging.getLogger(__name__)
@@ -101,25 +101,19 @@ class Sampler:
     clock: Callable[[], float] = time.time  # the wall clock: minutes are UTC minutes
     _minute: int = -1
     _base: dict[str, Histogram] = field(default_factory=dict)
-    _task: asyncio.Task[None] | None = None
     _written: float = float("-inf")
     # One write at a time (the timer's and an overview's): a row is read, then written.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _timer: Periodic = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._timer = Periodic("dashboard-sampler", self.write, self.every_s)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="dashboard-sampler")
+        self._timer.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.write()
-            except Exception as exc:
-                if as_outage(exc) is None:
-                    log.exception("dashboard sample not written; again in %gs", self.every_s)
-            await asyncio.sleep(self.every_s)
+        await self._timer.stop()
 
     async def fresh(self, max_age_s: float = 1.0) -> None:
         """This replica's row as of at most ``max_age_s`` ago (the overview asks on each poll:
