@@ -109,6 +109,12 @@ async def _build(
     templates_http = make_http_client(settings.url_of("templates"), settings.http_timeout_s)
     stack.push_async_callback(users_http.aclose)
     stack.push_async_callback(templates_http.aclose)
+    email_worker_http = make_http_client(
+        settings.url_of("email", settings.email_worker_url),
+        settings.http_timeout_s,
+        token=settings.secret_or_none("service_token"),
+    )
+    stack.push_async_callback(email_worker_http.aclose)
 
     async def instances() -> dict[str, list[str]]:
         return {
@@ -223,6 +229,7 @@ async def _build(
         fanout=fanout,
         bulk_relay=bulk_relay,
         sampler=Sampler(db, bus),
+        email_worker_http=email_worker_http,
     )
 
 
