@@ -62,7 +62,7 @@ async def test_copies_older_than_kept_are_dropped(system: System) -> None:
     try:
         # Kept 30 days: the copies the suite's earlier sends left in this store are younger,
         # so the one made old is the only one past it (with a minute, a slow run's were not).
-        store = SentMail(db, keep_s=30 * 86400)
+        store = SentMail(db, keep_s=30 * 86400, every_s=60, batch=1000)
         await store.record("old-one", 0, 1, b"Subject: old\r\n\r\nold")
         await store.record("new-one", 0, 1, b"Subject: new\r\n\r\nnew")
         async with db.sessions() as session, session.begin():

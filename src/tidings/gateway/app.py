@@ -228,7 +228,7 @@ async def _build(
         broadcasts=broadcasts,
         fanout=fanout,
         bulk_relay=bulk_relay,
-        sampler=Sampler(db, bus),
+        sampler=Sampler(db, bus, keep_s=settings.dashboard_samples_keep_s),
         email_worker_http=email_worker_http,
     )
 

@@ -1,8 +1,8 @@
 """The overview's figures that live in a process (latency histograms, breaker states, what
 the broker said), made the system's: every gateway replica writes its own row per minute to
 ``dashboard_samples`` (a few seconds apart; the histograms as counts since the minute began)
-and the overview adds every replica's rows up. Rows older than two hours are dropped by the
-writer itself, a bounded DELETE a minute."""
+and the overview adds every replica's rows up. Rows older than ``dashboard_samples_keep_s``
+(two hours) are dropped by the writer itself, a bounded DELETE a minute."""
 
 from __future__ import annotations
 
@@ -25,7 +25,6 @@ from tidings.gateway.models import DashboardSample
 
 log = logging.getLogger(__name__)
 
-KEEP_MINUTES = 120
 # The histograms the overview draws: (sample name, the labels a sample must have).
 HISTOGRAMS: dict[str, tuple[str, dict[str, str]]] = {
     "accept": (
@@ -96,6 +95,7 @@ class Sampler:
 
     db: Database
     bus: Bus
+    keep_s: float  # dashboard_samples_keep_s
     every_s: float = 5.0
     replica: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
     clock: Callable[[], float] = time.time  # the wall clock: minutes are UTC minutes
@@ -173,7 +173,9 @@ class Sampler:
     async def _drop_old(self, minute: int) -> None:
         async with self.db.sessions() as session, session.begin():
             await session.execute(
-                delete(DashboardSample).where(DashboardSample.minute < minute - KEEP_MINUTES)
+                delete(DashboardSample).where(
+                    DashboardSample.minute < minute - int(self.keep_s // 60)
+                )
             )
 
 
