@@ -17,15 +17,14 @@ import asyncio
 import json
 import time
 import uuid
-from collections import Counter
 
-import httpx
 import pytest
 
 from tests.cluster.conftest import RABBIT_PORTS, ascript
 from tests.faults.harness import Run, statuses, tally, wait_quiet, wait_until_all
 from tests.helpers import wait_for_condition
-from tests.scenario import create_template, create_user, notification
+from tests.scenario import create_template, create_user
+from tests.senders import Senders
 from tests.system import System, start_system
 from tidings.core.topology import EMAIL_QUEUE
 
@@ -41,72 +40,22 @@ PG_BACK_S = 10.0
 pytestmark = pytest.mark.timeout(300)
 
 
-class Sender:
-    """CLIENTS clients sending ``n`` notifications; a 503 is sent again (same request_id)
-    after its Retry-After, as a client should. Any answer but 202 and 503 is a failure."""
-
-    def __init__(self, gw: httpx.AsyncClient, run: Run, user_id: str, code: str, n: int) -> None:
-        self.gw, self.run, self.user_id, self.code = gw, run, user_id, code
-        self.codes: Counter[int] = Counter()
-        self.wrong: list[str] = []
-        self._ids = iter(range(n))
-        self.accepted = asyncio.Condition()
-        self.last_503_at = 0.0
-        self.first_202_after: dict[float, float] = {}  # a mark -> the first 202 after it
-
-    async def wait_accepted(self, count: int) -> None:
-        async with self.accepted:
-            await asyncio.wait_for(self.accepted.wait_for(lambda: len(self.run.sent) >= count), 90)
-
-    async def _one(self, i: int) -> None:
-        body = notification(self.user_id, self.code, request_id=f"{self.run.tag}{i:05d}")
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                answer = await self.gw.post("/api/v1/notifications/", json=body, timeout=30)
-            except httpx.TransportError:
-                continue  # a kept-alive connection closed under it: sent again
-            self.codes[answer.status_code] += 1
-            if answer.status_code in (200, 202):  # 200: a repeat of one that was accepted
-                now = time.monotonic()
-                for mark in self.first_202_after:
-                    if now >= mark and not self.first_202_after[mark]:
-                        self.first_202_after[mark] = now
-                async with self.accepted:
-                    self.run.sent[body["request_id"]] = answer.json()["data"]["notification_id"]
-                    self.accepted.notify_all()
-                return
-            if answer.status_code != 503:
-                self.wrong.append(f"{answer.status_code} {answer.text[:200]}")
-                return
-            self.last_503_at = time.monotonic()
-            await asyncio.sleep(float(answer.headers.get("Retry-After", "1")))
-        self.wrong.append(f"{body['request_id']} not accepted in 120 s")
-
-    async def _client(self) -> None:
-        while (i := next(self._ids, None)) is not None:
-            await self._one(i)
-
-    async def run_all(self) -> None:
-        await asyncio.gather(*(self._client() for _ in range(CLIENTS)))
-
-
 async def system_on(**urls: str) -> System:
     return await start_system(
         **urls, cache_namespace=f"tidings-cluster-{uuid.uuid4().hex[:8]}", retry_base_s=1.0
     )
 
 
-async def start_run(system: System, name: str, n: int) -> tuple[Run, Sender, asyncio.Task[None]]:
+async def start_run(system: System, name: str, n: int) -> tuple[Run, Senders, asyncio.Task[None]]:
     gw = system.gateway
     user = await create_user(gw)
     template = await create_template(gw)
     run = Run.new(name)
-    sender = Sender(gw, run, user["user_id"], template["code"], n)
+    sender = Senders(gw, run, user["user_id"], template["code"], n=n, clients=CLIENTS)
     return run, sender, asyncio.create_task(sender.run_all())
 
 
-async def fail_over_postgres(sender: Sender, wait_s: float = 30) -> tuple[float, float]:
+async def fail_over_postgres(sender: Senders, wait_s: float = 30) -> tuple[float, float]:
     """Stop the primary (immediate); once a client has been answered 503, promote the standby.
     Returns when each happened; the first 202 after the promotion is noted in ``sender``."""
     await ascript("pg-stop-primary")

@@ -13,8 +13,10 @@ from tidings.core.bus.memory import MemoryBus
 from tidings.core.db import open_database
 from tidings.core.metrics import HTTP_SECONDS
 from tidings.core.migrations import migrate
-from tidings.gateway.dashboard_samples import KEEP_MINUTES, Sampler
+from tidings.gateway.dashboard_samples import Sampler
 from tidings.gateway.models import DashboardSample
+
+KEEP_MINUTES = 120  # TIDINGS_DASHBOARD_SAMPLES_KEEP_S's default, two hours
 
 
 def accepted(n: int) -> None:
@@ -33,7 +35,7 @@ async def test_each_minute_its_own_counts_and_old_rows_dropped(tmp_path: Path) -
         async with db.sessions() as session, session.begin():
             old = DashboardSample(replica="gone", minute=first - KEEP_MINUTES - 1, payload={})
             session.add(old)
-        sampler = Sampler(db, bus, clock=lambda: clock["now"])
+        sampler = Sampler(db, bus, KEEP_MINUTES * 60.0, clock=lambda: clock["now"])
         await sampler.write()  # the base of the first minute
         accepted(3)
         await sampler.write()

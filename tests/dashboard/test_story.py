@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
+
+from sqlalchemy import event
 
 from tests.dashboard.conftest import make_dead_letter, schedule_one
 from tests.dashboard.test_pages import csrf_in, signed_in
@@ -83,6 +86,23 @@ async def test_the_story_of_a_delivered_notification(system: System) -> None:
         for step in ("pending", "queued", "delivered"):
             assert f"<strong>{step}</strong>" in page, step
         assert 'id="status" class="s-delivered"' in page
+
+    # The story reads the notification's row once (its API view and its other columns).
+    state = system.apps["gateway"].state.gateway
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    engine = state.db.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        told = await story.story(state, nid)
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert told is not None and told["correlation_id"] and told["round"] == 0
+    reads = [s for s in statements if re.search(r"FROM (\w+\.)?notifications\b", s)]
+    assert len(reads) == 1, reads
 
 
 async def test_resend_a_failed_one_and_its_dead_letter_link(system: System) -> None:

@@ -12,15 +12,12 @@ as docs/delivery.md ("Redis down") decides.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import time
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -40,6 +37,7 @@ from tests.faults.harness import (
 from tests.faults.proxy import TcpProxy
 from tests.helpers import wait_for_condition
 from tests.scenario import create_template, create_user, notification
+from tests.senders import Answers, Senders
 from tidings.core.topology import EMAIL_ROUTE, STATUS_ROUTE
 
 N = 1000
@@ -49,93 +47,6 @@ CLIENTS = 20
 # once. The assertion allows 1 s more for a loaded 2-core machine.
 HANG_BOUND_S = 2.0
 SLACK_S = 1.0
-
-
-@dataclass
-class Answers:
-    """Every answer the clients got: status codes, and how long each 503 took."""
-
-    codes: Counter[int] = field(default_factory=Counter)
-    unavailable_s: list[float] = field(default_factory=list)
-    slowest_s: float = 0.0
-    without_retry_after: int = 0
-    transport_errors: int = 0
-    # The slowest answer to a request sent while the database was away.
-    slowest_in_outage_s: float = 0.0
-    # One request at a time during the outage: the cost of a 503 itself, without the
-    # queueing of CLIENTS concurrent clients on a 2-core machine.
-    alone_s: list[float] = field(default_factory=list)
-
-    def quantile_503_s(self, q: float) -> float:
-        ordered = sorted(self.unavailable_s)
-        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] if ordered else 0.0
-
-    def p99_503_s(self) -> float:
-        return self.quantile_503_s(0.99)
-
-
-class Clients:
-    """CLIENTS clients sending N notifications; a 503 is sent again (same request_id) after
-    its Retry-After, up to a deadline."""
-
-    def __init__(self, gw: httpx.AsyncClient, run: Run, user_id: str, code: str) -> None:
-        self.gw = gw
-        self.run = run
-        self.user_id = user_id
-        self.code = code
-        self.answers = Answers()
-        self._ids = iter(range(N))
-        self.accepted = asyncio.Condition()
-        self.outage = False  # set by the scenario while the database is away
-        self.back = asyncio.Event()  # set when it is back
-
-    async def wait_accepted(self, count: int) -> None:
-        async with self.accepted:
-            await asyncio.wait_for(self.accepted.wait_for(lambda: len(self.run.sent) >= count), 60)
-
-    async def _one(self, i: int) -> None:
-        body = notification(self.user_id, self.code, request_id=f"{self.run.tag}{i:05d}")
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            started, in_outage = time.monotonic(), self.outage
-            try:
-                answer = await self.gw.post("/api/v1/notifications/", json=body, timeout=30)
-            except (httpx.ReadError, httpx.RemoteProtocolError):
-                # A kept-alive connection the server closed as it was reused (uvicorn's 5 s
-                # keep-alive, after a pause): the client sends again, as any client would.
-                self.answers.transport_errors += 1
-                continue
-            took = time.monotonic() - started
-            self.answers.codes[answer.status_code] += 1
-            self.answers.slowest_s = max(self.answers.slowest_s, took)
-            if in_outage:
-                self.answers.slowest_in_outage_s = max(self.answers.slowest_in_outage_s, took)
-            if answer.status_code == 202:
-                async with self.accepted:
-                    self.run.sent[body["request_id"]] = answer.json()["data"]["notification_id"]
-                    self.accepted.notify_all()
-                return
-            assert answer.status_code == 503, f"{answer.status_code} {answer.text[:300]}"
-            self.answers.unavailable_s.append(took)
-            if "Retry-After" not in answer.headers:
-                self.answers.without_retry_after += 1
-            # As a client should: again after Retry-After (1 s), or as soon as the database
-            # is back. Retrying sooner only made the gateway's 2 cores, not the database, the
-            # bottleneck of what is measured.
-            with contextlib.suppress(TimeoutError):
-                retry_after_s = float(answer.headers.get("Retry-After", "1"))
-                await asyncio.wait_for(self.back.wait(), retry_after_s)
-        raise AssertionError(f"{body['request_id']} not accepted in 90 s")
-
-    async def _client(self) -> None:
-        while True:
-            i = next(self._ids, None)
-            if i is None:
-                return
-            await self._one(i)
-
-    async def run_all(self) -> None:
-        await asyncio.gather(*(self._client() for _ in range(CLIENTS)))
 
 
 async def run_with_outage(
@@ -155,9 +66,9 @@ async def run_with_outage(
     user = await create_user(gw)
     template = await create_template(gw)
     run = Run.new(name)
-    clients = Clients(gw, run, user["user_id"], template["code"])
+    clients = Senders(gw, run, user["user_id"], template["code"], n=N, clients=CLIENTS)
     sending = asyncio.create_task(clients.run_all())
-    await clients.wait_accepted(N // 3)
+    await clients.wait_accepted(N // 3, timeout_s=60)
     await fault(proxy)
     clients.outage = True
     cut_at = time.monotonic()
@@ -202,6 +113,7 @@ async def run_with_outage(
         f" {sorted(round(t * 1e3) for t in answers.alone_s)} ms;"
         f" {answers.transport_errors} kept-alive connections closed under a request"
     )
+    assert not clients.wrong, clients.wrong[:3]
     assert set(answers.codes) <= {202, 503}, answers.codes
     assert answers.without_retry_after == 0
     assert result.delivered == N and not result.lost, result

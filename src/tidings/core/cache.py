@@ -175,6 +175,19 @@ class GuardedRedis:
         self._clients: dict[tuple[str, RedisOptions], GuardedRedis] = {}
         self._users = 0
 
+    @classmethod
+    def shared_in(
+        cls, clients: dict[Any, GuardedRedis], key: tuple[str, RedisOptions]
+    ) -> GuardedRedis:
+        """The client of ``clients`` (one loop's) for ``key``, made there on first use, with
+        one more user: :meth:`close` takes it out of ``clients`` when its last user is done."""
+        client = clients.get(key)
+        if client is None:
+            client = clients[key] = cls(*key)
+            client._clients = clients
+        client._users += 1
+        return client
+
     async def run(self, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
         try:
             async with self.breaker.guard(lambda exc: isinstance(exc, REDIS_FAILURES)):
@@ -210,12 +223,7 @@ def shared_redis(url: str, options: RedisOptions | None = None) -> GuardedRedis:
         clients = _SHARED.setdefault(asyncio.get_running_loop(), {})
     except RuntimeError:  # made outside a loop: used by the loop that runs it
         clients = _SHARED_NO_LOOP
-    client = clients.get(key)
-    if client is None:
-        client = clients[key] = GuardedRedis(*key)
-        client._clients = clients
-    client._users += 1
-    return client
+    return GuardedRedis.shared_in(clients, key)
 
 
 def redis_ms(ttl_s: float) -> int:

@@ -13,7 +13,6 @@ no discovery: the static address is used, as it is when no instance is registere
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import itertools
 import logging
@@ -23,7 +22,7 @@ import uuid
 from tidings.core.cache import RedisOptions, redis_ms, shared_redis
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.metrics import REDIS_DEGRADED
-from tidings.core.tasks import cancel_and_wait
+from tidings.core.tasks import Periodic
 
 log = logging.getLogger(__name__)
 INSTANCE_HEADER = "X-Tidings-Instance"
@@ -131,21 +130,17 @@ class Heartbeat:
         self.url = url
         self.every_s = every_s
         self.instance_id = uuid.uuid4().hex[:12]
-        self._task: asyncio.Task[None] | None = None
+        # The first beat after ``every_s``: start registers at once.
+        self._beats = Periodic(f"heartbeat-{service}", self._beat, every_s, first_wait=True)
 
     async def start(self) -> None:
         await self.registry.register(self.service, self.url)
-        self._task = asyncio.create_task(self._beat(), name=f"heartbeat-{self.service}")
+        self._beats.start()
 
     async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(self.every_s)
-            try:
-                await self.registry.register(self.service, self.url)
-            except DependencyUnavailable as exc:
-                log.warning("heartbeat not sent: %s", exc)
+        await self.registry.register(self.service, self.url)
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
+        await self._beats.stop()
         with contextlib.suppress(DependencyUnavailable):
             await self.registry.deregister(self.service, self.url)

@@ -299,12 +299,15 @@ class TidingsSettings(BaseSettings):
         explicit = self.users_url if service == "users" else self.templates_url
         return bool(self.redis_url) and explicit is None
 
-    def url_of(self, service: Literal["gateway", "users", "templates"]) -> str:
-        explicit = {
+    def url_of(self, service: ServiceName, explicit: str | None = None) -> str:
+        """Where ``service`` answers: its URL setting (``explicit``, for a URL setting of a
+        service's own class, such as the gateway's ``email_worker_url``), else this host
+        and the service's port."""
+        explicit = explicit or {
             "gateway": self.gateway_url,
             "users": self.users_url,
             "templates": self.templates_url,
-        }[service]
+        }.get(service)
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
         return (explicit or f"http://{host}:{self.port_of(service)}").rstrip("/")
 

@@ -100,7 +100,12 @@ def create_app(settings: EmailSettings, *, bus: Bus | None = None) -> FastAPI:
                 settings.dkim_selector,
                 settings.dkim_domain or settings.sender.domain,
             )
-        sent = SentMail(parts.db, settings.sent_mail_keep_s)
+        sent = SentMail(
+            parts.db,
+            settings.sent_mail_keep_s,
+            every_s=settings.sent_mail_purge_every_s,
+            batch=settings.sent_mail_purge_batch,
+        )
         sent.start()
         stack.push_async_callback(sent.stop)
         app.state.sent_mail = sent

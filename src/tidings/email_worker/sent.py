@@ -1,7 +1,8 @@
 """The email as sent: after the mail server took a message, its raw source (headers, text
 and HTML parts, as signed) is kept in the worker's store for ``sent_mail_keep_s`` (default
 three days) so the dashboard can show it as the recipient saw it; a bounded job drops older
-ones every minute, a thousand at most each time. The gateway reads it at
+ones every ``sent_mail_purge_every_s`` (a minute), ``sent_mail_purge_batch`` (a thousand) at
+most each time. The gateway reads it at
 GET /api/v1/email/sent/{notification_id}/ with the service token (docs/decisions.md: what
 is kept, for how long, and why).
 
@@ -9,7 +10,6 @@ Keeping it never holds a delivery up: a store that is away only loses the copy."
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 import logging
@@ -25,20 +25,19 @@ from tidings.core.deliveries.models import SentMessage
 from tidings.core.envelope import ok
 from tidings.core.errors import NotFound, Unauthorized
 from tidings.core.openapi import errors
-from tidings.core.tasks import cancel_and_wait
+from tidings.core.tasks import Periodic
 
 log = logging.getLogger(__name__)
 
-PURGE_EVERY_S = 60.0
-PURGE_BATCH = 1000
-
 
 class SentMail:
-    def __init__(self, db: Database, keep_s: float) -> None:
+    def __init__(self, db: Database, keep_s: float, *, every_s: float, batch: int) -> None:
         self.db = db
         self.keep_s = keep_s
+        self.batch = batch
         self._writes: Batcher[dict[str, Any], None] = Batcher(self._write)
-        self._task: asyncio.Task[None] | None = None
+        # A large backlog goes a batch a look at most: bounded work.
+        self._purging = Periodic("sent-mail-purge", self.purge, every_s)
 
     async def record(self, notification_id: str, round_: int, attempt: int, raw: bytes) -> None:
         if self.keep_s <= 0:
@@ -80,14 +79,14 @@ class SentMail:
         return row
 
     async def purge(self) -> int:
-        """Drop up to PURGE_BATCH copies older than ``keep_s``; how many went."""
+        """Drop up to ``batch`` copies older than ``keep_s``; how many went."""
         cutoff = utcnow() - dt.timedelta(seconds=self.keep_s)
         async with self.db.sessions() as session, session.begin():
             old = (
                 await session.execute(
                     select(SentMessage.notification_id, SentMessage.round)
                     .where(SentMessage.created_at < cutoff)
-                    .limit(PURGE_BATCH)
+                    .limit(self.batch)
                 )
             ).all()
             if old:  # one statement for the batch, by primary key
@@ -96,18 +95,10 @@ class SentMail:
         return len(old)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="sent-mail-purge")
+        self._purging.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-
-    async def _run(self) -> None:
-        while True:
-            try:  # a large backlog goes a batch a minute at most: bounded work
-                await self.purge()
-            except Exception:
-                log.warning("dropping old sent copies failed; again in %gs", PURGE_EVERY_S)
-            await asyncio.sleep(PURGE_EVERY_S)
+        await self._purging.stop()
 
 
 def sent_router(service_token: str | None) -> APIRouter:

@@ -40,6 +40,17 @@ class EmailSettings(WorkerSettings):
         description="how long the email worker keeps each email as sent (its raw source) for "
         "the dashboard, then drops it; 0 keeps none (docs/decisions.md, personal data)",
     )
+    sent_mail_purge_every_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="how often the email worker drops the copies past `TIDINGS_SENT_MAIL_KEEP_S`",
+    )
+    sent_mail_purge_batch: int = Field(
+        default=1000,
+        ge=1,
+        description="copies dropped per look (one DELETE): a large backlog goes this many a "
+        "look, bounded work",
+    )
     smtp_url: str | None = Field(
         default=None,
         description="`smtp://[user:pass@]host:port` (STARTTLS when offered) or `smtps://…` "

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
@@ -14,7 +13,7 @@ from tidings.core.lookups import TemplateDirectory
 from tidings.core.metrics import QUEUE_CONSUMERS, QUEUE_DEPTH
 from tidings.core.outbound import Outbound
 from tidings.core.ratelimit import open_rate_limiter
-from tidings.core.tasks import cancel_and_wait
+from tidings.core.tasks import Periodic
 from tidings.core.topology import BULK_ROUTES, FAILED_QUEUE, STATUS_QUEUE
 from tidings.core.web import app_database, create_service_app, make_http_client, service_client
 from tidings.gateway import accept_body
@@ -50,13 +49,11 @@ from tidings.gateway.webhooks import router as webhooks_router
 from tidings.webhooks.endpoints import Endpoints
 
 
-async def watch_queues(bus: Bus, every_s: float = 5.0) -> None:
-    """Queue depths and consumers, read from the broker for /metrics."""
-    while True:
-        for queue, (ready, consumers) in (await bus.depths()).items():
-            QUEUE_DEPTH.labels(queue).set(ready)
-            QUEUE_CONSUMERS.labels(queue).set(consumers)
-        await asyncio.sleep(every_s)
+async def read_queues(bus: Bus) -> None:
+    """Queue depths and consumers, read from the broker for /metrics (every 5 s)."""
+    for queue, (ready, consumers) in (await bus.depths()).items():
+        QUEUE_DEPTH.labels(queue).set(ready)
+        QUEUE_CONSUMERS.labels(queue).set(consumers)
 
 
 async def _build(
@@ -112,6 +109,12 @@ async def _build(
     templates_http = make_http_client(settings.url_of("templates"), settings.http_timeout_s)
     stack.push_async_callback(users_http.aclose)
     stack.push_async_callback(templates_http.aclose)
+    email_worker_http = make_http_client(
+        settings.url_of("email", settings.email_worker_url),
+        settings.http_timeout_s,
+        token=settings.secret_or_none("service_token"),
+    )
+    stack.push_async_callback(email_worker_http.aclose)
 
     async def instances() -> dict[str, list[str]]:
         return {
@@ -225,7 +228,8 @@ async def _build(
         broadcasts=broadcasts,
         fanout=fanout,
         bulk_relay=bulk_relay,
-        sampler=Sampler(db, bus),
+        sampler=Sampler(db, bus, keep_s=settings.dashboard_samples_keep_s),
+        email_worker_http=email_worker_http,
     )
 
 
@@ -252,8 +256,9 @@ def create_app(
             state.sampler.start()
             stack.push_async_callback(state.sampler.stop)
             the_bus = state.bus
-            watcher = asyncio.create_task(watch_queues(the_bus), name="queue-depths")
-            stack.push_async_callback(cancel_and_wait, watcher)
+            watcher = Periodic("queue-depths", lambda: read_queues(the_bus), 5.0)
+            watcher.start()
+            stack.push_async_callback(watcher.stop)
             consumer = StatusConsumer(state.transitions, state.feedback, the_bus)
             await the_bus.consume(STATUS_QUEUE, consumer, prefetch=settings.prefetch)
             await the_bus.consume(FAILED_QUEUE, state.dead_letters, prefetch=settings.prefetch)

@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 from fastapi.responses import Response
 
-from tidings.core.web import make_http_client
 from tidings.gateway.dashboard_base import Session, _page, dashboard_router
 from tidings.gateway.dependencies import State
 from tidings.gateway.state import GatewayState
@@ -28,22 +27,13 @@ router = dashboard_router()
 FRAME_CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
 
 
-def email_worker_url(state: GatewayState) -> str:
-    s = state.settings
-    host = "127.0.0.1" if s.host in ("0.0.0.0", "::") else s.host
-    return (s.email_worker_url or f"http://{host}:{s.port_of('email')}").rstrip("/")
-
-
 async def sent_copy(state: GatewayState, notification_id: uuid.UUID) -> dict[str, Any] | str:
-    """The worker's copy, or why there is none."""
-    token = state.settings.secret_or_none("service_token")
-    async with make_http_client(
-        email_worker_url(state), state.settings.http_timeout_s, token=token
-    ) as client:
-        try:
-            answer = await client.get(f"/api/v1/email/sent/{notification_id}/")
-        except httpx.HTTPError as exc:
-            return f"The email worker did not answer: {type(exc).__name__}."
+    """The worker's copy, or why there is none (through the gateway's one client of the
+    email worker: gateway.state)."""
+    try:
+        answer = await state.email_worker_http.get(f"/api/v1/email/sent/{notification_id}/")
+    except httpx.HTTPError as exc:
+        return f"The email worker did not answer: {type(exc).__name__}."
     body = (
         answer.json()
         if answer.headers.get("content-type", "").startswith("application/json")

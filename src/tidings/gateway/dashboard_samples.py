@@ -1,8 +1,8 @@
 """The overview's figures that live in a process (latency histograms, breaker states, what
 the broker said), made the system's: every gateway replica writes its own row per minute to
 ``dashboard_samples`` (a few seconds apart; the histograms as counts since the minute began)
-and the overview adds every replica's rows up. Rows older than two hours are dropped by the
-writer itself, a bounded DELETE a minute."""
+and the overview adds every replica's rows up. Rows older than ``dashboard_samples_keep_s``
+(two hours) are dropped by the writer itself, a bounded DELETE a minute."""
 
 from __future__ import annotations
 
@@ -18,14 +18,13 @@ from typing import Any
 from prometheus_client import REGISTRY
 from sqlalchemy import delete, select
 
-from tidings.core.bus import Bus, as_outage
+from tidings.core.bus import Bus
 from tidings.core.db import Database, utcnow
-from tidings.core.tasks import cancel_and_wait
+from tidings.core.tasks import Periodic
 from tidings.gateway.models import DashboardSample
 
 log = logging.getLogger(__name__)
 
-KEEP_MINUTES = 120
 # The histograms the overview draws: (sample name, the labels a sample must have).
 HISTOGRAMS: dict[str, tuple[str, dict[str, str]]] = {
     "accept": (
@@ -96,30 +95,25 @@ class Sampler:
 
     db: Database
     bus: Bus
+    keep_s: float  # dashboard_samples_keep_s
     every_s: float = 5.0
     replica: str = field(default_factory=lambda: f"{os.getpid()}-{uuid.uuid4().hex[:8]}")
     clock: Callable[[], float] = time.time  # the wall clock: minutes are UTC minutes
     _minute: int = -1
     _base: dict[str, Histogram] = field(default_factory=dict)
-    _task: asyncio.Task[None] | None = None
     _written: float = float("-inf")
     # One write at a time (the timer's and an overview's): a row is read, then written.
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _timer: Periodic = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._timer = Periodic("dashboard-sampler", self.write, self.every_s)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="dashboard-sampler")
+        self._timer.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.write()
-            except Exception as exc:
-                if as_outage(exc) is None:
-                    log.exception("dashboard sample not written; again in %gs", self.every_s)
-            await asyncio.sleep(self.every_s)
+        await self._timer.stop()
 
     async def fresh(self, max_age_s: float = 1.0) -> None:
         """This replica's row as of at most ``max_age_s`` ago (the overview asks on each poll:
@@ -179,7 +173,9 @@ class Sampler:
     async def _drop_old(self, minute: int) -> None:
         async with self.db.sessions() as session, session.begin():
             await session.execute(
-                delete(DashboardSample).where(DashboardSample.minute < minute - KEEP_MINUTES)
+                delete(DashboardSample).where(
+                    DashboardSample.minute < minute - int(self.keep_s // 60)
+                )
             )
 
 

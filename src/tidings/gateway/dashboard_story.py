@@ -240,12 +240,11 @@ def _deliveries(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 async def story(state: GatewayState, notification_id: str) -> dict[str, Any] | None:
     try:
         nid = uuid.UUID(notification_id)
-        found = await state.queries.get(nid, None)
+        row, found = await state.queries.get_with_row(nid, None)
     except (ValueError, NotFound):
         return None
     n = found.model_dump(mode="json")
     async with state.db.sessions() as session:
-        row = await session.get(Notification, nid)
         letters = (
             await session.scalars(
                 select(DeadLetter).where(DeadLetter.notification_id == nid).order_by(DeadLetter.id)
@@ -253,8 +252,8 @@ async def story(state: GatewayState, notification_id: str) -> dict[str, Any] | N
         ).all()
     users = await users_by(state, [found.user_id], []) or []
     recipient = users[0] if users else None
-    n["correlation_id"] = row.correlation_id if row else ""
-    n["round"] = row.round if row else 0
+    n["correlation_id"] = row.correlation_id
+    n["round"] = row.round
     n["steps"] = _steps(n["history"])
     n["dead_letters"] = [
         {

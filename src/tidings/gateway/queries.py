@@ -23,6 +23,13 @@ class NotificationQueries:
 
     async def get(self, notification_id: uuid.UUID, owner: str | None) -> NotificationOut:
         """The notification and its history."""
+        return (await self.get_with_row(notification_id, owner))[1]
+
+    async def get_with_row(
+        self, notification_id: uuid.UUID, owner: str | None
+    ) -> tuple[Notification, NotificationOut]:
+        """:meth:`get`, and the row it was read from (the dashboard's story shows columns
+        the API does not: one read for both)."""
         async with self._db.sessions() as session:
             n = await session.scalar(visible(owner).where(Notification.id == notification_id))
             if n is None:
@@ -34,7 +41,7 @@ class NotificationQueries:
                     .order_by(NotificationEvent.created_at, NotificationEvent.id)
                 )
             ).all()
-        return NotificationOut(
+        return n, NotificationOut(
             notification_id=n.id,
             request_id=n.request_id,
             user_id=n.user_id,

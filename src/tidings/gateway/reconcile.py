@@ -22,11 +22,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from tidings.core.bus import as_outage
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import NotFound
 from tidings.core.status import Status
-from tidings.core.tasks import cancel_and_wait
+from tidings.core.tasks import Periodic
 from tidings.gateway.lookups import UserDirectory
 from tidings.gateway.models import (
     Notification,
@@ -65,25 +64,14 @@ class Reconciler:
         self.every_s = every_s
         self.max_requeues = max_requeues
         self.batch_size = batch_size
-        self._task: asyncio.Task[None] | None = None
+        # The first sweep one period after the start, as every later one.
+        self._sweeps = Periodic("reconciler", self.sweep, every_s, first_wait=True)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="reconciler")
+        self._sweeps.start()
 
     async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.every_s)
-            try:
-                await self.sweep()
-            except Exception as exc:
-                outage = as_outage(exc)
-                if outage is None:
-                    log.exception("reconciler failed; next sweep in %gs", self.every_s)
-                else:
-                    log.warning("reconciler waits: %s", outage.message)
+        await self._sweeps.stop()
 
     async def sweep(self) -> int:
         """One pass; returns how many notifications it settled or requeued.

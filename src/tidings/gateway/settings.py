@@ -101,6 +101,13 @@ class GatewaySettings(TidingsSettings):
     reconcile_max_requeues: int = Field(
         default=3, ge=0, description="after how many requeues it fails the notification instead"
     )
+    dashboard_samples_keep_s: float = Field(
+        default=7200.0,
+        ge=3600,
+        description="how long the dashboard overview's per-minute rows (each replica's "
+        "figures) are kept, then deleted by their writer as each minute ends; at least the "
+        "overview's hour",
+    )
     broadcast_page_size: int = Field(
         default=500,
         ge=1,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
 from tidings.core.access import Access
 from tidings.core.bus import Bus
 from tidings.core.cache import Cache
@@ -66,3 +68,5 @@ class GatewayState:
     bulk_relay: OutboxRelay
     # This replica's per-minute figures for the dashboard's overview (dashboard_samples).
     sampler: Sampler
+    # The email worker, with the service token: the dashboard's emails as sent.
+    email_worker_http: httpx.AsyncClient
