@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import httpx
 
@@ -35,6 +35,14 @@ def make_http_client(
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
         event_hooks={"request": [_add_correlation]},
     )
+
+
+class _Call(NamedTuple):
+    method: str
+    path: str
+    json: Any = None
+    params: Mapping[str, str] | None = None
+    token: str | None = None  # another credential than the service's
 
 
 class ServiceClient:
@@ -67,20 +75,14 @@ class ServiceClient:
     ) -> Any:
         """The answer's ``data``; through the breaker, where unreachability counts. ``token``:
         another credential than the service's (the dashboard's admin writes)."""
+        call = _Call(method, path, json, params, token)
         if self.breaker is None:
-            return await self._request(method, path, json=json, params=params, token=token)
+            return await self._request(call)
         async with self.breaker.guard(lambda e: isinstance(e, DependencyUnavailable)):
-            return await self._request(method, path, json=json, params=params, token=token)
+            return await self._request(call)
 
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        token: str | None = None,
-    ) -> Any:
+    async def _request(self, call: _Call) -> Any:
+        method, path, json, params, token = call
         url = (await self.endpoints.pick()) + path if self.endpoints is not None else path
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
@@ -120,7 +122,7 @@ class ServiceClient:
         """For /health: reachable, and its breaker (if any) closed."""
         if self.breaker is not None and (problem := await self.breaker.health()):
             raise DependencyUnavailable(problem)
-        await self._request("GET", "/health")
+        await self._request(_Call("GET", "/health"))
 
     async def aclose(self) -> None:
         await self.client.aclose()
