@@ -15,13 +15,14 @@ import pytest
 
 from tests.cluster.conftest import ascript
 from tests.cluster.test_cluster_faults import (
+    CLIENTS,
     PG_BACK_S,
-    Sender,
     fail_over_postgres,
     rabbit_leader,
 )
 from tests.faults.harness import Run, TidingsUp, statuses, tally, wait_until_all
 from tests.scenario import create_template, create_user
+from tests.senders import Senders
 from tests.smtp_peer import SmtpPeer
 from tidings.core.topology import EMAIL_QUEUE
 
@@ -66,7 +67,7 @@ async def test_every_service_twice_through_a_broker_a_database_and_a_cache_failo
         user = await create_user(gw)
         template = await create_template(gw)
         run = Run.new("cluster-x2")
-        sender = Sender(gw, run, user["user_id"], template["code"], N)
+        sender = Senders(gw, run, user["user_id"], template["code"], n=N, clients=CLIENTS)
         sending = asyncio.create_task(sender.run_all())
 
         await sender.wait_accepted(N // 4)
