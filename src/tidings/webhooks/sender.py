@@ -1,32 +1,38 @@
 """One attempt: the message signed as Standard Webhooks says (the ``standardwebhooks``
 package), POSTed through the SSRF guard (tidings.core.netguard: every resolved address
 checked, the connection made to the checked one), no redirects, a total deadline and a cap
-on the answer read."""
+on the answer read.
+
+The client is aiohttp's (its HTTP parser in C, a keep-alive pool per host): it costs the
+worker about half the CPU per event httpx did (docs/performance.md, "the webhooks sender");
+Web Push keeps httpx (pywebpush)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import aiohttp
 from standardwebhooks import Webhook
+from yarl import URL
 
 from tidings.core.netguard import (
     CallLimits,
-    CheckedBackend,
-    CheckedTransport,
+    CheckedResolver,
     NonPublicAddress,
     Resolver,
-    bounded_post,
     system_resolver,
+    tls_context,
 )
 from tidings.webhooks.secrets import SecretBox
 from tidings.webhooks.store import Claimed, Outcome
 from tidings.webhooks.urls import check_url
 
-LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
+MAX_CONNECTIONS = 256
+KEEPALIVE_S = 30.0
 USER_AGENT = "Tidings-Webhooks/1"
 EXCERPT_CHARS = 1000
 
@@ -61,13 +67,10 @@ class Sender:
     ) -> None:
         self.box = box
         self.limits = CallLimits(timeout_s, response_bytes)
-        backend = CheckedBackend(allow_loopback=allow_insecure, resolve=resolve)
-        self.http = httpx.AsyncClient(
-            timeout=timeout_s,
-            follow_redirects=False,
-            trust_env=False,  # a proxy would connect where the guard did not check
-            transport=CheckedTransport(backend, limits=LIMITS),
+        self.guard = CheckedResolver(
+            allow_loopback=allow_insecure, resolve=resolve, limit_s=timeout_s
         )
+        self._http: aiohttp.ClientSession | None = None
         self.allow_insecure = allow_insecure
         self.resolve = resolve
         self._signers: dict[bytes, Webhook] = {}
@@ -82,8 +85,31 @@ class Sender:
             found = self._signers[sealed] = Webhook(self.box.open(sealed))
         return found
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """Made at first use, on the running loop (aiohttp binds a session to its loop)."""
+        if self._http is None:
+            connector = aiohttp.TCPConnector(
+                resolver=self.guard,
+                use_dns_cache=False,  # every new connection resolved and checked afresh
+                ssl=tls_context(),
+                limit=MAX_CONNECTIONS,
+                limit_per_host=0,  # the worker bounds each endpoint (its slots)
+                keepalive_timeout=KEEPALIVE_S,
+            )
+            self._http = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,  # a proxy would connect where the guard did not check
+                auto_decompress=False,  # an encoded answer is dropped, never inflated
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None),  # send's deadline covers it all
+                skip_auto_headers=("Accept-Encoding",),
+            )
+        return self._http
+
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
     async def send(self, message: Claimed, endpoint: Any) -> Outcome:
         """The attempt's outcome; never raises for the receiver's sake."""
@@ -104,17 +130,45 @@ class Sender:
                     self.signer, endpoint, message.webhook_id, at, message.payload
                 ),
             }
-            answer = await bounded_post(
-                self.http, endpoint.url, self.limits, content=message.payload, headers=headers
-            )
+            status, body = await self.post(endpoint.url, message.payload, headers)
         except NonPublicAddress as exc:
             return Outcome(None, _ms(started), f"refused: {exc}", None)
-        except ValueError as exc:  # the URL's own rules (webhooks.urls)
+        except TimeoutError:
+            limit = self.limits.deadline_s
+            return Outcome(None, _ms(started), f"timeout: no answer within {limit:g} s", None)
+        except (aiohttp.InvalidURL, ValueError) as exc:  # the URL's own rules (webhooks.urls)
             return Outcome(None, _ms(started), f"refused: {exc}"[:500], None)
-        except (httpx.HTTPError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             return Outcome(None, _ms(started), f"{type(exc).__name__}: {exc}"[:500], None)
-        excerpt = answer.content.decode("utf-8", "replace")[:EXCERPT_CHARS]
-        return Outcome(answer.status_code, _ms(started), None, excerpt)
+        excerpt = body.decode("utf-8", "replace")[:EXCERPT_CHARS]
+        return Outcome(status, _ms(started), None, excerpt)
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """The answer's status and at most ``response_bytes`` of its body, all within the
+        deadline; no redirect followed (a 3xx is an answer). A body that comes encoded
+        although identity was asked for is dropped (a small compressed body may inflate to
+        gigabytes); one longer than the cap is not read further (the connection is closed,
+        not reused)."""
+        host = URL(url).raw_host or ""
+        self.guard.check_literal(host)  # a literal address never reaches the resolver
+        cap = self.limits.max_body_bytes
+        async with asyncio.timeout(self.limits.deadline_s):
+            async with self.http.post(
+                url,
+                data=body,
+                headers={**headers, "accept-encoding": "identity"},
+                allow_redirects=False,
+            ) as answer:
+                kept = bytearray()
+                encoded = answer.headers.get("content-encoding", "identity").lower() != "identity"
+                while not encoded and len(kept) < cap:
+                    chunk = await answer.content.readany()
+                    if not chunk:
+                        break
+                    kept += chunk[: cap - len(kept)]
+                if encoded or not answer.content.at_eof():
+                    answer.close()  # the rest unread: this connection is not reused
+                return answer.status, bytes(kept)
 
 
 def _ms(started: float) -> float:
