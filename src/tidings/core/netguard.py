@@ -176,15 +176,16 @@ class CheckedResolver(aiohttp.abc.AbstractResolver):
             for address in found
         ]
 
-    def check_literal(self, host: str) -> None:
-        """NonPublicAddress if ``host`` is a literal address that is not allowed (a name:
-        nothing to check here, the connector asks ``resolve``)."""
+    def check_literal(self, host: str) -> bool:
+        """Whether ``host`` is a literal address; NonPublicAddress if it is one that is not
+        allowed (a name: nothing to check here, the connector asks ``resolve``)."""
         try:
             ip = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
-            return
+            return False
         if not allowed(ip, allow_loopback=self.allow_loopback):
             raise NonPublicAddress(host, [str(ip)])
+        return True
 
     async def close(self) -> None:
         return None

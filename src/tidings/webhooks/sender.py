@@ -38,7 +38,8 @@ EXCERPT_CHARS = 1000
 
 
 # Signers kept per sealed secret (a token is one secret for ever): a Fernet decryption and
-# the key's decoding once per endpoint and secret, not at every request. Bounded.
+# the key's decoding once per endpoint and secret, not at every request. Bounded (and so
+# are the parsed URLs kept, below).
 SIGNERS_KEPT = 1024
 
 
@@ -74,6 +75,7 @@ class Sender:
         self.allow_insecure = allow_insecure
         self.resolve = resolve
         self._signers: dict[bytes, Webhook] = {}
+        self._targets: dict[str, URL] = {}  # endpoint URLs whose checks cannot change
 
     def signer(self, sealed: bytes) -> Webhook:
         """The ``standardwebhooks`` signer of a sealed secret (webhooks.secrets)."""
@@ -116,11 +118,7 @@ class Sender:
         at = dt.datetime.now(dt.UTC)
         started = time.perf_counter()
         try:
-            if not endpoint.url.startswith("https://"):
-                # Plain http: development only, to loopback only (checked again now).
-                await check_url(
-                    endpoint.url, allow_insecure=self.allow_insecure, resolve=self.resolve
-                )
+            url = await self.target(endpoint.url)
             headers = {
                 "content-type": "application/json",
                 "user-agent": USER_AGENT,
@@ -130,7 +128,7 @@ class Sender:
                     self.signer, endpoint, message.webhook_id, at, message.payload
                 ),
             }
-            status, body = await self.post(endpoint.url, message.payload, headers)
+            status, body = await self.post(url, message.payload, headers)
         except NonPublicAddress as exc:
             return Outcome(None, _ms(started), f"refused: {exc}", None)
         except TimeoutError:
@@ -143,14 +141,32 @@ class Sender:
         excerpt = body.decode("utf-8", "replace")[:EXCERPT_CHARS]
         return Outcome(status, _ms(started), None, excerpt)
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+    async def target(self, url: str) -> URL:
+        """``url`` parsed, once its send-time checks passed: a literal address must be
+        allowed (aiohttp never asks the resolver about one), and plain http goes to loopback
+        only, in development (``check_url`` again). Kept when nothing of that depends on a
+        DNS answer (https, or a literal host), so the parse and the checks are made once per
+        endpoint URL; a name is checked by the resolver at every new connection anyway."""
+        found = self._targets.get(url)
+        if found is not None:
+            return found
+        parsed = URL(url)
+        host = parsed.raw_host or ""
+        literal = self.guard.check_literal(host)
+        if parsed.scheme != "https":
+            await check_url(url, allow_insecure=self.allow_insecure, resolve=self.resolve)
+        if literal or parsed.scheme == "https":
+            if len(self._targets) >= SIGNERS_KEPT:
+                self._targets.clear()
+            self._targets[url] = parsed
+        return parsed
+
+    async def post(self, url: URL, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         """The answer's status and at most ``response_bytes`` of its body, all within the
         deadline; no redirect followed (a 3xx is an answer). A body that comes encoded
         although identity was asked for is dropped (a small compressed body may inflate to
         gigabytes); one longer than the cap is not read further (the connection is closed,
         not reused)."""
-        host = URL(url).raw_host or ""
-        self.guard.check_literal(host)  # a literal address never reaches the resolver
         cap = self.limits.max_body_bytes
         async with asyncio.timeout(self.limits.deadline_s):
             async with self.http.post(
