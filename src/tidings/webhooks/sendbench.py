@@ -6,7 +6,8 @@ worker runs.
 ``python -m tidings.webhooks.sendbench -n 3000 -c 50`` prints one line: events, concurrency,
 wall time, events/s and this process's CPU (user + system) per event. Only ``Sender``'s
 constructor, ``send`` and ``close`` are used, so the same file measures another revision's
-sender: ``PYTHONPATH=<other checkout>/src python src/tidings/webhooks/sendbench.py …``."""
+sender: ``PYTHONPATH=<other checkout>/src python -P src/tidings/webhooks/sendbench.py …``
+(``-P``: this file's folder, where ``secrets.py`` is, not on the path)."""
 
 from __future__ import annotations
 
