@@ -3,9 +3,9 @@ package), POSTed through the SSRF guard (tidings.core.netguard: every resolved a
 checked, the connection made to the checked one), no redirects, a total deadline and a cap
 on the answer read.
 
-The client is aiohttp's (its HTTP parser in C, a keep-alive pool per host): it costs the
-worker about half the CPU per event httpx did (docs/performance.md, "the webhooks sender");
-Web Push keeps httpx (pywebpush)."""
+The client is aiohttp's (its HTTP parser in C, a keep-alive pool per host): a sixth to a
+fourteenth of the CPU per event httpx took (docs/performance.md, "the webhooks sender on
+aiohttp"; docs/decisions.md). Web Push keeps httpx."""
 
 from __future__ import annotations
 
