@@ -6,7 +6,7 @@ controls, given to the gateway's endpoints and to the worker)."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -117,6 +117,47 @@ async def test_loopback_and_plain_http_need_the_development_flag() -> None:
         assert await check_url(url, allow_insecure=True) == url
     with pytest.raises(ValueError, match="https only"):
         await check_url("http://93.184.215.14/hook", allow_insecure=True)
+
+
+@pytest.fixture
+def without_the_flag(system: System) -> Iterator[None]:
+    """The gateway as it runs without TIDINGS_WEBHOOK_ALLOW_INSECURE (the module's system has
+    it on, as every webhooks test needs for its loopback receiver)."""
+    endpoints = system.apps["gateway"].state.gateway.webhook_endpoints
+    endpoints.allow_insecure = False
+    try:
+        yield
+    finally:
+        endpoints.allow_insecure = True
+
+
+@pytest.mark.usefixtures("without_the_flag")
+async def test_loopback_is_refused_through_the_api_without_the_flag(
+    system: System, receiver: Receiver
+) -> None:
+    gw = system.gateway
+    await delete_all(gw)
+    loopback = (
+        receiver.url,  # http://127.0.0.1:…
+        f"https://127.0.0.1:{receiver.port}/hook",
+        "https://[::1]/hook",
+        "https://localhost/hook",
+        "http://localhost/hook",
+    )
+    for url in loopback:
+        answer = await gw.post(ENDPOINTS, json={"url": url, "events": ["*"]})
+        assert answer.status_code == 422, (url, answer.text)
+        assert "url" in answer.json()["error"]
+    # Nor may an endpoint registered elsewhere be moved to loopback.
+    made = await gw.post(ENDPOINTS, json={"url": "https://93.184.215.14/hook", "events": ["*"]})
+    assert made.status_code == 201, made.text
+    moved = await gw.patch(
+        f"{ENDPOINTS}{made.json()['data']['endpoint_id']}/", json={"url": receiver.url}
+    )
+    assert moved.status_code == 422, moved.text
+    listed = await gw.get(ENDPOINTS)
+    assert [e["url"] for e in listed.json()["data"]] == ["https://93.184.215.14/hook"]
+    await delete_all(gw)
 
 
 async def test_a_dns_answer_that_changed_since_registration_is_refused_at_send_time(

@@ -19,10 +19,13 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import aiohttp.abc
 import httpcore
 import httpx
 
@@ -60,6 +63,29 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
 
 
+async def checked_addresses(
+    host: str, port: int, *, allow_loopback: bool, resolve: Resolver, limit_s: float | None
+) -> list[str]:
+    """Every address ``host`` resolves to, once all of them passed ``allowed``: NonPublicAddress
+    if one did not; OSError if it does not resolve (UnicodeError too), TimeoutError past
+    ``limit_s``. The one check every sender's connect goes through."""
+    try:
+        async with asyncio.timeout(limit_s):
+            found = await resolve(host, port)
+    except TimeoutError:
+        raise
+    except (OSError, UnicodeError) as exc:
+        raise OSError(f"cannot resolve {host}: {exc}") from exc
+    if not found:
+        raise OSError(f"{host} resolves to no address")
+    refused = [
+        a for a in found if not allowed(ipaddress.ip_address(a), allow_loopback=allow_loopback)
+    ]
+    if refused:
+        raise NonPublicAddress(host, refused)
+    return found
+
+
 class CheckedBackend(httpcore.AsyncNetworkBackend):
     """httpcore's network backend with the check above before every TCP connect."""
 
@@ -70,22 +96,17 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
 
     async def checked_addresses(self, host: str, port: int, limit_s: float | None) -> list[str]:
         try:
-            async with asyncio.timeout(limit_s):
-                found = await self.resolve(host, port)
-        except (OSError, UnicodeError) as exc:  # socket.gaierror is an OSError
-            raise httpcore.ConnectError(f"cannot resolve {host}: {exc}") from exc
-        except TimeoutError as exc:
+            return await checked_addresses(
+                host,
+                port,
+                allow_loopback=self.allow_loopback,
+                resolve=self.resolve,
+                limit_s=limit_s,
+            )
+        except TimeoutError as exc:  # before OSError, of which it is a subclass
             raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
-        if not found:
-            raise httpcore.ConnectError(f"{host} resolves to no address")
-        refused = [
-            a
-            for a in found
-            if not allowed(ipaddress.ip_address(a), allow_loopback=self.allow_loopback)
-        ]
-        if refused:
-            raise NonPublicAddress(host, refused)
-        return found
+        except OSError as exc:  # socket.gaierror is an OSError
+            raise httpcore.ConnectError(str(exc)) from exc
 
     async def connect_tcp(
         self,
@@ -119,6 +140,63 @@ class CheckedBackend(httpcore.AsyncNetworkBackend):
         await self.inner.sleep(seconds)
 
 
+class CheckedResolver(aiohttp.abc.AbstractResolver):
+    """The same check for aiohttp's client (``aiohttp.TCPConnector(resolver=…,
+    use_dns_cache=False)``): the connector connects to the addresses returned here, so to
+    checked ones only; TLS verifies the certificate against the URL's host name (aiohttp
+    keeps it for SNI). aiohttp does not ask a resolver about a literal address: the sender
+    checks literals itself (``check_literal``)."""
+
+    def __init__(
+        self, *, allow_loopback: bool, resolve: Resolver = system_resolver, limit_s: float
+    ) -> None:
+        self.allow_loopback = allow_loopback
+        self.resolve_name = resolve
+        self.limit_s = limit_s
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[aiohttp.abc.ResolveResult]:
+        found = await checked_addresses(
+            host,
+            port,
+            allow_loopback=self.allow_loopback,
+            resolve=self.resolve_name,
+            limit_s=self.limit_s,
+        )
+        return [
+            {
+                "hostname": host,
+                "host": address,
+                "port": port,
+                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
+                "proto": 0,
+                "flags": socket.AI_NUMERICHOST,
+            }
+            for address in found
+        ]
+
+    def check_literal(self, host: str) -> bool:
+        """Whether ``host`` is a literal address; NonPublicAddress if it is one that is not
+        allowed (a name: nothing to check here, the connector asks ``resolve``)."""
+        try:
+            ip = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return False
+        if not allowed(ip, allow_loopback=self.allow_loopback):
+            raise NonPublicAddress(host, [str(ip)])
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+def tls_context() -> ssl.SSLContext:
+    """Certificates verified against certifi's roots, the environment ignored (the same
+    context for httpx's and aiohttp's clients)."""
+    return httpx.create_ssl_context(trust_env=False)
+
+
 class CheckedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport over ``CheckedBackend``. httpx does not take a network backend, so
     the connection pool it built is replaced by the same pool with ours."""
@@ -126,7 +204,7 @@ class CheckedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, backend: CheckedBackend, *, limits: httpx.Limits) -> None:
         super().__init__(limits=limits, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=tls_context(),
             max_connections=limits.max_connections,
             max_keepalive_connections=limits.max_keepalive_connections,
             keepalive_expiry=limits.keepalive_expiry,

@@ -1,38 +1,45 @@
 """One attempt: the message signed as Standard Webhooks says (the ``standardwebhooks``
 package), POSTed through the SSRF guard (tidings.core.netguard: every resolved address
 checked, the connection made to the checked one), no redirects, a total deadline and a cap
-on the answer read."""
+on the answer read.
+
+The client is aiohttp's (its HTTP parser in C, a keep-alive pool per host): a sixth to a
+fourteenth of the CPU per event httpx took (docs/performance.md, "the webhooks sender on
+aiohttp"; docs/decisions.md). Web Push keeps httpx."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
+import aiohttp
 from standardwebhooks import Webhook
+from yarl import URL
 
 from tidings.core.netguard import (
     CallLimits,
-    CheckedBackend,
-    CheckedTransport,
+    CheckedResolver,
     NonPublicAddress,
     Resolver,
-    bounded_post,
     system_resolver,
+    tls_context,
 )
 from tidings.webhooks.secrets import SecretBox
 from tidings.webhooks.store import Claimed, Outcome
 from tidings.webhooks.urls import check_url
 
-LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64, keepalive_expiry=30)
+MAX_CONNECTIONS = 256
+KEEPALIVE_S = 30.0
 USER_AGENT = "Tidings-Webhooks/1"
 EXCERPT_CHARS = 1000
 
 
 # Signers kept per sealed secret (a token is one secret for ever): a Fernet decryption and
-# the key's decoding once per endpoint and secret, not at every request. Bounded.
+# the key's decoding once per endpoint and secret, not at every request. Bounded (and so
+# are the parsed URLs kept, below).
 SIGNERS_KEPT = 1024
 
 
@@ -61,16 +68,14 @@ class Sender:
     ) -> None:
         self.box = box
         self.limits = CallLimits(timeout_s, response_bytes)
-        backend = CheckedBackend(allow_loopback=allow_insecure, resolve=resolve)
-        self.http = httpx.AsyncClient(
-            timeout=timeout_s,
-            follow_redirects=False,
-            trust_env=False,  # a proxy would connect where the guard did not check
-            transport=CheckedTransport(backend, limits=LIMITS),
+        self.guard = CheckedResolver(
+            allow_loopback=allow_insecure, resolve=resolve, limit_s=timeout_s
         )
+        self._http: aiohttp.ClientSession | None = None
         self.allow_insecure = allow_insecure
         self.resolve = resolve
         self._signers: dict[bytes, Webhook] = {}
+        self._targets: dict[str, URL] = {}  # endpoint URLs whose checks cannot change
 
     def signer(self, sealed: bytes) -> Webhook:
         """The ``standardwebhooks`` signer of a sealed secret (webhooks.secrets)."""
@@ -82,19 +87,38 @@ class Sender:
             found = self._signers[sealed] = Webhook(self.box.open(sealed))
         return found
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """Made at first use, on the running loop (aiohttp binds a session to its loop)."""
+        if self._http is None:
+            connector = aiohttp.TCPConnector(
+                resolver=self.guard,
+                use_dns_cache=False,  # every new connection resolved and checked afresh
+                ssl=tls_context(),
+                limit=MAX_CONNECTIONS,
+                limit_per_host=0,  # the worker bounds each endpoint (its slots)
+                keepalive_timeout=KEEPALIVE_S,
+            )
+            self._http = aiohttp.ClientSession(
+                connector=connector,
+                trust_env=False,  # a proxy would connect where the guard did not check
+                auto_decompress=False,  # an encoded answer is dropped, never inflated
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=None),  # send's deadline covers it all
+                skip_auto_headers=("Accept-Encoding",),
+            )
+        return self._http
+
     async def close(self) -> None:
-        await self.http.aclose()
+        if self._http is not None:
+            await self._http.close()
 
     async def send(self, message: Claimed, endpoint: Any) -> Outcome:
         """The attempt's outcome; never raises for the receiver's sake."""
         at = dt.datetime.now(dt.UTC)
         started = time.perf_counter()
         try:
-            if not endpoint.url.startswith("https://"):
-                # Plain http: development only, to loopback only (checked again now).
-                await check_url(
-                    endpoint.url, allow_insecure=self.allow_insecure, resolve=self.resolve
-                )
+            url = await self.target(endpoint.url)
             headers = {
                 "content-type": "application/json",
                 "user-agent": USER_AGENT,
@@ -104,17 +128,63 @@ class Sender:
                     self.signer, endpoint, message.webhook_id, at, message.payload
                 ),
             }
-            answer = await bounded_post(
-                self.http, endpoint.url, self.limits, content=message.payload, headers=headers
-            )
+            status, body = await self.post(url, message.payload, headers)
         except NonPublicAddress as exc:
             return Outcome(None, _ms(started), f"refused: {exc}", None)
-        except ValueError as exc:  # the URL's own rules (webhooks.urls)
+        except TimeoutError:
+            limit = self.limits.deadline_s
+            return Outcome(None, _ms(started), f"timeout: no answer within {limit:g} s", None)
+        except (aiohttp.InvalidURL, ValueError) as exc:  # the URL's own rules (webhooks.urls)
             return Outcome(None, _ms(started), f"refused: {exc}"[:500], None)
-        except (httpx.HTTPError, OSError) as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             return Outcome(None, _ms(started), f"{type(exc).__name__}: {exc}"[:500], None)
-        excerpt = answer.content.decode("utf-8", "replace")[:EXCERPT_CHARS]
-        return Outcome(answer.status_code, _ms(started), None, excerpt)
+        excerpt = body.decode("utf-8", "replace")[:EXCERPT_CHARS]
+        return Outcome(status, _ms(started), None, excerpt)
+
+    async def target(self, url: str) -> URL:
+        """``url`` parsed, once its send-time checks passed: a literal address must be
+        allowed (aiohttp never asks the resolver about one), and plain http goes to loopback
+        only, in development (``check_url`` again). Kept when nothing of that depends on a
+        DNS answer (https, or a literal host), so the parse and the checks are made once per
+        endpoint URL; a name is checked by the resolver at every new connection anyway."""
+        found = self._targets.get(url)
+        if found is not None:
+            return found
+        parsed = URL(url)
+        host = parsed.raw_host or ""
+        literal = self.guard.check_literal(host)
+        if parsed.scheme != "https":
+            await check_url(url, allow_insecure=self.allow_insecure, resolve=self.resolve)
+        if literal or parsed.scheme == "https":
+            if len(self._targets) >= SIGNERS_KEPT:
+                self._targets.clear()
+            self._targets[url] = parsed
+        return parsed
+
+    async def post(self, url: URL, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """The answer's status and at most ``response_bytes`` of its body, all within the
+        deadline; no redirect followed (a 3xx is an answer). A body that comes encoded
+        although identity was asked for is dropped (a small compressed body may inflate to
+        gigabytes); one longer than the cap is not read further (the connection is closed,
+        not reused)."""
+        cap = self.limits.max_body_bytes
+        async with asyncio.timeout(self.limits.deadline_s):
+            async with self.http.post(
+                url,
+                data=body,
+                headers={**headers, "accept-encoding": "identity"},
+                allow_redirects=False,
+            ) as answer:
+                kept = bytearray()
+                encoded = answer.headers.get("content-encoding", "identity").lower() != "identity"
+                while not encoded and len(kept) < cap:
+                    chunk = await answer.content.readany()
+                    if not chunk:
+                        break
+                    kept += chunk[: cap - len(kept)]
+                if encoded or not answer.content.at_eof():
+                    answer.close()  # the rest unread: this connection is not reused
+                return answer.status, bytes(kept)
 
 
 def _ms(started: float) -> float:
