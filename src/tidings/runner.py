@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import shutil
 import signal
@@ -253,20 +252,6 @@ def require_credentials(settings: TidingsSettings, what: str) -> None:
         )
 
 
-def settle_heap(settings: TidingsSettings) -> None:
-    """Once a process listens: what it made while starting (modules, the app, its models,
-    about 150,000-190,000 objects) is moved out of the collector's generations, so a full
-    collection no longer walks it, and the youngest generation is collected after
-    ``gc_young_threshold`` new objects, so a request's objects mostly die by reference
-    counting before they are promoted (docs/performance.md#the-garbage-collector)."""
-    if not settings.gc_young_threshold:
-        return
-    gc.collect()
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(settings.gc_young_threshold, older, oldest)
-
-
 def run_service(service: ServiceName) -> None:
     settings = TidingsSettings()
     if service in BUS_SERVICES:
@@ -281,12 +266,7 @@ def run_service(service: ServiceName) -> None:
     port = settings.port_of(service)
     server = _server(app, settings.host, port, reuse_port=settings.reuse_port)
     url = f"http://{settings.host}:{port}"
-
-    def listening() -> None:
-        settle_heap(settings)
-        log.info("%s listening on %s", service, url)
-
-    run_loop(_serve_all([server], listening))
+    run_loop(_serve_all([server], lambda: log.info("%s listening on %s", service, url)))
 
 
 def reset_embedded(settings: TidingsSettings) -> None:
@@ -327,12 +307,7 @@ def run_embedded(*, reset: bool = False) -> None:
         ]
         up = f"Tidings is up (embedded: every service in this process; data in {settings.data_dir})"
         try:
-
-            def listening() -> None:
-                settle_heap(settings)
-                print(banner(credentials, up, mail), flush=True)
-
-            await _serve_all(servers, listening)
+            await _serve_all(servers, lambda: print(banner(credentials, up, mail), flush=True))
         finally:
             await bus.close()
             if capture is not None:

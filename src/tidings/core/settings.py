@@ -91,15 +91,6 @@ class TidingsSettings(BaseSettings):
         "kernel spreads connections over them; `tidings up --replicas gateway=N` sets it for "
         "the gateway's replicas (one URL for clients)",
     )
-    gc_young_threshold: int = Field(
-        default=50_000,
-        ge=0,
-        description="a service's process, once it listens, moves what it made while starting "
-        "out of the garbage collector's way (`gc.freeze`) and collects its youngest "
-        "generation after this many new container objects instead of Python's 700; 0 keeps "
-        "Python's collector as it is. Measured in "
-        "[performance.md](performance.md#the-garbage-collector)",
-    )
     users_url: str | None = Field(
         default=None,
         description="where the other services find the users service. Unset, with Redis "
