@@ -16,10 +16,12 @@ from tests.helpers import free_port, wait_for_condition
 from tests.system import System
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import delete_all
+from tidings.core.db import DbTimeouts, open_database
 from tidings.core.migrations import migrate
 from tidings.runner import Server
 from tidings.webhooks.app import create_app
 from tidings.webhooks.settings import WebhooksSettings
+from tidings.webhooks.store import WebhookStore
 
 __all__ = ["system"]  # the whole system in process, as the gateway's tests start it
 
@@ -56,6 +58,17 @@ async def no_endpoint_left(system: System) -> AsyncIterator[None]:
 def worker_settings(system: System, **more: Any) -> WebhooksSettings:
     base = {**system.settings, "webhooks_port": free_port(), **more}
     return WebhooksSettings(**base)
+
+
+@pytest.fixture
+async def store(system: System) -> AsyncIterator[WebhookStore]:
+    """The webhooks worker's store on the system's gateway database (no worker runs)."""
+    settings = worker_settings(system)
+    db = open_database(settings.store_url, "gateway", DbTimeouts.of(settings))
+    try:
+        yield WebhookStore(db)
+    finally:
+        await db.close()
 
 
 class WorkerHandle:

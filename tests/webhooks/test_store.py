@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from sqlalchemy import event, insert, select
 
 from tests.system import System
-from tests.webhooks.conftest import worker_settings
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import delete_all, register
-from tidings.core.db import DbTimeouts, open_database, utcnow
+from tidings.core.db import utcnow
 from tidings.webhooks.store import (
     ATTEMPTS,
     ENDPOINTS,
@@ -30,16 +27,6 @@ from tidings.webhooks.store import (
 )
 
 N = 6
-
-
-@pytest.fixture
-async def store(system: System) -> AsyncIterator[WebhookStore]:
-    settings = worker_settings(system)
-    db = open_database(settings.store_url, "gateway", DbTimeouts.of(settings))
-    try:
-        yield WebhookStore(db)
-    finally:
-        await db.close()
 
 
 async def claimed_messages(system: System, store: WebhookStore, n: int) -> list[Claimed]:
