@@ -4,6 +4,7 @@ real PostgreSQL, RabbitMQ and Redis (or the embedded adapters), and a real SMTP 
 from __future__ import annotations
 
 import asyncio
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,12 +86,24 @@ class System:
         await self.smtp.stop()
 
 
+def _bound() -> socket.socket:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
 async def start_system(
     *, skip: tuple[str, ...] = (), smtp: SmtpPeer | None = None, **common: Any
 ) -> System:
     """Every service but those in ``skip`` (a test may run those as processes itself)."""
     smtp = smtp or await SmtpPeer().start()
-    ports = {s: free_port() for s in ("gateway", "users", "templates", "email", "push")}
+    # The in-process services' sockets are bound now and handed to their servers: a port
+    # only looked up here could be taken (an outgoing connection's ephemeral port) during the
+    # migrations below, before the server binds it (seen in CI: EADDRINUSE).
+    names = ("gateway", "users", "templates", "email", "push")
+    held = {s: _bound() for s in names if s not in skip}
+    ports = {s: held[s].getsockname()[1] if s in held else free_port() for s in names}
     base = {
         **SETTINGS,
         # Tests send many notifications to one user and log in often: limits out of the way
@@ -140,7 +153,7 @@ async def start_system(
             )
         )
         system.servers.append(server)
-        system.tasks.append(asyncio.create_task(server.serve()))
+        system.tasks.append(asyncio.create_task(server.serve(sockets=[held[name]])))
     system.client = httpx.AsyncClient(
         base_url=f"http://127.0.0.1:{ports['gateway']}", timeout=10, headers=ADMIN
     )
