@@ -59,8 +59,7 @@ async def test_first_wait_and_a_prompt_stop() -> None:
 
     waiting = Periodic("waits-first", work, 3600, first_wait=True)
     waiting.start()
-    for _ in range(20):  # the loop's turns: it is in its first wait, not in a run
-        await asyncio.sleep(0)
+    await asyncio.wait_for(waiting.idle.wait(), 5)  # in its first wait, not in a run
     await asyncio.wait_for(waiting.stop(), 5)  # an hour's wait does not hold the stop
     assert runs == 0
 
@@ -73,6 +72,7 @@ async def test_first_wait_and_a_prompt_stop() -> None:
     busy = Periodic("stuck", stuck, 3600)
     busy.start()
     await asyncio.wait_for(started.wait(), 5)  # no first wait: it runs at once
+    assert not busy.idle.is_set()  # running, not waiting
     await asyncio.wait_for(busy.stop(), 5)  # nor does a run that never ends
 
 

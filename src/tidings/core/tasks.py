@@ -53,6 +53,9 @@ class Periodic:
         self.first_wait = first_wait
         self._task: asyncio.Task[None] | None = None
         self._waiting_out: bool = False  # an outage was logged and has not ended yet
+        # Set while the loop waits between runs (or before its first), clear while it runs:
+        # what a test or a shutdown waits on to know where the loop is, without a sleep.
+        self.idle = asyncio.Event()
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -64,10 +67,15 @@ class Periodic:
 
     async def _loop(self) -> None:
         if self.first_wait:
-            await asyncio.sleep(self.every_s)
+            await self._wait()
         while True:
+            self.idle.clear()
             await self.run_once()
-            await asyncio.sleep(self.every_s)
+            await self._wait()
+
+    async def _wait(self) -> None:
+        self.idle.set()
+        await asyncio.sleep(self.every_s)
 
     async def run_once(self) -> None:
         """One run of ``work``, its failure logged (the class docstring), never raised."""

@@ -40,6 +40,8 @@ ENDED = TERMINAL | {Status.CANCELLED}
 COUNT_CHUNK = 20_000
 # Notifications withdrawn per transaction when a broadcast is cancelled.
 WITHDRAW_BATCH = 2_000
+# How long a broadcast's status counts are kept, at least and at most (``Broadcasts._counts``).
+KEEP_COUNTS_MIN_S, KEEP_COUNTS_MAX_S = 1.0, 10.0
 
 
 class BroadcastCreate(BaseModel):
@@ -140,9 +142,10 @@ class Broadcasts:
         self._db = db
         self._topics = topics
         self._outbound = outbound
-        # Status counts by broadcast, kept a little while (``_counts``); bounded by the
-        # broadcasts read since the process started (a few hundred bytes each).
-        self._counted: dict[uuid.UUID, tuple[float, Counter[str]]] = {}
+        # Status counts by broadcast, kept a little while (``_counts``) with the row's state
+        # they were counted at; bounded by the broadcasts read since the process started (a
+        # few hundred bytes each).
+        self._counted: dict[uuid.UUID, tuple[float, tuple[Any, ...], Counter[str]]] = {}
         self._counting: dict[uuid.UUID, asyncio.Lock] = {}
 
     async def create(self, body: BroadcastCreate, owner: str) -> tuple[BroadcastAccepted, bool]:
@@ -242,16 +245,19 @@ class Broadcasts:
 
     async def _counts(self, b: Broadcast) -> Counter[str]:
         """``_count``, kept a while (longer for a larger broadcast: three times as long as
-        counting took, 1 to 10 s), one count at a time per broadcast."""
+        counting took, 1 to 10 s), one count at a time per broadcast. Kept only while the
+        row stands as it was counted at: a page made or withdrawn since (by this replica or
+        another) counts again, so ``created`` and the statuses never disagree by a page."""
+        state = (b.status, b.created, b.refused, b.cancelled)
         lock = self._counting.setdefault(b.id, asyncio.Lock())
         async with lock:
             kept = self._counted.get(b.id)
-            if kept is not None and time.monotonic() < kept[0]:
-                return kept[1]
+            if kept is not None and time.monotonic() < kept[0] and kept[1] == state:
+                return kept[2]
             started = time.monotonic()
             counts = await self._count(b)
-            keep_s = min(10.0, max(1.0, 3 * (time.monotonic() - started)))
-            self._counted[b.id] = (time.monotonic() + keep_s, counts)
+            keep_s = min(KEEP_COUNTS_MAX_S, max(KEEP_COUNTS_MIN_S, 3 * (time.monotonic() - started)))
+            self._counted[b.id] = (time.monotonic() + keep_s, state, counts)
             return counts
 
     async def progress(self, b: Broadcast) -> BroadcastOut:
