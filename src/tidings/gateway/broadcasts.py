@@ -256,7 +256,8 @@ class Broadcasts:
                 return kept[2]
             started = time.monotonic()
             counts = await self._count(b)
-            keep_s = min(KEEP_COUNTS_MAX_S, max(KEEP_COUNTS_MIN_S, 3 * (time.monotonic() - started)))
+            took = time.monotonic() - started
+            keep_s = min(KEEP_COUNTS_MAX_S, max(KEEP_COUNTS_MIN_S, 3 * took))
             self._counted[b.id] = (time.monotonic() + keep_s, state, counts)
             return counts
 
