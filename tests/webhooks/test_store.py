@@ -22,6 +22,7 @@ from tidings.webhooks.store import (
     OUTBOX,
     Claimed,
     Outcome,
+    Room,
     Settled,
     WebhookStore,
 )
@@ -29,9 +30,8 @@ from tidings.webhooks.store import (
 N = 6
 
 
-async def claimed_messages(system: System, store: WebhookStore, n: int) -> list[Claimed]:
-    """``n`` captured events fanned out to one fresh endpoint and claimed (no worker runs in
-    this module)."""
+async def captured(system: System, store: WebhookStore, n: int) -> dict[str, Any]:
+    """``n`` captured events in the outbox, for one fresh endpoint (returned)."""
     await delete_all(system.gateway)
     endpoint = await register(system.gateway, Receiver(), ["*"])
     now = utcnow()
@@ -47,7 +47,15 @@ async def claimed_messages(system: System, store: WebhookStore, n: int) -> list[
     ]
     async with store.db.engine.begin() as conn:
         await conn.execute(insert(OUTBOX), rows)
-    assert await store.fan_out(100) == n
+    return endpoint
+
+
+async def claimed_messages(system: System, store: WebhookStore, n: int) -> list[Claimed]:
+    """``n`` captured events fanned out to one fresh endpoint and claimed (no worker runs in
+    this module)."""
+    endpoint = await captured(system, store, n)
+    fanned = await store.fan_out(100)  # no room given: written due, none claimed
+    assert (fanned.events, fanned.made, fanned.claimed) == (n, n, [])
     claimed = await store.claim({}, 100, 100, 60.0)
     assert len(claimed) == n
     assert {m.endpoint_id for m in claimed} == {uuid.UUID(endpoint["endpoint_id"])}
@@ -133,3 +141,45 @@ async def test_a_release_under_a_lease_no_longer_ours_changes_nothing(
         )
     assert due[first.id] == first.lease_until
     assert due[second.id] == soon
+
+
+async def test_the_fan_out_claims_what_there_is_room_for_as_it_writes(
+    system: System, store: WebhookStore
+) -> None:
+    """A first attempt needs no claim: the fan-out writes the messages the worker has room
+    for already leased to it (as a claim would have), and the rest due, for a claim."""
+    endpoint_id = uuid.UUID((await captured(system, store, N))["endpoint_id"])
+    seen = counting(store)
+    fanned = await store.fan_out(100, Room({endpoint_id: 2}, default=40, limit=100, lease_s=60))
+    assert seen.count("UPDATE") == 0, seen  # no claim statement
+    assert (fanned.events, fanned.made, len(fanned.claimed)) == (N, N, 2)
+    assert fanned.claimed[0].lease_until > utcnow() + dt.timedelta(seconds=50)
+    assert set(fanned.endpoints) == {endpoint_id}
+    # The leased ones are not claimed again; the rest are due.
+    rest = await store.claim({}, 100, 100, 60.0)
+    assert len(rest) == N - 2
+    assert not {m.id for m in rest} & {m.id for m in fanned.claimed}
+    async with store.db.engine.connect() as conn:
+        due = dict(
+            (
+                await conn.execute(
+                    select(MESSAGES.c.id, MESSAGES.c.next_attempt_at).where(
+                        MESSAGES.c.id.in_([m.id for m in fanned.claimed])
+                    )
+                )
+            ).all()
+        )
+    assert due == {m.id: m.lease_until for m in fanned.claimed}
+    # An event twice (device.removed, reported by each attempt that found the device): one
+    # message, and only it is claimed.
+    removed = {
+        "event_id": None,
+        "event_type": "device.removed",
+        "owner": "admin",
+        "extra": {"notification_id": str(uuid.uuid4()), "device_id": str(uuid.uuid4())},
+        "created_at": utcnow(),
+    }
+    async with store.db.engine.begin() as conn:
+        await conn.execute(insert(OUTBOX), [removed, removed])
+    twice = await store.fan_out(100, Room({}, default=40, limit=100, lease_s=60))
+    assert (twice.events, twice.made, len(twice.claimed)) == (2, 1, 1)

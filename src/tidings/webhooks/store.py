@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -68,6 +69,45 @@ class Settled:
     success: bool
 
 
+@dataclass(frozen=True)
+class Room:
+    """How many messages a fan-out may claim as it writes them: at most ``per_endpoint[e]``
+    for endpoint ``e`` (``default`` for one not named), ``limit`` in all, each leased for
+    ``lease_s``; the same bounds as :meth:`WebhookStore.claim`'s."""
+
+    per_endpoint: dict[uuid.UUID, int]
+    default: int
+    limit: int
+    lease_s: float
+
+    def take(self, messages: list[dict[str, Any]], now: dt.datetime) -> dict[str, dt.datetime]:
+        """Leases the messages there is room for (their ``next_attempt_at`` set to the
+        lease's end, in place); returns each leased message's webhook_id and lease end."""
+        lease_until = now + dt.timedelta(seconds=self.lease_s)
+        leased: dict[str, dt.datetime] = {}
+        held: Counter[uuid.UUID] = Counter()
+        for m in messages:
+            if len(leased) >= self.limit:
+                break
+            e = m["endpoint_id"]
+            if held[e] < self.per_endpoint.get(e, self.default):
+                held[e] += 1
+                m["next_attempt_at"] = lease_until
+                leased[m["webhook_id"]] = lease_until
+        return leased
+
+
+@dataclass(frozen=True)
+class FannedOut:
+    """What a fan-out did: events taken from the outbox, messages written, those of them
+    claimed as they were written, and the enabled endpoints' rows (what a send needs)."""
+
+    events: int
+    made: int
+    claimed: list[Claimed]
+    endpoints: dict[uuid.UUID, Any]
+
+
 # Rows in one multi-row statement: well under the drivers' bound on parameters (32,767
 # for asyncpg, SQLite's default) at the widest table's 9 columns.
 ROWS_PER_STATEMENT = 1000
@@ -86,8 +126,12 @@ class WebhookStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def fan_out(self, batch_size: int) -> int:
-        """Up to ``batch_size`` captured events into messages; returns how many events."""
+    async def fan_out(self, batch_size: int, room: Room | None = None) -> FannedOut:
+        """Up to ``batch_size`` captured events into messages, one per subscribed endpoint.
+        With ``room``, the messages it has room for are claimed as they are written (their
+        lease in ``next_attempt_at`` from the start, as :meth:`claim` would set it): the
+        worker sends them at once, with no claim statement and no second write of the row
+        before the outcome; the rest are written due now, for a claim."""
         async with self.db.engine.begin() as conn:
             taken = select(OUTBOX.c.id).order_by(OUTBOX.c.id).limit(batch_size)
             if self.db.is_postgres:
@@ -98,14 +142,13 @@ class WebhookStore:
                 )
             ).all()
             if not rows:
-                return 0
-            endpoints = (
-                await conn.execute(
-                    select(ENDPOINTS.c.id, ENDPOINTS.c.owner, ENDPOINTS.c.events).where(
-                        ENDPOINTS.c.disabled_at.is_(None)
-                    )
+                return FannedOut(0, 0, [], {})
+            endpoints = {
+                e.id: e
+                for e in await conn.execute(
+                    select(ENDPOINTS).where(ENDPOINTS.c.disabled_at.is_(None))
                 )
-            ).all()
+            }
             now = utcnow()
             messages = [
                 {
@@ -121,19 +164,39 @@ class WebhookStore:
                     "created_at": now,
                 }
                 for row in rows
-                for e in endpoints
+                for e in endpoints.values()
                 if (e.owner == "admin" or e.owner == row.owner)
                 and subscribes(e.events, row.event_type)
             ]
+            leased = room.take(messages, now) if room is not None else {}
             # The rows as parameters (executemany), not in .values(): the statement is then
             # the same every time and compiled once (SQLAlchemy's cache); a multi-row
             # .values() was compiled anew at every fan-out, the worker's largest own cost.
-            adding = self.db.insert(MESSAGES).on_conflict_do_nothing(
-                index_elements=[MESSAGES.c.endpoint_id, MESSAGES.c.event_key]
+            adding = (
+                self.db.insert(MESSAGES)
+                .on_conflict_do_nothing(
+                    index_elements=[MESSAGES.c.endpoint_id, MESSAGES.c.event_key]
+                )
+                .returning(MESSAGES.c.id, MESSAGES.c.webhook_id)
             )
+            made: dict[str, int] = {}
             for chunk in _chunks(messages, ROWS_PER_STATEMENT):
-                await conn.execute(adding, chunk)
-        return len(rows)
+                # An event fanned out before (a repeat) makes no row and returns none.
+                made.update({r.webhook_id: r.id for r in await conn.execute(adding, chunk)})
+        claimed = [
+            Claimed(
+                made[m["webhook_id"]],
+                m["endpoint_id"],
+                m["webhook_id"],
+                m["payload"],
+                0,
+                now,
+                lease_until,
+            )
+            for m in messages
+            if (lease_until := leased.get(m["webhook_id"])) is not None and m["webhook_id"] in made
+        ]
+        return FannedOut(len(rows), len(made), claimed, endpoints)
 
     async def claim(
         self, room: dict[uuid.UUID, int], default_room: int, limit: int, lease_s: float

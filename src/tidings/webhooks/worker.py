@@ -1,7 +1,8 @@
 """The webhooks worker's two loops: fan-out (captured events → one message per subscribed
 endpoint) and delivery (due messages → attempts). Any number of worker processes share the
 tables: fan-out rows are taken with ``FOR UPDATE SKIP LOCKED``, messages by a conditional
-update (the lease), so each attempt is made by one process.
+update (the lease), so each attempt is made by one process. A first attempt needs no claim:
+the fan-out writes the messages it has room for already leased to itself and sends them.
 
 Per endpoint, in each process: at most ``webhook_endpoint_concurrency`` requests in flight,
 and a circuit breaker (core.breaker); while it is open the endpoint's messages wait where
@@ -18,7 +19,8 @@ import logging
 import random
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from tidings.core.batching import Batcher
 from tidings.core.breaker import BreakerOpen, CircuitBreaker
@@ -27,7 +29,7 @@ from tidings.core.errors import DependencyUnavailable
 from tidings.core.tasks import cancel_and_wait
 from tidings.webhooks.sender import Sender
 from tidings.webhooks.settings import WebhooksSettings
-from tidings.webhooks.store import Claimed, Outcome, Settled, WebhookStore
+from tidings.webhooks.store import Claimed, Outcome, Room, Settled, WebhookStore
 
 log = logging.getLogger(__name__)
 # After a wake-up, how long the claim waits for other attempts ending at about the same time.
@@ -117,10 +119,15 @@ class WebhookWorker:
         await self._forever(self._fan_out, "fan-out")
 
     async def _fan_out(self) -> None:
-        n = await self.store.fan_out(self.settings.webhook_batch_size)
-        if n:
+        """Captured events into messages, those there is room for claimed as they are written
+        and sent at once; the delivery loop is woken for the rest."""
+        free = self.prefetch_all - sum(self.held.values())
+        room = Room(self._room(), self.prefetch, max(0, free), self.settings.webhook_lease_s)
+        fanned = await self.store.fan_out(self.settings.webhook_batch_size, room)
+        self._send(fanned.claimed, fanned.endpoints)
+        if fanned.made > len(fanned.claimed):
             self.wake.set()
-        if n < self.settings.webhook_batch_size:
+        if fanned.events < self.settings.webhook_batch_size:
             await asyncio.sleep(self.settings.webhook_poll_s)
 
     def _room(self) -> dict[uuid.UUID, int]:
@@ -153,19 +160,22 @@ class WebhookWorker:
                 self.settings.webhook_lease_s,
             )
         if claimed:
-            endpoints = await self.store.endpoints(list({m.endpoint_id for m in claimed}))
-            started = asyncio.get_running_loop().time()
-            for message in claimed:
-                self.held[message.endpoint_id] += 1
-                task = asyncio.create_task(
-                    self._attempt(message, endpoints.get(message.endpoint_id), started)
-                )
-                self.tasks.add(task)
-                task.add_done_callback(functools.partial(self._done, message.endpoint_id))
+            self._send(claimed, await self.store.endpoints(list({m.endpoint_id for m in claimed})))
         if claimed and len(claimed) == min(free, self.settings.webhook_batch_size) < free:
             return  # a full batch, and room for more: claim again at once
         await self._pause()
         await asyncio.sleep(CLAIM_GATHER_S)
+
+    def _send(self, claimed: list[Claimed], endpoints: Mapping[uuid.UUID, Any]) -> None:
+        """An attempt's task for each claimed message (a slot is taken inside it)."""
+        started = asyncio.get_running_loop().time()
+        for message in claimed:
+            self.held[message.endpoint_id] += 1
+            task = asyncio.create_task(
+                self._attempt(message, endpoints.get(message.endpoint_id), started)
+            )
+            self.tasks.add(task)
+            task.add_done_callback(functools.partial(self._done, message.endpoint_id))
 
     def _done(self, endpoint_id: uuid.UUID, task: asyncio.Task[None]) -> None:
         self.tasks.discard(task)
