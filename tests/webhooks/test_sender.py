@@ -17,9 +17,9 @@ import pytest
 
 from tests.email.test_smtp_starttls import _self_signed
 from tests.push.test_hostile_endpoints import PeerFactory, peer_factory
+from tidings.webhooks.attempts import Claimed, Outcome
 from tidings.webhooks.secrets import SecretBox, new_secret
 from tidings.webhooks.sender import Sender
-from tidings.webhooks.store import Claimed, Outcome
 
 __all__ = ["peer_factory"]  # the push tests' raw HTTP peer, as a fixture here too
 

@@ -15,17 +15,8 @@ from tests.system import System
 from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import delete_all, register
 from tidings.core.db import utcnow
-from tidings.webhooks.store import (
-    ATTEMPTS,
-    ENDPOINTS,
-    MESSAGES,
-    OUTBOX,
-    Claimed,
-    Outcome,
-    Room,
-    Settled,
-    WebhookStore,
-)
+from tidings.webhooks.attempts import Claimed, Outcome, Room, Settled
+from tidings.webhooks.store import ATTEMPTS, ENDPOINTS, MESSAGES, OUTBOX, WebhookStore
 
 N = 6
 

@@ -24,9 +24,9 @@ from types import SimpleNamespace
 import orjson
 import uvloop
 
+from tidings.webhooks.attempts import Claimed
 from tidings.webhooks.secrets import SecretBox, new_secret
 from tidings.webhooks.sender import Sender
-from tidings.webhooks.store import Claimed
 
 
 def _free_port() -> int:

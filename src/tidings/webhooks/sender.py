@@ -27,8 +27,8 @@ from tidings.core.netguard import (
     system_resolver,
     tls_context,
 )
+from tidings.webhooks.attempts import Claimed, Outcome
 from tidings.webhooks.secrets import SecretBox
-from tidings.webhooks.store import Claimed, Outcome
 from tidings.webhooks.urls import check_url
 
 MAX_CONNECTIONS = 256

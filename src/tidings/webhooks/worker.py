@@ -27,9 +27,10 @@ from tidings.core.breaker import BreakerOpen, CircuitBreaker
 from tidings.core.db import utcnow
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.tasks import cancel_and_wait
+from tidings.webhooks.attempts import Claimed, Outcome, Room, Settled
 from tidings.webhooks.sender import Sender
 from tidings.webhooks.settings import WebhooksSettings
-from tidings.webhooks.store import Claimed, Outcome, Room, Settled, WebhookStore
+from tidings.webhooks.store import WebhookStore
 
 log = logging.getLogger(__name__)
 # After a wake-up, how long the claim waits for other attempts ending at about the same time.
