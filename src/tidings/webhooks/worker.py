@@ -18,7 +18,7 @@ import functools
 import logging
 import random
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -35,6 +35,10 @@ from tidings.webhooks.store import WebhookStore
 log = logging.getLogger(__name__)
 # After a wake-up, how long the claim waits for other attempts ending at about the same time.
 CLAIM_GATHER_S = 0.005
+# An endpoint's pace (WebhookWorker.prefetch_of): the slowest of its latest requests, and
+# the least a request is counted as taking.
+PACE_WINDOW = 32
+PACE_FLOOR_S = 0.01
 
 
 def trips_breaker(outcome: Outcome) -> bool:
@@ -68,10 +72,13 @@ class WebhookWorker:
         )
         # How many requests' worth of messages an endpoint may hold claimed, per slot: as many
         # as can be sent one after the other within the lease even if each takes the whole
-        # deadline (a message that would outlive its lease is released, not sent).
+        # deadline (a message that would outlive its lease is released, not sent). An
+        # endpoint that has answered holds more (``prefetch_of``).
         depth = max(1, int(settings.webhook_lease_s // settings.webhook_timeout_s) - 1)
         self.prefetch = settings.webhook_endpoint_concurrency * depth
-        self.prefetch_all = settings.webhook_concurrency * depth
+        self.prefetch_all = max(settings.webhook_concurrency * depth, settings.webhook_batch_size)
+        # The durations of each endpoint's latest requests, in seconds (PACE_WINDOW each).
+        self.pace: dict[uuid.UUID, deque[float]] = {}
 
     def start(self) -> None:
         self._loops = [
@@ -131,11 +138,26 @@ class WebhookWorker:
         if fanned.events < self.settings.webhook_batch_size:
             await asyncio.sleep(self.settings.webhook_poll_s)
 
+    def prefetch_of(self, endpoint_id: uuid.UUID) -> int:
+        """How many messages the endpoint may hold claimed: as many as its slots can send
+        within the lease at the pace of the slowest of its latest requests (the deadline
+        until it has answered), ``prefetch`` at least and a fan-out's batch at most; so that
+        a fast receiver's messages are claimed by the fan-out that writes them, not by a
+        claim statement after it. A guess that proves wrong costs no duplicate: a message
+        that would outlive its lease waiting for a slot is released unsent (``_attempt``)."""
+        recent = self.pace.get(endpoint_id)
+        if not recent:
+            return self.prefetch
+        window = self.settings.webhook_lease_s - self.settings.webhook_timeout_s - 1
+        depth = int(window // max(max(recent), PACE_FLOOR_S))
+        room = self.settings.webhook_endpoint_concurrency * depth
+        return max(self.prefetch, min(room, self.settings.webhook_batch_size))
+
     def _room(self) -> dict[uuid.UUID, int]:
         """How many more messages each endpoint may have claimed (one not named: the whole
         ``prefetch``). A breaker that is open, or probing, holds its endpoint's at none;
         half open, one."""
-        room = {e: self.prefetch - n for e, n in self.held.items()}
+        room = {e: self.prefetch_of(e) - self.held[e] for e in self.held.keys() | self.pace.keys()}
         for endpoint_id, breaker in self.breakers.items():
             if breaker.state == "open" or (breaker.state == "half_open" and breaker.probing):
                 room[endpoint_id] = 0
@@ -210,6 +232,10 @@ class WebhookWorker:
                     await self.releaser.submit((message.id, message.lease_until, at))
                     return
                 outcome = await self.sender.send(message, endpoint)
+            pace = self.pace.get(message.endpoint_id)
+            if pace is None:
+                pace = self.pace[message.endpoint_id] = deque(maxlen=PACE_WINDOW)
+            pace.append(outcome.duration_ms / 1000)
             if trips_breaker(outcome):
                 breaker.record_failure()
             else:
