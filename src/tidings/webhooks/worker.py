@@ -76,7 +76,10 @@ class WebhookWorker:
         # endpoint that has answered holds more (``prefetch_of``).
         depth = max(1, int(settings.webhook_lease_s // settings.webhook_timeout_s) - 1)
         self.prefetch = settings.webhook_endpoint_concurrency * depth
-        self.prefetch_all = max(settings.webhook_concurrency * depth, settings.webhook_batch_size)
+        # The whole process's bound: a fan-out's batch or two at least.
+        self.prefetch_all = max(
+            settings.webhook_concurrency * depth, 2 * settings.webhook_batch_size
+        )
         # The durations of each endpoint's latest requests, in seconds (PACE_WINDOW each).
         self.pace: dict[uuid.UUID, deque[float]] = {}
 
@@ -141,7 +144,7 @@ class WebhookWorker:
     def prefetch_of(self, endpoint_id: uuid.UUID) -> int:
         """How many messages the endpoint may hold claimed: as many as its slots can send
         within the lease at the pace of the slowest of its latest requests (the deadline
-        until it has answered), ``prefetch`` at least and a fan-out's batch at most; so that
+        until it has answered), ``prefetch`` at least and ``prefetch_all`` at most; so that
         a fast receiver's messages are claimed by the fan-out that writes them, not by a
         claim statement after it. A guess that proves wrong costs no duplicate: a message
         that would outlive its lease waiting for a slot is released unsent (``_attempt``)."""
@@ -151,7 +154,7 @@ class WebhookWorker:
         window = self.settings.webhook_lease_s - self.settings.webhook_timeout_s - 1
         depth = int(window // max(max(recent), PACE_FLOOR_S))
         room = self.settings.webhook_endpoint_concurrency * depth
-        return max(self.prefetch, min(room, self.settings.webhook_batch_size))
+        return max(self.prefetch, min(room, self.prefetch_all))
 
     def _room(self) -> dict[uuid.UUID, int]:
         """How many more messages each endpoint may have claimed (one not named: the whole
