@@ -25,7 +25,7 @@ from typing import cast
 
 from tidings.banner import banner
 from tidings.core.logs import configure_logging
-from tidings.core.settings import SERVICES, ServiceName, TidingsSettings
+from tidings.core.settings import SERVICES, STOP_MARGIN_S, ServiceName, TidingsSettings
 from tidings.credentials import ensure_credentials
 from tidings.mailcapture import start_capture
 from tidings.runner import (
@@ -92,11 +92,6 @@ def replica_env(
     return {f"TIDINGS_{service.upper()}_PORT": str(port)}
 
 
-# After SIGTERM a child stops consuming and lets its handlers finish for
-# TIDINGS_SHUTDOWN_GRACE_S; it gets that and this margin before SIGKILL.
-STOP_MARGIN_S = 10.0
-
-
 async def _supervise_one(
     name: str, service: str, env: dict[str, str], stopping: asyncio.Event, stop_after_s: float
 ) -> None:
@@ -109,7 +104,16 @@ async def _supervise_one(
         )
         waiter = asyncio.create_task(proc.wait())
         stop_waiter = asyncio.create_task(stopping.wait())
-        await asyncio.wait({waiter, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({waiter, stop_waiter}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            # Cancelled (the supervisor itself is going: an error elsewhere, the loop closing):
+            # the child goes with it, never left running without a supervisor.
+            if proc.returncode is None:
+                log.error("%s: supervisor ending, child killed", name)
+                proc.kill()
+            stop_waiter.cancel()
+            raise
         if stopping.is_set():
             if proc.returncode is None:
                 proc.terminate()

@@ -31,6 +31,7 @@ from tidings.bench.load import Load, request_bytes
 from tidings.bench.preflight import require_empty_queues
 from tidings.bench.profile import Profiler
 from tidings.bench.sink import Tally
+from tidings.core.settings import STOP_MARGIN_S
 
 SERVICES = ("gateway", "users", "templates", "email", "push", "webhooks")
 TARGET_SMTP_PORT = 2525
@@ -276,9 +277,12 @@ class Stack:
     async def start(self, timeout_s: float = 90.0) -> None:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("wb") as log:
+            # A session of its own: if `up` has to be killed, its children go with it (a
+            # bench that killed `up` alone left a service running, its parent gone).
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tidings", "up", env=self.env, stdout=log, stderr=log
-            )
+                sys.executable, "-m", "tidings", "up", env=self.env, stdout=log, stderr=log,
+                start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         async with httpx.AsyncClient(timeout=5) as client:
             while True:
@@ -308,10 +312,13 @@ class Stack:
         if self.proc is None or self.proc.returncode is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
+        # As long as `up` itself gives its children (their grace, then its margin), and a
+        # little more: killed sooner, it could not stop them.
+        grace_s = float(self.env.get("TIDINGS_SHUTDOWN_GRACE_S", 30.0))
         try:
-            await asyncio.wait_for(self.proc.wait(), 30)
+            await asyncio.wait_for(self.proc.wait(), grace_s + STOP_MARGIN_S + 5)
         except TimeoutError:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)  # `up` and every child in its session
             await self.proc.wait()
 
 

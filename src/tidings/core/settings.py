@@ -24,6 +24,9 @@ ServiceName = Literal["gateway", "users", "templates", "email", "push", "webhook
 # The settings that hold a secret (SecretStr), by name: read through TidingsSettings.secret.
 SecretName = Literal["admin_api_key", "secret_key", "service_token", "metrics_token"]
 SERVICES: tuple[ServiceName, ...] = ("gateway", "users", "templates", "email", "push", "webhooks")
+# After SIGTERM a process stops consuming and lets its handlers finish for
+# TIDINGS_SHUTDOWN_GRACE_S; `tidings up` gives it that and this margin before SIGKILL.
+STOP_MARGIN_S = 10.0
 
 
 class TidingsSettings(BaseSettings):
