@@ -82,6 +82,9 @@ class WebhookWorker:
         )
         # The durations of each endpoint's latest requests, in seconds (PACE_WINDOW each).
         self.pace: dict[uuid.UUID, deque[float]] = {}
+        # Held while the room is reckoned and taken (a fan-out's or a claim's), so that the
+        # two loops never both take the same room.
+        self._taking = asyncio.Lock()
 
     def start(self) -> None:
         self._loops = [
@@ -132,10 +135,11 @@ class WebhookWorker:
     async def _fan_out(self) -> None:
         """Captured events into messages, those there is room for claimed as they are written
         and sent at once; the delivery loop is woken for the rest."""
-        free = self.prefetch_all - sum(self.held.values())
-        room = Room(self._room(), self.prefetch, max(0, free), self.settings.webhook_lease_s)
-        fanned = await self.store.fan_out(self.settings.webhook_batch_size, room)
-        self._send(fanned.claimed, fanned.endpoints)
+        async with self._taking:
+            free = self.prefetch_all - sum(self.held.values())
+            room = Room(self._room(), self.prefetch, max(0, free), self.settings.webhook_lease_s)
+            fanned = await self.store.fan_out(self.settings.webhook_batch_size, room)
+            self._send(fanned.claimed, fanned.endpoints)
         if fanned.made > len(fanned.claimed):
             self.wake.set()
         if fanned.events < self.settings.webhook_batch_size:
@@ -144,7 +148,8 @@ class WebhookWorker:
     def prefetch_of(self, endpoint_id: uuid.UUID) -> int:
         """How many messages the endpoint may hold claimed: as many as its slots can send
         within the lease at the pace of the slowest of its latest requests (the deadline
-        until it has answered), ``prefetch`` at least and ``prefetch_all`` at most; so that
+        until it has answered), ``prefetch`` at least, and at most the process's bound less
+        ``prefetch`` (room left for another endpoint); so that
         a fast receiver's messages are claimed by the fan-out that writes them, not by a
         claim statement after it. A guess that proves wrong costs no duplicate: a message
         that would outlive its lease waiting for a slot is released unsent (``_attempt``)."""
@@ -154,7 +159,7 @@ class WebhookWorker:
         window = self.settings.webhook_lease_s - self.settings.webhook_timeout_s - 1
         depth = int(window // max(max(recent), PACE_FLOOR_S))
         room = self.settings.webhook_endpoint_concurrency * depth
-        return max(self.prefetch, min(room, self.prefetch_all))
+        return max(self.prefetch, min(room, self.prefetch_all - self.prefetch))
 
     def _room(self) -> dict[uuid.UUID, int]:
         """How many more messages each endpoint may have claimed (one not named: the whole
@@ -176,17 +181,19 @@ class WebhookWorker:
         endpoint has sent half of what it holds (or all of it), when new messages were fanned
         out, or after ``webhook_poll_s``; a short gather lets the attempts that end together
         go in one claim."""
-        free = self.prefetch_all - sum(self.held.values())
-        claimed: list[Claimed] = []
-        if free > 0:
-            claimed = await self.store.claim(
-                self._room(),
-                self.prefetch,
-                min(free, self.settings.webhook_batch_size),
-                self.settings.webhook_lease_s,
-            )
-        if claimed:
-            self._send(claimed, await self.store.endpoints(list({m.endpoint_id for m in claimed})))
+        async with self._taking:  # the room is the fan-out's or this claim's, not both's
+            free = self.prefetch_all - sum(self.held.values())
+            claimed: list[Claimed] = []
+            if free > 0:
+                claimed = await self.store.claim(
+                    self._room(),
+                    self.prefetch,
+                    min(free, self.settings.webhook_batch_size),
+                    self.settings.webhook_lease_s,
+                )
+            if claimed:
+                ids = list({m.endpoint_id for m in claimed})
+                self._send(claimed, await self.store.endpoints(ids))
         if claimed and len(claimed) == min(free, self.settings.webhook_batch_size) < free:
             return  # a full batch, and room for more: claim again at once
         await self._pause()
@@ -194,12 +201,9 @@ class WebhookWorker:
 
     def _send(self, claimed: list[Claimed], endpoints: Mapping[uuid.UUID, Any]) -> None:
         """An attempt's task for each claimed message (a slot is taken inside it)."""
-        started = asyncio.get_running_loop().time()
         for message in claimed:
             self.held[message.endpoint_id] += 1
-            task = asyncio.create_task(
-                self._attempt(message, endpoints.get(message.endpoint_id), started)
-            )
+            task = asyncio.create_task(self._attempt(message, endpoints.get(message.endpoint_id)))
             self.tasks.add(task)
             task.add_done_callback(functools.partial(self._done, message.endpoint_id))
 
@@ -213,17 +217,20 @@ class WebhookWorker:
         if left <= 0 or left == self.prefetch // 2:
             self.wake.set()
 
-    async def _attempt(self, message: Claimed, endpoint: object, claimed_at: float) -> None:
+    async def _attempt(self, message: Claimed, endpoint: object) -> None:
         try:
             if endpoint is None:  # deleted meanwhile: its messages went with it
+                self.pace.pop(message.endpoint_id, None)
                 return
             slots = self.slots.get(message.endpoint_id)
             if slots is None:
                 slots = asyncio.Semaphore(self.settings.webhook_endpoint_concurrency)
                 self.slots[message.endpoint_id] = slots
             async with slots, self.all_slots:
-                waited = asyncio.get_running_loop().time() - claimed_at
-                if waited + self.settings.webhook_timeout_s + 1 > self.settings.webhook_lease_s:
+                # Against the lease's own end (it began before the claim's statement and its
+                # commit, however long those took), not the time since the claim returned.
+                margin = dt.timedelta(seconds=self.settings.webhook_timeout_s + 1)
+                if utcnow() + margin > message.lease_until:
                     # It would outlive its lease: back, due now, unsent (never a duplicate).
                     await self.releaser.submit((message.id, message.lease_until, utcnow()))
                     return
@@ -302,6 +309,7 @@ class WebhookWorker:
 
     async def _disable(self, endpoint_id: uuid.UUID, reason: str) -> None:
         if await self.store.disable(endpoint_id, reason):
+            self.pace.pop(endpoint_id, None)
             log.warning(
                 "webhook endpoint %s disabled: %s",
                 endpoint_id,
