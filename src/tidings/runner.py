@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import shutil
 import signal
 import socket
@@ -187,7 +188,12 @@ class Server(uvicorn.Server):
 KEEP_ALIVE_S = 30
 
 
-def _server(app: FastAPI, host: str, port: int, *, reuse_port: bool = False) -> Server:
+def _server(
+    app: FastAPI, host: str, port: int, *, grace_s: float, reuse_port: bool = False
+) -> Server:
+    """``grace_s``: after a stop, how long requests in flight may take before they are
+    cancelled and the app's own shutdown runs (uvicorn's own default waits for ever: a
+    service once kept running, a signal received, long after its supervisor was gone)."""
     return Server(
         uvicorn.Config(
             app,
@@ -196,6 +202,7 @@ def _server(app: FastAPI, host: str, port: int, *, reuse_port: bool = False) -> 
             log_config=None,
             lifespan="on",
             timeout_keep_alive=KEEP_ALIVE_S,
+            timeout_graceful_shutdown=math.ceil(grace_s),  # uvicorn takes whole seconds
             # X-Forwarded-For is the app's to believe or not (TIDINGS_FORWARDED_ALLOW_IPS);
             # uvicorn's own default would believe any local peer.
             proxy_headers=False,
@@ -211,6 +218,8 @@ async def _serve_all(servers: list[Server], on_listening: Callable[[], None] | N
 
     def stop() -> None:
         for server in servers:
+            if server.should_exit:  # a second signal: no more waiting
+                server.force_exit = True
             server.should_exit = True
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -264,7 +273,9 @@ def run_service(service: ServiceName) -> None:
         lower_priority()
     app = build_app(service)
     port = settings.port_of(service)
-    server = _server(app, settings.host, port, reuse_port=settings.reuse_port)
+    server = _server(
+        app, settings.host, port, grace_s=settings.shutdown_grace_s, reuse_port=settings.reuse_port
+    )
     url = f"http://{settings.host}:{port}"
     run_loop(_serve_all([server], lambda: log.info("%s listening on %s", service, url)))
 
@@ -302,7 +313,12 @@ def run_embedded(*, reset: bool = False) -> None:
                 "127.0.0.1", mail.smtp_capture_port, settings.data_dir / "mailbox"
             )
         servers = [
-            _server(build_app(s, bus=bus, cache=cache), settings.host, settings.port_of(s))
+            _server(
+                build_app(s, bus=bus, cache=cache),
+                settings.host,
+                settings.port_of(s),
+                grace_s=settings.shutdown_grace_s,
+            )
             for s in SERVICES
         ]
         up = f"Tidings is up (embedded: every service in this process; data in {settings.data_dir})"
