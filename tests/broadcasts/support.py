@@ -61,6 +61,11 @@ def received_by(smtp: SmtpPeer, tag: str) -> Counter[str]:
     return Counter(rcpt for r in smtp.received for rcpt in r.rcpt_tos if rcpt.startswith(f"{tag}-"))
 
 
+def withdrawn(progress: dict[str, Any]) -> bool:
+    """A cancelled broadcast is done: its fan-out stopped (``finished_at``), nothing pending."""
+    return progress["finished_at"] is not None and progress["pending"] == 0
+
+
 async def wait_progress(
     gw: httpx.AsyncClient, broadcast_id: str, done: Any, timeout_s: float, what: str
 ) -> dict[str, Any]:

@@ -6,7 +6,9 @@ a repeated request makes nothing new; cancel."""
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.broadcasts.support import (
@@ -16,6 +18,7 @@ from tests.broadcasts.support import (
     received_by,
     seed_users,
     wait_progress,
+    withdrawn,
 )
 from tests.faults.harness import queue_depths
 from tests.scenario import create_template, create_user
@@ -106,15 +109,30 @@ async def test_cancel_stops_the_fan_out_and_withdraws_the_rest(
     cancelled = await gw.delete(f"/api/v1/broadcasts/{broadcast_id}/")
     assert cancelled.status_code == 200, cancelled.text
     assert cancelled.json()["data"]["status"] == "cancelled"
-    # A page the fan-out was making as the cancel came is withdrawn when it sees it.
-    final = await wait_progress(
-        gw, broadcast_id, lambda p: p["pending"] == 0, timeout_s=30, what="all withdrawn"
-    )
+    # A page the fan-out was making as the cancel came is withdrawn when it sees it; then it
+    # sets finished_at. (``pending`` alone may read 0 for a moment before that page's last
+    # slice is written: a CI run read created 800 beside 500 cancelled, 300 still to come.)
+    final = await wait_progress(gw, broadcast_id, withdrawn, timeout_s=30, what="all withdrawn")
     if seen["created"] <= CANCEL_N - 2 * PAGE:  # two pages to go: it cannot have finished
         assert final["created"] < CANCEL_N, "the fan-out went on after the cancel"
     assert final["cancelled"] == final["created"], final
     assert final["delivered"] == 0
     assert not received_by(system.smtp, tag)
+
+
+async def made_ahead(system: System, pg_database: str, name: str) -> tuple[str, dict[str, Any]]:
+    """A broadcast to 20 subscribers, due in 2027: made (finished), every one in the outbox."""
+    gw = system.gateway
+    tag = f"{name}-{uuid.uuid4().hex[:6]}"
+    key = f"topic-{tag}"
+    await make_topic(gw, key, await seed_users(pg_database, 20, tag))
+    template = await create_template(gw)
+    body = broadcast_body(key, template["code"], send_at="2027-01-01T00:00:00Z")
+    broadcast_id = (await gw.post("/api/v1/broadcasts/", json=body)).json()["data"]["broadcast_id"]
+    made = await wait_progress(
+        gw, broadcast_id, lambda p: p["status"] == "finished", timeout_s=60, what="made"
+    )
+    return broadcast_id, made
 
 
 async def test_progress_counts_again_once_another_replica_withdrew_a_page(
@@ -127,15 +145,7 @@ async def test_progress_counts_again_once_another_replica_withdrew_a_page(
     monkeypatch.setattr(broadcasts_module, "KEEP_COUNTS_MIN_S", 600.0)
     monkeypatch.setattr(broadcasts_module, "KEEP_COUNTS_MAX_S", 600.0)
     gw = system.gateway
-    tag = f"recount-{uuid.uuid4().hex[:6]}"
-    key = f"topic-{tag}"
-    await make_topic(gw, key, await seed_users(pg_database, 20, tag))
-    template = await create_template(gw)
-    body = broadcast_body(key, template["code"], send_at="2027-01-01T00:00:00Z")
-    broadcast_id = (await gw.post("/api/v1/broadcasts/", json=body)).json()["data"]["broadcast_id"]
-    made = await wait_progress(
-        gw, broadcast_id, lambda p: p["status"] == "finished", timeout_s=60, what="made"
-    )
+    broadcast_id, made = await made_ahead(system, pg_database, "recount")
     assert made["created"] == 20 and made["pending"] == 20, made
     # Another replica's fan-out withdraws the broadcast's notifications (as it does with a
     # page it made while a cancel ran): this replica's kept counts no longer hold.
@@ -144,3 +154,29 @@ async def test_progress_counts_again_once_another_replica_withdrew_a_page(
     assert await other.withdraw(await other.row(uuid.UUID(broadcast_id), None)) == 20
     now = (await gw.get(f"/api/v1/broadcasts/{broadcast_id}/")).json()["data"]
     assert now["cancelled"] == 20 and now["pending"] == 0, now
+
+
+async def test_a_cancel_while_a_dead_fan_out_holds_the_broadcast_is_finished_by_another(
+    system: System, pg_database: str
+) -> None:
+    """A cancel while a fan-out holds the broadcast leaves ``finished_at`` to that fan-out
+    (it may be mid-page); if it died holding it, a live replica takes the cancelled broadcast
+    once the lease has run out, withdraws what is left and finishes it."""
+    gw = system.gateway
+    broadcast_id, _ = await made_ahead(system, pg_database, "dead")
+    # As if a replica that died had it, mid-run, its lease a few seconds from running out.
+    conn = await asyncpg.connect(pg_database)
+    try:
+        await conn.execute(
+            "UPDATE gateway.broadcasts SET status = 'running', finished_at = NULL,"
+            " lease_owner = 'dead:1:x', lease_until = now() + interval '3 seconds'"
+            " WHERE id = $1",
+            uuid.UUID(broadcast_id),
+        )
+    finally:
+        await conn.close()
+    cancelled = (await gw.delete(f"/api/v1/broadcasts/{broadcast_id}/")).json()["data"]
+    assert cancelled["status"] == "cancelled" and cancelled["finished_at"] is None, cancelled
+    system.apps["gateway"].state.gateway.fanout.wake()
+    final = await wait_progress(gw, broadcast_id, withdrawn, timeout_s=60, what="finished")
+    assert final["created"] == final["cancelled"] == 20, final

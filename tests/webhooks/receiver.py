@@ -32,8 +32,11 @@ class Receiver:
         # Close each connection after its answer: the sender's next request connects (and
         # resolves, and checks) afresh.
         self.close_connections = False
-        # While set, requests are held before they are answered (``held`` counts them).
+        # While set, requests are held before they are answered (``held`` counts them),
+        # once ``hold_from`` have been accepted: decided as each request comes, so none
+        # slips past between a test's wake-up and its setting the gate.
         self.gate: asyncio.Event | None = None
+        self.hold_from = 0
         self.held = 0
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
@@ -72,7 +75,11 @@ class Receiver:
         self.requests[webhook_id] += 1
         parsed = orjson.loads(body)
         self.bodies[webhook_id] = parsed
-        if self.gate is not None and not self.gate.is_set():
+        if (
+            self.gate is not None
+            and not self.gate.is_set()
+            and len(self.accepted) >= self.hold_from
+        ):
             self.held += 1
             self._changed.set()
             await self.gate.wait()

@@ -15,7 +15,7 @@ from collections import Counter
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, case, delete, func, insert, literal, or_, select, update
 
 from tidings.core import jsons
 from tidings.core.db import Database, utcnow
@@ -92,7 +92,9 @@ class BroadcastAccepted(BaseModel):
 class BroadcastOut(BaseModel):
     """Progress: ``recipients`` (the topic's subscribers when the fan-out began),
     ``created`` (notifications made so far), ``refused`` (recipients none could be made for:
-    an unknown user, say), then the notifications by where they stand."""
+    an unknown user, say), then the notifications by where they stand; ``finished_at``: when
+    nothing more will be made (a cancelled one: once its fan-out has stopped, and withdrawn
+    the page it was making)."""
 
     broadcast_id: uuid.UUID
     request_id: str
@@ -126,6 +128,11 @@ def _request_range(broadcast_id: uuid.UUID) -> tuple[str, str]:
 
 def _hash(body: BroadcastCreate) -> str:
     return hashlib.sha256(jsons.dumps(body.model_dump(mode="json"), sort_keys=True)).hexdigest()
+
+
+def db_now(db: Database) -> Any:
+    """The database's clock for leases (SQLite, embedded and alone: the process's)."""
+    return func.now() if db.is_postgres else utcnow()
 
 
 def _of_broadcast(b: Broadcast) -> Any:
@@ -248,7 +255,7 @@ class Broadcasts:
         counting took, 1 to 10 s), one count at a time per broadcast. Kept only while the
         row stands as it was counted at: a page made or withdrawn since (by this replica or
         another) counts again, so ``created`` and the statuses never disagree by a page."""
-        state = (b.status, b.created, b.refused, b.cancelled)
+        state = (b.status, b.created, b.refused, b.cancelled, b.finished_at)
         lock = self._counting.setdefault(b.id, asyncio.Lock())
         async with lock:
             kept = self._counted.get(b.id)
@@ -300,11 +307,21 @@ class Broadcasts:
         tell the workers (a queued notification of the broadcast is withdrawn before it is
         sent: skipped), and cancel the notifications still in the outbox."""
         b = await self.row(broadcast_id, owner)
+        # Finished now, unless a fan-out holds the broadcast: it may be making a page, which
+        # it withdraws when it sees the cancel, and then it sets ``finished_at`` (a reader
+        # waits for that, not for ``pending`` to reach 0, which it may do for a moment
+        # before that page's last slice is written).
+        free = or_(Broadcast.lease_until.is_(None), Broadcast.lease_until < db_now(self._db))
+        now = literal(utcnow(), Broadcast.finished_at.type)
         async with self._db.engine.begin() as conn:
             await conn.execute(
                 update(Broadcast)
                 .where(Broadcast.id == b.id)
-                .values(status=CANCELLED, updated_at=utcnow(), finished_at=utcnow())
+                .values(
+                    status=CANCELLED,
+                    updated_at=utcnow(),
+                    finished_at=func.coalesce(Broadcast.finished_at, case((free, now), else_=None)),
+                )
             )
         await self._outbound.mark_cancelled(str(b.id))
         await self.withdraw(b)
@@ -312,8 +329,9 @@ class Broadcasts:
         return await self.get(broadcast_id, owner)
 
     async def withdraw(self, b: Broadcast) -> int:
-        """Cancel the broadcast's notifications whose outbox row is still there (deleted
-        first: a row the relay holds is on its way, and is left to the workers' check)."""
+        """Cancel the broadcast's notifications whose outbox row is still there and free
+        (deleted first: a row a relay holds is on its way, and is left to the workers'
+        check)."""
         withdrawn = 0
         outbox = cast(Table, OutboxMessage.__table__)
         while True:
@@ -323,6 +341,10 @@ class Broadcasts:
                     .join(Notification, Notification.id == outbox.c.notification_id)
                     .where(*_of_broadcast(b))
                     .limit(WITHDRAW_BATCH)
+                    # A row a relay holds is being published: on its way (above). Waiting
+                    # for its lock went past the statement timeout under load (a cancel
+                    # answered 503, and the database breaker opened).
+                    .with_for_update(of=outbox, skip_locked=True)
                 )
                 ids = list(
                     (

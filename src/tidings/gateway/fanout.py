@@ -23,14 +23,21 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from tidings.core.db import Database, unavailable, utcnow
 from tidings.core.errors import DependencyUnavailable, RetryAfter
 from tidings.core.outbound import BROADCAST_KEY
 from tidings.core.tasks import cancel_and_wait
 from tidings.core.web import ServiceClient
-from tidings.gateway.broadcasts import CANCELLED, FINISHED, RUNNING, Broadcasts, request_id_for
+from tidings.gateway.broadcasts import (
+    CANCELLED,
+    FINISHED,
+    RUNNING,
+    Broadcasts,
+    db_now,
+    request_id_for,
+)
 from tidings.gateway.bulk_accept import LOOKUP_BATCH, BulkAcceptance
 from tidings.gateway.models import Broadcast, TopicSubscriber
 from tidings.gateway.schemas import NotificationCreate
@@ -45,11 +52,6 @@ PAGE_RETRY_S = 1.0
 def transient(exc: BaseException) -> bool:
     """An outage or a rate limit: worth the page again, never a recipient refused."""
     return isinstance(exc, (DependencyUnavailable, RetryAfter)) or unavailable(exc) is not None
-
-
-def _now(db: Database) -> Any:
-    """The database's clock for leases (SQLite, embedded and alone: the process's)."""
-    return func.now() if db.is_postgres else utcnow()
 
 
 class Fanout:
@@ -102,7 +104,7 @@ class Fanout:
             self._wake.clear()
 
     def _lease_end(self) -> Any:
-        return _now(self._db) + dt.timedelta(seconds=self.lease_s)
+        return db_now(self._db) + dt.timedelta(seconds=self.lease_s)
 
     async def claim(self) -> Broadcast | None:
         """A running broadcast nobody holds (its lease run out, or never taken), now ours."""
@@ -110,8 +112,13 @@ class Fanout:
             found = await session.scalar(
                 select(Broadcast)
                 .where(
-                    Broadcast.status == RUNNING,
-                    or_(Broadcast.lease_until.is_(None), Broadcast.lease_until < _now(self._db)),
+                    # A cancelled one not yet finished: its fan-out died before it could
+                    # withdraw the page it was making, and set finished_at.
+                    or_(
+                        Broadcast.status == RUNNING,
+                        and_(Broadcast.status == CANCELLED, Broadcast.finished_at.is_(None)),
+                    ),
+                    or_(Broadcast.lease_until.is_(None), Broadcast.lease_until < db_now(self._db)),
                 )
                 .order_by(Broadcast.created_at)
                 .limit(1)
@@ -137,6 +144,10 @@ class Fanout:
         cursor = b.cursor
         while True:
             try:
+                # Cancelled while this replica waited (for the relay, say): no page more.
+                if (await self._broadcasts.row(b.id, None)).status == CANCELLED:
+                    await self._stop_cancelled(b, 0, 0)
+                    return
                 page = [u for u, _ in await self._topics.page(b.topic_id, cursor, self.page_size)]
                 made, refused = await self._accept_page(b, page) if page else (0, 0)
             except Exception as exc:
@@ -154,10 +165,7 @@ class Fanout:
             if not moved:
                 current = await self._broadcasts.row(b.id, None)
                 if current.status == CANCELLED:
-                    # A page written while the cancel ran: counted, and withdrawn too.
-                    await self._count(b, made, refused)
-                    await self._broadcasts.withdraw(current)
-                    log.info("broadcast %s cancelled: fan-out stopped", b.id)
+                    await self._stop_cancelled(b, made, refused)
                 else:
                     log.warning("broadcast %s: lease lost to %s", b.id, current.lease_owner)
                 return
@@ -208,13 +216,24 @@ class Fanout:
             )
         return made, len(outcomes) - made
 
-    async def _count(self, b: Broadcast, made: int, refused: int) -> None:
+    async def _stop_cancelled(self, b: Broadcast, made: int, refused: int) -> None:
+        """The page written while the cancel ran (``made``, ``refused``) counted first (so
+        ``created`` never falls behind the statuses), then withdrawn with whatever else of
+        the broadcast is still in the outbox; then finished, and let go."""
         async with self._db.engine.begin() as conn:
             await conn.execute(
                 update(Broadcast)
                 .where(Broadcast.id == b.id)
                 .values(created=Broadcast.created + made, refused=Broadcast.refused + refused)
             )
+        await self._broadcasts.withdraw(b)
+        async with self._db.engine.begin() as conn:
+            await conn.execute(
+                update(Broadcast)
+                .where(Broadcast.id == b.id)
+                .values(finished_at=utcnow(), lease_until=None, updated_at=utcnow())
+            )
+        log.info("broadcast %s cancelled: fan-out stopped", b.id)
 
     async def _advance(
         self, b: Broadcast, cursor: uuid.UUID | None, made: int, refused: int, done: bool
