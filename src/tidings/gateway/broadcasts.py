@@ -135,6 +135,11 @@ def db_now(db: Database) -> Any:
     return func.now() if db.is_postgres else utcnow()
 
 
+def lease_free(db: Database) -> Any:
+    """No fan-out holds the broadcast: its lease never taken, let go, or run out."""
+    return or_(Broadcast.lease_until.is_(None), Broadcast.lease_until < db_now(db))
+
+
 def _of_broadcast(b: Broadcast) -> Any:
     low, high = _request_range(b.id)
     return (
@@ -311,7 +316,7 @@ class Broadcasts:
         # it withdraws when it sees the cancel, and then it sets ``finished_at`` (a reader
         # waits for that, not for ``pending`` to reach 0, which it may do for a moment
         # before that page's last slice is written).
-        free = or_(Broadcast.lease_until.is_(None), Broadcast.lease_until < db_now(self._db))
+        free = lease_free(self._db)
         now = literal(utcnow(), Broadcast.finished_at.type)
         async with self._db.engine.begin() as conn:
             await conn.execute(

@@ -36,6 +36,7 @@ from tidings.gateway.broadcasts import (
     RUNNING,
     Broadcasts,
     db_now,
+    lease_free,
     request_id_for,
 )
 from tidings.gateway.bulk_accept import LOOKUP_BATCH, BulkAcceptance
@@ -118,7 +119,7 @@ class Fanout:
                         Broadcast.status == RUNNING,
                         and_(Broadcast.status == CANCELLED, Broadcast.finished_at.is_(None)),
                     ),
-                    or_(Broadcast.lease_until.is_(None), Broadcast.lease_until < db_now(self._db)),
+                    lease_free(self._db),
                 )
                 .order_by(Broadcast.created_at)
                 .limit(1)
@@ -220,12 +221,13 @@ class Fanout:
         """The page written while the cancel ran (``made``, ``refused``) counted first (so
         ``created`` never falls behind the statuses), then withdrawn with whatever else of
         the broadcast is still in the outbox; then finished, and let go."""
-        async with self._db.engine.begin() as conn:
-            await conn.execute(
-                update(Broadcast)
-                .where(Broadcast.id == b.id)
-                .values(created=Broadcast.created + made, refused=Broadcast.refused + refused)
-            )
+        if made or refused:
+            async with self._db.engine.begin() as conn:
+                await conn.execute(
+                    update(Broadcast)
+                    .where(Broadcast.id == b.id)
+                    .values(created=Broadcast.created + made, refused=Broadcast.refused + refused)
+                )
         await self._broadcasts.withdraw(b)
         async with self._db.engine.begin() as conn:
             await conn.execute(
