@@ -1,7 +1,7 @@
 """The benchmark's webhook receiver, fed real HTTP over a socket (keep-alive, two requests
 in one write): it counts every request by ``webhook-id``, so a duplicate, a lost event and a
-refused request are each seen. And ``tidings bench --webhook-receiver`` / ``--webhook-down``
-end to end on the embedded default, small n (nothing about speed asserted)."""
+refused request are each seen. And ``tidings bench --webhook-receiver`` / ``--webhook-down`` /
+``--webhook-slow`` end to end on the embedded default, small n (nothing about speed asserted)."""
 
 from __future__ import annotations
 
@@ -85,6 +85,29 @@ async def test_a_receiver_that_is_down_refuses_and_counts() -> None:
     assert (counts.received, counts.lost, counts.requests, counts.refused) == (0, 2, 2, 2)
 
 
+@pytest.mark.timeout(20)
+async def test_a_slow_receiver_answers_in_order_after_its_delay() -> None:
+    tally = HookTally()
+    server = await serve(tally.arrive, slow_ms=300)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        writer.write(request("msg_1", event("n-1", "notification.queued")))
+        writer.write(request("msg_2", event("n-1", "notification.delivered")))
+        await writer.drain()
+        for _ in range(2):
+            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 204")
+        # Held, not refused: the answers came no sooner than the delay (the loop's clock).
+        assert loop.time() - started >= 0.3
+        writer.close()
+    finally:
+        server.close()
+    counts = tally.count({"n-1"})
+    assert (counts.received, counts.lost, counts.requests, counts.refused) == (2, 0, 2, 0)
+
+
 def bench(tmp_path: Path, *more: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     result = run_bench(tmp_path, "-n", "20", "-c", "5", "--users", "5", "--plot", "", *more)
     out = tmp_path / "artifacts" / "bench"
@@ -119,3 +142,14 @@ def test_bench_with_its_webhook_receiver_down(tmp_path: Path) -> None:
     assert data["phases"][0]["lost"] == 0 and data["phases"][0]["delivered"] == 20
     report = (tmp_path / "artifacts" / "bench" / "report.md").read_text()
     assert "**Webhooks: the receiver was down" in report
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(240)
+def test_bench_with_its_webhook_receiver_slow(tmp_path: Path) -> None:
+    result, data = bench(tmp_path, "--webhook-slow", "2000")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "webhooks: the receiver was slow (204 after 2000 ms)" in result.stdout
+    assert "slow (2000 ms)" in data["stack"]
+    assert data["phases"][0]["lost"] == 0 and data["phases"][0]["delivered"] == 20
+    assert data["webhooks"]["duplicated"] == 0, data["webhooks"]

@@ -18,8 +18,11 @@ def _bench(args: argparse.Namespace) -> int:
     if args.target and not args.admin_key:
         print("tidings bench: --target needs --admin-key (or TIDINGS_ADMIN_API_KEY)")
         return 2
-    if args.webhook_url and (args.webhook_receiver or args.webhook_down):
-        print("tidings bench: --webhook-url or --webhook-receiver/--webhook-down, not both")
+    if args.webhook_url and (args.webhook_receiver or args.webhook_down or args.webhook_slow):
+        print("tidings bench: --webhook-url or a receiver of the bench's own, not both")
+        return 2
+    if args.webhook_down and args.webhook_slow:
+        print("tidings bench: --webhook-down or --webhook-slow, not both")
         return 2
     if args.target and (args.database_url or args.amqp_url or args.redis_url):
         print(
@@ -48,8 +51,9 @@ def _bench(args: argparse.Namespace) -> int:
         profile_dir=Path(args.profile) if args.profile else None,
         dkim_key=Path(args.dkim_key).read_text() if args.dkim_key else None,
         webhook_url=args.webhook_url,
-        webhook_receiver=args.webhook_receiver or args.webhook_down,
+        webhook_receiver=bool(args.webhook_receiver or args.webhook_down or args.webhook_slow),
         webhook_down=args.webhook_down,
+        webhook_slow_ms=args.webhook_slow or 0,
     )
     result = on_uvloop(run(config))
     return write_outputs(result, Path(args.report), Path(args.plot) if args.plot else None)
@@ -178,6 +182,13 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="as --webhook-receiver, the receiver answering 503 to every request (down): the "
         "run's figures with a receiver that is down",
+    )
+    p.add_argument(
+        "--webhook-slow",
+        type=int,
+        metavar="MS",
+        help="as --webhook-receiver, the receiver answering each request after MS ms (slow); "
+        "the run does not wait for the events after the mail",
     )
     p.add_argument(
         "--report",

@@ -3,13 +3,16 @@ so that receiving an event costs a small fraction of what sending it cost Tiding
 
 It reads each request's ``webhook-id`` header and, from the body, the event's type and
 notification id, and answers ``204`` (or, ``--down``, ``503`` to every request: a receiver
-that is down, so the worker retries and its breaker opens). It does not verify signatures:
-the webhooks tests do (tests/webhooks/receiver.py); the bench counts.
+that is down, so the worker retries and its breaker opens; or, ``--slow MS``, ``204`` each
+after MS milliseconds: a slow receiver, holding the worker's slots for that endpoint). It
+does not verify signatures: the webhooks tests do (tests/webhooks/receiver.py); the bench
+counts.
 
-``python -m tidings.bench.hooks --port P [--down]`` runs it as a process of its own (its CPU
-measured apart from the load generator's): it prints ``port N`` once listening, then one line
-``<webhook-id> <type> <notification id> <status answered>`` per request, in batches; it exits
-when its stdin is closed. :class:`HookTally` counts those lines by ``webhook-id``."""
+``python -m tidings.bench.hooks --port P [--down | --slow MS]`` runs it as a process of its
+own (its CPU measured apart from the load generator's): it prints ``port N`` once listening,
+then one line ``<webhook-id> <type> <notification id> <status answered>`` per request, in
+batches; it exits when its stdin is closed. :class:`HookTally` counts those lines by
+``webhook-id``."""
 
 from __future__ import annotations
 
@@ -42,11 +45,17 @@ class HookCounts:
     refused: int  # requests answered non-2xx (--down)
     webhook_ids: int  # distinct webhook-ids seen
 
-    def line(self, down: bool = False) -> str:
+    def line(self, down: bool = False, slow_ms: int = 0) -> str:
         if down:  # nothing was expected to arrive: what was refused is the figure
             return (
                 f"webhooks: the receiver was down (503 to every request): {self.requests} "
                 f"requests for {self.webhook_ids} webhook-ids refused during the run"
+            )
+        if slow_ms:  # not waited for: at its pace the rest arrives long after the mail
+            return (
+                f"webhooks: the receiver was slow (204 after {slow_ms} ms): {self.received} of "
+                f"{self.expected} events received during the run, {self.duplicated} duplicated; "
+                f"{self.requests} requests"
             )
         return (
             f"webhooks: {self.received} of {self.expected} events received, {self.lost} lost, "
@@ -108,9 +117,10 @@ def event_of(body: bytes) -> tuple[str, str]:
 class HookReceiver(asyncio.Protocol):
     """One HTTP/1.1 connection; requests may come back to back on it (keep-alive)."""
 
-    def __init__(self, on_request: Request, down: bool) -> None:
+    def __init__(self, on_request: Request, down: bool, slow_ms: int = 0) -> None:
         self.on_request = on_request
         self.answer, self.status = (DOWN, 503) if down else (NO_CONTENT, 204)
+        self.delay_s = slow_ms / 1000
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
 
@@ -136,8 +146,15 @@ class HookReceiver(asyncio.Protocol):
             event_type, nid = event_of(body)
             self.on_request(_header(head, b"webhook-id:"), event_type, nid, self.status)
             out.append(self.answer)
-        if out:
+        if out and self.delay_s:
+            # Answers in order (HTTP/1.1): each is delayed by the same time.
+            asyncio.get_running_loop().call_later(self.delay_s, self._write, b"".join(out))
+        elif out:
             self.transport.write(b"".join(out))
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
 
 
 def _header(head: bytes, name: bytes) -> str:
@@ -150,12 +167,16 @@ def _header(head: bytes, name: bytes) -> str:
     return value.decode("ascii", "replace") or NO_ID
 
 
-async def serve(on_request: Request, port: int = 0, down: bool = False) -> asyncio.Server:
+async def serve(
+    on_request: Request, port: int = 0, down: bool = False, slow_ms: int = 0
+) -> asyncio.Server:
     loop = asyncio.get_running_loop()
-    return await loop.create_server(lambda: HookReceiver(on_request, down), "127.0.0.1", port)
+    return await loop.create_server(
+        lambda: HookReceiver(on_request, down, slow_ms), "127.0.0.1", port
+    )
 
 
-async def _main(port: int, down: bool) -> None:
+async def _main(port: int, down: bool, slow_ms: int) -> None:
     def on_request(emit: Callable[[str], None]) -> Request:
         def one(webhook_id: str, event_type: str, nid: str, status: int) -> None:
             clean = (v.replace(" ", "_").replace("\n", "_") for v in (webhook_id, event_type, nid))
@@ -163,16 +184,17 @@ async def _main(port: int, down: bool) -> None:
 
         return one
 
-    await serve_reporting(lambda emit: serve(on_request(emit), port, down))
+    await serve_reporting(lambda emit: serve(on_request(emit), port, down, slow_ms))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="the benchmark's webhook receiver")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--down", action="store_true", help="answer 503 to every request")
+    parser.add_argument("--slow", type=int, default=0, metavar="MS", help="answer after MS ms")
     args = parser.parse_args()
     with contextlib.suppress(KeyboardInterrupt):
-        on_uvloop(_main(args.port, args.down))
+        on_uvloop(_main(args.port, args.down, args.slow))
 
 
 if __name__ == "__main__":

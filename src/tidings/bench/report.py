@@ -192,7 +192,7 @@ def markdown(result: BenchResult, every: list[Figures], plot: str | None) -> str
 
 def _webhooks_line(result: BenchResult) -> str:
     assert result.webhooks is not None
-    line = result.webhooks.line(result.config.webhook_down)
+    line = result.webhooks.line(result.config.webhook_down, result.config.webhook_slow_ms)
     return f"**W{line[1:]}** (counted by webhook-id at the bench's receiver)."
 
 
@@ -297,7 +297,9 @@ def write_outputs(result: BenchResult, report: Path, plot: Path | None) -> int:
     if result.unexpected:
         print(f"  {result.unexpected} unexpected messages at the sink")
     if result.webhooks is not None:
-        print("  " + result.webhooks.line(result.config.webhook_down))
+        print(
+            "  " + result.webhooks.line(result.config.webhook_down, result.config.webhook_slow_ms)
+        )
     if plot is not None:
         why = plot_png(result, every, plot)
         if why:
@@ -317,6 +319,6 @@ def write_outputs(result: BenchResult, report: Path, plot: Path | None) -> int:
     # A curve's last step is past saturation: its losses (a lost message is one not arrived
     # within --timeout) and errors still count.
     bad = result.unexpected + sum(f.lost + f.duplicated + f.errors for f in every)
-    if result.webhooks is not None and not result.config.webhook_down:
+    if result.webhooks is not None and result.config.webhooks_awaited:
         bad += result.webhooks.lost + result.webhooks.duplicated
     return 0 if bad == 0 else 1

@@ -73,9 +73,16 @@ class BenchConfig:
     # An outbound webhook endpoint subscribed to every event for the run (docs/webhooks.md).
     webhook_url: str | None = None
     # The bench runs its own receiver (tidings.bench.hooks) for that endpoint and counts
-    # what it receives by webhook-id; ``webhook_down``: the receiver answers 503 to all.
+    # what it receives by webhook-id; ``webhook_down``: the receiver answers 503 to all;
+    # ``webhook_slow_ms``: it answers each after that long.
     webhook_receiver: bool = False
     webhook_down: bool = False
+    webhook_slow_ms: int = 0
+
+    @property
+    def webhooks_awaited(self) -> bool:
+        """The run waits for every event after the mail (a receiver answering at once)."""
+        return self.webhook_receiver and not self.webhook_down and not self.webhook_slow_ms
 
     @property
     def mode(self) -> str:
@@ -91,7 +98,13 @@ class BenchConfig:
             return f"target {self.target}"
         signed = ", DKIM-signed" if self.dkim_key else ""
         if self.webhook_receiver:
-            signed += ", webhooks to the bench's receiver" + (", down" if self.webhook_down else "")
+            signed += ", webhooks to the bench's receiver" + (
+                ", down"
+                if self.webhook_down
+                else f", slow ({self.webhook_slow_ms} ms)"
+                if self.webhook_slow_ms
+                else ""
+            )
         elif self.webhook_url:
             signed += f", webhooks to {self.webhook_url}"
         if self.database_url or self.amqp_url or self.redis_url:
@@ -213,9 +226,10 @@ class HookProcess(ChildServer):
 
     module = "tidings.bench.hooks"
 
-    def __init__(self, down: bool) -> None:
-        super().__init__(0, *(["--down"] if down else []))
-        self.down = down
+    def __init__(self, down: bool, slow_ms: int = 0) -> None:
+        super().__init__(
+            0, *(["--down"] if down else []), *(["--slow", str(slow_ms)] * bool(slow_ms))
+        )
         self.tally = HookTally()
 
     @property
@@ -414,7 +428,7 @@ async def run(config: BenchConfig) -> BenchResult:
     with tempfile.TemporaryDirectory(prefix="tidings-bench-") as data_dir:
         try:
             if config.webhook_receiver:
-                hooks = await HookProcess(config.webhook_down).start()
+                hooks = await HookProcess(config.webhook_down, config.webhook_slow_ms).start()
                 config.webhook_url = hooks.url
             if config.target:
                 gateway, admin_key = config.target.rstrip("/"), config.admin_key or ""
@@ -537,7 +551,7 @@ async def _measure(
         phases.append(await _phase(config, target, sink, cpu, roots, 0, config.n, config.rate, 0))
     accepted = {s.notification_id for p in phases for s in p.sent.values() if s.status == 202}
     delivered = {nid for nid in accepted if nid in sink.tally.arrivals}
-    if hooks is not None and not hooks.down:
+    if hooks is not None and config.webhooks_awaited:
         await _await_webhooks(config, hooks, delivered)
     await asyncio.sleep(config.settle_s)  # duplicates arriving late still count
     return BenchResult(
