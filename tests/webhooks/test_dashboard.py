@@ -1,5 +1,6 @@
 """The dashboard's webhooks pages: the endpoints, one endpoint's messages with their
-attempts, and a replay (CSRF-checked) that sends the message again under its webhook-id."""
+attempts, and a replay (CSRF-checked) that sends the message again under its webhook-id, its
+first success kept in the log."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import httpx
 
 from tests.credentials import ADMIN_KEY
+from tests.helpers import wait_for_condition
 from tests.system import System
 from tests.webhooks.conftest import WorkerHandle
 from tests.webhooks.receiver import Receiver
@@ -45,3 +47,16 @@ async def test_the_dashboard_shows_attempts_and_replays(
         await receiver.wait_for(lambda: receiver.requests[webhook_id] == 2, 30, "replayed")
         shown = await client.get(done.headers["location"])
         assert f"Message {webhook_id} replayed." in shown.text
+
+    # The first success (written on its message) became an attempt row at the replay: the
+    # log keeps both successes, oldest first.
+    listing = f"/api/v1/webhooks/endpoints/{endpoint_id}/messages/"
+
+    async def both_logged() -> bool:
+        [m] = (await system.gateway.get(listing)).json()["data"]
+        return m["state"] == "delivered" and len(m["attempt_log"]) == 2
+
+    await wait_for_condition(both_logged, timeout_s=30, what="the replay's outcome recorded")
+    [m] = (await system.gateway.get(listing)).json()["data"]
+    assert [a["status_code"] for a in m["attempt_log"]] == [200, 200], m
+    assert m["attempt_log"][0]["at"] < m["attempt_log"][1]["at"]

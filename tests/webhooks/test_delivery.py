@@ -135,6 +135,8 @@ async def test_a_receiver_down_then_back_gets_everything_under_the_same_ids(
         tried = [m for m in messages if m["attempts"] > 1]
         assert tried and all(a["status_code"] == 503 for m in tried for a in m["attempt_log"][:-1])
         assert all(m["attempt_log"][-1]["status_code"] == 200 for m in messages)
+        # Every attempt is in the log, the success (written on the message) last.
+        assert all(len(m["attempt_log"]) == m["attempts"] for m in messages)
     finally:
         await receiver.stop()
 

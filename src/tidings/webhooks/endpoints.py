@@ -67,8 +67,25 @@ def message_out(m: WebhookMessage, attempts: list[WebhookAttempt] | None = None)
                 "response_excerpt": a.response_excerpt,
             }
             for a in attempts or []
-        ],
+        ]
+        + success_of(m),
     }
+
+
+def success_of(m: WebhookMessage) -> list[dict[str, Any]]:
+    """The successful attempt, which is written on its message, not as an attempt row
+    (migration gateway 0014); none for a message delivered before that, whose row it was."""
+    if m.state != "delivered" or m.delivered_duration_ms is None:
+        return []
+    return [
+        {
+            "at": m.delivered_at,
+            "status_code": m.last_status,
+            "duration_ms": m.delivered_duration_ms,
+            "error": None,
+            "response_excerpt": m.delivered_excerpt,
+        }
+    ]
 
 
 async def capture_in(conn: AsyncConnection, events: list[dict[str, Any]]) -> None:
@@ -258,8 +275,43 @@ class Endpoints:
                 query = query.where(
                     WebhookMessage.state == "failed", WebhookMessage.created_at >= since
                 )
+            # A delivered message's success becomes an attempt row first: its columns are
+            # the next success's (0014), and the log keeps every attempt.
+            succeeded = (
+                select(
+                    WebhookMessage.id,
+                    WebhookMessage.endpoint_id,
+                    WebhookMessage.delivered_at,
+                    WebhookMessage.last_status,
+                    WebhookMessage.delivered_duration_ms,
+                    WebhookMessage.delivered_excerpt,
+                )
+                .where(WebhookMessage.endpoint_id == endpoint_id)
+                .where(WebhookMessage.state == "delivered")
+                .where(WebhookMessage.delivered_duration_ms.is_not(None))
+            )
+            if webhook_id is not None:
+                await session.execute(
+                    insert(WebhookAttempt).from_select(
+                        [
+                            "message_id",
+                            "endpoint_id",
+                            "at",
+                            "status_code",
+                            "duration_ms",
+                            "response_excerpt",
+                        ],
+                        succeeded.where(WebhookMessage.webhook_id == webhook_id),
+                    )
+                )
             done = await session.execute(
-                query.values(state="pending", attempts=0, next_attempt_at=utcnow())
+                query.values(
+                    state="pending",
+                    attempts=0,
+                    next_attempt_at=utcnow(),
+                    delivered_duration_ms=None,
+                    delivered_excerpt=None,
+                )
             )
             count = int(done.rowcount)  # type: ignore[attr-defined]
         if webhook_id is not None and count == 0:

@@ -109,10 +109,15 @@ class WebhookMessage(WebhookBase):
     last_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The successful attempt's own figures (it is no attempt row: migration gateway 0014).
+    delivered_duration_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    delivered_excerpt: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class WebhookAttempt(WebhookBase):
+    """An attempt that did not succeed (a success is written on its message: 0014)."""
+
     __tablename__ = "webhook_attempts"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
