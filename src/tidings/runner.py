@@ -188,7 +188,7 @@ class Server(uvicorn.Server):
 KEEP_ALIVE_S = 30
 
 
-def _server(
+def service_server(
     app: FastAPI, host: str, port: int, *, grace_s: float, reuse_port: bool = False
 ) -> Server:
     """``grace_s``: after a stop, how long requests in flight may take before they are
@@ -273,7 +273,7 @@ def run_service(service: ServiceName) -> None:
         lower_priority()
     app = build_app(service)
     port = settings.port_of(service)
-    server = _server(
+    server = service_server(
         app, settings.host, port, grace_s=settings.shutdown_grace_s, reuse_port=settings.reuse_port
     )
     url = f"http://{settings.host}:{port}"
@@ -313,7 +313,7 @@ def run_embedded(*, reset: bool = False) -> None:
                 "127.0.0.1", mail.smtp_capture_port, settings.data_dir / "mailbox"
             )
         servers = [
-            _server(
+            service_server(
                 build_app(s, bus=bus, cache=cache),
                 settings.host,
                 settings.port_of(s),
