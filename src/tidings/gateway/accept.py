@@ -16,6 +16,7 @@ from sqlalchemy import Table, bindparam, insert, inspect, select
 
 from tidings.core import jsons
 from tidings.core.batching import Batcher
+from tidings.core.bulk import insert_rows
 from tidings.core.db import Database, again_if_lost
 from tidings.core.errors import Conflict, InvalidInput, TidingsError
 from tidings.core.limits import check_text
@@ -135,7 +136,7 @@ class Acceptance:
             .on_conflict_do_nothing(index_elements=[table.c.owner, table.c.request_id])
             .returning(table.c.id)
         )
-        self._new_events = insert(cast(Table, NotificationEvent.__table__))
+        self._events = cast(Table, NotificationEvent.__table__)
         outbox = cast(Table, OutboxMessage.__table__)
         self._new_messages = insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True)
         self._by_ids = select(Notification).where(
@@ -296,8 +297,7 @@ class Acceptance:
             inserted = set(written.scalars())
             followers = [r for rows in items if rows[0].id in inserted for r in rows[1:]]
             events = [_columns(r) for r in followers if isinstance(r, NotificationEvent)]
-            if events:
-                await conn.execute(self._new_events, events)
+            await insert_rows(conn, self._events, events)
             messages = [_columns(r) for r in followers if isinstance(r, OutboxMessage)]
             if messages:
                 ids = await conn.execute(self._new_messages, messages)

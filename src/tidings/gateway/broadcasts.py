@@ -15,9 +15,10 @@ from collections import Counter
 from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import Table, case, delete, func, insert, literal, or_, select, update
+from sqlalchemy import Table, case, delete, func, literal, or_, select, update
 
 from tidings.core import jsons
+from tidings.core.bulk import insert_rows
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import Conflict, NotFound
 from tidings.core.limits import JsonObject, Timestamp
@@ -368,8 +369,9 @@ class Broadcasts:
                     .where(Notification.id.in_(ids))
                     .values(status=Status.CANCELLED, updated_at=now)
                 )
-                await conn.execute(
-                    insert(cast(Table, NotificationEvent.__table__)),
+                await insert_rows(
+                    conn,
+                    cast(Table, NotificationEvent.__table__),
                     [
                         {
                             "notification_id": i,

@@ -23,9 +23,10 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, true, update
+from sqlalchemy import Table, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tidings.core.bulk import insert_rows
 from tidings.core.bus import Bus
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import DependencyUnavailable
@@ -219,8 +220,9 @@ class OutboxRelay:
         # order; locks taken in another order deadlocked the two under load (and the second
         # one waited past the statement timeout, which opened the database breaker).
         rows = sorted(rows, key=lambda r: uuid.UUID(str(r.notification_id)))
-        await conn.execute(
-            insert(cast(Table, NotificationEvent.__table__)),
+        await insert_rows(
+            conn,
+            cast(Table, NotificationEvent.__table__),
             [
                 {
                     "notification_id": r.notification_id,

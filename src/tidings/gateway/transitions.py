@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, insert, select, update
+from sqlalchemy import Table, delete, select
 
 from tidings.core.batching import Batcher
+from tidings.core.bulk import insert_rows, update_rows
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import Conflict, NotFound
 from tidings.core.metrics import NOTIFICATIONS, STAGE_SECONDS, child
@@ -218,29 +219,23 @@ class StatusTransitions:
                 results.append(Status(n.status))
             if moved:
                 now = utcnow()
-                await conn.execute(
-                    update(table)
-                    .where(c.id == bindparam("b_id"))
-                    .values(
-                        status=bindparam("b_status"),
-                        error=bindparam("b_error"),
-                        round=bindparam("b_round"),
-                        attempt=bindparam("b_attempt"),
-                        updated_at=now,
-                    ),
+                await update_rows(
+                    conn,
+                    table,
+                    "id",
                     [
                         {
-                            "b_id": n.id,
-                            "b_status": n.status,
-                            "b_error": n.error,
-                            "b_round": n.round,
-                            "b_attempt": n.attempt,
+                            "id": n.id,
+                            "status": n.status,
+                            "error": n.error,
+                            "round": n.round,
+                            "attempt": n.attempt,
+                            "updated_at": now,
                         }
-                        for n in moved.values()
+                        for _, n in sorted(moved.items())
                     ],
                 )
-            if events:
-                await conn.execute(insert(cast(Table, NotificationEvent.__table__)), events)
+            await insert_rows(conn, cast(Table, NotificationEvent.__table__), events)
             await capture_in(conn, list(gone.values()))
         for n, status, attempt in moves:
             log_change(n, attempt, status)

@@ -13,8 +13,9 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Table, bindparam, delete, func, insert, select, update
 
+from tidings.core.bulk import insert_rows, update_rows
 from tidings.core.db import Database, utcnow
 from tidings.webhooks.attempts import Claimed, FannedOut, Room, Settled
 from tidings.webhooks.events import body_of, event_key, notification_of, subscribes
@@ -48,41 +49,26 @@ def new_webhook_id() -> str:
     return f"msg_{uuid.uuid4().hex}"
 
 
-# A message's outcome: its id, then the columns an attempt's outcome writes.
-OUTCOME = (
-    "id",
-    "state",
-    "attempts",
-    "next_attempt_at",
-    "last_status",
-    "last_error",
-    "delivered_at",
-    "delivered_duration_ms",
-    "delivered_excerpt",
-)
-
-
-def _outcome(s: Settled, now: dt.datetime) -> tuple[Any, ...]:
-    """The message's columns after the attempt ``s``, in OUTCOME's order."""
+def _outcome(s: Settled, now: dt.datetime) -> dict[str, Any]:
+    """The message's columns after the attempt ``s``, with its id."""
     done = s.state == "delivered"
     o = s.outcome
-    return (
-        s.message.id,
-        s.state,
-        s.message.attempts + 1,
-        now if done else s.next_at or now,
-        o.status_code,
-        None if done else o.error,
-        now if done else None,
-        o.duration_ms if done else None,
-        o.excerpt if done else None,
-    )
+    return {
+        "id": s.message.id,
+        "state": s.state,
+        "attempts": s.message.attempts + 1,
+        "next_attempt_at": now if done else s.next_at or now,
+        "last_status": o.status_code,
+        "last_error": None if done else o.error,
+        "delivered_at": now if done else None,
+        "delivered_duration_ms": o.duration_ms if done else None,
+        "delivered_excerpt": o.excerpt if done else None,
+    }
 
 
 class WebhookStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._outcomes: Any = None
 
     async def fan_out(self, batch_size: int, room: Room | None = None) -> FannedOut:
         """Up to ``batch_size`` captured events into messages, one per subscribed endpoint.
@@ -229,34 +215,11 @@ class WebhookStore:
             rows = (await conn.execute(select(ENDPOINTS).where(ENDPOINTS.c.id.in_(ids)))).all()
         return {row.id: row for row in rows}
 
-    def _outcomes_statement(self) -> Any:
-        """Every outcome of a group in one statement: on PostgreSQL one ``UPDATE … FROM
-        unnest(…)`` (asyncpg runs an ``executemany`` as one statement per row), on SQLite an
-        ``executemany`` of a one-row UPDATE; the same shape as core.deliveries' outcomes."""
-        if self._outcomes is None:
-            if self.db.is_postgres:
-                dialect = self.db.engine.dialect
-                arrays = ", ".join(
-                    f"CAST(:{c} AS {MESSAGES.c[c].type.compile(dialect)}[])" for c in OUTCOME
-                )
-                sets = ", ".join(f"{c} = v.{c}" for c in OUTCOME[1:])
-                self._outcomes = text(
-                    f"UPDATE {MESSAGES.name} AS m SET {sets} FROM unnest({arrays}) AS "
-                    f"v({', '.join(OUTCOME)}) WHERE m.id = v.id"
-                )
-            else:
-                self._outcomes = (
-                    update(MESSAGES)
-                    .where(MESSAGES.c.id == bindparam("o_id"))
-                    .values({c: bindparam(f"o_{c}") for c in OUTCOME[1:]})
-                )
-        return self._outcomes
-
     async def record_many(self, items: Sequence[Settled]) -> list[dt.datetime | None]:
         """Many attempts' outcomes in one transaction: an attempt row for each that did not
-        succeed (one multi-row insert; a success is written on its message, with its
-        duration and excerpt: migration gateway 0014), every message's outcome in one
-        statement, the endpoints' success and failure clocks (one update each). Returns,
+        succeed (one statement; a success is written on its message, with its duration
+        and excerpt: migration gateway 0014), every message's outcome in one statement
+        (``core.bulk``), the endpoints' success and failure clocks (one update each). Returns,
         per item, since when its endpoint has been failing (None after a success)."""
         if not items:
             return []
@@ -280,14 +243,8 @@ class WebhookStore:
         failing = {s.message.endpoint_id for s in items if not s.success} - succeeded
         since: dict[uuid.UUID, dt.datetime | None] = {}
         async with self.db.engine.begin() as conn:
-            for chunk in _chunks(attempts, ROWS_PER_STATEMENT):
-                await conn.execute(insert(ATTEMPTS), chunk)  # compiled once (fan_out)
-            if self.db.is_postgres:
-                arrays = {c: [r[k] for r in outcomes] for k, c in enumerate(OUTCOME)}
-                await conn.execute(self._outcomes_statement(), arrays)
-            else:
-                params = [{f"o_{c}": r[k] for k, c in enumerate(OUTCOME)} for r in outcomes]
-                await conn.execute(self._outcomes_statement(), params)
+            await insert_rows(conn, ATTEMPTS, attempts)
+            await update_rows(conn, MESSAGES, "id", outcomes)
             if succeeded:
                 # One row every success would update: written when it says something new
                 # (a failure cleared) or is 10 s old, not at every event (a hot row).

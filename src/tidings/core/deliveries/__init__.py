@@ -41,6 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from tidings.core.batching import Batcher
+from tidings.core.bulk import array_of
 from tidings.core.db import Database, UTCDateTime, utcnow
 from tidings.core.deliveries.models import Delivery
 from tidings.core.errors import Conflict
@@ -199,7 +200,7 @@ class DeliveryStore:
         """The outcome statement for one set of columns. On PostgreSQL one ``UPDATE … FROM
         unnest(…)`` for every row of the group, whatever each row sets: a column only some
         rows set (``masked``) comes with an array of flags saying which, and the others keep
-        theirs (asyncpg runs an ``executemany`` as one statement per row). On SQLite an
+        theirs (``core.bulk``'s form, with the flags). On SQLite an
         ``executemany`` of a one-row UPDATE per set of columns (``masked`` is empty)."""
         key = (columns, masked)
         if key not in self._finish_statements:
@@ -207,7 +208,7 @@ class DeliveryStore:
             if self.db.is_postgres:
                 dialect = self.db.engine.dialect
                 names = ("notification_id", *columns)
-                arrays = [f"CAST(:{n} AS {table.c[n].type.compile(dialect)}[])" for n in names]
+                arrays = [array_of(table, n, dialect) for n in names]
                 arrays += [f"CAST(:has_{c} AS boolean[])" for c in masked]
                 sets = ", ".join(
                     f"{c} = CASE WHEN v.has_{c} THEN v.{c} ELSE d.{c} END"
