@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.helpers import free_port
-from tidings.runner import _server
+from tidings.runner import service_server
 
 GRACE_S = 1.0
 
@@ -42,7 +42,9 @@ def hanging_app(entered: asyncio.Event, cancelled: asyncio.Event, shut: asyncio.
 async def test_a_request_that_never_ends_does_not_hold_the_stop() -> None:
     entered, cancelled, shut = asyncio.Event(), asyncio.Event(), asyncio.Event()
     port = free_port()
-    server = _server(hanging_app(entered, cancelled, shut), "127.0.0.1", port, grace_s=GRACE_S)
+    server = service_server(
+        hanging_app(entered, cancelled, shut), "127.0.0.1", port, grace_s=GRACE_S
+    )
     serving = asyncio.create_task(server.serve())
     await asyncio.wait_for(server.listening.wait(), 30)
     async with httpx.AsyncClient(timeout=60) as client:
