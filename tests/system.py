@@ -42,20 +42,26 @@ class System:
     apps: dict[str, Any] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
 
-    async def stop_service(self, name: str) -> None:
-        """Stop one in-process service (its lifespan shuts down cleanly)."""
-        index = list(self.apps).index(name)
-        self.servers[index].should_exit = True
-        # Requests in flight get GRACE_S (as in `tidings up`), then the app's own shutdown runs.
-        done, _ = await asyncio.wait([self.tasks[index]], timeout=GRACE_S + STOP_S)
-        if not done:
-            # Once seen in CI (a stop that never ended, no clue why): show what it waits on,
-            # then stop it hard so the test goes on with the service down as it meant to.
-            print(f"{name} still stopping after {GRACE_S + STOP_S} s; its tasks:")
+    async def _stop(self, indices: list[int]) -> None:
+        """Stop these servers cleanly: requests in flight get GRACE_S (as in `tidings up`),
+        then each app's own shutdown runs. One that has not stopped STOP_S later is said, with
+        what it waits on (seen in CI once: a stop that never ended, cause not found), and
+        stopped hard, so the test goes on as it meant to and the next module gets its time."""
+        for i in indices:
+            self.servers[i].should_exit = True
+        tasks = [self.tasks[i] for i in indices]
+        _, pending = await asyncio.wait(tasks, timeout=GRACE_S + STOP_S)
+        if pending:
+            print(f"{len(pending)} service(s) still stopping after {GRACE_S + STOP_S} s: forced")
             for task in asyncio.all_tasks():
                 task.print_stack(limit=8)
-            self.servers[index].force_exit = True
-            await asyncio.wait([self.tasks[index]], timeout=STOP_S)
+            for i in indices:
+                self.servers[i].force_exit = True
+            await asyncio.wait(pending, timeout=STOP_S)
+
+    async def stop_service(self, name: str) -> None:
+        """Stop one in-process service (its lifespan shuts down cleanly)."""
+        await self._stop([list(self.apps).index(name)])
 
     async def start_service(self, name: str) -> None:
         """Start a stopped in-process service again, on its port, and wait until it answers."""
@@ -78,16 +84,7 @@ class System:
     async def close(self) -> None:
         if self.client is not None:
             await self.client.aclose()
-        for server in self.servers:
-            server.should_exit = True
-        _, pending = await asyncio.wait(self.tasks, timeout=45)
-        if pending:
-            # A clean stop that has not finished in time: say so, and stop hard, so one slow
-            # shutdown does not take the next test module's time.
-            print(f"{len(pending)} service(s) still stopping after 45 s: forced")
-            for server in self.servers:
-                server.force_exit = True
-            await asyncio.wait(pending, timeout=15)
+        await self._stop(list(range(len(self.servers))))
         await self.smtp.stop()
 
 

@@ -24,10 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 _STATEMENTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
 
 
-def array_of(table: Table, column: str, dialect: Dialect, param: str | None = None) -> str:
+def array_of(table: Table, column: str, dialect: Dialect) -> str:
     """The bound array of one column's values, cast to the column's type (``unnest`` needs
     the element type; asyncpg then encodes the list as that array)."""
-    return f"CAST(:{param or column} AS {table.c[column].type.compile(dialect)}[])"
+    return f"CAST(:{column} AS {table.c[column].type.compile(dialect)}[])"
 
 
 def _names(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:

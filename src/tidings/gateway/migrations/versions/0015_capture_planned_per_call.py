@@ -55,21 +55,12 @@ def _function(m: ModuleType) -> str:
         "WHERE q.notification_id = e.notification_id AND q.id < e.id "
         "AND q.status = 'pending'), 0)) = 0"
     )
-    return f"""
-CREATE OR REPLACE FUNCTION webhook_capture() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE disabled_at IS NULL) THEN
-        RETURN NULL;
-    END IF;
-    EXECUTE $q$
-        INSERT INTO webhook_outbox ({m.COLUMNS})
-        SELECT {m._select("e")}
-        FROM new_rows e JOIN notifications n ON n.id = e.notification_id
-        WHERE e.status <> 'pending' AND {rule}
-    $q$;
-    RETURN NULL;
-END $$;
-"""
+    function = m._postgres_function(rule)
+    insert, end = "    INSERT INTO webhook_outbox", f"AND {rule};"
+    assert function.count(insert) == 1 and function.count(end) == 1
+    return function.replace(insert, "    EXECUTE $q$ INSERT INTO webhook_outbox").replace(
+        end, f"AND {rule} $q$;"
+    )
 
 
 def upgrade() -> None:
