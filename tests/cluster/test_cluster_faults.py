@@ -26,13 +26,15 @@ from tests.helpers import wait_for_condition
 from tests.scenario import create_template, create_user
 from tests.senders import Senders
 from tests.system import System, start_system
+from tidings.core.settings import TidingsSettings
 from tidings.core.topology import EMAIL_QUEUE
 
 N_FAST = 300
 N_SLOW = 2000
 SIZES = [N_FAST, pytest.param(N_SLOW, marks=[pytest.mark.slow, pytest.mark.timeout(900)])]
 CLIENTS = 10
-PREFETCH = 50  # TIDINGS_PREFETCH's default: what one consumer holds unacknowledged
+# TIDINGS_PREFETCH's default: what one consumer holds unacknowledged
+PREFETCH = TidingsSettings.model_fields["prefetch"].default
 # Stated in docs/clusters.md: after the standby is promoted, the gateway answers 202 again
 # within this (the breaker's probe, 1 s, a connect, and the 2-core machine's slack).
 PG_BACK_S = 10.0

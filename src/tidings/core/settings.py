@@ -171,7 +171,11 @@ class TidingsSettings(BaseSettings):
     )
 
     prefetch: int = Field(
-        default=50, ge=1, description="messages a consumer holds unacknowledged at once"
+        default=200,
+        ge=1,
+        description="messages a consumer holds unacknowledged at once (a worker's sends in "
+        "flight are at most this: it bounds the throughput to prefetch ÷ the time a message "
+        "spends in the worker; docs/decisions.md)",
     )
     delivery_limit: int = Field(
         default=20,

@@ -65,7 +65,11 @@ class EmailSettings(WorkerSettings):
         description="the SMTP password, if you would rather not put it in the URL",
     )
     smtp_pool_size: int = Field(
-        default=4, ge=1, description="SMTP connections each email worker keeps open and reuses"
+        default=8,
+        ge=1,
+        description="SMTP connections each email worker keeps open and reuses (at most this "
+        "many messages inside an SMTP dialogue at once; lower it for a mail server that "
+        "allows fewer)",
     )
     smtp_timeout_s: float = Field(default=10.0, description="SMTP connect and command timeout")
     smtp_allow_plaintext_auth: bool = Field(
