@@ -51,6 +51,8 @@ class Limits:
         s = self._settings
         if caller.kind == "api_key":
             rate = caller.rate_per_s or s.rate_limit_per_s
+            if not rate:  # TIDINGS_RATE_LIMIT_PER_S=0 and no rate of the key's own: off
+                return None
             return (f"key:{caller.subject}", rate, caller.burst or s.rate_limit_burst), (
                 "this API key"
             )
@@ -60,8 +62,11 @@ class Limits:
             )
         return None
 
-    def _recipient_bucket(self, user_id: uuid.UUID) -> Bucket:
+    def _recipient_bucket(self, user_id: uuid.UUID) -> Bucket | None:
+        """None when the limit is off (TIDINGS_RECIPIENT_RATE_PER_S=0)."""
         s = self._settings
+        if not s.recipient_rate_per_s:
+            return None
         return f"user:{user_id}", s.recipient_rate_per_s, s.recipient_burst
 
     async def caller(self, caller: Principal) -> None:
@@ -97,18 +102,22 @@ class Limits:
             reserved.applied = True
             refuse_if(reserved.wait_s, _RECIPIENT)
             return
-        refuse_if(await self._limiter.take(*self._recipient_bucket(user_id)), _RECIPIENT)
+        bucket = self._recipient_bucket(user_id)
+        if bucket is not None:
+            refuse_if(await self._limiter.take(*bucket), _RECIPIENT)
 
     async def reserve(self, caller: Principal, user_id: uuid.UUID) -> Reservation:
         """The caller's token (RateLimited past its limit: then the recipient's bucket is not
-        touched) and, tentatively, the recipient's, in one round trip."""
+        touched) and, tentatively, the recipient's, in one round trip; none when both limits
+        are off."""
         bucket = self._caller_bucket(caller)
-        chain = [self._recipient_bucket(user_id)]
-        if bucket is not None:
-            chain.insert(0, bucket[0])
-        waits = await self._limiter.take_chain(chain)
+        recipient = self._recipient_bucket(user_id)
+        chain = [b for b in (bucket and bucket[0], recipient) if b is not None]
+        waits = await self._limiter.take_chain(chain) if chain else []
         if bucket is not None:
             refuse_if(waits[0], bucket[1])
+        if recipient is None:  # nothing to apply or give back
+            return Reservation(user_id, 0.0, applied=True)
         return Reservation(user_id, waits[-1])
 
     @contextlib.contextmanager
@@ -123,5 +132,6 @@ class Limits:
     async def release(self, reservation: Reservation) -> None:
         """The recipient's token back, if one was taken for a notification that did not go
         (a repeat, a skipped one, an unknown user or template, a refusal)."""
-        if reservation.wait_s == 0 and not reservation.applied:
-            await self._limiter.give_back(*self._recipient_bucket(reservation.user_id))
+        bucket = self._recipient_bucket(reservation.user_id)
+        if bucket is not None and reservation.wait_s == 0 and not reservation.applied:
+            await self._limiter.give_back(*bucket)

@@ -24,16 +24,16 @@ class GatewaySettings(TidingsSettings):
     # client address.
     rate_limit_per_s: float = Field(
         default=100.0,
-        gt=0,
+        ge=0,
         description="requests per second each API key may make, unless the key has its own; "
-        "past it, 429 with `Retry-After`",
+        "past it, 429 with `Retry-After` (0: no limit for keys without their own)",
     )
     rate_limit_burst: int = Field(default=200, ge=1, description="that bucket's burst")
     recipient_rate_per_s: float = Field(
         default=1.0,
-        gt=0,
+        ge=0,
         description="notifications per second one user may be sent (skipped ones do not "
-        "count); past it, 429 (a rejected item in a batch)",
+        "count); past it, 429 (a rejected item in a batch); 0: no limit",
     )
     recipient_burst: int = Field(default=30, ge=1, description="that bucket's burst")
     login_rate_per_s: float = Field(
