@@ -1,6 +1,7 @@
 """core.bulk on both stores: a batch of rows in one statement, in order, each row's values
-where they belong; on PostgreSQL the capture trigger fires once for the batch (it fired once
-per row of an ``executemany``, asyncpg running one statement per row)."""
+where they belong, an upsert replacing the row of a key already there; on PostgreSQL the
+capture trigger fires once for the batch (it fired once per row of an ``executemany``, asyncpg
+running one statement per row)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import Table, insert, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.core.bulk import insert_rows, update_rows
@@ -92,6 +94,31 @@ async def _batch(conn: AsyncConnection, ids: list[uuid.UUID]) -> None:
     moved = (await conn.execute(select(NOTES.c.id, NOTES.c.error, NOTES.c.attempt))).all()
     assert sorted(tuple(r) for r in moved) == sorted((i, f"e{k}", k) for k, i in enumerate(ids))
     await insert_rows(conn, EVENTS, [])  # nothing to write: no statement
+    # upsert: a row whose key is in the table replaces that row's other columns; a new key
+    # is inserted; both in the one statement.
+    first = (await conn.execute(select(EVENTS.c.id).order_by(EVENTS.c.id).limit(1))).scalar_one()
+
+    def event(i: int, detail: str) -> dict[str, Any]:
+        return {
+            "id": i,
+            "notification_id": ids[0],
+            "status": "sent",
+            "detail": detail,
+            "created_at": now,
+        }
+
+    await insert_rows(
+        conn, EVENTS, [event(first, "again"), event(first + 1000, "new")], upsert=("id",)
+    )
+    after = (
+        await conn.execute(
+            select(EVENTS.c.id, EVENTS.c.detail).where(EVENTS.c.id.in_([first, first + 1000]))
+        )
+    ).all()
+    assert sorted(tuple(r) for r in after) == [(first, "again"), (first + 1000, "new")]
+    with pytest.raises(IntegrityError):  # without upsert the same key is refused
+        async with conn.begin_nested():
+            await insert_rows(conn, EVENTS, [event(first, "twice")])
     with pytest.raises(ValueError, match="same columns"):
         await insert_rows(conn, EVENTS, [{"status": "a"}, {"detail": "b"}])
 

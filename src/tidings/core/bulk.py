@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Table, bindparam, insert, text, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -45,27 +46,47 @@ def _postgres(conn: AsyncConnection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def _insert(table: Table, names: tuple[str, ...], dialect: Dialect) -> Any:
-    key = ("insert", table.name, names)
+def _insert(table: Table, names: tuple[str, ...], dialect: Dialect, upsert: tuple[str, ...]) -> Any:
+    key = ("insert", table.name, (*names, "|", *upsert))
     if key not in _STATEMENTS:
         arrays = ", ".join(array_of(table, n, dialect) for n in names)
-        _STATEMENTS[key] = text(
-            f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})"
-        )
+        sql = f"INSERT INTO {table.name} ({', '.join(names)}) SELECT * FROM unnest({arrays})"
+        if upsert:
+            sets = ", ".join(f"{n} = EXCLUDED.{n}" for n in names if n not in upsert)
+            sql += f" ON CONFLICT ({', '.join(upsert)}) DO UPDATE SET {sets}"
+        _STATEMENTS[key] = text(sql)
     return _STATEMENTS[key]
 
 
+def _insert_each(table: Table, names: tuple[str, ...], upsert: tuple[str, ...]) -> Any:
+    if not upsert:
+        return insert(table)
+    stmt = sqlite.insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(upsert),
+        set_={n: stmt.excluded[n] for n in names if n not in upsert},
+    )
+
+
 async def insert_rows(
-    conn: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+    conn: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    upsert: Sequence[str] = (),
 ) -> None:
-    """Insert ``rows`` (dicts by column name) in one statement, in their order."""
+    """Insert ``rows`` (dicts by column name) in one statement, in their order. With
+    ``upsert`` (the columns of a unique key), a row whose key is already in the table
+    replaces that row's other columns instead (a key twice in one batch is the caller's to
+    avoid: PostgreSQL refuses it)."""
     if not rows:
         return
     names = _names(rows)
     if _postgres(conn):
-        await conn.execute(_insert(table, names, conn.dialect), _arrays(rows, names))
+        statement = _insert(table, names, conn.dialect, tuple(upsert))
+        await conn.execute(statement, _arrays(rows, names))
     else:
-        await conn.execute(insert(table), list(rows))
+        await conn.execute(_insert_each(table, names, tuple(upsert)), list(rows))
 
 
 def _update(table: Table, key: str, names: tuple[str, ...], dialect: Dialect) -> Any:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Request
-from sqlalchemy import delete, select, tuple_
+from sqlalchemy import Table, delete, select, tuple_
 
 from tidings.core.auth import same_secret
 from tidings.core.batching import Batcher
+from tidings.core.bulk import insert_rows
 from tidings.core.db import Database, utcnow
 from tidings.core.deliveries.models import SentMessage
 from tidings.core.envelope import ok
@@ -28,6 +29,7 @@ from tidings.core.openapi import errors
 from tidings.core.tasks import Periodic
 
 log = logging.getLogger(__name__)
+SENT = cast(Table, SentMessage.__table__)
 
 
 class SentMail:
@@ -57,13 +59,11 @@ class SentMail:
     async def _write(self, rows: list[dict[str, Any]]) -> list[None]:
         # One row per (notification, round): a retry's copy replaces the one before.
         unique = {(r["notification_id"], r["round"]): r for r in rows}
-        stmt = self.db.insert(SentMessage.__table__)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["notification_id", "round"],
-            set_={k: stmt.excluded[k] for k in ("attempt", "raw", "created_at")},
-        )
-        async with self.db.statements() as session:  # committed on its own: one round trip
-            await session.execute(stmt, list(unique.values()))
+        # One statement for the batch (core.bulk), committed on its own: one round trip.
+        async with self.db.autocommit.connect() as conn:
+            await insert_rows(
+                conn, SENT, list(unique.values()), upsert=("notification_id", "round")
+            )
         return [None] * len(rows)
 
     async def latest(self, notification_id: str) -> SentMessage:
