@@ -173,9 +173,17 @@ class TidingsSettings(BaseSettings):
     prefetch: int = Field(
         default=200,
         ge=1,
-        description="messages a consumer holds unacknowledged at once (a worker's sends in "
+        description="notifications a consumer holds unacknowledged at once (a worker's sends in "
         "flight are at most this: it bounds the throughput to prefetch ÷ the time a message "
-        "spends in the worker; docs/decisions.md)",
+        "spends in the worker; docs/decisions.md); a worker's consumer holds prefetch ÷ "
+        "`TIDINGS_WORK_BATCH` messages",
+    )
+    work_batch: int = Field(
+        default=10,
+        ge=1,
+        description="notifications the relay puts in one message to a worker's queue, at most "
+        "(those it publishes together, for the same queue; 1: a message each). Set the same "
+        "in the gateway and the workers",
     )
     delivery_limit: int = Field(
         default=20,

@@ -41,6 +41,10 @@ PUSH_BULK_ROUTE = "push.bulk"
 # Header names the bus adds when it dead-letters a message itself.
 REASON_HEADER = "x-tidings-reason"
 SOURCE_QUEUE_HEADER = "x-tidings-source-queue"
+# A message of several notifications (core.bus.batch_message): their ids and correlation ids,
+# in the order of the body's lines.
+BATCH_IDS_HEADER = "x-tidings-batch-ids"
+BATCH_CORRELATION_HEADER = "x-tidings-batch-correlation-ids"
 
 
 @dataclass(frozen=True)

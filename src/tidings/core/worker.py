@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from tidings.core.bus import Bus, Handler, open_bus
+from tidings.core.bus import Bus, Handler, open_bus, unbatched
 from tidings.core.db import Database, DbTimeouts, open_database
 from tidings.core.deliveries import DeliveryStore
 from tidings.core.discovery import Registry
@@ -88,12 +88,18 @@ def create_worker_app(
             app.state.flow = flow
             health.add("bus", the_bus.ping)
             health.add("templates_service", templates_client.ping)
-            handler: Handler = flow
-            await the_bus.consume(CHANNEL_QUEUES[service], handler, prefetch=settings.prefetch)
-            # Its own consumer, so a backlog in the normal queue never holds it up.
-            await the_bus.consume(PRIORITY_QUEUES[service], handler, prefetch=settings.prefetch)
-            # The bulk lane (broadcasts): its own consumer and prefetch, beside the others.
-            await the_bus.consume(BULK_QUEUES[service], handler, prefetch=settings.bulk_prefetch)
+            # Each consumer: the relay's batches taken apart (core.bus.unbatched), and as
+            # many messages held as make its prefetch in notifications.
+            for queue, prefetch in (
+                (CHANNEL_QUEUES[service], settings.prefetch),
+                # Its own consumer, so a backlog in the normal queue never holds it up.
+                (PRIORITY_QUEUES[service], settings.prefetch),
+                # The bulk lane (broadcasts): its own consumer and prefetch, beside the others.
+                (BULK_QUEUES[service], settings.bulk_prefetch),
+            ):
+                handler: Handler = unbatched(flow, the_bus, queue)
+                messages = max(1, -(-prefetch // settings.work_batch))
+                await the_bus.consume(queue, handler, prefetch=messages)
             try:
                 yield
             finally:

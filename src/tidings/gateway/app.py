@@ -130,7 +130,12 @@ async def _build(
     # takes the other's rows.
     lanes = tuple(BULK_ROUTES.values())
     relay = OutboxRelay(
-        db, bus, batch_size=settings.relay_batch_size, poll_s=settings.relay_poll_s, routes=lanes
+        db,
+        bus,
+        batch_size=settings.relay_batch_size,
+        poll_s=settings.relay_poll_s,
+        routes=lanes,
+        work_batch=settings.work_batch,
     )
     suppressions = Suppressions(db)
     queries = NotificationQueries(db)
@@ -156,6 +161,7 @@ async def _build(
         poll_s=settings.relay_poll_s,
         routes=lanes,
         bulk=True,
+        work_batch=settings.work_batch,
     )
     fanout = Fanout(
         db,

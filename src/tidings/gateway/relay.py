@@ -27,13 +27,14 @@ from sqlalchemy import Table, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.core.bulk import insert_rows
-from tidings.core.bus import Bus
+from tidings.core.bus import Bus, batch_message
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
 from tidings.core.metrics import STAGE_SECONDS, child
 from tidings.core.status import Status
 from tidings.core.tasks import cancel_and_wait
+from tidings.core.topology import BULK_ROUTES, CHANNEL_ROUTES, PRIORITY_ROUTES
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ log = logging.getLogger(__name__)
 # Handed rows held at most, in batches: past that (a broker away for long, say) new rows are
 # left to the poll, which finds them in the outbox, instead of growing the process's memory.
 HANDED_MAX_BATCHES = 50
+# The routes whose consumers take batches apart (core.worker, core.bus.unbatched).
+WORK_ROUTES = frozenset(
+    [*CHANNEL_ROUTES.values(), *PRIORITY_ROUTES.values(), *BULK_ROUTES.values()]
+)
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,13 @@ class OutboxRelay:
         poll_s: float,
         routes: Collection[str] = (),
         bulk: bool = False,
+        work_batch: int = 1,
     ) -> None:
         """``routes`` and ``bulk``: the poll's lane. The broadcasts' relay (``bulk``) polls
         the rows routed to ``routes`` and the accept path's relay every other row, so that
         neither polls (and locks) the rows the other is handed (gateway.app)."""
         self.db = db
+        self.work_batch = work_batch
         self._routes = tuple(routes)
         self._bulk = bulk
         self.bus = bus
@@ -132,14 +139,41 @@ class OutboxRelay:
             except Exception:
                 log.exception("relay failed, will retry")
 
-    async def _publish(self, row: Any) -> None:  # an outbox row (Core) or Written
-        token = correlation_id.set(row.correlation_id)
+    async def _publish(self, rows: Sequence[Any]) -> None:  # outbox rows (Core) or Written
+        """Rows of one route as one message: alone as it is, several as a batch that the
+        worker's consumer takes apart (core.bus.batch_message)."""
+        first = rows[0]
+        token = correlation_id.set(first.correlation_id)
         try:
+            if len(rows) == 1:
+                body, headers = first.payload, None
+            else:
+                body, headers = batch_message(
+                    [r.payload for r in rows],
+                    [str(r.notification_id) for r in rows],
+                    [r.correlation_id for r in rows],
+                )
             await self.bus.publish(
-                row.routing_key, row.payload, message_id=str(row.notification_id)
+                first.routing_key, body, message_id=str(first.notification_id), headers=headers
             )
         finally:
             correlation_id.reset(token)
+
+    def _messages(self, rows: Sequence[Any]) -> list[list[Any]]:
+        """``rows`` as messages: up to ``work_batch`` rows of one worker's queue together (in
+        their order), every other row alone."""
+        messages: list[list[Any]] = []
+        open_: dict[str, list[Any]] = {}
+        for row in rows:
+            if row.routing_key not in WORK_ROUTES or b"\n" in row.payload:
+                messages.append([row])
+                continue
+            group = open_.get(row.routing_key)
+            if group is None or len(group) >= self.work_batch:
+                group = open_[row.routing_key] = []
+                messages.append(group)
+            group.append(row)
+        return messages
 
     async def publish_written(self, rows: Sequence[Written]) -> int:
         """Publish rows handed over by the accept path, those still in the outbox: deleted
@@ -211,10 +245,11 @@ class OutboxRelay:
         return len(rows)
 
     async def _published(self, conn: AsyncConnection, rows: Sequence[Any]) -> dt.datetime:
-        """Publish ``rows`` (confirms awaited concurrently: one round trip for the batch, not
-        one per row) and write their ``queued`` history entries; returns when."""
+        """Publish ``rows`` (up to ``work_batch`` of a worker's queue in one message; the
+        messages' confirms awaited concurrently: one round trip for the batch, not one per
+        message) and write their ``queued`` history entries; returns when."""
         queued_at = utcnow()
-        await asyncio.gather(*(self._publish(row) for row in rows))
+        await asyncio.gather(*(self._publish(message) for message in self._messages(rows)))
         # In the notifications' id order: each history row's foreign key locks its
         # notification (KEY SHARE), and the status consumer locks its batch FOR UPDATE in id
         # order; locks taken in another order deadlocked the two under load (and the second

@@ -21,9 +21,10 @@ The contract, which both adapters keep (tests/contract/test_bus.py runs against 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -33,7 +34,13 @@ from tidings.core.db import unavailable
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
 from tidings.core.settings import TidingsSettings
-from tidings.core.topology import FAILED_ROUTE, REASON_HEADER, SOURCE_QUEUE_HEADER
+from tidings.core.topology import (
+    BATCH_CORRELATION_HEADER,
+    BATCH_IDS_HEADER,
+    FAILED_ROUTE,
+    REASON_HEADER,
+    SOURCE_QUEUE_HEADER,
+)
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -204,6 +211,82 @@ async def run_handler(handler: Handler, message: BusMessage) -> DeadLetter | Non
         return dead
     finally:
         correlation_id.reset(token)
+
+
+def batch_message(
+    bodies: Sequence[bytes], ids: Sequence[str], correlation_ids: Sequence[str | None]
+) -> tuple[bytes, dict[str, Any]]:
+    """Several messages for one queue as one (issue #17: one publish, confirm, delivery and
+    ack for a group instead of one each): the bodies one a line (compact JSON has no raw
+    newline: a body that has one cannot go in a batch), their ids and correlation ids in
+    headers. A consumer wrapped in :func:`unbatched` handles each as if it came alone."""
+    if any(b"\n" in body for body in bodies):
+        raise ValueError("a batched body cannot hold a newline")
+    headers = {
+        BATCH_IDS_HEADER: list(ids),
+        BATCH_CORRELATION_HEADER: [c or "" for c in correlation_ids],
+    }
+    return b"\n".join(bodies), headers
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def split_batch(message: BusMessage) -> list[BusMessage]:
+    """The messages of a batch (``batch_message``), each with its own id and correlation id
+    and the batch's other headers and delivery count; DeadLetter if it does not add up."""
+    ids = [_text(i) for i in message.headers.get(BATCH_IDS_HEADER) or []]
+    correlations = [_text(c) for c in message.headers.get(BATCH_CORRELATION_HEADER) or []]
+    bodies = message.body.split(b"\n")
+    if not ids or len(bodies) != len(ids) or len(correlations) != len(ids):
+        raise DeadLetter(
+            f"malformed batch: {len(bodies)} bodies, {len(ids)} ids, "
+            f"{len(correlations)} correlation ids"
+        )
+    kept = {
+        k: v
+        for k, v in message.headers.items()
+        if k not in (BATCH_IDS_HEADER, BATCH_CORRELATION_HEADER)
+    }
+    return [
+        BusMessage(
+            body=body,
+            routing_key=message.routing_key,
+            message_id=i,
+            correlation_id=c or None,
+            headers=dict(kept),
+            delivery_count=message.delivery_count,
+        )
+        for body, i, c in zip(bodies, ids, correlations, strict=True)
+    ]
+
+
+def unbatched(handler: Handler, bus: Bus, queue: str) -> Handler:
+    """``handler`` for ``queue``, which may carry batches: each message of a batch is handled
+    on its own, concurrently (the delivery flow groups them as it groups separate messages),
+    under its own correlation id; one that is dead-lettered goes to failed.queue alone. The
+    batch is acknowledged when all are done; if one raised anything else the whole batch goes
+    back to its queue (the others, done already, are found done when it comes again)."""
+
+    async def handle(message: BusMessage) -> None:
+        if BATCH_IDS_HEADER not in message.headers:
+            await handler(message)
+            return
+        items = split_batch(message)
+        results = await asyncio.gather(
+            *(run_handler(handler, item) for item in items), return_exceptions=True
+        )
+        failure: BaseException | None = None
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, DeadLetter):
+                await bus.dead_letter(item, queue, result.reason, result.headers)
+            elif isinstance(result, BaseException):
+                failure = failure or result
+        if failure is not None:
+            raise failure
+
+    return handle
 
 
 def open_bus(settings: TidingsSettings) -> Bus:
