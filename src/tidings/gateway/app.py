@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import FastAPI
 
 from tidings.core.access import Access
-from tidings.core.bus import Bus, open_bus
+from tidings.core.bus import Bus, open_bus, unbatched
 from tidings.core.cache import Cache, RedisOptions, open_cache
 from tidings.core.db import DbTimeouts
 from tidings.core.lookups import TemplateDirectory
@@ -267,7 +267,10 @@ def create_app(
             stack.push_async_callback(watcher.stop)
             consumer = StatusConsumer(state.transitions, state.feedback, the_bus)
             await the_bus.consume(STATUS_QUEUE, consumer, prefetch=settings.prefetch)
-            await the_bus.consume(FAILED_QUEUE, state.dead_letters, prefetch=settings.prefetch)
+            # A batch of work messages dead-lettered whole (after its delivery limit, or by
+            # an older worker that cannot read one) is a dead letter per notification.
+            dead_letters = unbatched(state.dead_letters, the_bus, FAILED_QUEUE)
+            await the_bus.consume(FAILED_QUEUE, dead_letters, prefetch=settings.prefetch)
             state.relay.wake()  # publish whatever an earlier run left in the outbox
             try:
                 yield
