@@ -9,7 +9,6 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -22,8 +21,6 @@ from tidings.core.bus import (
     split_batch,
     unbatched,
 )
-from tidings.core.bus.memory import MemoryBus
-from tidings.core.bus.rabbit import RabbitBus
 from tidings.core.logs import correlation_id
 from tidings.core.topology import (
     BATCH_IDS_HEADER,
@@ -35,22 +32,6 @@ from tidings.core.topology import (
     STATUS_ROUTE,
 )
 from tidings.gateway.relay import OutboxRelay, Written
-
-LIMIT = 3
-
-
-@pytest.fixture(params=["memory", "rabbitmq"])
-async def bus(request: pytest.FixtureRequest, amqp_vhost: str) -> AsyncIterator[Bus]:
-    adapter: Bus = (
-        MemoryBus(delivery_limit=LIMIT)
-        if request.param == "memory"
-        else RabbitBus(amqp_vhost, delivery_limit=LIMIT)
-    )
-    await adapter.start()
-    try:
-        yield adapter
-    finally:
-        await adapter.close()
 
 
 class Seen:

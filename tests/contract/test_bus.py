@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 
+from tests.contract.conftest import LIMIT
 from tidings.core.bus import Bus, BusMessage, DeadLetter
-from tidings.core.bus.memory import MemoryBus
-from tidings.core.bus.rabbit import RabbitBus
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
 from tidings.core.topology import (
@@ -24,22 +22,6 @@ from tidings.core.topology import (
     STATUS_QUEUE,
     STATUS_ROUTE,
 )
-
-LIMIT = 3
-
-
-@pytest.fixture(params=["memory", "rabbitmq"])
-async def bus(request: pytest.FixtureRequest, amqp_vhost: str) -> AsyncIterator[Bus]:
-    adapter: Bus = (
-        MemoryBus(delivery_limit=LIMIT)
-        if request.param == "memory"
-        else RabbitBus(amqp_vhost, delivery_limit=LIMIT)
-    )
-    await adapter.start()
-    try:
-        yield adapter
-    finally:
-        await adapter.close()
 
 
 class Collector:
