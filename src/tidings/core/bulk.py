@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, text, update
+from sqlalchemy import Table, bindparam, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -59,13 +59,16 @@ def _insert(table: Table, names: tuple[str, ...], dialect: Dialect, upsert: tupl
 
 
 def _insert_each(table: Table, names: tuple[str, ...], upsert: tuple[str, ...]) -> Any:
-    if not upsert:
-        return insert(table)
-    stmt = sqlite.insert(table)
-    return stmt.on_conflict_do_update(
-        index_elements=list(upsert),
-        set_={n: stmt.excluded[n] for n in names if n not in upsert},
-    )
+    key = ("insert-each", table.name, (*names, "|", *upsert))
+    if key not in _STATEMENTS:
+        stmt = sqlite.insert(table)
+        if upsert:
+            stmt = stmt.on_conflict_do_update(
+                index_elements=list(upsert),
+                set_={n: stmt.excluded[n] for n in names if n not in upsert},
+            )
+        _STATEMENTS[key] = stmt
+    return _STATEMENTS[key]
 
 
 async def insert_rows(

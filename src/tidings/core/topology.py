@@ -72,6 +72,10 @@ PRIORITY_ROUTES: dict[str, str] = {"email": EMAIL_PRIORITY_ROUTE, "push": PUSH_P
 PRIORITY_QUEUES: dict[str, str] = {"email": EMAIL_PRIORITY_QUEUE, "push": PUSH_PRIORITY_QUEUE}
 BULK_ROUTES: dict[str, str] = {"email": EMAIL_BULK_ROUTE, "push": PUSH_BULK_ROUTE}
 BULK_QUEUES: dict[str, str] = {"email": EMAIL_BULK_QUEUE, "push": PUSH_BULK_QUEUE}
+# The routes of the workers' queues, whose consumers take batches apart (core.worker).
+WORK_ROUTES = frozenset(
+    [*CHANNEL_ROUTES.values(), *PRIORITY_ROUTES.values(), *BULK_ROUTES.values()]
+)
 
 
 def route_for(channel: str, priority: int, lane_min: int) -> str:

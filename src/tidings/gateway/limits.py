@@ -112,7 +112,7 @@ class Limits:
         are off."""
         bucket = self._caller_bucket(caller)
         recipient = self._recipient_bucket(user_id)
-        chain = [b for b in (bucket and bucket[0], recipient) if b is not None]
+        chain = [b for b in (bucket[0] if bucket else None, recipient) if b is not None]
         waits = await self._limiter.take_chain(chain) if chain else []
         if bucket is not None:
             refuse_if(waits[0], bucket[1])

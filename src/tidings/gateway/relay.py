@@ -27,14 +27,14 @@ from sqlalchemy import Table, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tidings.core.bulk import insert_rows
-from tidings.core.bus import Bus, batch_message
+from tidings.core.bus import Bus, batch_message, batchable
 from tidings.core.db import Database, utcnow
 from tidings.core.errors import DependencyUnavailable
 from tidings.core.logs import correlation_id
 from tidings.core.metrics import STAGE_SECONDS, child
 from tidings.core.status import Status
 from tidings.core.tasks import cancel_and_wait
-from tidings.core.topology import BULK_ROUTES, CHANNEL_ROUTES, PRIORITY_ROUTES
+from tidings.core.topology import WORK_ROUTES
 from tidings.gateway.models import Notification, NotificationEvent, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -42,10 +42,6 @@ log = logging.getLogger(__name__)
 # Handed rows held at most, in batches: past that (a broker away for long, say) new rows are
 # left to the poll, which finds them in the outbox, instead of growing the process's memory.
 HANDED_MAX_BATCHES = 50
-# The routes whose consumers take batches apart (core.worker, core.bus.unbatched).
-WORK_ROUTES = frozenset(
-    [*CHANNEL_ROUTES.values(), *PRIORITY_ROUTES.values(), *BULK_ROUTES.values()]
-)
 
 
 @dataclass(frozen=True)
@@ -165,7 +161,7 @@ class OutboxRelay:
         messages: list[list[Any]] = []
         open_: dict[str, list[Any]] = {}
         for row in rows:
-            if row.routing_key not in WORK_ROUTES or b"\n" in row.payload:
+            if row.routing_key not in WORK_ROUTES or not batchable(row.payload):
                 messages.append([row])
                 continue
             group = open_.get(row.routing_key)

@@ -213,14 +213,20 @@ async def run_handler(handler: Handler, message: BusMessage) -> DeadLetter | Non
         correlation_id.reset(token)
 
 
+def batchable(body: bytes) -> bool:
+    """Whether ``body`` can go in a batch: a batch is its bodies one a line, and compact JSON
+    has no raw newline; a body that has one goes alone."""
+    return b"\n" not in body
+
+
 def batch_message(
     bodies: Sequence[bytes], ids: Sequence[str], correlation_ids: Sequence[str | None]
 ) -> tuple[bytes, dict[str, Any]]:
     """Several messages for one queue as one (issue #17: one publish, confirm, delivery and
-    ack for a group instead of one each): the bodies one a line (compact JSON has no raw
-    newline: a body that has one cannot go in a batch), their ids and correlation ids in
-    headers. A consumer wrapped in :func:`unbatched` handles each as if it came alone."""
-    if any(b"\n" in body for body in bodies):
+    ack for a group instead of one each): the bodies one a line (each ``batchable``), their
+    ids and correlation ids in headers. A consumer wrapped in :func:`unbatched` handles each
+    as if it came alone."""
+    if not all(batchable(body) for body in bodies):
         raise ValueError("a batched body cannot hold a newline")
     headers = {
         BATCH_IDS_HEADER: list(ids),
