@@ -241,17 +241,23 @@ class HookProcess(ChildServer):
         self.tally.arrive(webhook_id, event_type, nid, int(status))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports: each socket held until all are bound (ports taken one by
+    one, each socket closed at once, could come back twice: two services on one port, and
+    ``tidings up`` refused to start)."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(n)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 class Stack:
     """``python -m tidings up`` as a subprocess, pointed at the sink."""
 
     def __init__(self, config: BenchConfig, smtp_port: int, data_dir: Path) -> None:
-        self.ports = {s: free_port() for s in SERVICES}
+        *ports, capture_port = free_ports(len(SERVICES) + 1)
+        self.ports = dict(zip(SERVICES, ports, strict=True))
         self.admin_key = secrets.token_urlsafe(32)
         self.log_file = config.log_file
         env = {k: v for k, v in os.environ.items() if not k.startswith("TIDINGS_")}
@@ -262,7 +268,7 @@ class Stack:
             "TIDINGS_SERVICE_TOKEN": secrets.token_urlsafe(32),
             "TIDINGS_DATA_DIR": str(data_dir),
             "TIDINGS_SMTP_URL": f"smtp://127.0.0.1:{smtp_port}",
-            "TIDINGS_SMTP_CAPTURE_PORT": str(free_port()),
+            "TIDINGS_SMTP_CAPTURE_PORT": str(capture_port),
             "TIDINGS_CACHE_NAMESPACE": f"bench-{uuid.uuid4().hex[:8]}",
             # A benchmark sends many notifications to few recipients, fast: the key's and
             # the recipients' limits are off (issue #17's "limits off"; no Redis round trip).
