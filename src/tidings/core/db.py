@@ -268,7 +268,15 @@ def engine_for(
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
         connect_args: dict[str, Any] = {
-            "server_settings": {"search_path": schema, "application_name": f"tidings-{schema}"}
+            "server_settings": {
+                "search_path": schema,
+                "application_name": f"tidings-{schema}",
+                # Each execution planned for the table as it is: a prepared statement's
+                # kept (generic) plan, made while a fresh deployment's tables were near
+                # empty, scanned the whole table at every batch until an ANALYZE
+                # (docs/decisions.md, "Plans made for the table as it is").
+                "plan_cache_mode": "force_custom_plan",
+            }
         }
         pool: dict[str, Any] = {}
         breaker = None
