@@ -14,21 +14,28 @@ Python default here (say it in every row)."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, text, update
+from sqlalchemy import JSON, Table, bindparam, insert, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tidings.core import jsons
+
+if TYPE_CHECKING:
+    from tidings.core.db import Database
 
 # Built once per (table, columns): SQLAlchemy then finds their compiled form in its cache.
 _STATEMENTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}
 
 
-def array_of(table: Table, column: str, dialect: Dialect) -> str:
+def array_of(table: Table, column: str, dialect: Dialect, prefix: str = "") -> str:
     """The bound array of one column's values, cast to the column's type (``unnest`` needs
-    the element type; asyncpg then encodes the list as that array)."""
-    return f"CAST(:{column} AS {table.c[column].type.compile(dialect)}[])"
+    the element type; asyncpg then encodes the list as that array). ``prefix``: before the
+    parameter's name, where two tables of one statement share a column name."""
+    return f"CAST(:{prefix}{column} AS {table.c[column].type.compile(dialect)}[])"
 
 
 def _names(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
@@ -40,6 +47,20 @@ def _names(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
 
 def _arrays(rows: Sequence[Mapping[str, Any]], names: Iterable[str]) -> dict[str, list[Any]]:
     return {name: [row[name] for row in rows] for name in names}
+
+
+def _json_arrays(
+    table: Table, rows: Sequence[Mapping[str, Any]], names: Iterable[str], prefix: str
+) -> dict[str, list[Any]]:
+    """``_arrays`` with each parameter's name prefixed, and a JSON column's values as their
+    JSON text (a textual statement's parameters skip SQLAlchemy's type processing)."""
+    arrays: dict[str, list[Any]] = {}
+    for name in names:
+        values = [row[name] for row in rows]
+        if isinstance(table.c[name].type, JSON):
+            values = [jsons.dumps(v).decode() for v in values]
+        arrays[prefix + name] = values
+    return arrays
 
 
 def _postgres(conn: AsyncConnection) -> bool:
@@ -131,3 +152,123 @@ async def update_rows(
     else:
         params = [{f"b_{n}": row[n] for n in names} for row in rows]
         await conn.execute(_update_each(table, key, names), params)
+
+
+@dataclass(frozen=True)
+class Linked:
+    """Rows of a table that refer to parent rows by their ``key`` column: written with the
+    parent they name if that parent was inserted, not at all if it was not. ``returning``: a
+    column each written row answers (its database-made id), by parent; at most one such row
+    per parent."""
+
+    table: Table
+    key: str
+    rows: Sequence[Mapping[str, Any]]
+    returning: str | None = None
+
+
+async def insert_linked(
+    db: Database,
+    parent: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    conflict: Sequence[str],
+    linked: Sequence[Linked],
+) -> tuple[set[Any], list[dict[Any, Any]]]:
+    """Insert ``rows`` into ``parent`` (a row whose ``conflict`` key is taken, by another
+    row or an earlier one of ``rows``, is skipped) and the ``linked`` rows of the parents
+    inserted, all or nothing. Returns the ids of the inserted parents and, for each linked
+    table with ``returning``, {parent id: the value returned}.
+
+    On PostgreSQL one statement (data-modifying CTEs, in autocommit): one round trip where a
+    transaction of a statement per table takes two more, and as atomic. On SQLite, which
+    has no data-modifying CTEs, a transaction of one statement per table."""
+    if not rows:
+        return set(), [{} for link in linked if link.returning]
+    if db.is_postgres:
+        async with db.autocommit.connect() as conn:
+            return await _linked_postgres(conn, parent, rows, tuple(conflict), linked)
+    async with db.engine.begin() as conn:
+        return await _linked_each(conn, parent, rows, tuple(conflict), linked)
+
+
+def _linked_statement(
+    dialect: Dialect,
+    parent: Table,
+    names: tuple[str, ...],
+    conflict: tuple[str, ...],
+    linked: Sequence[tuple[Linked, tuple[str, ...]]],
+) -> Any:
+    shape = (f"{k.table.name}:{k.key}:{k.returning}:{','.join(n)}" for k, n in linked)
+    key = ("linked", parent.name, (*names, "|", *conflict, "|", *shape))
+    if key not in _STATEMENTS:
+        arrays = ", ".join(array_of(parent, n, dialect, "p_") for n in names)
+        ctes = [
+            f"p AS (INSERT INTO {parent.name} ({', '.join(names)}) SELECT * FROM "
+            f"unnest({arrays}) ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING id)"
+        ]
+        select, joins = ["p.id"], []
+        for i, (link, columns) in enumerate(linked):
+            values = ", ".join(array_of(link.table, n, dialect, f"l{i}_") for n in columns)
+            cte = (
+                f"l{i} AS (INSERT INTO {link.table.name} ({', '.join(columns)}) SELECT * FROM "
+                f"unnest({values}) AS v({', '.join(columns)}) "
+                f"WHERE v.{link.key} IN (SELECT id FROM p)"
+            )
+            if link.returning:
+                cte += f" RETURNING {link.key} AS k, {link.returning} AS r"
+                select.append(f"l{i}.r")
+                joins.append(f" LEFT JOIN l{i} ON l{i}.k = p.id")
+            ctes.append(cte + ")")
+        sql = f"WITH {', '.join(ctes)} SELECT {', '.join(select)} FROM p{''.join(joins)}"
+        _STATEMENTS[key] = text(sql)
+    return _STATEMENTS[key]
+
+
+async def _linked_postgres(
+    conn: AsyncConnection,
+    parent: Table,
+    rows: Sequence[Mapping[str, Any]],
+    conflict: tuple[str, ...],
+    linked: Sequence[Linked],
+) -> tuple[set[Any], list[dict[Any, Any]]]:
+    names = _names(rows)
+    shaped = [(link, _names(link.rows) if link.rows else (link.key,)) for link in linked]
+    params = _json_arrays(parent, rows, names, "p_")
+    for i, (link, columns) in enumerate(shaped):
+        params |= _json_arrays(link.table, link.rows, columns, f"l{i}_")
+    statement = _linked_statement(conn.dialect, parent, names, conflict, shaped)
+    answered = (await conn.execute(statement, params)).all()
+    inserted = {row[0] for row in answered}
+    returned: list[dict[Any, Any]] = [{} for link in linked if link.returning]
+    for row in answered:
+        for j, value in enumerate(row[1:]):
+            if value is not None:
+                returned[j][row[0]] = value
+    return inserted, returned
+
+
+async def _linked_each(
+    conn: AsyncConnection,
+    parent: Table,
+    rows: Sequence[Mapping[str, Any]],
+    conflict: tuple[str, ...],
+    linked: Sequence[Linked],
+) -> tuple[set[Any], list[dict[Any, Any]]]:
+    first = sqlite.insert(parent).on_conflict_do_nothing(index_elements=list(conflict))
+    inserted = set((await conn.execute(first.returning(parent.c.id), list(rows))).scalars())
+    returned: list[dict[Any, Any]] = []
+    for link in linked:
+        mine = [r for r in link.rows if r[link.key] in inserted]
+        if not link.returning:
+            await insert_rows(conn, link.table, mine)
+            continue
+        found: dict[Any, Any] = {}
+        if mine:
+            statement = insert(link.table).returning(
+                link.table.c[link.returning], sort_by_parameter_order=True
+            )
+            values = (await conn.execute(statement, mine)).scalars()
+            found = {r[link.key]: v for r, v in zip(mine, values, strict=True)}
+        returned.append(found)
+    return inserted, returned

@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, inspect, select
+from sqlalchemy import Table, bindparam, inspect, select
 
 from tidings.core import jsons
 from tidings.core.batching import Batcher
-from tidings.core.bulk import insert_rows
+from tidings.core.bulk import Linked, insert_linked
 from tidings.core.db import Database, again_if_lost
 from tidings.core.errors import Conflict, InvalidInput, TidingsError
 from tidings.core.limits import check_text
@@ -130,15 +130,9 @@ class Acceptance:
         self._writes: Batcher[list[Any], bool] = Batcher(self._write_many)
         # The statements of the hot path, built once (SQLAlchemy caches their compiled
         # form; building them cost more than that look-up, per batch).
-        table = cast(Table, Notification.__table__)
-        self._new = (
-            db.insert(table)
-            .on_conflict_do_nothing(index_elements=[table.c.owner, table.c.request_id])
-            .returning(table.c.id)
-        )
+        self._table = cast(Table, Notification.__table__)
         self._events = cast(Table, NotificationEvent.__table__)
-        outbox = cast(Table, OutboxMessage.__table__)
-        self._new_messages = insert(outbox).returning(outbox.c.id, sort_by_parameter_order=True)
+        self._outbox = cast(Table, OutboxMessage.__table__)
         self._by_ids = select(Notification).where(
             Notification.request_id.in_(bindparam("request_ids", expanding=True)),
             Notification.owner.in_(bindparam("owners", expanding=True)),
@@ -283,29 +277,36 @@ class Acceptance:
         return [refused[k] if k in refused else found.get(k) for k in keys]
 
     async def _write_many(self, items: list[list[Any]]) -> list[bool]:
-        """Each item: a notification and the rows that go with it (``build``). One
-        transaction for all; an item whose request_id is taken (by an earlier item of the
+        """Each item: a notification and the rows that go with it (``build``). Written
+        together, all or nothing (one statement on PostgreSQL: core.bulk.insert_linked); an item whose request_id is taken (by an earlier item of the
         batch, or another request) writes nothing and answers False. The outbox rows written
         are handed to the relay once committed, to be published without being read back.
         Sent again if its connection was lost (a failover): safe by the request id."""
         return await again_if_lost(lambda: self._write_once(items))
 
     async def _write_once(self, items: list[list[Any]]) -> list[bool]:
-        handed: list[Written] = []
-        async with self._db.engine.begin() as conn:
-            written = await conn.execute(self._new, [_columns(rows[0]) for rows in items])
-            inserted = set(written.scalars())
-            followers = [r for rows in items if rows[0].id in inserted for r in rows[1:]]
-            events = [_columns(r) for r in followers if isinstance(r, NotificationEvent)]
-            await insert_rows(conn, self._events, events)
-            messages = [_columns(r) for r in followers if isinstance(r, OutboxMessage)]
-            if messages:
-                ids = await conn.execute(self._new_messages, messages)
-                handed = [
-                    Written(id=i, **m)
-                    for i, m in zip(ids.scalars(), messages, strict=True)
-                    if m["available_at"] <= m["created_at"]  # a scheduled one waits its time
-                ]
+        followers = [r for rows in items for r in rows[1:]]
+        messages = [_columns(r) for r in followers if isinstance(r, OutboxMessage)]
+        inserted, [message_ids] = await insert_linked(
+            self._db,
+            self._table,
+            [_columns(rows[0]) for rows in items],
+            conflict=("owner", "request_id"),
+            linked=[
+                Linked(
+                    self._events,
+                    "notification_id",
+                    [_columns(r) for r in followers if isinstance(r, NotificationEvent)],
+                ),
+                Linked(self._outbox, "notification_id", messages, returning="id"),
+            ],
+        )
+        handed = [
+            Written(id=message_ids[m["notification_id"]], **m)
+            for m in messages
+            if m["notification_id"] in message_ids
+            and m["available_at"] <= m["created_at"]  # a scheduled one waits its time
+        ]
         if handed:
             self._relay.hand(handed)
         return [rows[0].id in inserted for rows in items]
