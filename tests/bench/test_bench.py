@@ -44,3 +44,21 @@ def test_bench_curve_reports_cpu_per_process_json_and_a_plot(tmp_path: Path) -> 
         assert phase["lost"] == phase["duplicated"] == phase["errors"] == 0
         assert {"bench load generator", "bench SMTP sink", "tidings up"} <= set(phase["cpu_ms"])
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(240)
+def test_a_warm_up_is_sent_first_and_reported_apart(tmp_path: Path) -> None:
+    """``--warmup 20``: 20 notifications at the run's load before the 30 measured, each
+    counted (lost, duplicated) in a phase of its own, the measured figures without them."""
+    run_bench(tmp_path, "--rate", "100", "-n", "30", "--warmup", "20", "--users", "5")
+    out = tmp_path / "artifacts" / "bench"
+    data = json.loads((out / "report.json").read_text())
+    phases = data["phases"]
+    assert [p["sent"] for p in phases] == [20, 30], phases
+    assert phases[0]["mode"].startswith("warm-up (open loop at 100/s)"), phases[0]["mode"]
+    assert phases[1]["mode"] == "open loop at 100/s"
+    assert [p["delivered"] for p in phases] == [20, 30]
+    for phase in phases:
+        assert phase["lost"] == phase["duplicated"] == phase["errors"] == 0
+    report = (out / "report.md").read_text()
+    assert "**50 delivered, 0 lost, 0 duplicated, 0 errors**" in report, report

@@ -49,6 +49,7 @@ def _bench(args: argparse.Namespace) -> int:
         curve_step_s=args.curve_step,
         curve_max=args.curve_max,
         profile_dir=Path(args.profile) if args.profile else None,
+        warmup=args.warmup,
         dkim_key=Path(args.dkim_key).read_text() if args.dkim_key else None,
         webhook_url=args.webhook_url,
         webhook_receiver=bool(args.webhook_receiver or args.webhook_down or args.webhook_slow),
@@ -89,6 +90,15 @@ def add_commands(sub: Any) -> None:
     )
     p.add_argument(
         "--curve-max", type=float, default=6400.0, help="highest rate of --curve (default: 6400)"
+    )
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        metavar="N",
+        help="send N notifications first at the same load (--curve: at 100/s) and report them "
+        "apart: the figures are then of a stack past its cold start; their losses and "
+        "duplicates still count (default: 0)",
     )
     p.add_argument(
         "--connections",

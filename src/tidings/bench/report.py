@@ -153,8 +153,9 @@ def markdown(result: BenchResult, every: list[Figures], plot: str | None) -> str
     ]
     if result.webhooks is not None:
         out += [_webhooks_line(result), ""]
-    if len(every) > 1 or c.curve:
-        out += ["## Open-loop curve", "", *curve_rows(every)]
+    if c.curve:
+        measured = [f for f, p in zip(every, result.phases, strict=True) if not p.warmup]
+        out += ["## Open-loop curve", "", *curve_rows(measured)]
     for f, phase in zip(every, result.phases, strict=True):
         out += ["", f"## {f.mode}", "", "| figure | value |", "|---|---|"]
         out += [
@@ -255,6 +256,8 @@ def plot_png(result: BenchResult, every: list[Figures], path: Path) -> str | Non
     except ImportError:
         return "matplotlib is not installed (pip install 'tidings[bench]'): no plot"
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
+    measured = [p for p in result.phases if not p.warmup]
+    every = [f for f, p in zip(every, result.phases, strict=True) if not p.warmup]
     if result.config.curve:
         xs = [f.offered_per_s or 0.0 for f in every]
         top.plot(xs, xs, "k:", label="offered/s")
@@ -268,7 +271,7 @@ def plot_png(result: BenchResult, every: list[Figures], path: Path) -> str | Non
         bottom.set_yscale("log")
         bottom.set_xlabel("offered notifications/s (open loop)")
     else:
-        xs, accepted, delivered, acc99, e50, e99 = timeline(result.phases[0])
+        xs, accepted, delivered, acc99, e50, e99 = timeline(measured[0])
         top.plot(xs, accepted, label="accepted/s")
         top.plot(xs, delivered, label="delivered/s")
         bottom.plot(xs, acc99, label="accept p99")

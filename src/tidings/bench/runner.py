@@ -69,6 +69,9 @@ class BenchConfig:
     curve_step_s: float = 10.0
     curve_max: float = 6400.0
     profile_dir: Path | None = None
+    # Sent first, at the run's load (the curve's first rate), and reported apart: the
+    # figures are then of a stack past its cold start (connections, caches, plans).
+    warmup: int = 0
     dkim_key: str | None = None  # a started stack DKIM-signs with this PEM
     # An outbound webhook endpoint subscribed to every event for the run (docs/webhooks.md).
     webhook_url: str | None = None
@@ -137,6 +140,7 @@ class Phase:
     cpu: dict[str, float]
     error_samples: list[str]
     profile: str | None = None
+    warmup: bool = False  # sent before the measured load, its figures apart (--warmup)
 
 
 @dataclass
@@ -540,8 +544,14 @@ async def _measure(
     own = {LOAD_NAME: os.getpid(), SINK_NAME: sink.pid}
     cpu = Cpu(roots, own | ({HOOK_NAME: hooks.pid} if hooks else {}))
     phases: list[Phase] = []
+    first = config.warmup
+    if config.warmup:
+        rate = 100.0 if config.curve else config.rate
+        phases.append(
+            await _phase(config, target, sink, cpu, roots, 0, first, rate, 0, warmup=True)
+        )
     if config.curve:
-        rate, first = 100.0, 0
+        rate = 100.0
         while rate <= config.curve_max:
             n = max(1, int(rate * config.curve_step_s))
             phase = await _phase(config, target, sink, cpu, roots, first, n, rate, len(phases))
@@ -551,7 +561,9 @@ async def _measure(
                 break
             rate *= 2
     else:
-        phases.append(await _phase(config, target, sink, cpu, roots, 0, config.n, config.rate, 0))
+        phases.append(
+            await _phase(config, target, sink, cpu, roots, first, config.n, config.rate, 0)
+        )
     accepted = {s.notification_id for p in phases for s in p.sent.values() if s.status == 202}
     delivered = {nid for nid in accepted if nid in sink.tally.arrivals}
     if hooks is not None and config.webhooks_awaited:
@@ -610,6 +622,8 @@ async def _phase(
     n: int,
     rate: float | None,
     index: int,
+    *,
+    warmup: bool = False,
 ) -> Phase:
     loop = asyncio.get_running_loop()
     load = await Load(target.load_url, config.connections_for(rate)).open()
@@ -619,7 +633,7 @@ async def _phase(
     seen: set[int] = set()
     done = asyncio.Event()
     profiler: Profiler | None = None
-    if config.profile_dir is not None:
+    if config.profile_dir is not None and not warmup:
         where = config.profile_dir if not config.curve else config.profile_dir / f"{rate:g}-per-s"
         pids = _stack_processes(roots) | {LOAD_NAME: os.getpid(), SINK_NAME: sink.pid}
         profiler = Profiler(where, pids) if n >= 20 else None
@@ -713,4 +727,6 @@ async def _phase(
     mine = {s.notification_id for s in sent.values() if s.notification_id}
     arrivals = {nid: list(t) for nid, t in sink.tally.arrivals.items() if nid in mine}
     mode = f"open loop at {rate:g}/s" if rate else f"closed loop, c={config.concurrency}"
-    return Phase(mode, rate, sent, arrivals, used, errors, profile)
+    if warmup:
+        mode = f"warm-up ({mode}), not in the figures after it"
+    return Phase(mode, rate, sent, arrivals, used, errors, profile, warmup)
