@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import JSON, Table, bindparam, insert, text, update
+from sqlalchemy import JSON, Table, bindparam, insert, inspect, text, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -26,6 +26,40 @@ from tidings.core import jsons
 
 if TYPE_CHECKING:
     from tidings.core.db import Database
+
+M = TypeVar("M")
+
+# Per ORM class: (column name, attribute name) of each column, read once (``inspect`` per
+# row cost more than the rest of ``column_values``).
+_COLUMN_ATTRS: dict[type, tuple[tuple[str, str], ...]] = {}
+
+
+def _column_attrs(cls: type) -> tuple[tuple[str, str], ...]:
+    attrs: Any = inspect(cls).column_attrs
+    pairs = _COLUMN_ATTRS[cls] = tuple((p.columns[0].key, p.key) for p in attrs)
+    return pairs
+
+
+def column_values(row: Any) -> dict[str, Any]:
+    """An ORM object's values by column name, for a Core bulk INSERT (a database-made id left
+    out). Core, not the ORM's bulk path: per batch the ORM's machinery cost more than the
+    statements (py-spy; docs/performance.md). Read from the object's own dict, where the
+    ORM keeps what was set (None for what was not, as ``getattr`` answers for a new object)."""
+    pairs = _COLUMN_ATTRS.get(type(row)) or _column_attrs(type(row))
+    state = vars(row)
+    values = {column: state.get(attr) for column, attr in pairs}
+    if values.get("id") is None:
+        values.pop("id", None)
+    return values
+
+
+def loaded(cls: type[M], row: Any) -> M:
+    """A row read by a Core statement as an object of ORM class ``cls`` (in no session:
+    read, never written back)."""
+    pairs = _COLUMN_ATTRS.get(cls) or _column_attrs(cls)
+    values = row._mapping
+    return cls(**{attr: values[column] for column, attr in pairs})
+
 
 # Built once per (table, columns): SQLAlchemy then finds their compiled form in its cache.
 _STATEMENTS: dict[tuple[str, str, tuple[str, ...]], Any] = {}

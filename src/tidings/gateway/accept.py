@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, inspect, select
+from sqlalchemy import Table, bindparam, select
 
 from tidings.core import jsons
 from tidings.core.batching import Batcher
-from tidings.core.bulk import Linked, insert_linked
+from tidings.core.bulk import Linked, column_values, insert_linked, loaded
 from tidings.core.db import Database, again_if_lost
 from tidings.core.errors import Conflict, InvalidInput, TidingsError
 from tidings.core.limits import check_text
@@ -80,27 +80,6 @@ def _reused(request_id: str) -> Conflict:
     return Conflict(f"request_id {request_id!r} was already used with a different body")
 
 
-# Per ORM class: (column name, attribute name) of each column, read once (``inspect`` per
-# row cost more than the rest of ``_columns``).
-_COLUMN_ATTRS: dict[type, tuple[tuple[str, str], ...]] = {}
-
-
-def _columns(row: Any) -> dict[str, Any]:
-    """An ORM object's values by column name, for a Core bulk INSERT (a database-made id left
-    out). Core, not the ORM's bulk path: per batch the ORM's machinery cost more than the
-    statements (py-spy; docs/performance.md). Read from the object's own dict, where the
-    ORM keeps what was set (None for what was not, as ``getattr`` answers for a new object)."""
-    pairs = _COLUMN_ATTRS.get(type(row))
-    if pairs is None:
-        attrs = inspect(type(row)).column_attrs
-        pairs = _COLUMN_ATTRS[type(row)] = tuple((p.columns[0].key, p.key) for p in attrs)
-    state = vars(row)
-    values = {column: state.get(attr) for column, attr in pairs}
-    if values.get("id") is None:
-        values.pop("id", None)
-    return values
-
-
 class Acceptance:
     """Accepts notifications: validates what the schemas cannot (the user, the template,
     the preference, suppression, the per-recipient limit), de-duplicates on request_id per
@@ -133,9 +112,10 @@ class Acceptance:
         self._table = cast(Table, Notification.__table__)
         self._events = cast(Table, NotificationEvent.__table__)
         self._outbox = cast(Table, OutboxMessage.__table__)
-        self._by_ids = select(Notification).where(
-            Notification.request_id.in_(bindparam("request_ids", expanding=True)),
-            Notification.owner.in_(bindparam("owners", expanding=True)),
+        # Core: a session cost more than the statement; a repeat's row made one (loaded).
+        self._by_ids = select(self._table).where(
+            self._table.c.request_id.in_(bindparam("request_ids", expanding=True)),
+            self._table.c.owner.in_(bindparam("owners", expanding=True)),
         )
 
     async def accept(
@@ -263,40 +243,40 @@ class Acceptance:
         wanted = [k for k in keys if k not in refused]
         found: dict[tuple[str, str], Notification] = {}
         if wanted:
-            async with self._db.statements() as session:
+            async with self._db.autocommit.connect() as conn:
+                rows = await conn.execute(
+                    self._by_ids,
+                    {
+                        "request_ids": list({r for _, r in wanted}),
+                        "owners": list({o for o, _ in wanted}),
+                    },
+                )
                 found = {
-                    (n.owner, n.request_id): n
-                    for n in await session.scalars(
-                        self._by_ids,
-                        {
-                            "request_ids": list({r for _, r in wanted}),
-                            "owners": list({o for o, _ in wanted}),
-                        },
-                    )
+                    (n.owner, n.request_id): n for n in (loaded(Notification, r) for r in rows)
                 }
         return [refused[k] if k in refused else found.get(k) for k in keys]
 
     async def _write_many(self, items: list[list[Any]]) -> list[bool]:
-        """Each item: a notification and the rows that go with it (``build``). Written
-        together, all or nothing (one statement on PostgreSQL: core.bulk.insert_linked); an item whose request_id is taken (by an earlier item of the
-        batch, or another request) writes nothing and answers False. The outbox rows written
-        are handed to the relay once committed, to be published without being read back.
-        Sent again if its connection was lost (a failover): safe by the request id."""
+        """Each item: a notification and the rows that go with it (``build``), written
+        together, all or nothing (core.bulk.insert_linked); one whose request_id is taken
+        (by an earlier item, or another request) writes nothing and answers False. The
+        outbox rows written are handed to the relay, to be published without being read
+        back. Sent again if its connection was lost (a failover): safe by the request id."""
         return await again_if_lost(lambda: self._write_once(items))
 
     async def _write_once(self, items: list[list[Any]]) -> list[bool]:
         followers = [r for rows in items for r in rows[1:]]
-        messages = [_columns(r) for r in followers if isinstance(r, OutboxMessage)]
+        messages = [column_values(r) for r in followers if isinstance(r, OutboxMessage)]
         inserted, [message_ids] = await insert_linked(
             self._db,
             self._table,
-            [_columns(rows[0]) for rows in items],
+            [column_values(rows[0]) for rows in items],
             conflict=("owner", "request_id"),
             linked=[
                 Linked(
                     self._events,
                     "notification_id",
-                    [_columns(r) for r in followers if isinstance(r, NotificationEvent)],
+                    [column_values(r) for r in followers if isinstance(r, NotificationEvent)],
                 ),
                 Linked(self._outbox, "notification_id", messages, returning="id"),
             ],
