@@ -79,12 +79,15 @@ def _names(rows: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
     return names
 
 
-def _arrays(
-    table: Table, rows: Sequence[Mapping[str, Any]], names: Iterable[str], prefix: str = ""
+def _arrays(rows: Sequence[Mapping[str, Any]], names: Iterable[str]) -> dict[str, list[Any]]:
+    return {name: [row[name] for row in rows] for name in names}
+
+
+def _json_arrays(
+    table: Table, rows: Sequence[Mapping[str, Any]], names: Iterable[str], prefix: str
 ) -> dict[str, list[Any]]:
-    """One array per column, by parameter name (``prefix`` before it: see ``array_of``); a
-    JSON column's values as their JSON text (a textual statement's parameters skip
-    SQLAlchemy's type processing)."""
+    """``_arrays`` with each parameter's name prefixed, and a JSON column's values as their
+    JSON text (a textual statement's parameters skip SQLAlchemy's type processing)."""
     arrays: dict[str, list[Any]] = {}
     for name in names:
         values = [row[name] for row in rows]
@@ -139,7 +142,7 @@ async def insert_rows(
     names = _names(rows)
     if _postgres(conn):
         statement = _insert(table, names, conn.dialect, tuple(upsert))
-        await conn.execute(statement, _arrays(table, rows, names))
+        await conn.execute(statement, _arrays(rows, names))
     else:
         await conn.execute(_insert_each(table, names, tuple(upsert)), list(rows))
 
@@ -179,7 +182,7 @@ async def update_rows(
         return
     names = _names(rows)
     if _postgres(conn):
-        await conn.execute(_update(table, key, names, conn.dialect), _arrays(table, rows, names))
+        await conn.execute(_update(table, key, names, conn.dialect), _arrays(rows, names))
     else:
         params = [{f"b_{n}": row[n] for n in names} for row in rows]
         await conn.execute(_update_each(table, key, names), params)
@@ -265,9 +268,9 @@ async def _linked_postgres(
 ) -> tuple[set[Any], list[dict[Any, Any]]]:
     names = _names(rows)
     shaped = [(link, _names(link.rows) if link.rows else (link.key,)) for link in linked]
-    params = _arrays(parent, rows, names, "p_")
+    params = _json_arrays(parent, rows, names, "p_")
     for i, (link, columns) in enumerate(shaped):
-        params |= _arrays(link.table, link.rows, columns, f"l{i}_")
+        params |= _json_arrays(link.table, link.rows, columns, f"l{i}_")
     statement = _linked_statement(conn.dialect, parent, names, conflict, shaped)
     answered = (await conn.execute(statement, params)).all()
     inserted = {row[0] for row in answered}
